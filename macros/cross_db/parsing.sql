@@ -1,0 +1,73 @@
+{#
+  Parsing helpers for raw text. Every raw value is cast to text first, so the same model
+  works on sources typed as text (the demo seeds) and on properly typed warehouse tables.
+#}
+
+{# Trimmed text; blank becomes null. #}
+{% macro clean_text(expression) -%}
+    nullif(trim(cast({{ expression }} as {{ dbt.type_string() }})), '')
+{%- endmacro %}
+
+
+{# Cast that yields null instead of failing on a value that does not parse. #}
+{% macro try_cast_as(expression, data_type) -%}
+    {{ return(adapter.dispatch('try_cast_as', 'proactive_recs')(expression, data_type)) }}
+{%- endmacro %}
+
+{% macro default__try_cast_as(expression, data_type) -%}
+    try_cast({{ clean_text(expression) }} as {{ data_type }})
+{%- endmacro %}
+
+
+{#
+  Text (with or without a UTC offset) to a timestamp in UTC without zone.
+  Text without an offset is read in the session's zone: UTC in this package's DuckDB profile;
+  on Snowflake set the TIMEZONE parameter of the dbt user to UTC.
+#}
+{% macro to_utc_timestamp(expression) -%}
+    {{ return(adapter.dispatch('to_utc_timestamp', 'proactive_recs')(expression)) }}
+{%- endmacro %}
+
+{% macro duckdb__to_utc_timestamp(expression) -%}
+    timezone('UTC', try_cast({{ clean_text(expression) }} as timestamptz))
+{%- endmacro %}
+
+{% macro snowflake__to_utc_timestamp(expression) -%}
+    convert_timezone('UTC', try_to_timestamp_tz({{ clean_text(expression) }}))::timestamp_ntz
+{%- endmacro %}
+
+
+{# true/false/yes/no/1/0 (any case) to boolean; anything else to null. #}
+{% macro parse_boolean(expression) -%}
+    case
+        when lower({{ clean_text(expression) }}) in ('true', 't', 'yes', 'y', '1') then true
+        when lower({{ clean_text(expression) }}) in ('false', 'f', 'no', 'n', '0') then false
+    end
+{%- endmacro %}
+
+
+{# Whether a regular expression is found anywhere in the text (search, not full match). #}
+{% macro regex_search(expression, pattern) -%}
+    {{ return(adapter.dispatch('regex_search', 'proactive_recs')(expression, pattern)) }}
+{%- endmacro %}
+
+{% macro duckdb__regex_search(expression, pattern) -%}
+    regexp_matches({{ expression }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro snowflake__regex_search(expression, pattern) -%}
+    (regexp_instr({{ expression }}, '{{ pattern }}') > 0)
+{%- endmacro %}
+
+
+{#
+  All columns of the relation in scope except the named ones: how extra source columns
+  (any user or item attribute) travel through staging untouched.
+#}
+{% macro star_exclude(columns, relation_alias=none) -%}
+    {{ return(adapter.dispatch('star_exclude', 'proactive_recs')(columns, relation_alias)) }}
+{%- endmacro %}
+
+{% macro default__star_exclude(columns, relation_alias) -%}
+    {%- if relation_alias %}{{ relation_alias }}.{% endif %}* exclude ({{ columns | join(', ') }})
+{%- endmacro %}

@@ -1,0 +1,72 @@
+{#
+  The columns each source must have (DESIGN.md §3). Extra columns are allowed and flow
+  through staging so filters and boosters can use them.
+#}
+{% macro proactive_recs_required_columns() -%}
+    {{ return({
+        'users': ['user_id', 'email', 'joined_at', 'country', 'timezone', 'email_opt_in', 'unsubscribed_at'],
+        'items': ['item_id', 'title', 'category', 'price', 'available_from', 'available_until', 'url', 'image_url'],
+        'transactions': ['user_id', 'item_id', 'occurred_at', 'event_type', 'quantity', 'amount'],
+        'notification_sends': ['send_id', 'user_id', 'campaign_id', 'item_id', 'channel', 'sent_at'],
+        'notification_events': ['send_id', 'event_type', 'occurred_at'],
+    }) }}
+{%- endmacro %}
+
+
+{#
+  source('proactive_recs', name), after checking at run time that the table has every
+  required column. A missing column stops the build here, naming the source, the table and
+  the column, instead of surfacing as a SQL error several models later.
+#}
+{% macro proactive_recs_source(name) -%}
+    {%- set relation = source('proactive_recs', name) -%}
+    {%- if execute -%}
+        {%- set columns = adapter.get_columns_in_relation(relation) -%}
+        {%- if columns | length == 0 -%}
+            {{ exceptions.raise_compiler_error(
+                "proactive_recs: source '" ~ name ~ "' (" ~ relation ~ ") was not found or has no columns. "
+                ~ "Load it, or point the package at it with the var proactive_recs_" ~ name ~ "_table "
+                ~ "(and proactive_recs_source_schema / proactive_recs_source_database).") }}
+        {%- endif -%}
+        {%- set present = columns | map(attribute='name') | map('lower') | list -%}
+        {%- set missing = [] -%}
+        {%- for column in proactive_recs_required_columns()[name] -%}
+            {%- if column not in present -%}{%- do missing.append(column) -%}{%- endif -%}
+        {%- endfor -%}
+        {%- if missing -%}
+            {{ exceptions.raise_compiler_error(
+                "proactive_recs: source '" ~ name ~ "' (" ~ relation ~ ") is missing required column(s): "
+                ~ missing | join(', ') ~ ". Present: " ~ present | join(', ') ~ ". See docs/raw_data.md.") }}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(relation) }}
+{%- endmacro %}
+
+
+{#
+  Bookkeeping columns every stg_<source>_audited model adds to the raw row:
+  raw_key (how to find the row in the source), audit_row_id (unique per raw row) and
+  rejection_reason (null = clean). stg_<source> drops them; rejected_rows keeps them.
+#}
+{% macro audit_columns() -%}
+    {{ return(['raw_key', 'audit_row_id', 'rejection_reason']) }}
+{%- endmacro %}
+
+
+{#
+  The shared tail of every audited staging model: reason = the row's own defect, else
+  'duplicate' for every row after the first of its natural key (ranked by order_by);
+  audit_row_id numbers repeated raw keys so that exact copies stay distinguishable.
+#}
+{% macro audit_row_columns(source_name, natural_key, order_by) -%}
+    case
+        when row_defect is not null then row_defect
+        when row_number() over (
+            partition by {{ natural_key | join(', ') }}, row_defect order by {{ order_by }}
+        ) > 1 then 'duplicate'
+    end as rejection_reason,
+    {{ dbt.hash(dbt.concat([
+        "'" ~ source_name ~ "'", "'|'", 'raw_key', "'|'",
+        "cast(row_number() over (partition by raw_key order by " ~ order_by ~ ") as " ~ dbt.type_string() ~ ")"
+    ])) }} as audit_row_id
+{%- endmacro %}

@@ -1,0 +1,2 @@
+-- The raw notification_events source as it is, after checking its required columns (macros/sources.sql).
+select * from {{ proactive_recs_source('notification_events') }}

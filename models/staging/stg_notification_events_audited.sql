@@ -1,0 +1,64 @@
+-- Every raw notification event, typed, with the reason it is rejected (null = clean).
+with
+
+source as (
+
+    select * from {{ ref('base_notification_events') }}
+
+),
+
+clean_sends as (
+
+    select send_id from {{ ref('stg_notification_sends') }}
+
+),
+
+typed as (
+
+    select
+        {{ clean_text('send_id') }} as send_id,
+        lower({{ clean_text('event_type') }}) as event_type,
+        {{ to_utc_timestamp('occurred_at') }} as occurred_at,
+        {{ star_exclude(proactive_recs_required_columns()['notification_events']) }},
+
+        {{ dbt.concat([
+            "coalesce(" ~ clean_text('send_id') ~ ", '<null>')", "'|'",
+            "coalesce(" ~ clean_text('event_type') ~ ", '<null>')", "'|'",
+            "coalesce(" ~ clean_text('occurred_at') ~ ", '<null>')"
+        ]) }} as raw_key
+
+    from source
+
+),
+
+checked as (
+
+    select
+        typed.*,
+        case
+            when typed.send_id is null then 'null_id'
+            when typed.occurred_at is null then 'unparseable_value'
+            when typed.occurred_at > {{ run_date() }} then 'future_timestamp'
+            when typed.event_type is null or typed.event_type not in (
+                'delivered', 'open', 'click', 'conversion', 'unsubscribe', 'bounce', 'complaint'
+            ) then 'unknown_event_type'
+            when clean_sends.send_id is null then 'unknown_send'
+        end as row_defect
+
+    from typed
+    left join clean_sends on typed.send_id = clean_sends.send_id
+
+),
+
+final as (
+
+    select
+        {{ star_exclude(['row_defect']) }},
+        {{ audit_row_columns(
+            'notification_events', ['send_id', 'event_type', 'occurred_at'], 'occurred_at') }}
+
+    from checked
+
+)
+
+select * from final

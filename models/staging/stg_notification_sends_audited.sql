@@ -1,0 +1,60 @@
+-- Every raw notification send, typed, with the reason it is rejected (null = clean).
+with
+
+source as (
+
+    select * from {{ ref('base_notification_sends') }}
+
+),
+
+clean_users as (
+
+    select user_id from {{ ref('stg_users') }}
+
+),
+
+typed as (
+
+    select
+        {{ clean_text('send_id') }} as send_id,
+        {{ clean_text('user_id') }} as user_id,
+        {{ clean_text('campaign_id') }} as campaign_id,
+        {{ clean_text('item_id') }} as item_id,
+        lower({{ clean_text('channel') }}) as channel,
+        {{ to_utc_timestamp('sent_at') }} as sent_at,
+        {{ star_exclude(proactive_recs_required_columns()['notification_sends']) }},
+
+        coalesce({{ clean_text('send_id') }}, '<null>') as raw_key
+
+    from source
+
+),
+
+checked as (
+
+    select
+        typed.*,
+        case
+            when typed.send_id is null or typed.user_id is null then 'null_id'
+            when typed.sent_at is null then 'unparseable_value'
+            when typed.sent_at > {{ run_date() }} then 'future_timestamp'
+            when typed.channel is null or typed.channel not in ('email', 'push') then 'unknown_channel'
+            when clean_users.user_id is null then 'unknown_user'
+        end as row_defect
+
+    from typed
+    left join clean_users on typed.user_id = clean_users.user_id
+
+),
+
+final as (
+
+    select
+        {{ star_exclude(['row_defect']) }},
+        {{ audit_row_columns('notification_sends', ['send_id'], 'sent_at, campaign_id, item_id') }}
+
+    from checked
+
+)
+
+select * from final

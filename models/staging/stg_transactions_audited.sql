@@ -1,0 +1,101 @@
+-- Every raw transaction line, typed and normalised, with the reason it is rejected (null = clean).
+with
+
+source as (
+
+    select * from {{ ref('base_transactions') }}
+
+),
+
+event_type_weights as (
+
+    select * from {{ ref('event_type_weights') }}
+
+),
+
+clean_users as (
+
+    select user_id from {{ ref('stg_users') }}
+
+),
+
+clean_items as (
+
+    select item_id from {{ ref('stg_items') }}
+
+),
+
+typed as (
+
+    select
+        {{ clean_text('user_id') }} as user_id,
+        {{ clean_text('item_id') }} as item_id,
+        {{ to_utc_timestamp('occurred_at') }} as occurred_at,
+        -- the contract's default: a line with no event type is a purchase
+        coalesce(lower({{ clean_text('event_type') }}), 'purchase') as event_type,
+        -- a line with no quantity counts once
+        coalesce({{ try_cast_as('quantity', dbt.type_numeric()) }}, 1) as quantity,
+        {{ try_cast_as('amount', dbt.type_numeric()) }} as amount,
+        {{ star_exclude(proactive_recs_required_columns()['transactions']) }},
+
+        {{ clean_text('occurred_at') }} as occurred_at_raw,
+        {{ clean_text('quantity') }} as quantity_raw,
+        {{ clean_text('amount') }} as amount_raw,
+        {{ try_cast_as('quantity', dbt.type_numeric()) }} as quantity_parsed,
+        {{ dbt.concat([
+            "coalesce(" ~ clean_text('user_id') ~ ", '<null>')", "'|'",
+            "coalesce(" ~ clean_text('item_id') ~ ", '<null>')", "'|'",
+            "coalesce(" ~ clean_text('occurred_at') ~ ", '<null>')", "'|'",
+            "coalesce(" ~ clean_text('event_type') ~ ", '<null>')", "'|'",
+            "coalesce(" ~ clean_text('quantity') ~ ", '<null>')"
+        ]) }} as raw_key
+
+    from source
+
+),
+
+checked as (
+
+    select
+        {{ star_exclude(['occurred_at_raw', 'quantity_raw', 'amount_raw', 'quantity_parsed'], 'typed') }},
+        event_type_weights.weight as event_weight,
+        case
+            when typed.user_id is null or typed.item_id is null then 'null_id'
+            when typed.occurred_at is null
+                or (quantity_raw is not null and quantity_parsed is null)
+                or (amount_raw is not null and typed.amount is null)
+                then 'unparseable_value'
+            when typed.occurred_at > {{ run_date() }} then 'future_timestamp'
+            when typed.event_type = 'cancellation' then 'cancellation'
+            when event_type_weights.event_type is null then 'unknown_event_type'
+            when typed.quantity <= 0 then 'non_positive_quantity'
+            {% if var('product_item_id_pattern') -%}
+            when not {{ regex_search('typed.item_id', var('product_item_id_pattern')) }}
+                then 'non_product_item'
+            {%- endif %}
+            when clean_users.user_id is null then 'unknown_user'
+            when clean_items.item_id is null then 'unknown_item'
+        end as row_defect
+
+    from typed
+    left join event_type_weights on typed.event_type = event_type_weights.event_type
+    left join clean_users on typed.user_id = clean_users.user_id
+    left join clean_items on typed.item_id = clean_items.item_id
+
+),
+
+final as (
+
+    -- lines identical on every contract column are one line sent twice
+    select
+        {{ star_exclude(['row_defect']) }},
+        {{ audit_row_columns(
+            'transactions',
+            ['user_id', 'item_id', 'occurred_at', 'event_type', 'quantity', 'amount'],
+            'occurred_at') }}
+
+    from checked
+
+)
+
+select * from final

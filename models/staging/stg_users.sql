@@ -1,0 +1,19 @@
+-- Clean users: one row per user_id, typed, e-mail trimmed and lower-cased, timestamps in UTC.
+-- Extra source columns (any user attribute) follow the contract columns unchanged.
+with
+
+audited as (
+
+    select * from {{ ref('stg_users_audited') }}
+
+),
+
+final as (
+
+    select {{ star_exclude(audit_columns()) }}
+    from audited
+    where rejection_reason is null
+
+)
+
+select * from final
