@@ -216,3 +216,22 @@ def test_real_file(tmp_path: Path):
     assert cancellations == 9_288
     assert null_users == 135_080
     assert non_utc == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2011-06-01 10:00:00", "2011-06-01 09:00:00"),  # BST
+        ("2010-12-01 08:26:00", "2010-12-01 08:26:00"),  # GMT
+        ("2011-06-01T10:00", "2011-06-01 09:00:00"),  # other shapes are London time too
+        ("2011-06-01 10:00:00+01:00", None),  # explicit offset: left for staging
+        ("2011-06-01 10:00:00Z", None),
+        ("not a date", None),
+        (None, None),
+    ],
+)
+def test_london_to_utc(text, expected):
+    con = duckdb.connect()
+    con.execute(online_retail._MACROS)
+    (value,) = con.execute("SELECT CAST(_london_to_utc(?) AS VARCHAR)", [text]).fetchone()
+    assert value == expected
