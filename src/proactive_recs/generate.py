@@ -708,7 +708,7 @@ def _make_notifications(
     n_item_sends = round(ITEM_SENDS_PER_USER_WEEK * SEND_WEEKS * n_users)
     campaign_counts = rng.multinomial(n_item_sends, [0.4, 0.3, 0.3])
     parts_item, parts_sent, parts_campaign = [], [], []
-    for campaign, count in zip((NEW_ARRIVALS, HIDDEN_GEMS, LAST_CHANCE), campaign_counts):
+    for campaign, count in zip((NEW_ARRIVALS, HIDDEN_GEMS, LAST_CHANCE), campaign_counts, strict=True):
         member, lo, hi = pools[campaign]
         item, sent = _pick_items(rng, ids[member], lo[member], hi[member], int(count))
         parts_item.append(item)
@@ -1252,7 +1252,7 @@ def _build_tables(
         chosen = np.sort(rng_dirt.choice(with_email, size=n_email_variants, replace=False))
         style = rng_dirt.integers(0, 3, n_email_variants)
         text = emails.to_pylist()
-        for index, how in zip(chosen.tolist(), style.tolist()):
+        for index, how in zip(chosen.tolist(), style.tolist(), strict=True):
             address = text[index]
             text[index] = (f" {address.upper()}", f"{address.title()}  ", f"  {address} ")[how]
         emails = pa.array(text, type=_STRING)

@@ -20,7 +20,9 @@ ONLINE_RETAIL_CSV = REPO.parent / "shared" / "datasets" / "online_retail" / "onl
 DBT = str(Path(sys.executable).parent / "dbt")
 
 
-def run_dbt(args: list[str], duckdb_path: Path, vars_: dict | None = None) -> subprocess.CompletedProcess:
+def run_dbt(
+    args: list[str], duckdb_path: Path, vars_: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run one dbt command on the project against ``duckdb_path``; never raises on failure."""
     work = duckdb_path.parent
     command = [DBT, *args, "--target-path", str(work / "target"), "--log-path", str(work / "logs")]

@@ -28,7 +28,8 @@ def make_empty_sources(path, schema="raw", drop_column=None):
         con.execute(f"create schema {schema}")
         for table, columns in CONTRACT.items():
             kept = [c for c in columns if (table, c) != drop_column]
-            con.execute(f"create table {schema}.{table} ({', '.join(c + ' varchar' for c in kept)})")
+            column_list = ", ".join(f"{c} varchar" for c in kept)
+            con.execute(f"create table {schema}.{table} ({column_list})")
 
 
 def test_missing_required_column_stops_the_build_naming_source_and_column(tmp_path):
