@@ -708,7 +708,8 @@ def _make_notifications(
     n_item_sends = round(ITEM_SENDS_PER_USER_WEEK * SEND_WEEKS * n_users)
     campaign_counts = rng.multinomial(n_item_sends, [0.4, 0.3, 0.3])
     parts_item, parts_sent, parts_campaign = [], [], []
-    for campaign, count in zip((NEW_ARRIVALS, HIDDEN_GEMS, LAST_CHANCE), campaign_counts, strict=True):
+    item_campaigns = (NEW_ARRIVALS, HIDDEN_GEMS, LAST_CHANCE)
+    for campaign, count in zip(item_campaigns, campaign_counts, strict=True):
         member, lo, hi = pools[campaign]
         item, sent = _pick_items(rng, ids[member], lo[member], hi[member], int(count))
         parts_item.append(item)
