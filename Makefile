@@ -44,12 +44,15 @@ summary: setup
 demo: build
 	$(MAKE) --no-print-directory summary
 
-py# The demo database is built once and shared with pytest (tests/python/conftest.py).
+pytest: setup
+	$(BIN)/python -m pytest
+
+# The demo database is built once and shared with pytest (tests/python/conftest.py).
 test: setup
 	mkdir -p target
 	$(MAKE) --no-print-directory build DATA=demo DUCKDB_PATH=target/ci_demo.duckdb
 	PROACTIVE_RECS_DEMO_DB=target/ci_demo.duckdb $(BIN)/python -m pytest
-	$(BIN)/ruff check src tests python_models
+	$(BIN)/ruff check src tests
 
 clean:
 	rm -rf target logs $(VENV) *.duckdb *.duckdb.wal
