@@ -1,6 +1,6 @@
--- Per user: may we recommend to them (eligible, passes the user filter) and how much to boost
--- them, from the vars user_filter / user_booster. The expressions see every column of the
--- `context` CTE: stg_users' columns (extra attributes included), suppression, and activity.
+-- Everything a filter or booster may say about a user: stg_users' columns (extra attributes
+-- included), suppression, and activity up to the run date. User filters and boosters (vars and
+-- campaigns) are SQL expressions over these columns, evaluated by python_models/user_targeting.py.
 with
 
 users as (
@@ -33,11 +33,11 @@ activity as (
 
 ),
 
-context as (
+final as (
 
     select
         users.*,
-        eligibility.is_suppressed,
+        not eligibility.is_suppressed as is_eligible,
         eligibility.suppression_reason,
         coalesce(activity.n_interactions, 0) as n_interactions,
         activity.last_interaction_at,
@@ -47,23 +47,6 @@ context as (
     from users
     inner join eligibility on users.user_id = eligibility.user_id
     left join activity on users.user_id = activity.user_id
-
-),
-
-final as (
-
-    select
-        user_id,
-        not is_suppressed as is_eligible,
-        -- user_filter var: {{ var('user_filter') or 'none' }}
-        coalesce({{ var('user_filter') or 'true' }}, false) as passes_filter,
-        -- user_booster var: {{ var('user_booster') or 'none' }}
-        cast(coalesce({{ var('user_booster') or '1.0' }}, 1.0) as {{ dbt.type_float() }}) as boost,
-        n_interactions,
-        days_since_joined,
-        days_since_last_interaction
-
-    from context
 
 )
 

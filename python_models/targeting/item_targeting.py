@@ -1,0 +1,18 @@
+"""Per item: passes the var item_filter, and the var item_booster's boost (target 'scores').
+Logic: proactive_recs.targeting."""
+
+from proactive_recs.dbt_io import config_value
+from proactive_recs.targeting import TargetingRule, evaluate_targeting
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    rule = TargetingRule(
+        target="scores",
+        filter_sql=config_value(dbt.config.get("item_filter")),
+        booster_sql=config_value(dbt.config.get("item_booster")),
+        origin="var item_filter / item_booster",
+    )
+    return evaluate_targeting(
+        dbt.ref("int_item_context"), [rule], key="item_id", context_name="int_item_context"
+    )

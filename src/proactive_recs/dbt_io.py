@@ -1,0 +1,38 @@
+"""What the thin dbt Python models share: turning refs into pandas frames, reading config.
+
+dbt-duckdb hands a Python model DuckDB relations; dbt-snowflake hands it Snowpark
+DataFrames (upper-case column names). The library works on pandas, so models convert here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def to_pandas(frame) -> pd.DataFrame:
+    """A DuckDB relation, a Snowpark DataFrame or a pandas frame, as pandas (lower-case columns)."""
+    if isinstance(frame, pd.DataFrame):
+        result = frame
+    elif hasattr(frame, "to_pandas"):  # Snowpark DataFrame
+        result = frame.to_pandas()
+    elif hasattr(frame, "df"):  # DuckDB relation
+        result = frame.df()
+    else:
+        raise TypeError(f"cannot read a {type(frame).__name__} as a pandas frame")
+    return result.rename(columns=str.lower)
+
+
+def config_value(value, default=None):
+    """A model config value as read by ``dbt.config.get(name)``, with '' / 'None' as unset.
+
+    Python models receive dbt vars through config keys set in yml. dbt only ships the keys a
+    model reads with a literal ``dbt.config.get("name")`` call in its own source, so models call
+    that themselves and pass the value here.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # NaN: empty seed cell
+        return default
+    if isinstance(value, str) and value.strip() in ("", "None", "none"):
+        return default
+    return value
