@@ -13,7 +13,7 @@ ONLINE_RETAIL_CSV ?= ../shared/datasets/online_retail/online_retail.csv.gz
 DBT := $(BIN)/dbt
 DBT_VARS = --vars "$$(cat vars/$(DATA).yml)"
 
-.PHONY: setup demo test load-data build summary pytest clean
+.PHONY: setup demo test load-data build summary pytest lint clean
 
 setup: $(VENV)/.installed
 
@@ -52,7 +52,12 @@ test: setup
 	mkdir -p target
 	$(MAKE) --no-print-directory build DATA=demo DUCKDB_PATH=target/ci_demo.duckdb
 	PROACTIVE_RECS_DEMO_DB=target/ci_demo.duckdb $(BIN)/python -m pytest
-	$(BIN)/ruff check src tests
+	$(MAKE) --no-print-directory lint DUCKDB_PATH=target/ci_demo.duckdb
+
+# SQL style (.sqlfluff, dbt templater: needs a built database to compile against) and Python.
+lint: setup
+	$(BIN)/sqlfluff lint models tests analyses
+	$(BIN)/ruff check src tests python_models
 
 clean:
 	rm -rf target logs $(VENV) *.duckdb *.duckdb.wal

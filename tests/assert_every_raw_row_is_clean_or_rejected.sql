@@ -5,7 +5,9 @@ with
 
 rejected as (
 
-    select source_name, count(*) as rejected_rows
+    select
+        source_name,
+        count(*) as rejected_rows
     from {{ ref('rejected_rows') }}
     group by source_name
 
@@ -14,11 +16,11 @@ rejected as (
 balance as (
 
     {% for source_name in sources %}
-    select
-        '{{ source_name }}' as source_name,
-        (select count(*) from {{ ref('base_' ~ source_name) }}) as raw_rows,
-        (select count(*) from {{ ref('stg_' ~ source_name) }}) as clean_rows
-    {% if not loop.last %}union all{% endif %}
+        select
+            '{{ source_name }}' as source_name,
+            (select count(*) from {{ ref('base_' ~ source_name) }}) as raw_rows,
+            (select count(*) from {{ ref('stg_' ~ source_name) }}) as clean_rows
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 ),

@@ -41,7 +41,7 @@ final as (
         availability.availability_status = 'available' as is_available,
         coalesce(popularity.n_interactions, 0) as n_interactions,
         coalesce(popularity.n_users, 0) as n_users,
-        {{ dbt.datediff('items.available_from', run_date(), 'day') }} as days_since_available
+        {{ dbt.datediff('items.available_from', run_date(), 'day') }}             as days_since_available
 
     from items
     inner join availability on items.item_id = availability.item_id

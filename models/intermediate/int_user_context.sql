@@ -41,8 +41,8 @@ final as (
         eligibility.suppression_reason,
         coalesce(activity.n_interactions, 0) as n_interactions,
         activity.last_interaction_at,
-        {{ dbt.datediff('users.joined_at', run_date(), 'day') }} as days_since_joined,
-        {{ dbt.datediff('activity.last_interaction_at', run_date(), 'day') }} as days_since_last_interaction
+        {{ dbt.datediff('users.joined_at', run_date(), 'day') }}             as days_since_joined,
+        {{ dbt.datediff('activity.last_interaction_at', run_date(), 'day') }}             as days_since_last_interaction
 
     from users
     inner join eligibility on users.user_id = eligibility.user_id

@@ -25,7 +25,8 @@ negative_events_per_user as (
 
     select
         sends.user_id,
-        max(case when notification_events.event_type = 'unsubscribe' then 1 else 0 end) as has_unsubscribe_event,
+        max(case when notification_events.event_type = 'unsubscribe' then 1 else 0 end)
+            as has_unsubscribe_event,
         max(case when notification_events.event_type = 'bounce' then 1 else 0 end) as has_bounced,
         max(case when notification_events.event_type = 'complaint' then 1 else 0 end) as has_complained
 
@@ -43,10 +44,12 @@ flags as (
         {% if var('assume_opt_in_when_unknown') -%}
         coalesce(users.email_opt_in, true) as is_opted_in,
         {%- else -%}
-        coalesce(users.email_opt_in, false) as is_opted_in,
+            coalesce(users.email_opt_in, false) as is_opted_in,
         {%- endif %}
-        (users.unsubscribed_at <= {{ run_date() }}
-            or coalesce(negative_events_per_user.has_unsubscribe_event, 0) = 1) as is_unsubscribed,
+        (
+            users.unsubscribed_at <= {{ run_date() }}
+            or coalesce(negative_events_per_user.has_unsubscribe_event, 0) = 1
+        ) as is_unsubscribed,
         coalesce(negative_events_per_user.has_bounced, 0) = 1 as has_bounced,
         coalesce(negative_events_per_user.has_complained, 0) = 1 as has_complained
 

@@ -35,11 +35,12 @@ checked as (
         {{ star_exclude(['price_raw', 'available_from_raw', 'available_until_raw']) }},
         case
             when item_id is null then 'null_id'
-            when (price_raw is not null and price is null)
+            when
+                (price_raw is not null and price is null)
                 or (available_from_raw is not null and available_from is null)
                 or (available_until_raw is not null and available_until is null)
                 then 'unparseable_value'
-            {% if var('product_item_id_pattern') -%}
+        {% if var('product_item_id_pattern') -%}
             when not {{ regex_search('item_id', var('product_item_id_pattern')) }}
                 then 'non_product_item'
             {%- endif %}

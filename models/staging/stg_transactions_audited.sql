@@ -61,9 +61,10 @@ checked as (
         event_type_weights.weight as event_weight,
         case
             when typed.user_id is null or typed.item_id is null then 'null_id'
-            when typed.occurred_at is null
-                or (quantity_raw is not null and quantity_parsed is null)
-                or (amount_raw is not null and typed.amount is null)
+            when
+                typed.occurred_at is null
+                or (typed.quantity_raw is not null and typed.quantity_parsed is null)
+                or (typed.amount_raw is not null and typed.amount is null)
                 then 'unparseable_value'
             when typed.occurred_at > {{ run_date() }} then 'future_timestamp'
             when typed.event_type = 'cancellation' then 'cancellation'

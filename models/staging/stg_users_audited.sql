@@ -36,7 +36,8 @@ checked as (
         {{ star_exclude(['joined_at_raw', 'email_opt_in_raw', 'unsubscribed_at_raw']) }},
         case
             when user_id is null then 'null_id'
-            when (joined_at_raw is not null and joined_at is null)
+            when
+                (joined_at_raw is not null and joined_at is null)
                 or (email_opt_in_raw is not null and email_opt_in is null)
                 or (unsubscribed_at_raw is not null and unsubscribed_at is null)
                 then 'unparseable_value'

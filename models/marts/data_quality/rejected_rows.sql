@@ -5,25 +5,25 @@
 with
 
 {% for source_name in sources %}
-{{ source_name }}_rejected as (
+    {{ source_name }}_rejected as (
 
-    select
-        audit_row_id,
-        '{{ source_name }}' as source_name,
-        raw_key,
-        rejection_reason
+        select
+            audit_row_id,
+            '{{ source_name }}' as source_name,
+            raw_key,
+            rejection_reason
 
-    from {{ ref('stg_' ~ source_name ~ '_audited') }}
-    where rejection_reason is not null
+        from {{ ref('stg_' ~ source_name ~ '_audited') }}
+        where rejection_reason is not null
 
-),
+    ),
 
 {% endfor %}
 final as (
 
     {% for source_name in sources %}
-    select * from {{ source_name }}_rejected
-    {% if not loop.last %}union all{% endif %}
+        select * from {{ source_name }}_rejected
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 )
