@@ -7,10 +7,11 @@ from proactive_recs.targeting import TargetingRule, evaluate_targeting
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    meta = dbt.config.get("meta") or {}
     rule = TargetingRule(
         target="scores",
-        filter_sql=config_value(dbt.config.get("item_filter")),
-        booster_sql=config_value(dbt.config.get("item_booster")),
+        filter_sql=config_value(meta.get("item_filter")),
+        booster_sql=config_value(meta.get("item_booster")),
         origin="var item_filter / item_booster",
     )
     return evaluate_targeting(

@@ -8,14 +8,15 @@ from proactive_recs.targeting import TargetingRule, evaluate_targeting
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    meta = dbt.config.get("meta") or {}
     context = dbt.ref("int_user_context")
     campaigns = to_pandas(dbt.ref("campaigns"))
 
     rules = [
         TargetingRule(
             target="scores",
-            filter_sql=config_value(dbt.config.get("user_filter")),
-            booster_sql=config_value(dbt.config.get("user_booster")),
+            filter_sql=config_value(meta.get("user_filter")),
+            booster_sql=config_value(meta.get("user_booster")),
             origin="var user_filter / user_booster",
         )
     ]

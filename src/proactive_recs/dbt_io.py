@@ -25,11 +25,11 @@ def to_pandas(frame) -> pd.DataFrame:
 
 
 def config_value(value, default=None):
-    """A model config value as read by ``dbt.config.get(name)``, with '' / 'None' as unset.
+    """A config value or seed cell with '', 'None' and NaN meaning unset.
 
-    Python models receive dbt vars through config keys set in yml. dbt only ships the keys a
-    model reads with a literal ``dbt.config.get("name")`` call in its own source, so models call
-    that themselves and pass the value here.
+    Python models receive dbt vars through ``config.meta`` keys set in yml (a rendered null var
+    arrives as '' or 'None'). dbt only ships the config keys a model reads with a literal
+    ``dbt.config.get("meta")`` call in its own source, so models call that themselves.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):  # NaN: empty seed cell
         return default

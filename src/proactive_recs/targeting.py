@@ -78,11 +78,23 @@ def _evaluate_duckdb(relation: duckdb.DuckDBPyRelation, rule, key, context_name)
 
 
 def _evaluate_snowpark(frame, rule, key, context_name):
-    from snowflake.snowpark.functions import sql_expr
+    from snowflake.snowpark.functions import col, lit, sql_expr
 
-    columns = [sql_expr(sql).alias(alias) for sql, alias, _ in rule.columns(key)]
+    # Empty expressions become literals rather than SQL text: same result, and it keeps the
+    # default path runnable in Snowpark's local testing mode, which has no SQL text support.
+    def column(sql, alias, which):
+        if which == "key":
+            return col(key).alias(alias)
+        if which == "target":
+            return lit(rule.target).alias(alias)
+        if which == "filter" and not (rule.filter_sql or "").strip():
+            return lit(True).alias(alias)
+        if which == "booster" and not (rule.booster_sql or "").strip():
+            return lit(1.0).alias(alias)
+        return sql_expr(sql).alias(alias)
+
     try:
-        result = frame.select(*columns)
+        result = frame.select(*[column(*spec) for spec in rule.columns(key)])
         result.limit(0).collect()
     except Exception as error:  # Snowpark raises several exception types for SQL errors
         raise TargetingExpressionError(_describe_failure(rule, context_name, error)) from error
