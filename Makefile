@@ -13,7 +13,7 @@ ONLINE_RETAIL_CSV ?= ../shared/datasets/online_retail/online_retail.csv.gz
 DBT := $(BIN)/dbt
 DBT_VARS = --vars "$$(cat vars/$(DATA).yml)"
 
-.PHONY: setup demo test load-data build summary pytest lint clean
+.PHONY: setup demo test load-data build validate report summary pytest lint clean
 
 setup: $(VENV)/.installed
 
@@ -42,7 +42,18 @@ summary: setup
 	$(BIN)/python -m proactive_recs.summary --duckdb $(DUCKDB_PATH)
 
 demo: build
-	$(MAKE) --no-print-directory summary
+	$(MAKE) --no-print-directory validate report summary
+
+# Great Expectations suites on sources, staging and outputs (docs/data_quality.md);
+# Data Docs under target/data_docs. A failing expectation stops here, naming it and the table.
+validate: setup
+	$(BIN)/python -m proactive_recs.validation --duckdb $(DUCKDB_PATH) \
+	  --vars-file dbt_project.yml --vars-file vars/$(DATA).yml --data-docs target/data_docs
+
+# One static page with the plots a marketer or analyst reads: target/report.html.
+report: setup
+	$(BIN)/python -m proactive_recs.report --duckdb $(DUCKDB_PATH) \
+	  --vars-file dbt_project.yml --vars-file vars/$(DATA).yml --out target/report.html
 
 pytest: setup
 	$(BIN)/python -m pytest
