@@ -1,0 +1,471 @@
+"""Frequency rules: how many more sends a user may get, when, and who is held out.
+
+Everything here is a pure function of the rules, the send/event history and the run time,
+so the production run and the campaign backtest apply exactly the same rules. The full
+semantics, with the defaults, are written up in ``docs/frequency_rules.md``; in short:
+
+* **Anchor.** Each user's sends of a run start at the user's *anchor*: the run time, or
+  ``min_hours_between_sends`` after the user's last send in the history if that is later,
+  moved out of the quiet hours of the user's time zone. Every send of the run is at or
+  after the anchor, so rolling windows counted back from the anchor over-count (never
+  under-count) the sends that share a window with any send of the run. Counting back from
+  the run time instead would count last week's 08:00 sends against this week's 08:00 sends,
+  which are exactly 7 days apart and so not in one rolling 7-day window.
+* **Rolling 7 days.** Two sends share a window when they are less than 7 days apart; a
+  send of this run at ``s`` is allowed when the sends in ``(s - 7 days, s]`` on its channel
+  (campaign) stay within the allowance (campaign cap).
+* **Adaptive cadence** per (user, channel): ``clip(cap + bonus - penalty, floor, ceiling)``
+  (see :func:`cadence_allowance`).
+* **Holdout**: a salted SHA-256 of the user id, mapped to [0, 1), below ``holdout_share``.
+
+Timestamps are pandas ``datetime64`` in UTC without a time zone; local times only exist
+inside the quiet-hours computation, through :mod:`zoneinfo`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "CHANNELS",
+    "RESPONSE_EVENTS",
+    "FrequencyRules",
+    "as_run_time",
+    "cadence_allowance",
+    "campaign_allowance",
+    "channel_allowance",
+    "holdout_score",
+    "in_quiet_hours",
+    "is_holdout",
+    "leave_quiet_hours",
+    "make_send_key",
+    "normalize_sends",
+    "recently_sent_items",
+    "resolve_timezone",
+    "schedule_sends",
+    "send_anchors",
+    "to_utc_naive",
+]
+
+CHANNELS = ("email", "push")
+# Events that show the user cared about a send; delivered does not (it only says the
+# address works), and unsubscribe / bounce / complaint are handled by suppression in dbt.
+RESPONSE_EVENTS = frozenset({"open", "click", "conversion"})
+WEEK = pd.Timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class FrequencyRules:
+    """The frequency rules of DESIGN.md §6, one flat field per dbt var.
+
+    Flat fields (rather than dicts per channel) so that the dataclass is hashable and each
+    field maps one-to-one to a dbt var; :meth:`from_dict` builds it from those vars.
+    """
+
+    email_cap_per_week: int = 3
+    push_cap_per_week: int = 2
+    min_hours_between_sends: float = 20.0
+    item_repeat_window_days: float = 30.0
+    quiet_hours_start: int = 21
+    quiet_hours_end: int = 8
+    default_timezone: str = "UTC"
+    holdout_share: float = 0.05
+    holdout_salt: str = "proactive_recs"
+    adaptive_cadence: bool = True
+    cadence_lookback_days: float = 28.0
+    cadence_ignored_block: int = 3
+    cadence_grace_hours: float = 48.0
+    cadence_floor: int = 1
+    email_cadence_ceiling: int = 5
+    push_cadence_ceiling: int = 3
+
+    def __post_init__(self):
+        for name in (
+            "email_cap_per_week",
+            "push_cap_per_week",
+            "cadence_floor",
+            "email_cadence_ceiling",
+            "push_cadence_ceiling",
+        ):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"FrequencyRules.{name} must be >= 0")
+        if self.cadence_ignored_block < 1:
+            raise ValueError("FrequencyRules.cadence_ignored_block must be >= 1")
+        for name in (
+            "min_hours_between_sends",
+            "item_repeat_window_days",
+            "cadence_lookback_days",
+            "cadence_grace_hours",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"FrequencyRules.{name} must be >= 0")
+        for name in ("quiet_hours_start", "quiet_hours_end"):
+            if not 0 <= getattr(self, name) <= 23:
+                raise ValueError(f"FrequencyRules.{name} must be an hour in 0..23")
+        if not 0.0 <= self.holdout_share <= 1.0:
+            raise ValueError("FrequencyRules.holdout_share must be in [0, 1]")
+        if _zone(self.default_timezone) is None:
+            raise ValueError(
+                f"FrequencyRules.default_timezone {self.default_timezone!r} is "
+                "not an IANA time zone"
+            )
+        if self.adaptive_cadence:
+            for channel in CHANNELS:
+                cap = self.cap(channel)
+                if cap > 0 and not self.cadence_floor <= cap <= self.ceiling(channel):
+                    raise ValueError(
+                        f"FrequencyRules: need cadence_floor <= {channel} cap <= "
+                        f"{channel}_cadence_ceiling when adaptive_cadence is on"
+                    )
+
+    def cap(self, channel: str) -> int:
+        """Sends per rolling 7 days on ``channel`` before adaptive cadence."""
+        return int(getattr(self, f"{channel}_cap_per_week"))
+
+    def ceiling(self, channel: str) -> int:
+        """Upper bound of the adaptive allowance on ``channel``."""
+        return int(getattr(self, f"{channel}_cadence_ceiling"))
+
+    @classmethod
+    def from_dict(cls, values: Mapping | None, *, strict: bool = True) -> FrequencyRules:
+        """Rules from a dict of dbt vars named like the fields; None values keep the default.
+
+        Values are coerced to the field's type (dbt vars may arrive as strings). With
+        ``strict`` an unknown key raises, so a misspelt var is not silently ignored; pass
+        ``strict=False`` to hand over a dict holding unrelated vars too.
+        """
+        known = {f.name: f for f in fields(cls)}
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(known))
+        if strict and unknown:
+            raise ValueError(f"FrequencyRules: unknown rule(s) {unknown}; known: {sorted(known)}")
+        kwargs = {}
+        for name, value in values.items():
+            if name not in known or value is None:
+                continue
+            kind = type(getattr(cls, name))  # the default's type
+            if kind is bool and isinstance(value, str):
+                if value.strip().lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(f"FrequencyRules.{name}: not a boolean: {value!r}")
+                value = value.strip().lower() in ("true", "1")
+            elif kind is int:
+                as_float = float(value)
+                if as_float != int(as_float):
+                    raise ValueError(f"FrequencyRules.{name}: not an integer: {value!r}")
+                value = int(as_float)
+            else:
+                value = kind(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- time helpers
+
+
+def as_run_time(run_date) -> pd.Timestamp:
+    """The run's instant as a naive UTC Timestamp (a date means midnight UTC)."""
+    ts = pd.Timestamp(run_date)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+def to_utc_naive(values) -> pd.Series:
+    """A Series of naive UTC datetimes, whatever the input (strings, aware, naive)."""
+    out = pd.to_datetime(pd.Series(values), utc=True)
+    return out.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+@functools.cache
+def _zone(name) -> ZoneInfo | None:
+    if not isinstance(name, str) or not name.strip():
+        return None
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def resolve_timezone(name, default: str = "UTC") -> ZoneInfo:
+    """The user's IANA zone, or ``default`` when null, blank or not a known zone."""
+    return _zone(name) or _zone(default) or ZoneInfo("UTC")
+
+
+def in_quiet_hours(local: datetime, start: int, end: int) -> bool:
+    """Is the local wall-clock time inside [start, end) (wrapping midnight when start > end)?
+
+    ``start == end`` means no quiet hours.
+    """
+    hour = local.hour + local.minute / 60 + local.second / 3600 + local.microsecond / 3.6e9
+    if start == end:
+        return False
+    if start < end:
+        return start <= hour < end
+    return hour >= start or hour < end
+
+
+def leave_quiet_hours(at: pd.Timestamp, zone: ZoneInfo, rules: FrequencyRules) -> pd.Timestamp:
+    """``at`` (naive UTC) if it is outside the quiet hours in ``zone``, else the end of them.
+
+    The end is the first instant whose local time is ``quiet_hours_end``:00. When that wall
+    time does not exist (a spring-forward gap), ``fold=0`` maps it to the offset before the
+    transition, i.e. to the first instant after the gap; when it exists twice (fall back),
+    to the first occurrence. Either way the result is the earliest instant that is not quiet.
+    """
+    start, end = rules.quiet_hours_start, rules.quiet_hours_end
+    at = pd.Timestamp(at)
+    for _ in range(3):  # one step suffices in every real zone; the loop guards odd ones
+        local = at.to_pydatetime().replace(tzinfo=ZoneInfo("UTC")).astimezone(zone)
+        if not in_quiet_hours(local, start, end):
+            return at
+        day = local.date()
+        if start > end and local.hour >= start:
+            day += timedelta(days=1)  # evening part of an overnight window: end is tomorrow
+        wake = datetime.combine(day, time(end), tzinfo=zone)
+        at = pd.Timestamp(wake.astimezone(ZoneInfo("UTC")).replace(tzinfo=None))
+    return at
+
+
+def send_anchors(
+    users: pd.DataFrame, sends: pd.DataFrame, run_time, rules: FrequencyRules
+) -> pd.Series:
+    """Earliest send time of this run per user (index user_id, naive UTC values).
+
+    ``max(run_time, last send in the history + min_hours_between_sends)`` moved out of the
+    user's quiet hours. The last send counts every channel and also sends scheduled after
+    the run time (planned by an earlier run and not yet sent).
+    """
+    run_time = as_run_time(run_time)
+    users = users.assign(user_id=users["user_id"].astype(str)).drop_duplicates("user_id")
+    user_ids = pd.Index(users["user_id"], name="user_id")
+    zones = (
+        dict(zip(users["user_id"], users["timezone"], strict=True)) if "timezone" in users else {}
+    )
+    last = normalize_sends(sends).groupby("user_id")["sent_at"].max().to_dict()
+    gap = pd.Timedelta(hours=rules.min_hours_between_sends)
+    anchors = []
+    for user_id in user_ids:
+        earliest = run_time
+        previous = last.get(user_id)
+        if previous is not None and not pd.isna(previous):
+            earliest = max(earliest, previous + gap)
+        zone = resolve_timezone(zones.get(user_id), rules.default_timezone)
+        anchors.append(leave_quiet_hours(earliest, zone, rules))
+    return pd.Series(
+        pd.DatetimeIndex(anchors, dtype="datetime64[ns]"), index=user_ids, name="anchor"
+    )
+
+
+def schedule_sends(
+    anchor: pd.Timestamp, n: int, zone: ZoneInfo, rules: FrequencyRules
+) -> list[pd.Timestamp]:
+    """``n`` send times for one user: the anchor, then each previous + min hours, each moved
+    out of quiet hours (so consecutive sends are at least ``min_hours_between_sends`` apart)."""
+    gap = pd.Timedelta(hours=rules.min_hours_between_sends)
+    times: list[pd.Timestamp] = []
+    at = leave_quiet_hours(anchor, zone, rules)
+    for _ in range(n):
+        times.append(at)
+        at = leave_quiet_hours(at + gap, zone, rules)
+    return times
+
+
+# --------------------------------------------------------------------------- holdout, keys
+
+
+def holdout_score(user_id, salt: str) -> float:
+    """A uniform-looking number in [0, 1) from ``sha256(salt|user_id)``, stable everywhere."""
+    digest = hashlib.sha256(f"{salt}|{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def is_holdout(user_ids: Iterable, rules: FrequencyRules) -> np.ndarray:
+    """Boolean per user id: in the holdout (score < holdout_share)."""
+    return np.array(
+        [holdout_score(str(u), rules.holdout_salt) < rules.holdout_share for u in user_ids],
+        dtype=bool,
+    )
+
+
+def make_send_key(run_time, campaign_id, user_id, item_id) -> str:
+    """sha256 of ``run_time.isoformat()|campaign_id|user_id|item_id`` (item '' when null),
+    first 32 hex characters: unique per planned send and identical on a re-run."""
+    item = "" if item_id is None or (not isinstance(item_id, str) and pd.isna(item_id)) else item_id
+    text = f"{as_run_time(run_time).isoformat()}|{campaign_id}|{user_id}|{item}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------- allowances
+
+
+def normalize_sends(sends: pd.DataFrame) -> pd.DataFrame:
+    """Send history with string ids and naive UTC sent_at (empty frame when None)."""
+    columns = ["send_id", "user_id", "campaign_id", "item_id", "channel", "sent_at"]
+    if sends is None or len(sends) == 0:
+        return pd.DataFrame(
+            {c: pd.Series(dtype="datetime64[ns]" if c == "sent_at" else object) for c in columns}
+        )
+    out = sends.copy()
+    for column in columns:
+        if column not in out:
+            out[column] = None
+    for column in ("send_id", "user_id", "campaign_id", "channel"):
+        out[column] = out[column].astype(str)
+    out["item_id"] = pd.Series(
+        [None if pd.isna(v) else str(v) for v in out["item_id"]], index=out.index, dtype=object
+    )
+    out["sent_at"] = to_utc_naive(out["sent_at"]).to_numpy()
+    return out[columns]
+
+
+def cadence_allowance(
+    user_ids: Iterable, sends: pd.DataFrame, events: pd.DataFrame, run_time, rules: FrequencyRules
+) -> pd.DataFrame:
+    """Adaptive allowance per (user, channel): one row per user id and channel.
+
+    Over the user's sends on the channel with ``run_time - cadence_lookback_days <= sent_at
+    < run_time``, in time order:
+
+    * a send is *responded* if it has an open, click or conversion event before the run;
+    * otherwise it is *pending* if sent less than ``cadence_grace_hours`` before the run (no
+      verdict yet: it is left out), else *ignored*;
+    * ``bonus`` = 1 if any send is responded, else 0;
+    * ``ignored_streak`` = ignored sends after the last responded one (all of them when none
+      is responded); ``penalty = ignored_streak // cadence_ignored_block``;
+    * ``allowance = clip(cap + bonus - penalty, cadence_floor, channel ceiling)``.
+
+    A channel whose cap is 0 stays at 0 (switched off), and with ``adaptive_cadence`` off the
+    allowance is the cap. Columns: user_id, channel, cap, bonus, ignored_streak, allowance.
+    """
+    run_time = as_run_time(run_time)
+    ids = pd.Index(pd.unique(pd.Series(list(user_ids), dtype=object).astype(str)), name="user_id")
+    grid = pd.MultiIndex.from_product([ids, list(CHANNELS)], names=["user_id", "channel"])
+    out = pd.DataFrame(index=grid).reset_index()
+    out["cap"] = out["channel"].map(rules.cap).astype(np.int64)
+    out["bonus"] = 0
+    out["ignored_streak"] = 0
+    history = normalize_sends(sends)
+    lookback = run_time - pd.Timedelta(days=rules.cadence_lookback_days)
+    recent = history[
+        (history["sent_at"] >= lookback)
+        & (history["sent_at"] < run_time)
+        & history["user_id"].isin(ids)
+    ]
+    if rules.adaptive_cadence and len(recent):
+        responded_ids = set()
+        if events is not None and len(events):
+            ev = events[
+                events["event_type"].astype(str).isin(RESPONSE_EVENTS)
+                & (to_utc_naive(events["occurred_at"]).to_numpy() < run_time)
+            ]
+            responded_ids = set(ev["send_id"].astype(str))
+        recent = recent.assign(responded=recent["send_id"].isin(responded_ids))
+        grace = run_time - pd.Timedelta(hours=rules.cadence_grace_hours)
+        recent = recent[recent["responded"] | (recent["sent_at"] <= grace)]
+        recent = recent.sort_values(["user_id", "channel", "sent_at", "send_id"])
+        # Responded sends at or after each row, counting from the end of the user's list:
+        # rows with none are the ignored ones after the last response.
+        after = (
+            recent["responded"]
+            .iloc[::-1]
+            .astype(int)
+            .groupby([recent["user_id"].iloc[::-1], recent["channel"].iloc[::-1]])
+            .cumsum()
+            .iloc[::-1]
+        )
+        stats = (
+            recent.assign(trailing=after.eq(0))
+            .groupby(["user_id", "channel"])
+            .agg(bonus=("responded", "max"), ignored_streak=("trailing", "sum"))
+        )
+        out = out.drop(columns=["bonus", "ignored_streak"]).merge(
+            stats.reset_index(), on=["user_id", "channel"], how="left"
+        )
+        out["bonus"] = out["bonus"].eq(True).astype(int)
+        out["ignored_streak"] = out["ignored_streak"].fillna(0).astype(np.int64)
+    if rules.adaptive_cadence:
+        penalty = out["ignored_streak"] // rules.cadence_ignored_block
+        ceiling = out["channel"].map(rules.ceiling)
+        allowance = (out["cap"] + out["bonus"] - penalty).clip(lower=rules.cadence_floor)
+        allowance = np.minimum(allowance, ceiling)
+        out["allowance"] = np.where(out["cap"] > 0, allowance, 0).astype(np.int64)
+    else:
+        out["allowance"] = out["cap"]
+    return out[["user_id", "channel", "cap", "bonus", "ignored_streak", "allowance"]]
+
+
+def _sends_since_anchor(history: pd.DataFrame, anchors: pd.Series, days: float) -> pd.DataFrame:
+    """History rows with ``sent_at > anchor - days`` (future ones included) per user."""
+    frame = history.merge(
+        anchors.rename("anchor").rename_axis("user_id").reset_index(), on="user_id", how="inner"
+    )
+    return frame[frame["sent_at"] > frame["anchor"] - pd.Timedelta(days=days)]
+
+
+def channel_allowance(
+    anchors: pd.Series, sends: pd.DataFrame, events: pd.DataFrame, run_time, rules: FrequencyRules
+) -> pd.DataFrame:
+    """Remaining sends per (user, channel) for this run.
+
+    ``remaining = max(0, allowance - used)`` where ``used`` counts the user's history sends
+    on the channel with ``sent_at > anchor - 7 days`` (see the module doc for why the
+    window is counted back from the anchor). Columns: user_id, channel, allowance, used,
+    remaining.
+    """
+    out = cadence_allowance(anchors.index, sends, events, run_time, rules)
+    used = (
+        _sends_since_anchor(normalize_sends(sends), anchors, 7)
+        .groupby(["user_id", "channel"])
+        .size()
+        .rename("used")
+        .reset_index()
+    )
+    out = out.merge(used, on=["user_id", "channel"], how="left")
+    out["used"] = out["used"].fillna(0).astype(np.int64)
+    out["remaining"] = (out["allowance"] - out["used"]).clip(lower=0).astype(np.int64)
+    return out[["user_id", "channel", "allowance", "used", "remaining"]]
+
+
+def campaign_allowance(
+    pairs: pd.DataFrame, anchors: pd.Series, sends: pd.DataFrame
+) -> pd.DataFrame:
+    """Remaining sends per (user, campaign) under the campaign's own rolling-7-day cap.
+
+    ``pairs`` has user_id, campaign_id, cap (null = no campaign cap, remaining stays null).
+    ``used`` counts history sends of the campaign on any channel with
+    ``sent_at > anchor - 7 days``. Columns: user_id, campaign_id, cap, used, remaining.
+    """
+    pairs = pairs[["user_id", "campaign_id", "cap"]].drop_duplicates(["user_id", "campaign_id"])
+    used = (
+        _sends_since_anchor(normalize_sends(sends), anchors, 7)
+        .groupby(["user_id", "campaign_id"])
+        .size()
+        .rename("used")
+        .reset_index()
+    )
+    out = pairs.merge(used, on=["user_id", "campaign_id"], how="left")
+    out["used"] = out["used"].fillna(0).astype(np.int64)
+    cap = pd.to_numeric(out["cap"], errors="coerce")
+    out["remaining"] = (cap - out["used"]).clip(lower=0)
+    return out[["user_id", "campaign_id", "cap", "used", "remaining"]]
+
+
+def recently_sent_items(sends: pd.DataFrame, run_time, rules: FrequencyRules) -> pd.DataFrame:
+    """(user_id, item_id) pairs sent with ``sent_at > run_time - item_repeat_window_days``.
+
+    Counted back from the run time (not the anchor): every send of the run is later than the
+    run time, so this can only exclude more, never let a repeat through. Later history rows
+    (already scheduled) count too.
+    """
+    history = normalize_sends(sends)
+    since = as_run_time(run_time) - pd.Timedelta(days=rules.item_repeat_window_days)
+    recent = history[(history["sent_at"] > since) & history["item_id"].notna()]
+    return recent[["user_id", "item_id"]].drop_duplicates().reset_index(drop=True)
