@@ -50,10 +50,25 @@ from proactive_recs.validation import (
 
 __all__ = ["PLOT_IDS", "bar_chart", "line_chart", "main", "render_report", "write_report"]
 
-PLOT_IDS = ("plot-model-metrics", "plot-calibration", "plot-audience-size",
-            "plot-sends-per-user", "plot-backtest")
-PALETTE = ("#2563eb", "#f97316", "#16a34a", "#dc2626", "#9333ea", "#0891b2", "#ca8a04",
-           "#db2777", "#4b5563", "#65a30d")
+PLOT_IDS = (
+    "plot-model-metrics",
+    "plot-calibration",
+    "plot-audience-size",
+    "plot-sends-per-user",
+    "plot-backtest",
+)
+PALETTE = (
+    "#2563eb",
+    "#f97316",
+    "#16a34a",
+    "#dc2626",
+    "#9333ea",
+    "#0891b2",
+    "#ca8a04",
+    "#db2777",
+    "#4b5563",
+    "#65a30d",
+)
 REFERENCE = "#b91c1c"
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
 
@@ -126,10 +141,20 @@ def _short(label: str, size: int = 18) -> str:
     return label if len(label) <= size else label[: size - 1] + "…"
 
 
-def bar_chart(groups: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *,
-              title: str, y_label: str = "", ref_value: float | None = None,
-              ref_label: str = "", vline_after: int | None = None, vline_label: str = "",
-              width: int = 720, height: int = 340, value_labels: bool = True) -> str:
+def bar_chart(
+    groups: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float]]],
+    *,
+    title: str,
+    y_label: str = "",
+    ref_value: float | None = None,
+    ref_label: str = "",
+    vline_after: int | None = None,
+    vline_label: str = "",
+    width: int = 720,
+    height: int = 340,
+    value_labels: bool = True,
+) -> str:
     """Grouped vertical bars as an SVG string.
 
     ``series`` is (name, one value per group); ``ref_value`` draws a dashed horizontal line
@@ -152,20 +177,28 @@ def bar_chart(groups: Sequence[str], series: Sequence[tuple[str, Sequence[float]
     def y(value: float) -> float:
         return top + plot_h - plot_h * (value / y_top)
 
-    out = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-           f'aria-label="{_e(title)}" style="{FONT}">',
-           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-           f'<text x="{left}" y="20" font-size="15" font-weight="600" fill="#0f172a">'
-           f'{_e(title)}</text>']
+    out = [
+        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{_e(title)}" style="{FONT}">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{left}" y="20" font-size="15" font-weight="600" fill="#0f172a">'
+        f"{_e(title)}</text>",
+    ]
     for tick in ticks:
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" '
-                   f'y2="{y(tick):.1f}" stroke="#e2e8f0"/>')
-        out.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" '
-                   f'text-anchor="end" fill="#475569">{_e(tick_text(tick))}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" '
+            f'y2="{y(tick):.1f}" stroke="#e2e8f0"/>'
+        )
+        out.append(
+            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" '
+            f'text-anchor="end" fill="#475569">{_e(tick_text(tick))}</text>'
+        )
     if y_label:
-        out.append(f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="12" fill="#475569" '
-                   f'text-anchor="middle" transform="rotate(-90 14 {top + plot_h / 2:.1f})">'
-                   f'{_e(y_label)}</text>')
+        out.append(
+            f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="12" fill="#475569" '
+            f'text-anchor="middle" transform="rotate(-90 14 {top + plot_h / 2:.1f})">'
+            f"{_e(y_label)}</text>"
+        )
     slot = plot_w / n_groups
     n_series = max(len(series), 1)
     bar_w = max(min(slot * 0.8 / n_series, 60), 1.0)
@@ -179,51 +212,79 @@ def bar_chart(groups: Sequence[str], series: Sequence[tuple[str, Sequence[float]
             y0 = y(max(value, 0))
             bar_h = max(top + plot_h - y0, 0.0)
             color = PALETTE[si % len(PALETTE)]
-            out.append(f'<rect x="{x:.1f}" y="{y0:.1f}" width="{max(bar_w - 2, 1):.1f}" '
-                       f'height="{bar_h:.1f}" fill="{color}"><title>{_e(name)} · {_e(group)}: '
-                       f'{_e(_fmt(value))}</title></rect>')
+            out.append(
+                f'<rect x="{x:.1f}" y="{y0:.1f}" width="{max(bar_w - 2, 1):.1f}" '
+                f'height="{bar_h:.1f}" fill="{color}"><title>{_e(name)} · {_e(group)}: '
+                f"{_e(_fmt(value))}</title></rect>"
+            )
             if value_labels and bar_w >= 18:
-                out.append(f'<text x="{x + bar_w / 2 - 1:.1f}" y="{y0 - 4:.1f}" font-size="10" '
-                           f'text-anchor="middle" fill="#334155">{_e(_fmt(value))}</text>')
+                out.append(
+                    f'<text x="{x + bar_w / 2 - 1:.1f}" y="{y0 - 4:.1f}" font-size="10" '
+                    f'text-anchor="middle" fill="#334155">{_e(_fmt(value))}</text>'
+                )
         cx = left + gi * slot + slot / 2
         label_y = top + plot_h + 16
         if rotate:
-            out.append(f'<text x="{cx:.1f}" y="{label_y}" font-size="11" fill="#334155" '
-                       f'text-anchor="end" transform="rotate(-35 {cx:.1f} {label_y})">'
-                       f'{_e(_short(group))}</text>')
+            out.append(
+                f'<text x="{cx:.1f}" y="{label_y}" font-size="11" fill="#334155" '
+                f'text-anchor="end" transform="rotate(-35 {cx:.1f} {label_y})">'
+                f"{_e(_short(group))}</text>"
+            )
         else:
-            out.append(f'<text x="{cx:.1f}" y="{label_y}" font-size="11" fill="#334155" '
-                       f'text-anchor="middle">{_e(_short(group, 24))}</text>')
-    out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" '
-               'stroke="#64748b"/>')
+            out.append(
+                f'<text x="{cx:.1f}" y="{label_y}" font-size="11" fill="#334155" '
+                f'text-anchor="middle">{_e(_short(group, 24))}</text>'
+            )
+    out.append(
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" '
+        'stroke="#64748b"/>'
+    )
     if ref_value is not None:
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(ref_value):.1f}" '
-                   f'y2="{y(ref_value):.1f}" stroke="{REFERENCE}" stroke-width="2" '
-                   'stroke-dasharray="6 4"/>')
-        out.append(f'<text x="{left + 4}" y="{y(ref_value) - 6:.1f}" font-size="11" '
-                   f'fill="{REFERENCE}">{_e(ref_label)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(ref_value):.1f}" '
+            f'y2="{y(ref_value):.1f}" stroke="{REFERENCE}" stroke-width="2" '
+            'stroke-dasharray="6 4"/>'
+        )
+        out.append(
+            f'<text x="{left + 4}" y="{y(ref_value) - 6:.1f}" font-size="11" '
+            f'fill="{REFERENCE}">{_e(ref_label)}</text>'
+        )
     if vline_after is not None:
         vx = left + (vline_after + 1) * slot
-        out.append(f'<line x1="{vx:.1f}" x2="{vx:.1f}" y1="{top}" y2="{top + plot_h}" '
-                   f'stroke="{REFERENCE}" stroke-width="2" stroke-dasharray="6 4"/>')
-        out.append(f'<text x="{vx + 4:.1f}" y="{top + 12}" font-size="11" fill="{REFERENCE}">'
-                   f'{_e(vline_label)}</text>')
+        out.append(
+            f'<line x1="{vx:.1f}" x2="{vx:.1f}" y1="{top}" y2="{top + plot_h}" '
+            f'stroke="{REFERENCE}" stroke-width="2" stroke-dasharray="6 4"/>'
+        )
+        out.append(
+            f'<text x="{vx + 4:.1f}" y="{top + 12}" font-size="11" fill="{REFERENCE}">'
+            f"{_e(vline_label)}</text>"
+        )
     if len(series) > 1:
         lx = left + plot_w
         for si, (name, _) in reversed(list(enumerate(series))):
             text = _short(name, 22)
             lx -= 16 + 7 * len(text) + 12
-            out.append(f'<rect x="{lx:.1f}" y="28" width="11" height="11" '
-                       f'fill="{PALETTE[si % len(PALETTE)]}"/>')
-            out.append(f'<text x="{lx + 15:.1f}" y="38" font-size="11" fill="#334155">'
-                       f'{_e(text)}</text>')
+            out.append(
+                f'<rect x="{lx:.1f}" y="28" width="11" height="11" '
+                f'fill="{PALETTE[si % len(PALETTE)]}"/>'
+            )
+            out.append(
+                f'<text x="{lx + 15:.1f}" y="38" font-size="11" fill="#334155">{_e(text)}</text>'
+            )
     out.append("</svg>")
     return "".join(out)
 
 
-def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, title: str,
-               x_label: str, y_label: str, diagonal: bool = True, width: int = 560,
-               height: int = 420) -> str:
+def line_chart(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    diagonal: bool = True,
+    width: int = 560,
+    height: int = 420,
+) -> str:
     """Lines with points, axes from 0 to 1 (or the data's maximum), as an SVG string."""
     left, right, top, bottom = 64, 24, 44, 56
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -240,50 +301,74 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *
     def py(y: float) -> float:
         return top + plot_h - plot_h * y / y_top
 
-    out = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-           f'aria-label="{_e(title)}" style="{FONT}">',
-           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-           f'<text x="{left}" y="20" font-size="15" font-weight="600" fill="#0f172a">'
-           f'{_e(title)}</text>']
+    out = [
+        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{_e(title)}" style="{FONT}">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{left}" y="20" font-size="15" font-weight="600" fill="#0f172a">'
+        f"{_e(title)}</text>",
+    ]
     for tick in y_ticks:
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" '
-                   f'y2="{py(tick):.1f}" stroke="#e2e8f0"/>')
-        out.append(f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" font-size="11" '
-                   f'text-anchor="end" fill="#475569">{_e(y_text(tick))}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" '
+            f'y2="{py(tick):.1f}" stroke="#e2e8f0"/>'
+        )
+        out.append(
+            f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" font-size="11" '
+            f'text-anchor="end" fill="#475569">{_e(y_text(tick))}</text>'
+        )
     for tick in x_ticks:
-        out.append(f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top}" '
-                   f'y2="{top + plot_h}" stroke="#f1f5f9"/>')
-        out.append(f'<text x="{px(tick):.1f}" y="{top + plot_h + 16}" font-size="11" '
-                   f'text-anchor="middle" fill="#475569">{_e(x_text(tick))}</text>')
-    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 12}" font-size="12" '
-               f'text-anchor="middle" fill="#475569">{_e(x_label)}</text>')
-    out.append(f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="12" fill="#475569" '
-               f'text-anchor="middle" transform="rotate(-90 14 {top + plot_h / 2:.1f})">'
-               f'{_e(y_label)}</text>')
+        out.append(
+            f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top}" '
+            f'y2="{top + plot_h}" stroke="#f1f5f9"/>'
+        )
+        out.append(
+            f'<text x="{px(tick):.1f}" y="{top + plot_h + 16}" font-size="11" '
+            f'text-anchor="middle" fill="#475569">{_e(x_text(tick))}</text>'
+        )
+    out.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 12}" font-size="12" '
+        f'text-anchor="middle" fill="#475569">{_e(x_label)}</text>'
+    )
+    out.append(
+        f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="12" fill="#475569" '
+        f'text-anchor="middle" transform="rotate(-90 14 {top + plot_h / 2:.1f})">'
+        f"{_e(y_label)}</text>"
+    )
     if diagonal:
         end = min(x_top, y_top)
-        out.append(f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(end):.1f}" '
-                   f'y2="{py(end):.1f}" stroke="#94a3b8" stroke-width="1.5" '
-                   'stroke-dasharray="5 4"><title>perfect calibration</title></line>')
+        out.append(
+            f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(end):.1f}" '
+            f'y2="{py(end):.1f}" stroke="#94a3b8" stroke-width="1.5" '
+            'stroke-dasharray="5 4"><title>perfect calibration</title></line>'
+        )
     for si, (name, vx, vy) in enumerate(series):
         color = PALETTE[si % len(PALETTE)]
-        points = [(x, y) for x, y in zip(vx, vy, strict=True)
-                  if math.isfinite(x) and math.isfinite(y)]
+        points = [
+            (x, y) for x, y in zip(vx, vy, strict=True) if math.isfinite(x) and math.isfinite(y)
+        ]
         if len(points) > 1:
             path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
-            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
-                       'stroke-width="2.5"/>')
+            out.append(
+                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2.5"/>'
+            )
         for x, y in points:
-            out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4.5" fill="{color}">'
-                       f'<title>{_e(name)}: predicted {_fmt(x)}, observed {_fmt(y)}</title>'
-                       '</circle>')
+            out.append(
+                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4.5" fill="{color}">'
+                f"<title>{_e(name)}: predicted {_fmt(x)}, observed {_fmt(y)}</title>"
+                "</circle>"
+            )
     if len(series) > 1:
         for si, (name, _, _) in enumerate(series):
             ly = top + 8 + 16 * si
-            out.append(f'<rect x="{left + 10}" y="{ly}" width="11" height="11" '
-                       f'fill="{PALETTE[si % len(PALETTE)]}"/>')
-            out.append(f'<text x="{left + 26}" y="{ly + 10}" font-size="11" fill="#334155">'
-                       f'{_e(_short(name, 28))}</text>')
+            out.append(
+                f'<rect x="{left + 10}" y="{ly}" width="11" height="11" '
+                f'fill="{PALETTE[si % len(PALETTE)]}"/>'
+            )
+            out.append(
+                f'<text x="{left + 26}" y="{ly + 10}" font-size="11" fill="#334155">'
+                f"{_e(_short(name, 28))}</text>"
+            )
     out.append("</svg>")
     return "".join(out)
 
@@ -293,9 +378,11 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *
 
 def _not_built(plot_id: str, tables: Sequence[str], extra: str = "") -> str:
     names = ", ".join(f"<code>{_e(t)}</code>" for t in tables)
-    return (f'<div id="{plot_id}" class="plot not-built"><p class="note">Not built yet: '
-            f'{names} {"is" if len(tables) == 1 else "are"} not in this database. {extra}'
-            "</p></div>")
+    return (
+        f'<div id="{plot_id}" class="plot not-built"><p class="note">Not built yet: '
+        f"{names} {'is' if len(tables) == 1 else 'are'} not in this database. {extra}"
+        "</p></div>"
+    )
 
 
 def _empty_note(plot_id: str, text: str) -> str:
@@ -303,8 +390,7 @@ def _empty_note(plot_id: str, text: str) -> str:
 
 
 def _table(frame: pd.DataFrame, numeric: Sequence[str] = ()) -> str:
-    head = "".join(f'<th class="{"n" if c in numeric else ""}">{_e(c)}</th>'
-                   for c in frame.columns)
+    head = "".join(f'<th class="{"n" if c in numeric else ""}">{_e(c)}</th>' for c in frame.columns)
     rows = []
     for record in frame.itertuples(index=False):
         cells = []
@@ -318,7 +404,7 @@ def _table(frame: pd.DataFrame, numeric: Sequence[str] = ()) -> str:
 
 
 def _section(title: str, what: str, body: str) -> str:
-    return f"<section><h2>{_e(title)}</h2><p class=\"what\">{what}</p>{body}</section>"
+    return f'<section><h2>{_e(title)}</h2><p class="what">{what}</p>{body}</section>'
 
 
 def _model_order(models) -> list[str]:
@@ -328,144 +414,231 @@ def _model_order(models) -> list[str]:
 
 def model_metrics_section(con, schema: str, present: set[str]) -> str:
     plot_id = "plot-model-metrics"
-    what = ("Ranking quality of the served model against its baselines on the held-out test "
-            "window (DESIGN.md §5), segment <code>all</code>. Higher is better.")
+    what = (
+        "Ranking quality of the served model against its baselines on the held-out test "
+        "window (DESIGN.md §5), segment <code>all</code>. Higher is better."
+    )
     if "model_evaluation" not in present:
-        return _section("Model metrics against baselines", what,
-                        _not_built(plot_id, ["model_evaluation"]))
+        return _section(
+            "Model metrics against baselines", what, _not_built(plot_id, ["model_evaluation"])
+        )
     frame = read_table(con, schema, "model_evaluation")
     needed = {"model", "direction", "metric", "value"}
     if not needed <= set(frame.columns):
-        return _section("Model metrics against baselines", what, _empty_note(
-            plot_id, "model_evaluation lacks columns: " + ", ".join(sorted(needed -
-                                                                            set(frame.columns)))))
+        return _section(
+            "Model metrics against baselines",
+            what,
+            _empty_note(
+                plot_id,
+                "model_evaluation lacks columns: " + ", ".join(sorted(needed - set(frame.columns))),
+            ),
+        )
     if "segment" in frame.columns:
         frame = frame[frame["segment"].astype(str) == "all"]
     frame = frame[frame["metric"].isin(["ndcg", "recall"])].copy()
     if frame.empty:
-        return _section("Model metrics against baselines", what,
-                        _empty_note(plot_id, "model_evaluation has no ndcg or recall rows yet."))
+        return _section(
+            "Model metrics against baselines",
+            what,
+            _empty_note(plot_id, "model_evaluation has no ndcg or recall rows yet."),
+        )
     if "k" in frame.columns:
         frame["k_num"] = pd.to_numeric(frame["k"], errors="coerce")
-        frame["label"] = [f"{m}@{int(k)}" if pd.notna(k) else str(m)
-                          for m, k in zip(frame["metric"], frame["k_num"], strict=True)]
+        frame["label"] = [
+            f"{m}@{int(k)}" if pd.notna(k) else str(m)
+            for m, k in zip(frame["metric"], frame["k_num"], strict=True)
+        ]
     else:
         frame["k_num"] = 0
         frame["label"] = frame["metric"].astype(str)
     charts, tables = [], []
-    for direction in sorted(frame["direction"].dropna().unique(),
-                            key=lambda d: (d != "user_to_item", d)):
+    for direction in sorted(
+        frame["direction"].dropna().unique(), key=lambda d: (d != "user_to_item", d)
+    ):
         own = frame[frame["direction"] == direction]
-        labels = (own.drop_duplicates("label").sort_values(["metric", "k_num"])["label"]
-                  .tolist())
+        labels = own.drop_duplicates("label").sort_values(["metric", "k_num"])["label"].tolist()
         models = _model_order(own["model"].dropna().astype(str))
         table = own.pivot_table(index="model", columns="label", values="value", aggfunc="mean")
-        series = [(m, [float(table.at[m, lab]) if lab in table.columns
-                       and pd.notna(table.at[m, lab]) else None for lab in labels])
-                  for m in models]
-        charts.append(bar_chart(labels, series, title=f"{direction}: ndcg / recall per model",
-                                y_label="value", value_labels=len(models) <= 4))
+        series = [
+            (
+                m,
+                [
+                    float(table.at[m, lab])
+                    if lab in table.columns and pd.notna(table.at[m, lab])
+                    else None
+                    for lab in labels
+                ],
+            )
+            for m in models
+        ]
+        charts.append(
+            bar_chart(
+                labels,
+                series,
+                title=f"{direction}: ndcg / recall per model",
+                y_label="value",
+                value_labels=len(models) <= 4,
+            )
+        )
         shown = table.reindex(index=models, columns=labels).reset_index()
         tables.append(f"<h3>{_e(direction)}</h3>" + _table(shown, numeric=labels))
-    body = (f'<div id="{plot_id}" class="plot">{"".join(charts)}</div>'
-            f"<details><summary>Values</summary>{''.join(tables)}</details>")
+    body = (
+        f'<div id="{plot_id}" class="plot">{"".join(charts)}</div>'
+        f"<details><summary>Values</summary>{''.join(tables)}</details>"
+    )
     return _section("Model metrics against baselines", what, body)
 
 
 def calibration_section(con, schema: str, present: set[str]) -> str:
     plot_id = "plot-calibration"
-    what = ("Share of scored pairs that did interact (observed) against the mean predicted "
-            "score, per score bin. Points on the dashed diagonal are well calibrated.")
+    what = (
+        "Share of scored pairs that did interact (observed) against the mean predicted "
+        "score, per score bin. Points on the dashed diagonal are well calibrated."
+    )
     if "calibration_curve" not in present:
         return _section("Calibration", what, _not_built(plot_id, ["calibration_curve"]))
     frame = read_table(con, schema, "calibration_curve")
     needed = {"mean_predicted", "observed_rate"}
     if not needed <= set(frame.columns) or frame.empty:
-        return _section("Calibration", what,
-                        _empty_note(plot_id, "calibration_curve has no rows (or lacks "
-                                             "mean_predicted / observed_rate)."))
+        return _section(
+            "Calibration",
+            what,
+            _empty_note(
+                plot_id, "calibration_curve has no rows (or lacks mean_predicted / observed_rate)."
+            ),
+        )
     order = ["bin"] if "bin" in frame.columns else ["mean_predicted"]
-    groups = ([(str(name), part) for name, part in frame.groupby("model", sort=True)]
-              if "model" in frame.columns else [("model", frame)])
+    groups = (
+        [(str(name), part) for name, part in frame.groupby("model", sort=True)]
+        if "model" in frame.columns
+        else [("model", frame)]
+    )
     series = []
     for name, part in groups:
         part = part.sort_values(order)
-        series.append((name, part["mean_predicted"].astype(float).tolist(),
-                       part["observed_rate"].astype(float).tolist()))
-    chart = line_chart(series, title="Calibration curve", x_label="mean predicted score",
-                       y_label="observed interaction rate")
-    shown = [c for c in ("model", "bin", "mean_predicted", "observed_rate", "n")
-             if c in frame.columns]
-    body = (f'<div id="{plot_id}" class="plot">{chart}</div><details><summary>Values</summary>'
-            f"{_table(frame[shown], numeric=['mean_predicted', 'observed_rate', 'n'])}"
-            "</details>")
+        series.append(
+            (
+                name,
+                part["mean_predicted"].astype(float).tolist(),
+                part["observed_rate"].astype(float).tolist(),
+            )
+        )
+    chart = line_chart(
+        series,
+        title="Calibration curve",
+        x_label="mean predicted score",
+        y_label="observed interaction rate",
+    )
+    shown = [
+        c for c in ("model", "bin", "mean_predicted", "observed_rate", "n") if c in frame.columns
+    ]
+    body = (
+        f'<div id="{plot_id}" class="plot">{chart}</div><details><summary>Values</summary>'
+        f"{_table(frame[shown], numeric=['mean_predicted', 'observed_rate', 'n'])}"
+        "</details>"
+    )
     return _section("Calibration", what, body)
 
 
 def audience_section(con, schema: str, present: set[str]) -> str:
     plot_id = "plot-audience-size"
-    what = ("Planned sends of this run per campaign; holdout users are chosen like everyone "
-            "else but not sent, to measure lift.")
+    what = (
+        "Planned sends of this run per campaign; holdout users are chosen like everyone "
+        "else but not sent, to measure lift."
+    )
     if "notification_audience" not in present:
-        return _section("Audience size per campaign", what,
-                        _not_built(plot_id, ["notification_audience"]))
+        return _section(
+            "Audience size per campaign", what, _not_built(plot_id, ["notification_audience"])
+        )
     frame = read_table(con, schema, "notification_audience")
     if "campaign_id" not in frame.columns or frame.empty:
-        return _section("Audience size per campaign", what,
-                        _empty_note(plot_id, "notification_audience is empty: this run plans "
-                                             "no sends."))
-    holdout = (frame["is_holdout"].fillna(False).astype(bool) if "is_holdout" in frame.columns
-               else pd.Series(False, index=frame.index))
+        return _section(
+            "Audience size per campaign",
+            what,
+            _empty_note(plot_id, "notification_audience is empty: this run plans no sends."),
+        )
+    holdout = (
+        frame["is_holdout"].fillna(False).astype(bool)
+        if "is_holdout" in frame.columns
+        else pd.Series(False, index=frame.index)
+    )
     frame = frame.assign(campaign_id=frame["campaign_id"].astype(str), holdout=holdout)
     summary = frame.groupby("campaign_id").agg(
-        sends=("holdout", lambda s: int((~s).sum())), holdout=("holdout", "sum"),
-        users=("user_id", "nunique") if "user_id" in frame.columns else ("holdout", "size"))
+        sends=("holdout", lambda s: int((~s).sum())),
+        holdout=("holdout", "sum"),
+        users=("user_id", "nunique") if "user_id" in frame.columns else ("holdout", "size"),
+    )
     if "item_id" in frame.columns:
         summary["items"] = frame.groupby("campaign_id")["item_id"].nunique()
-        summary["max_users_per_item"] = (frame.groupby(["campaign_id", "item_id"]).size()
-                                         .groupby("campaign_id").max())
+        summary["max_users_per_item"] = (
+            frame.groupby(["campaign_id", "item_id"]).size().groupby("campaign_id").max()
+        )
     if "channel" in frame.columns:
         summary["channel"] = frame.groupby("campaign_id")["channel"].first()
     if "campaigns" in present:
         seed = read_table(con, schema, "campaigns")
         if {"campaign_id", "audience_size"} <= set(seed.columns):
-            summary["audience_size_per_item"] = seed.set_index(
-                seed["campaign_id"].astype(str))["audience_size"]
+            summary["audience_size_per_item"] = seed.set_index(seed["campaign_id"].astype(str))[
+                "audience_size"
+            ]
     summary = summary.sort_values("sends", ascending=False)
     groups = summary.index.tolist()
-    chart = bar_chart(groups, [("sent", summary["sends"].astype(float).tolist()),
-                               ("holdout", summary["holdout"].astype(float).tolist())],
-                      title="Planned sends per campaign", y_label="sends")
+    chart = bar_chart(
+        groups,
+        [
+            ("sent", summary["sends"].astype(float).tolist()),
+            ("holdout", summary["holdout"].astype(float).tolist()),
+        ],
+        title="Planned sends per campaign",
+        y_label="sends",
+    )
     numeric = [c for c in summary.columns if c != "channel"]
-    body = (f'<div id="{plot_id}" class="plot">{chart}</div>'
-            f"{_table(summary.reset_index(), numeric=numeric)}")
+    body = (
+        f'<div id="{plot_id}" class="plot">{chart}</div>'
+        f"{_table(summary.reset_index(), numeric=numeric)}"
+    )
     return _section("Audience size per campaign", what, body)
 
 
-def sends_per_user_section(con, schema: str, present: set[str], caps: Mapping[str, int],
-                           caps_origin: str, run_date) -> str:
+def sends_per_user_section(
+    con, schema: str, present: set[str], caps: Mapping[str, int], caps_origin: str, run_date
+) -> str:
     plot_id = "plot-sends-per-user"
-    what = ("For each user who gets a send in this run: the most sends on the channel within "
-            "any rolling 7 days ending at one of this run's sends, counting the send history "
-            "(<code>stg_notification_sends</code>) and this run. The dashed line is the cap "
-            f"({_e(caps_origin)}); every bar must stay left of it.")
+    what = (
+        "For each user who gets a send in this run: the most sends on the channel within "
+        "any rolling 7 days ending at one of this run's sends, counting the send history "
+        "(<code>stg_notification_sends</code>) and this run. The dashed line is the cap "
+        f"({_e(caps_origin)}); every bar must stay left of it."
+    )
     if "notification_audience" not in present:
-        return _section("Sends per user against the cap", what,
-                        _not_built(plot_id, ["notification_audience"]))
+        return _section(
+            "Sends per user against the cap", what, _not_built(plot_id, ["notification_audience"])
+        )
     audience = read_table(con, schema, "notification_audience")
     if not {"user_id", "channel"} <= set(audience.columns) or audience.empty:
-        return _section("Sends per user against the cap", what,
-                        _empty_note(plot_id, "notification_audience is empty: no sends."))
-    history = (read_table(con, schema, "stg_notification_sends",
-                          ["user_id", "campaign_id", "channel", "sent_at"])
-               if "stg_notification_sends" in present else None)
+        return _section(
+            "Sends per user against the cap",
+            what,
+            _empty_note(plot_id, "notification_audience is empty: no sends."),
+        )
+    history = (
+        read_table(
+            con, schema, "stg_notification_sends", ["user_id", "campaign_id", "channel", "sent_at"]
+        )
+        if "stg_notification_sends" in present
+        else None
+    )
     counts = rolling_sends(audience, history, "channel", run_date)
     if counts.empty:
-        return _section("Sends per user against the cap", what,
-                        _empty_note(plot_id, "Every planned send is a holdout: nothing is sent."))
+        return _section(
+            "Sends per user against the cap",
+            what,
+            _empty_note(plot_id, "Every planned send is a holdout: nothing is sent."),
+        )
     charts = []
     for channel in [c for c in CHANNELS if c in set(counts["channel"])] + sorted(
-            set(counts["channel"]) - set(CHANNELS)):
+        set(counts["channel"]) - set(CHANNELS)
+    ):
         own = counts[counts["channel"] == channel]["sends_7d"]
         cap = caps.get(channel)
         top = int(max(own.max(), (cap or 0) + 1))
@@ -473,31 +646,45 @@ def sends_per_user_section(con, schema: str, present: set[str], caps: Mapping[st
         groups = [str(k) for k in range(1, top + 1)]
         values = [float(histogram.get(k, 0)) for k in range(1, top + 1)]
         over = int((own > cap).sum()) if cap is not None else 0
-        title = f"{channel}: users by sends in 7 days" + (f" ({over} over the cap)" if over
-                                                           else "")
-        charts.append(bar_chart(groups, [("users", values)], title=title, y_label="users",
-                                vline_after=(cap - 1) if cap is not None else None,
-                                vline_label=f"cap {cap}", width=560, height=300))
+        title = f"{channel}: users by sends in 7 days" + (f" ({over} over the cap)" if over else "")
+        charts.append(
+            bar_chart(
+                groups,
+                [("users", values)],
+                title=title,
+                y_label="users",
+                vline_after=(cap - 1) if cap is not None else None,
+                vline_label=f"cap {cap}",
+                width=560,
+                height=300,
+            )
+        )
     body = f'<div id="{plot_id}" class="plot row">{"".join(charts)}</div>'
     return _section("Sends per user against the cap", what, body)
 
 
-def backtest_section(con, schema: str, present: set[str], caps: Mapping[str, int],
-                     weekly_cap: int | None) -> str:
+def backtest_section(
+    con, schema: str, present: set[str], caps: Mapping[str, int], weekly_cap: int | None
+) -> str:
     plot_id = "plot-backtest"
-    what = ("Weekly runs replayed over a past window (DESIGN.md §5): the project's configured "
-            "rules against sending to everyone (carpet_bomb), to the most active users "
-            "(heavy_users) and to each item's top users with no cap (topk_no_allocation).")
+    what = (
+        "Weekly runs replayed over a past window (DESIGN.md §5): the project's configured "
+        "rules against sending to everyone (carpet_bomb), to the most active users "
+        "(heavy_users) and to each item's top users with no cap (topk_no_allocation)."
+    )
     if "campaign_backtest" not in present:
-        return _section("Backtest: policies side by side", what,
-                        _not_built(plot_id, ["campaign_backtest"]))
+        return _section(
+            "Backtest: policies side by side", what, _not_built(plot_id, ["campaign_backtest"])
+        )
     frame = read_table(con, schema, "campaign_backtest")
     if not {"policy", "metric", "value"} <= set(frame.columns) or frame.empty:
-        return _section("Backtest: policies side by side", what,
-                        _empty_note(plot_id, "campaign_backtest has no rows yet."))
+        return _section(
+            "Backtest: policies side by side",
+            what,
+            _empty_note(plot_id, "campaign_backtest has no rows yet."),
+        )
     table = frame.pivot_table(index="policy", columns="metric", values="value", aggfunc="first")
-    policies = [p for p in POLICIES if p in table.index] + sorted(
-        set(table.index) - set(POLICIES))
+    policies = [p for p in POLICIES if p in table.index] + sorted(set(table.index) - set(POLICIES))
     table = table.reindex(policies)
 
     def column(metric: str) -> list[float | None]:
@@ -507,16 +694,29 @@ def backtest_section(con, schema: str, present: set[str], caps: Mapping[str, int
 
     cap = weekly_cap if weekly_cap is not None else sum(caps.get(c, 0) for c in CHANNELS)
     charts = [
-        bar_chart(policies, [("conversions per send", column("conversions_per_send"))],
-                  title="Conversions per send", y_label="conversions / send", width=560,
-                  height=320),
-        bar_chart(policies, [("max sends per user-week", column("max_sends_per_user_week"))],
-                  title="Most sends to one user in a week", y_label="sends",
-                  ref_value=float(cap), ref_label=f"cap {cap} (all channels)", width=560,
-                  height=320),
+        bar_chart(
+            policies,
+            [("conversions per send", column("conversions_per_send"))],
+            title="Conversions per send",
+            y_label="conversions / send",
+            width=560,
+            height=320,
+        ),
+        bar_chart(
+            policies,
+            [("max sends per user-week", column("max_sends_per_user_week"))],
+            title="Most sends to one user in a week",
+            y_label="sends",
+            ref_value=float(cap),
+            ref_label=f"cap {cap} (all channels)",
+            width=560,
+            height=320,
+        ),
     ]
-    body = (f'<div id="{plot_id}" class="plot row">{"".join(charts)}</div>'
-            f"{_table(table.reset_index(), numeric=list(table.columns))}")
+    body = (
+        f'<div id="{plot_id}" class="plot row">{"".join(charts)}</div>'
+        f"{_table(table.reset_index(), numeric=list(table.columns))}"
+    )
     return _section("Backtest: policies side by side", what, body)
 
 
@@ -528,21 +728,31 @@ def tables_section(con, schema: str, present: set[str]) -> str:
             counts.append((name, f"{rows:,}"))
         else:
             counts.append((name, "not built yet"))
-    parts = ["<div><h3>Rows per table</h3>"
-             + _table(pd.DataFrame(counts, columns=["table", "rows"])) + "</div>"]
+    parts = [
+        "<div><h3>Rows per table</h3>"
+        + _table(pd.DataFrame(counts, columns=["table", "rows"]))
+        + "</div>"
+    ]
     if "rejected_rows" in present:
         rejected = con.execute(
             f'select source_name as source, rejection_reason as reason, count(*) as "rows" '
-            f'from "{schema}".rejected_rows group by all order by source, "rows" desc').df()
-        inner = (_table(rejected, numeric=["rows"]) if len(rejected)
-                 else '<p class="note">No raw row was rejected.</p>')
+            f'from "{schema}".rejected_rows group by all order by source, "rows" desc'
+        ).df()
+        inner = (
+            _table(rejected, numeric=["rows"])
+            if len(rejected)
+            else '<p class="note">No raw row was rejected.</p>'
+        )
     else:
-        inner = ('<p class="note">Not built yet: <code>rejected_rows</code> is not in this '
-                 "database.</p>")
+        inner = (
+            '<p class="note">Not built yet: <code>rejected_rows</code> is not in this database.</p>'
+        )
     parts.append("<div><h3>Rejected raw rows per reason</h3>" + inner + "</div>")
-    return _section("Tables", "What the run wrote, and every raw row staging did not keep "
-                    "(reasons: docs/raw_data.md).",
-                    f'<div class="tables">{"".join(parts)}</div>')
+    return _section(
+        "Tables",
+        "What the run wrote, and every raw row staging did not keep (reasons: docs/raw_data.md).",
+        f'<div class="tables">{"".join(parts)}</div>',
+    )
 
 
 def render_report(con, settings: Settings | None = None, source: str = "") -> str:
@@ -553,8 +763,11 @@ def render_report(con, settings: Settings | None = None, source: str = "") -> st
     run_date, run_origin = resolve_run_date(con, settings, present)
     caps, caps_origin = resolve_caps(con, settings, present)
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    run_text = (f"run date {run_date:%Y-%m-%d %H:%M} ({run_origin})" if run_date is not None
-                else "run date unknown")
+    run_text = (
+        f"run date {run_date:%Y-%m-%d %H:%M} ({run_origin})"
+        if run_date is not None
+        else "run date unknown"
+    )
     sections = [
         model_metrics_section(con, schema, present),
         calibration_section(con, schema, present),
@@ -563,14 +776,16 @@ def render_report(con, settings: Settings | None = None, source: str = "") -> st
         backtest_section(con, schema, present, caps, settings.max_sends_per_user_week),
         tables_section(con, schema, present),
     ]
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<title>proactive_recs run report</title>"
-            f"<style>{CSS}</style></head><body>"
-            "<header><h1>proactive_recs run report</h1>"
-            f"<p>{_e(source)} · schema {_e(schema)} · {_e(run_text)} · generated "
-            f"{_e(generated)}</p></header>"
-            f"<main>{''.join(sections)}</main></body></html>\n")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>proactive_recs run report</title>"
+        f"<style>{CSS}</style></head><body>"
+        "<header><h1>proactive_recs run report</h1>"
+        f"<p>{_e(source)} · schema {_e(schema)} · {_e(run_text)} · generated "
+        f"{_e(generated)}</p></header>"
+        f"<main>{''.join(sections)}</main></body></html>\n"
+    )
 
 
 def write_report(duckdb_path, out, settings: Settings | None = None) -> Path:
@@ -584,14 +799,16 @@ def write_report(duckdb_path, out, settings: Settings | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m proactive_recs.report",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m proactive_recs.report", description=__doc__.splitlines()[0]
+    )
     add_settings_arguments(parser)
     parser.add_argument("--out", default="target/report.html")
     args = parser.parse_args(argv)
     if not Path(args.duckdb).exists():
-        print(f"cannot open {args.duckdb}: no such DuckDB file (run dbt build first)",
-              file=sys.stderr)
+        print(
+            f"cannot open {args.duckdb}: no such DuckDB file (run dbt build first)", file=sys.stderr
+        )
         return 2
     try:
         settings = settings_from_args(args)

@@ -62,10 +62,25 @@ __all__ = [
 
 # Required raw columns per source (docs/raw_data.md, macros/sources.sql).
 SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "users": ("user_id", "email", "joined_at", "country", "timezone", "email_opt_in",
-              "unsubscribed_at"),
-    "items": ("item_id", "title", "category", "price", "available_from", "available_until",
-              "url", "image_url"),
+    "users": (
+        "user_id",
+        "email",
+        "joined_at",
+        "country",
+        "timezone",
+        "email_opt_in",
+        "unsubscribed_at",
+    ),
+    "items": (
+        "item_id",
+        "title",
+        "category",
+        "price",
+        "available_from",
+        "available_until",
+        "url",
+        "image_url",
+    ),
     "transactions": ("user_id", "item_id", "occurred_at", "event_type", "quantity", "amount"),
     "notification_sends": ("send_id", "user_id", "campaign_id", "item_id", "channel", "sent_at"),
     "notification_events": ("send_id", "event_type", "occurred_at"),
@@ -81,21 +96,46 @@ SOURCE_ID_COLUMNS: dict[str, tuple[str, ...]] = {
 # A shop that never sent anything through the tool has empty send/event tables.
 SOURCES_MAY_BE_EMPTY = frozenset({"notification_sends", "notification_events"})
 
-STAGING_TABLES = ("stg_users", "stg_items", "stg_transactions", "stg_notification_sends",
-                  "stg_notification_events")
-OUTPUT_TABLES = ("user_item_scores", "item_user_scores", "user_category_scores",
-                 "model_evaluation", "notification_audience", "email_digest",
-                 "notification_log", "campaign_backtest")
+STAGING_TABLES = (
+    "stg_users",
+    "stg_items",
+    "stg_transactions",
+    "stg_notification_sends",
+    "stg_notification_events",
+)
+OUTPUT_TABLES = (
+    "user_item_scores",
+    "item_user_scores",
+    "user_category_scores",
+    "model_evaluation",
+    "notification_audience",
+    "email_digest",
+    "notification_log",
+    "campaign_backtest",
+)
 
 CHANNELS = ("email", "push")
-NOTIFICATION_EVENT_TYPES = ("delivered", "open", "click", "conversion", "unsubscribe", "bounce",
-                            "complaint")
+NOTIFICATION_EVENT_TYPES = (
+    "delivered",
+    "open",
+    "click",
+    "conversion",
+    "unsubscribe",
+    "bounce",
+    "complaint",
+)
 DEFAULT_TRANSACTION_EVENT_TYPES = ("view", "wishlist", "add_to_cart", "purchase")
 DIRECTIONS = ("user_to_item", "item_to_user", "user_to_category")
 BOUNDED_METRICS = ("ndcg", "recall", "precision", "map", "coverage", "ece")
 POLICIES = ("configured", "carpet_bomb", "heavy_users", "topk_no_allocation")
-BACKTEST_METRICS = ("sends", "conversions", "conversions_per_send", "users_reached",
-                    "p95_sends_per_user_week", "max_sends_per_user_week")
+BACKTEST_METRICS = (
+    "sends",
+    "conversions",
+    "conversions_per_send",
+    "users_reached",
+    "p95_sends_per_user_week",
+    "max_sends_per_user_week",
+)
 DEFAULT_CAPS = {"email": 3, "push": 2}
 # frequency.FrequencyRules' default ceilings, used when a vars file turns adaptive cadence on.
 DEFAULT_CEILINGS = {"email": 5, "push": 3}
@@ -128,9 +168,11 @@ class Settings:
     vars: Mapping = field(default_factory=dict)  # dbt vars read from --vars-file
 
     def source_table(self, source: str) -> str:
-        return (self.source_tables.get(source)
-                or self.vars.get(f"proactive_recs_{source}_table")
-                or f"raw_{source}")
+        return (
+            self.source_tables.get(source)
+            or self.vars.get(f"proactive_recs_{source}_table")
+            or f"raw_{source}"
+        )
 
     @property
     def resolved_id_mostly(self) -> float:
@@ -140,8 +182,7 @@ class Settings:
 
     @property
     def resolved_source_schema(self) -> str:
-        return (self.source_schema or self.vars.get("proactive_recs_source_schema")
-                or self.schema)
+        return self.source_schema or self.vars.get("proactive_recs_source_schema") or self.schema
 
 
 def load_vars(paths: Iterable[str | os.PathLike]) -> dict:
@@ -175,10 +216,14 @@ def resolve_caps(con, settings: Settings, present: set[str]) -> tuple[dict[str, 
         return {**DEFAULT_CAPS, **{k: int(v) for k, v in settings.caps.items()}}, "--cap"
     if settings.caps_table in present:
         frame = con.execute(
-            f"select * from {_qualified(settings.schema, settings.caps_table)}").df()
+            f"select * from {_qualified(settings.schema, settings.caps_table)}"
+        ).df()
         if {"channel", "max_sends_per_week"} <= set(frame.columns) and len(frame):
-            caps = {str(c): int(v) for c, v in zip(frame["channel"], frame["max_sends_per_week"],
-                                                    strict=True) if pd.notna(v)}
+            caps = {
+                str(c): int(v)
+                for c, v in zip(frame["channel"], frame["max_sends_per_week"], strict=True)
+                if pd.notna(v)
+            }
             return {**DEFAULT_CAPS, **caps}, f"table {settings.caps_table}"
     names = [f"{c}_cap_per_week" for c in CHANNELS]
     adaptive = _truthy(settings.vars.get("adaptive_cadence", False))
@@ -199,14 +244,14 @@ def _max_timestamp(con, schema: str, table: str, column: str, present: set[str])
         return None
     try:
         (value,) = con.execute(
-            f"select max({_ident(column)}) from {_qualified(schema, table)}").fetchone()
+            f"select max({_ident(column)}) from {_qualified(schema, table)}"
+        ).fetchone()
     except duckdb.Error:
         return None
     return None if value is None else _naive_utc(pd.Timestamp(value))
 
 
-def resolve_run_date(con, settings: Settings, present: set[str]) -> tuple[pd.Timestamp | None,
-                                                                          str]:
+def resolve_run_date(con, settings: Settings, present: set[str]) -> tuple[pd.Timestamp | None, str]:
     """The moment the run planned for, and where it came from.
 
     In order: ``--run-date``; the ``run_date`` var; the latest ``notification_log.run_date``;
@@ -222,10 +267,13 @@ def resolve_run_date(con, settings: Settings, present: set[str]) -> tuple[pd.Tim
         return logged, "notification_log.run_date"
     candidates = [
         _max_timestamp(con, settings.schema, table, column, present)
-        for table, column in (("stg_transactions", "occurred_at"),
-                              ("stg_notification_sends", "sent_at"),
-                              ("stg_notification_events", "occurred_at"),
-                              ("stg_users", "joined_at"))]
+        for table, column in (
+            ("stg_transactions", "occurred_at"),
+            ("stg_notification_sends", "sent_at"),
+            ("stg_notification_events", "occurred_at"),
+            ("stg_users", "joined_at"),
+        )
+    ]
     candidates = [c for c in candidates if c is not None]
     if candidates:
         return max(candidates), "latest timestamp in staging"
@@ -248,20 +296,26 @@ def _naive_utc(value: pd.Timestamp) -> pd.Timestamp:
 
 
 def list_tables(con, schema: str) -> set[str]:
-    return {name for (name,) in con.execute(
-        "select table_name from information_schema.tables where table_schema = ?",
-        [schema]).fetchall()}
+    return {
+        name
+        for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = ?", [schema]
+        ).fetchall()
+    }
 
 
 def table_columns(con, schema: str, table: str) -> list[str]:
-    return [name for (name,) in con.execute(
-        "select column_name from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
-        [schema, table]).fetchall()]
+    return [
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ? order by ordinal_position",
+            [schema, table],
+        ).fetchall()
+    ]
 
 
-def read_table(con, schema: str, table: str, columns: Sequence[str] | None = None
-               ) -> pd.DataFrame:
+def read_table(con, schema: str, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A table as pandas; only ``columns`` (those present) when given. Time zones -> UTC."""
     if columns is not None:
         present = table_columns(con, schema, table)
@@ -284,8 +338,12 @@ def _blank_to_null(series: pd.Series) -> pd.Series:
     return series.astype(object).where(~blank, None)
 
 
-def rolling_sends(audience: pd.DataFrame, history: pd.DataFrame | None, key: str = "channel",
-                  run_date: pd.Timestamp | None = None) -> pd.DataFrame:
+def rolling_sends(
+    audience: pd.DataFrame,
+    history: pd.DataFrame | None,
+    key: str = "channel",
+    run_date: pd.Timestamp | None = None,
+) -> pd.DataFrame:
     """Most sends per (user, ``key``) in a rolling 7 days ending at one of this run's sends.
 
     ``audience`` rows flagged ``is_holdout`` are not sends. Each send of the run at ``s``
@@ -298,24 +356,42 @@ def rolling_sends(audience: pd.DataFrame, history: pd.DataFrame | None, key: str
     run = audience.copy()
     if "is_holdout" in run.columns:
         run = run[~run["is_holdout"].fillna(False).astype(bool)]
-    at = (pd.to_datetime(run["scheduled_send_at"]) if "scheduled_send_at" in run.columns
-          else pd.Series(pd.NaT, index=run.index, dtype="datetime64[ns]"))
+    at = (
+        pd.to_datetime(run["scheduled_send_at"])
+        if "scheduled_send_at" in run.columns
+        else pd.Series(pd.NaT, index=run.index, dtype="datetime64[ns]")
+    )
     if run_date is not None:
         at = at.fillna(run_date)
-    run = pd.DataFrame({"user_id": run["user_id"].astype(str), key: run[key].astype(str),
-                        "at": at.astype("datetime64[ns]")}).dropna(subset=["at"])
+    run = pd.DataFrame(
+        {
+            "user_id": run["user_id"].astype(str),
+            key: run[key].astype(str),
+            "at": at.astype("datetime64[ns]"),
+        }
+    ).dropna(subset=["at"])
     if run.empty:
-        return pd.DataFrame({"user_id": pd.Series(dtype=object), key: pd.Series(dtype=object),
-                             "sends_7d": pd.Series(dtype=np.int64)})[columns]
+        return pd.DataFrame(
+            {
+                "user_id": pd.Series(dtype=object),
+                key: pd.Series(dtype=object),
+                "sends_7d": pd.Series(dtype=np.int64),
+            }
+        )[columns]
     run = run.reset_index(drop=True)
     run["send"] = np.arange(len(run))
     others = [run[["user_id", key, "at"]]]
     if history is not None and len(history) and {"user_id", key, "sent_at"} <= set(history):
         past = history[["user_id", key, "sent_at"]].dropna()
-        others.append(pd.DataFrame({"user_id": past["user_id"].astype(str),
-                                    key: past[key].astype(str),
-                                    "at": pd.to_datetime(past["sent_at"]).astype(
-                                        "datetime64[ns]")}))
+        others.append(
+            pd.DataFrame(
+                {
+                    "user_id": past["user_id"].astype(str),
+                    key: past[key].astype(str),
+                    "at": pd.to_datetime(past["sent_at"]).astype("datetime64[ns]"),
+                }
+            )
+        )
     every = pd.concat(others, ignore_index=True)
     pairs = run.merge(every, on=["user_id", key], suffixes=("", "_other"))
     inside = (pairs["at_other"] > pairs["at"] - WEEK) & (pairs["at_other"] <= pairs["at"])
@@ -345,10 +421,15 @@ class TableCheck:
         """
         import great_expectations.expectations as gxe
 
-        needed = [kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"),
-                  *kwargs.get("column_list", [])]
+        needed = [
+            kwargs.get("column"),
+            kwargs.get("column_A"),
+            kwargs.get("column_B"),
+            *kwargs.get("column_list", []),
+        ]
         if kind != "ExpectColumnToExist" and any(
-                c is not None and c not in self.frame.columns for c in needed):
+            c is not None and c not in self.frame.columns for c in needed
+        ):
             return self
         self.expectations.append(getattr(gxe, kind)(**kwargs))
         return self
@@ -380,16 +461,19 @@ def _source_checks(con, settings: Settings, plan: Plan) -> None:
             if column in frame.columns:
                 frame[column] = _blank_to_null(frame[column])
         check = TableCheck("sources", table, frame).columns_exist(required)
-        check.expect("ExpectTableRowCountToBeBetween",
-                     min_value=0 if source in SOURCES_MAY_BE_EMPTY else 1)
+        check.expect(
+            "ExpectTableRowCountToBeBetween", min_value=0 if source in SOURCES_MAY_BE_EMPTY else 1
+        )
         for column in SOURCE_ID_COLUMNS[source]:
-            check.expect("ExpectColumnValuesToNotBeNull", column=column,
-                         mostly=settings.resolved_id_mostly)
+            check.expect(
+                "ExpectColumnValuesToNotBeNull", column=column, mostly=settings.resolved_id_mostly
+            )
         plan.checks.append(check)
 
 
-def _staging_checks(con, settings: Settings, plan: Plan, present: set[str],
-                    run_date: pd.Timestamp | None) -> None:
+def _staging_checks(
+    con, settings: Settings, plan: Plan, present: set[str], run_date: pd.Timestamp | None
+) -> None:
     schema = settings.schema
     for table in STAGING_TABLES:
         if table not in present:
@@ -406,8 +490,7 @@ def _staging_checks(con, settings: Settings, plan: Plan, present: set[str],
         check.expect("ExpectTableRowCountToBeBetween", min_value=1)
         check.expect("ExpectColumnValuesToBeUnique", column="user_id")
         check.expect("ExpectColumnValuesToNotBeNull", column="user_id")
-        check.expect("ExpectColumnValuesToBeInSet", column="email_opt_in",
-                     value_set=[True, False])
+        check.expect("ExpectColumnValuesToBeInSet", column="email_opt_in", value_set=[True, False])
         not_after_run(check, "joined_at")
         plan.checks.append(check)
 
@@ -421,12 +504,16 @@ def _staging_checks(con, settings: Settings, plan: Plan, present: set[str],
         plan.checks.append(check)
 
     if "stg_transactions" in present:
-        frame = read_table(con, schema, "stg_transactions",
-                           ["user_id", "item_id", "occurred_at", "event_type", "quantity",
-                            "amount"])
+        frame = read_table(
+            con,
+            schema,
+            "stg_transactions",
+            ["user_id", "item_id", "occurred_at", "event_type", "quantity", "amount"],
+        )
         if "event_type_weights" in present:
-            event_types = sorted(read_table(con, schema, "event_type_weights")["event_type"]
-                                 .dropna().astype(str))
+            event_types = sorted(
+                read_table(con, schema, "event_type_weights")["event_type"].dropna().astype(str)
+            )
         else:
             event_types = list(DEFAULT_TRANSACTION_EVENT_TYPES)
         check = TableCheck("staging", "stg_transactions", frame)
@@ -435,18 +522,24 @@ def _staging_checks(con, settings: Settings, plan: Plan, present: set[str],
         for column in ("user_id", "item_id", "occurred_at", "event_type", "quantity"):
             check.expect("ExpectColumnValuesToNotBeNull", column=column)
         check.expect("ExpectColumnValuesToBeInSet", column="event_type", value_set=event_types)
-        check.expect("ExpectColumnValuesToBeBetween", column="quantity", min_value=0,
-                     strict_min=True)
+        check.expect(
+            "ExpectColumnValuesToBeBetween", column="quantity", min_value=0, strict_min=True
+        )
         not_after_run(check, "occurred_at")
         # Distribution sanity: at least min_purchase_share of the lines are purchases
         # (``mostly`` on "is a purchase"); the upper bound of 1 always holds.
-        check.expect("ExpectColumnValuesToBeInSet", column="event_type", value_set=["purchase"],
-                     mostly=settings.min_purchase_share)
+        check.expect(
+            "ExpectColumnValuesToBeInSet",
+            column="event_type",
+            value_set=["purchase"],
+            mostly=settings.min_purchase_share,
+        )
         plan.checks.append(check)
 
     if "stg_notification_sends" in present:
-        check = TableCheck("staging", "stg_notification_sends",
-                           read_table(con, schema, "stg_notification_sends"))
+        check = TableCheck(
+            "staging", "stg_notification_sends", read_table(con, schema, "stg_notification_sends")
+        )
         check.columns_exist(SOURCE_COLUMNS["notification_sends"])
         check.expect("ExpectColumnValuesToBeUnique", column="send_id")
         for column in ("send_id", "user_id", "channel", "sent_at"):
@@ -456,15 +549,20 @@ def _staging_checks(con, settings: Settings, plan: Plan, present: set[str],
         plan.checks.append(check)
 
     if "stg_notification_events" in present:
-        check = TableCheck("staging", "stg_notification_events",
-                           read_table(con, schema, "stg_notification_events"))
+        check = TableCheck(
+            "staging", "stg_notification_events", read_table(con, schema, "stg_notification_events")
+        )
         check.columns_exist(SOURCE_COLUMNS["notification_events"])
         for column in ("send_id", "event_type", "occurred_at"):
             check.expect("ExpectColumnValuesToNotBeNull", column=column)
-        check.expect("ExpectColumnValuesToBeInSet", column="event_type",
-                     value_set=list(NOTIFICATION_EVENT_TYPES))
-        check.expect("ExpectCompoundColumnsToBeUnique",
-                     column_list=["send_id", "event_type", "occurred_at"])
+        check.expect(
+            "ExpectColumnValuesToBeInSet",
+            column="event_type",
+            value_set=list(NOTIFICATION_EVENT_TYPES),
+        )
+        check.expect(
+            "ExpectCompoundColumnsToBeUnique", column_list=["send_id", "event_type", "occurred_at"]
+        )
         not_after_run(check, "occurred_at")
         plan.checks.append(check)
 
@@ -476,20 +574,24 @@ def _score_checks(plan: Plan, table: str, frame: pd.DataFrame, key: str, other: 
         check.expect("ExpectColumnValuesToNotBeNull", column=column)
     check.expect("ExpectColumnValuesToBeBetween", column="rank", min_value=1)
     # Finite: NaN fails not-null above, +-inf fails this range.
-    check.expect("ExpectColumnValuesToBeBetween", column="score", min_value=-FLOAT_MAX,
-                 max_value=FLOAT_MAX)
+    check.expect(
+        "ExpectColumnValuesToBeBetween", column="score", min_value=-FLOAT_MAX, max_value=FLOAT_MAX
+    )
     plan.checks.append(check)
     if {key, "rank"} <= set(frame.columns):
-        ranks = (frame.dropna(subset=[key]).groupby(key)["rank"]
-                 .agg(n_rows="size", n_distinct_ranks="nunique", min_rank="min",
-                      max_rank="max").reset_index())
+        ranks = (
+            frame.dropna(subset=[key])
+            .groupby(key)["rank"]
+            .agg(n_rows="size", n_distinct_ranks="nunique", min_rank="min", max_rank="max")
+            .reset_index()
+        )
         derived = TableCheck("outputs", f"{table} [ranks per {key}]", ranks)
         # Ranks per key are exactly 1..n: starting at 1, no gaps, no ties.
-        derived.expect("ExpectColumnValuesToBeBetween", column="min_rank", min_value=1,
-                       max_value=1)
+        derived.expect("ExpectColumnValuesToBeBetween", column="min_rank", min_value=1, max_value=1)
         derived.expect("ExpectColumnPairValuesToBeEqual", column_A="max_rank", column_B="n_rows")
-        derived.expect("ExpectColumnPairValuesToBeEqual", column_A="n_distinct_ranks",
-                       column_B="n_rows")
+        derived.expect(
+            "ExpectColumnPairValuesToBeEqual", column_A="n_distinct_ranks", column_B="n_rows"
+        )
         plan.checks.append(derived)
 
 
@@ -512,16 +614,19 @@ def _as_json_text(value):
     return json.dumps(list(value) if not isinstance(value, dict) else value, default=str)
 
 
-def _suppression_check(plan: Plan, table: str, frame: pd.DataFrame,
-                       eligibility: pd.DataFrame | None) -> None:
+def _suppression_check(
+    plan: Plan, table: str, frame: pd.DataFrame, eligibility: pd.DataFrame | None
+) -> None:
     if eligibility is None:
         plan.notes.append(f"{table}: suppression not checked (int_user_eligibility not built)")
         return
     if "user_id" not in frame.columns:
         return
     joined = frame[["user_id"]].merge(
-        eligibility[["user_id", "is_suppressed"]].drop_duplicates("user_id"), on="user_id",
-        how="left")
+        eligibility[["user_id", "is_suppressed"]].drop_duplicates("user_id"),
+        on="user_id",
+        how="left",
+    )
     joined["is_suppressed"] = joined["is_suppressed"].astype(object)
     derived = TableCheck("outputs", f"{table} [joined to int_user_eligibility]", joined)
     # Null = the user is unknown to int_user_eligibility, which cannot be sent either.
@@ -530,114 +635,194 @@ def _suppression_check(plan: Plan, table: str, frame: pd.DataFrame,
     plan.checks.append(derived)
 
 
-def _audience_checks(con, settings: Settings, plan: Plan, present: set[str],
-                     audience: pd.DataFrame, eligibility: pd.DataFrame | None,
-                     caps: Mapping[str, int], run_date) -> None:
+def _audience_checks(
+    con,
+    settings: Settings,
+    plan: Plan,
+    present: set[str],
+    audience: pd.DataFrame,
+    eligibility: pd.DataFrame | None,
+    caps: Mapping[str, int],
+    run_date,
+) -> None:
     schema = settings.schema
-    columns = ["send_key", "user_id", "email", "channel", "campaign_id", "item_id", "rank",
-               "score", "scheduled_send_at", "is_holdout"]
+    columns = [
+        "send_key",
+        "user_id",
+        "email",
+        "channel",
+        "campaign_id",
+        "item_id",
+        "rank",
+        "score",
+        "scheduled_send_at",
+        "is_holdout",
+    ]
     check = TableCheck("outputs", "notification_audience", audience).columns_exist(columns)
     check.expect("ExpectColumnValuesToBeUnique", column="send_key")
     for column in ("send_key", "user_id", "channel", "campaign_id", "is_holdout"):
         check.expect("ExpectColumnValuesToNotBeNull", column=column)
     check.expect("ExpectColumnValuesToBeInSet", column="channel", value_set=list(CHANNELS))
     check.expect("ExpectColumnValuesToBeBetween", column="rank", min_value=1)
-    check.expect("ExpectColumnValuesToBeBetween", column="score", min_value=-FLOAT_MAX,
-                 max_value=FLOAT_MAX)
+    check.expect(
+        "ExpectColumnValuesToBeBetween", column="score", min_value=-FLOAT_MAX, max_value=FLOAT_MAX
+    )
     campaigns = read_table(con, schema, "campaigns") if "campaigns" in present else None
     if campaigns is not None and "campaign_id" in campaigns.columns:
-        check.expect("ExpectColumnValuesToBeInSet", column="campaign_id",
-                     value_set=sorted(campaigns["campaign_id"].dropna().astype(str)))
+        check.expect(
+            "ExpectColumnValuesToBeInSet",
+            column="campaign_id",
+            value_set=sorted(campaigns["campaign_id"].dropna().astype(str)),
+        )
     plan.checks.append(check)
 
     _suppression_check(plan, "notification_audience", audience, eligibility)
 
-    history = (read_table(con, schema, "stg_notification_sends",
-                          ["user_id", "campaign_id", "channel", "sent_at"])
-               if "stg_notification_sends" in present else None)
+    history = (
+        read_table(
+            con, schema, "stg_notification_sends", ["user_id", "campaign_id", "channel", "sent_at"]
+        )
+        if "stg_notification_sends" in present
+        else None
+    )
     if {"user_id", "channel"} <= set(audience.columns):
         per_channel = rolling_sends(audience, history, "channel", run_date)
         per_channel["cap"] = per_channel["channel"].map(caps).astype(float)
         derived = TableCheck(
-            "outputs", "notification_audience [sends per user and channel, rolling 7 days]",
-            per_channel)
+            "outputs",
+            "notification_audience [sends per user and channel, rolling 7 days]",
+            per_channel,
+        )
         derived.expect("ExpectColumnValuesToNotBeNull", column="cap")  # a known channel
-        derived.expect("ExpectColumnPairValuesAToBeGreaterThanB", column_A="cap",
-                       column_B="sends_7d", or_equal=True, ignore_row_if="either_value_is_missing")
+        derived.expect(
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            column_A="cap",
+            column_B="sends_7d",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+        )
         plan.checks.append(derived)
 
     if campaigns is None:
-        plan.notes.append("notification_audience: audience sizes and campaign caps not checked "
-                          "(campaigns seed not built)")
+        plan.notes.append(
+            "notification_audience: audience sizes and campaign caps not checked "
+            "(campaigns seed not built)"
+        )
         return
-    if {"campaign_id", "user_id"} <= set(audience.columns) and \
-            "max_sends_per_user_week" in campaigns.columns:
+    if {"campaign_id", "user_id"} <= set(
+        audience.columns
+    ) and "max_sends_per_user_week" in campaigns.columns:
         per_campaign = rolling_sends(audience, history, "campaign_id", run_date)
-        limit = campaigns.set_index(campaigns["campaign_id"].astype(str))[
-            "max_sends_per_user_week"]
+        limit = campaigns.set_index(campaigns["campaign_id"].astype(str))["max_sends_per_user_week"]
         per_campaign["campaign_cap"] = per_campaign["campaign_id"].map(limit).astype(float)
         per_campaign = per_campaign.dropna(subset=["campaign_cap"])
         derived = TableCheck(
-            "outputs", "notification_audience [sends per user and campaign, rolling 7 days]",
-            per_campaign)
-        derived.expect("ExpectColumnPairValuesAToBeGreaterThanB", column_A="campaign_cap",
-                       column_B="sends_7d", or_equal=True)
+            "outputs",
+            "notification_audience [sends per user and campaign, rolling 7 days]",
+            per_campaign,
+        )
+        derived.expect(
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            column_A="campaign_cap",
+            column_B="sends_7d",
+            or_equal=True,
+        )
         plan.checks.append(derived)
-    if {"campaign_id", "item_id"} <= set(audience.columns) and \
-            "audience_size" in campaigns.columns:
-        sizes = (audience.assign(campaign_id=audience["campaign_id"].astype(str))
-                 .groupby(["campaign_id", "item_id"], dropna=False).size()
-                 .rename("n_users").reset_index())
+    if {"campaign_id", "item_id"} <= set(audience.columns) and "audience_size" in campaigns.columns:
+        sizes = (
+            audience.assign(campaign_id=audience["campaign_id"].astype(str))
+            .groupby(["campaign_id", "item_id"], dropna=False)
+            .size()
+            .rename("n_users")
+            .reset_index()
+        )
         bound = campaigns.set_index(campaigns["campaign_id"].astype(str))["audience_size"]
         sizes["audience_size"] = sizes["campaign_id"].map(bound).astype(float)
         sizes = sizes.dropna(subset=["audience_size"])  # digests: no size bound
-        derived = TableCheck("outputs", "notification_audience [users per campaign and item]",
-                             sizes)
-        derived.expect("ExpectColumnPairValuesAToBeGreaterThanB", column_A="audience_size",
-                       column_B="n_users", or_equal=True)
+        derived = TableCheck(
+            "outputs", "notification_audience [users per campaign and item]", sizes
+        )
+        derived.expect(
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            column_A="audience_size",
+            column_B="n_users",
+            or_equal=True,
+        )
         plan.checks.append(derived)
 
 
-def _output_checks(con, settings: Settings, plan: Plan, present: set[str],
-                   caps: Mapping[str, int], run_date) -> None:
+def _output_checks(
+    con, settings: Settings, plan: Plan, present: set[str], caps: Mapping[str, int], run_date
+) -> None:
     schema = settings.schema
     plan.skipped.extend(t for t in OUTPUT_TABLES if t not in present)
-    eligibility = (read_table(con, schema, "int_user_eligibility", ["user_id", "is_suppressed"])
-                   if "int_user_eligibility" in present else None)
+    eligibility = (
+        read_table(con, schema, "int_user_eligibility", ["user_id", "is_suppressed"])
+        if "int_user_eligibility" in present
+        else None
+    )
 
     if "user_item_scores" in present:
-        _score_checks(plan, "user_item_scores", read_table(con, schema, "user_item_scores"),
-                      "user_id", "item_id")
+        _score_checks(
+            plan,
+            "user_item_scores",
+            read_table(con, schema, "user_item_scores"),
+            "user_id",
+            "item_id",
+        )
     if "item_user_scores" in present:
-        _score_checks(plan, "item_user_scores", read_table(con, schema, "item_user_scores"),
-                      "item_id", "user_id")
+        _score_checks(
+            plan,
+            "item_user_scores",
+            read_table(con, schema, "item_user_scores"),
+            "item_id",
+            "user_id",
+        )
     if "user_category_scores" in present:
-        _score_checks(plan, "user_category_scores",
-                      read_table(con, schema, "user_category_scores"), "user_id", "category")
+        _score_checks(
+            plan,
+            "user_category_scores",
+            read_table(con, schema, "user_category_scores"),
+            "user_id",
+            "category",
+        )
 
     if "model_evaluation" in present:
         frame = read_table(con, schema, "model_evaluation")
         check = TableCheck("outputs", "model_evaluation", frame).columns_exist(
-            ["model", "direction", "segment", "metric", "k", "value"])
-        check.expect("ExpectCompoundColumnsToBeUnique",
-                     column_list=["model", "direction", "segment", "metric", "k"])
+            ["model", "direction", "segment", "metric", "k", "value"]
+        )
+        check.expect(
+            "ExpectCompoundColumnsToBeUnique",
+            column_list=["model", "direction", "segment", "metric", "k"],
+        )
         for column in ("model", "direction", "segment", "metric", "value"):
             check.expect("ExpectColumnValuesToNotBeNull", column=column)
-        check.expect("ExpectColumnValuesToBeInSet", column="direction",
-                     value_set=list(DIRECTIONS))
+        check.expect("ExpectColumnValuesToBeInSet", column="direction", value_set=list(DIRECTIONS))
         plan.checks.append(check)
         if {"metric", "value"} <= set(frame.columns):
             bounded = frame[frame["metric"].isin(BOUNDED_METRICS)]
-            derived = TableCheck("outputs", "model_evaluation [metric in "
-                                 + ", ".join(BOUNDED_METRICS) + "]", bounded)
-            derived.expect("ExpectColumnValuesToBeBetween", column="value", min_value=0,
-                           max_value=1)
+            derived = TableCheck(
+                "outputs",
+                "model_evaluation [metric in " + ", ".join(BOUNDED_METRICS) + "]",
+                bounded,
+            )
+            derived.expect(
+                "ExpectColumnValuesToBeBetween", column="value", min_value=0, max_value=1
+            )
             plan.checks.append(derived)
 
     if "notification_audience" in present:
-        _audience_checks(con, settings, plan, present,
-                         read_table(con, schema, "notification_audience"), eligibility, caps,
-                         run_date)
+        _audience_checks(
+            con,
+            settings,
+            plan,
+            present,
+            read_table(con, schema, "notification_audience"),
+            eligibility,
+            caps,
+            run_date,
+        )
 
     if "email_digest" in present:
         frame = read_table(con, schema, "email_digest")
@@ -645,7 +830,8 @@ def _output_checks(con, settings: Settings, plan: Plan, present: set[str],
             frame["items"] = frame["items"].map(_as_json_text)
             frame["items_array_length"] = frame["items"].map(_digest_length).astype(float)
         check = TableCheck("outputs", "email_digest", frame).columns_exist(
-            ["user_id", "email", "items"])
+            ["user_id", "email", "items"]
+        )
         check.expect("ExpectColumnValuesToBeUnique", column="user_id")
         check.expect("ExpectColumnValuesToNotBeNull", column="user_id")
         check.expect("ExpectColumnValuesToNotBeNull", column="items")
@@ -657,7 +843,8 @@ def _output_checks(con, settings: Settings, plan: Plan, present: set[str],
     if "notification_log" in present:
         frame = read_table(con, schema, "notification_log", ["send_key", "run_date"])
         check = TableCheck("outputs", "notification_log", frame).columns_exist(
-            ["send_key", "run_date"])
+            ["send_key", "run_date"]
+        )
         check.expect("ExpectColumnValuesToNotBeNull", column="send_key")
         check.expect("ExpectColumnValuesToBeUnique", column="send_key")
         check.expect("ExpectColumnValuesToNotBeNull", column="run_date")
@@ -666,30 +853,38 @@ def _output_checks(con, settings: Settings, plan: Plan, present: set[str],
     if "campaign_backtest" in present:
         frame = read_table(con, schema, "campaign_backtest")
         check = TableCheck("outputs", "campaign_backtest", frame).columns_exist(
-            ["policy", "metric", "value"])
+            ["policy", "metric", "value"]
+        )
         check.expect("ExpectColumnValuesToBeInSet", column="policy", value_set=list(POLICIES))
-        check.expect("ExpectColumnValuesToBeInSet", column="metric",
-                     value_set=list(BACKTEST_METRICS))
+        check.expect(
+            "ExpectColumnValuesToBeInSet", column="metric", value_set=list(BACKTEST_METRICS)
+        )
         check.expect("ExpectCompoundColumnsToBeUnique", column_list=["policy", "metric"])
         for column in ("policy", "metric", "value"):
             check.expect("ExpectColumnValuesToNotBeNull", column=column)
         plan.checks.append(check)
         if {"policy", "metric", "value"} <= set(frame.columns):
-            weekly_cap = (settings.max_sends_per_user_week
-                          if settings.max_sends_per_user_week is not None
-                          else sum(caps.get(c, 0) for c in CHANNELS))
-            configured = frame[(frame["policy"] == "configured")
-                               & (frame["metric"] == "max_sends_per_user_week")]
-            derived = TableCheck("outputs", "campaign_backtest [configured "
-                                 "max_sends_per_user_week]", configured)
+            weekly_cap = (
+                settings.max_sends_per_user_week
+                if settings.max_sends_per_user_week is not None
+                else sum(caps.get(c, 0) for c in CHANNELS)
+            )
+            configured = frame[
+                (frame["policy"] == "configured") & (frame["metric"] == "max_sends_per_user_week")
+            ]
+            derived = TableCheck(
+                "outputs", "campaign_backtest [configured max_sends_per_user_week]", configured
+            )
             derived.expect("ExpectTableRowCountToEqual", value=1)
-            derived.expect("ExpectColumnValuesToBeBetween", column="value", min_value=0,
-                           max_value=weekly_cap)
+            derived.expect(
+                "ExpectColumnValuesToBeBetween", column="value", min_value=0, max_value=weekly_cap
+            )
             plan.checks.append(derived)
             rates = frame[frame["metric"] == "conversions_per_send"]
             derived = TableCheck("outputs", "campaign_backtest [conversions_per_send]", rates)
-            derived.expect("ExpectColumnValuesToBeBetween", column="value", min_value=0,
-                           max_value=1)
+            derived.expect(
+                "ExpectColumnValuesToBeBetween", column="value", min_value=0, max_value=1
+            )
             plan.checks.append(derived)
 
 
@@ -702,8 +897,12 @@ def build_checks(con, settings: Settings) -> tuple[Plan, dict]:
     _source_checks(con, settings, plan)
     _staging_checks(con, settings, plan, present, run_date)
     _output_checks(con, settings, plan, present, caps, run_date)
-    context = {"run_date": run_date, "run_date_origin": run_date_origin, "caps": caps,
-               "caps_origin": caps_origin}
+    context = {
+        "run_date": run_date,
+        "run_date_origin": run_date_origin,
+        "caps": caps,
+        "caps_origin": caps_origin,
+    }
     return plan, context
 
 
@@ -774,26 +973,35 @@ def _failure(result, table: str) -> Failure:
     if info.get("raised_exception"):
         error = info.get("exception_message")
     elif info and "raised_exception" not in info:  # keyed by metric: {metric_id: {...}}
-        messages = [v.get("exception_message") for v in info.values()
-                    if isinstance(v, dict) and v.get("raised_exception")]
+        messages = [
+            v.get("exception_message")
+            for v in info.values()
+            if isinstance(v, dict) and v.get("raised_exception")
+        ]
         error = "; ".join(sorted({m for m in messages if m})) or None
     outcome = dict(result.result or {})
     examples = tuple(outcome.get("partial_unexpected_list") or ())[:3]
     if config.type == "expect_column_values_to_not_be_null":
         examples = ()
-    return Failure(expectation_type=config.type, kwargs=kwargs, table=table,
-                   unexpected_count=outcome.get("unexpected_count"),
-                   element_count=outcome.get("element_count"),
-                   observed_value=outcome.get("observed_value"),
-                   examples=examples, error=error)
+    return Failure(
+        expectation_type=config.type,
+        kwargs=kwargs,
+        table=table,
+        unexpected_count=outcome.get("unexpected_count"),
+        element_count=outcome.get("element_count"),
+        observed_value=outcome.get("observed_value"),
+        examples=examples,
+        error=error,
+    )
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def run_checks(checks: Sequence[TableCheck], data_docs_dir: str | os.PathLike | None = None
-               ) -> tuple[list[CheckResult], str | None]:
+def run_checks(
+    checks: Sequence[TableCheck], data_docs_dir: str | os.PathLike | None = None
+) -> tuple[list[CheckResult], str | None]:
     """Validate each check's frame with GX; returns the results and the Data Docs index."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -804,13 +1012,18 @@ def run_checks(checks: Sequence[TableCheck], data_docs_dir: str | os.PathLike | 
     if data_docs_dir is not None:
         base = Path(data_docs_dir).resolve()
         base.mkdir(parents=True, exist_ok=True)
-        context.add_data_docs_site("proactive_recs", {
-            "class_name": "SiteBuilder",
-            "show_how_to_buttons": False,
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(base)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
+        context.add_data_docs_site(
+            "proactive_recs",
+            {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(base),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
     run_id = RunIdentifier(run_name="proactive_recs_validation")
     datasources = {}
     results = []
@@ -822,12 +1035,15 @@ def run_checks(checks: Sequence[TableCheck], data_docs_dir: str | os.PathLike | 
         name = f"{number:02d}_{_slug(check.name)}"[:100]
         asset = datasources[check.suite].add_dataframe_asset(name)
         batch = asset.add_batch_definition_whole_dataframe("whole_table")
-        suite = context.suites.add(gx.ExpectationSuite(name=f"{check.suite}.{name}",
-                                                       expectations=check.expectations))
+        suite = context.suites.add(
+            gx.ExpectationSuite(name=f"{check.suite}.{name}", expectations=check.expectations)
+        )
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{check.suite}.{name}", data=batch, suite=suite))
-        outcome = definition.run(batch_parameters={"dataframe": check.frame},
-                                 result_format="SUMMARY", run_id=run_id)
+            gx.ValidationDefinition(name=f"{check.suite}.{name}", data=batch, suite=suite)
+        )
+        outcome = definition.run(
+            batch_parameters={"dataframe": check.frame}, result_format="SUMMARY", run_id=run_id
+        )
         failures = [_failure(r, check.name) for r in outcome.results if not r.success]
         results.append(CheckResult(check, len(outcome.results), failures))
     index = None
@@ -867,10 +1083,13 @@ class ValidationReport:
         ctx = self.context
         if ctx:
             run_date = ctx.get("run_date")
-            out.append(f"run date: {run_date if run_date is not None else 'unknown'} "
-                       f"({ctx.get('run_date_origin')}); caps per user, channel and rolling "
-                       "7 days: " + ", ".join(f"{k} {v}" for k, v in ctx["caps"].items())
-                       + f" ({ctx.get('caps_origin')})")
+            out.append(
+                f"run date: {run_date if run_date is not None else 'unknown'} "
+                f"({ctx.get('run_date_origin')}); caps per user, channel and rolling "
+                "7 days: "
+                + ", ".join(f"{k} {v}" for k, v in ctx["caps"].items())
+                + f" ({ctx.get('caps_origin')})"
+            )
         width = max([len(r.check.name) for r in self.results] + [20]) + 2
         for suite in ("sources", "staging", "outputs"):
             own = [r for r in self.results if r.check.suite == suite]
@@ -879,8 +1098,11 @@ class ValidationReport:
             out.append(suite)
             for r in own:
                 status = "FAILED" if r.failures else "ok"
-                tail = (f"{len(r.failures)} of {r.n_expectations} expectations failed"
-                        if r.failures else f"{r.n_expectations} expectations")
+                tail = (
+                    f"{len(r.failures)} of {r.n_expectations} expectations failed"
+                    if r.failures
+                    else f"{r.n_expectations} expectations"
+                )
                 out.append(f"  {status:<7}{r.check.name:<{width}}{tail}")
             if suite == "outputs" and self.skipped:
                 out.append("  not built, skipped: " + ", ".join(self.skipped))
@@ -892,13 +1114,16 @@ class ValidationReport:
             out.append(f"data docs: {self.data_docs}")
         n_failed = len(self.failures)
         if self.missing:
-            out.append(f"result: INCOMPLETE ({len(self.missing)} required table(s) missing"
-                       f", {n_failed} expectation(s) failed)")
+            out.append(
+                f"result: INCOMPLETE ({len(self.missing)} required table(s) missing"
+                f", {n_failed} expectation(s) failed)"
+            )
         elif n_failed:
             out.append(f"result: FAILED ({n_failed} expectation(s) failed)")
         else:
-            out.append(f"result: ok ({sum(r.n_expectations for r in self.results)} "
-                       "expectations passed)")
+            out.append(
+                f"result: ok ({sum(r.n_expectations for r in self.results)} expectations passed)"
+            )
         return out
 
     def problems(self) -> list[str]:
@@ -911,14 +1136,18 @@ class ValidationReport:
         return out
 
 
-def validate(duckdb_path: str | os.PathLike, settings: Settings | None = None,
-             data_docs_dir: str | os.PathLike | None = None) -> ValidationReport:
+def validate(
+    duckdb_path: str | os.PathLike,
+    settings: Settings | None = None,
+    data_docs_dir: str | os.PathLike | None = None,
+) -> ValidationReport:
     """Run every suite on the DuckDB file; never raises for a missing or half-built database."""
     settings = settings or Settings()
     path = Path(duckdb_path)
     if not path.exists():
-        return ValidationReport(error=f"cannot open {path}: no such DuckDB file "
-                                      "(run dbt build first)")
+        return ValidationReport(
+            error=f"cannot open {path}: no such DuckDB file (run dbt build first)"
+        )
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
@@ -929,15 +1158,22 @@ def validate(duckdb_path: str | os.PathLike, settings: Settings | None = None,
         except duckdb.Error as exc:  # e.g. a view over a dropped table
             return ValidationReport(error=f"cannot read {path}: {exc}")
     results, index = run_checks(plan.checks, data_docs_dir) if plan.checks else ([], None)
-    return ValidationReport(results=results, missing=plan.missing, skipped=plan.skipped,
-                            notes=plan.notes, data_docs=index, context=context)
+    return ValidationReport(
+        results=results,
+        missing=plan.missing,
+        skipped=plan.skipped,
+        notes=plan.notes,
+        data_docs=index,
+        context=context,
+    )
 
 
 def _parse_cap(text: str) -> tuple[str, int]:
     channel, _, value = text.partition("=")
     if channel not in CHANNELS or not value.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"--cap wants CHANNEL=N with CHANNEL in {CHANNELS}, "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--cap wants CHANNEL=N with CHANNEL in {CHANNELS}, got {text!r}"
+        )
     return channel, int(value)
 
 
@@ -945,44 +1181,80 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The options shared by this CLI and ``proactive_recs.report``."""
     parser.add_argument("--duckdb", default=os.environ.get("DUCKDB_PATH", "proactive_recs.duckdb"))
     parser.add_argument("--schema", default="main", help="schema of the dbt models")
-    parser.add_argument("--source-schema", default=None,
-                        help="schema of the raw source tables (default: the vars' "
-                             "proactive_recs_source_schema, else --schema)")
-    parser.add_argument("--vars-file", action="append", default=[],
-                        help="dbt vars YAML (e.g. vars/demo.yml; repeatable): run_date, source "
-                             "schema/tables, <channel>_cap_per_week, adaptive_cadence, "
-                             "validation_id_mostly")
-    parser.add_argument("--run-date", default=None, help="the run's date (default: from vars, "
-                        "notification_log, else the latest staging timestamp)")
-    parser.add_argument("--cap", action="append", type=_parse_cap, default=[],
-                        metavar="CHANNEL=N",
-                        help="most sends per user and channel in a rolling 7 days (repeatable)")
-    parser.add_argument("--caps-table", default="frequency_caps",
-                        help="optional table (channel, max_sends_per_week) holding the caps")
-    parser.add_argument("--max-sends-per-user-week", type=int, default=None,
-                        help="bound for campaign_backtest's configured max_sends_per_user_week "
-                             "(default: sum of the channel caps)")
+    parser.add_argument(
+        "--source-schema",
+        default=None,
+        help="schema of the raw source tables (default: the vars' "
+        "proactive_recs_source_schema, else --schema)",
+    )
+    parser.add_argument(
+        "--vars-file",
+        action="append",
+        default=[],
+        help="dbt vars YAML (e.g. vars/demo.yml; repeatable): run_date, source "
+        "schema/tables, <channel>_cap_per_week, adaptive_cadence, "
+        "validation_id_mostly",
+    )
+    parser.add_argument(
+        "--run-date",
+        default=None,
+        help="the run's date (default: from vars, "
+        "notification_log, else the latest staging timestamp)",
+    )
+    parser.add_argument(
+        "--cap",
+        action="append",
+        type=_parse_cap,
+        default=[],
+        metavar="CHANNEL=N",
+        help="most sends per user and channel in a rolling 7 days (repeatable)",
+    )
+    parser.add_argument(
+        "--caps-table",
+        default="frequency_caps",
+        help="optional table (channel, max_sends_per_week) holding the caps",
+    )
+    parser.add_argument(
+        "--max-sends-per-user-week",
+        type=int,
+        default=None,
+        help="bound for campaign_backtest's configured max_sends_per_user_week "
+        "(default: sum of the channel caps)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from :func:`add_settings_arguments`' options (reads the vars files)."""
-    return Settings(schema=args.schema, source_schema=args.source_schema,
-                    run_date=args.run_date, caps=dict(args.cap) or None,
-                    caps_table=args.caps_table,
-                    max_sends_per_user_week=args.max_sends_per_user_week,
-                    id_mostly=getattr(args, "id_mostly", None), vars=load_vars(args.vars_file))
+    return Settings(
+        schema=args.schema,
+        source_schema=args.source_schema,
+        run_date=args.run_date,
+        caps=dict(args.cap) or None,
+        caps_table=args.caps_table,
+        max_sends_per_user_week=args.max_sends_per_user_week,
+        id_mostly=getattr(args, "id_mostly", None),
+        vars=load_vars(args.vars_file),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m proactive_recs.validation",
-        description="Validate sources, staging and outputs of a built DuckDB file with GX.")
+        description="Validate sources, staging and outputs of a built DuckDB file with GX.",
+    )
     add_settings_arguments(parser)
-    parser.add_argument("--id-mostly", type=float, default=None,
-                        help="least share of non-null ids in the raw tables (default: the var "
-                             "validation_id_mostly, else 0.95)")
-    parser.add_argument("--data-docs", default="target/data_docs",
-                        help="directory of the Data Docs site (default target/data_docs)")
+    parser.add_argument(
+        "--id-mostly",
+        type=float,
+        default=None,
+        help="least share of non-null ids in the raw tables (default: the var "
+        "validation_id_mostly, else 0.95)",
+    )
+    parser.add_argument(
+        "--data-docs",
+        default="target/data_docs",
+        help="directory of the Data Docs site (default target/data_docs)",
+    )
     parser.add_argument("--no-data-docs", action="store_true", help="do not build Data Docs")
     args = parser.parse_args(argv)
     try:
@@ -990,8 +1262,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot read vars: {exc}", file=sys.stderr)
         return EXIT_MISSING
-    print(f"proactive_recs validation of {args.duckdb} (schema {args.schema}, sources "
-          f"{settings.resolved_source_schema})", flush=True)
+    print(
+        f"proactive_recs validation of {args.duckdb} (schema {args.schema}, sources "
+        f"{settings.resolved_source_schema})",
+        flush=True,
+    )
     report = validate(args.duckdb, settings, None if args.no_data_docs else args.data_docs)
     print("\n".join(report.lines()), flush=True)
     if report.exit_code != EXIT_OK:

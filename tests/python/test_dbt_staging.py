@@ -64,3 +64,17 @@ def test_demo_rejections_match_what_the_generator_planted(demo_con):
         assert got == {k: v for k, v in expected["rejected"].items() if v}, source_name
         (clean,) = demo_con.execute(f"select count(*) from main.stg_{source_name}").fetchone()
         assert clean == expected["clean_rows"], source_name
+
+
+def test_notification_log_rerun_of_the_same_run_date_adds_nothing(demo_db, tmp_path):
+    copy = tmp_path / "rerun.duckdb"
+    copy.write_bytes(demo_db.read_bytes())
+    count = "select count(*) from main.notification_log"
+    with duckdb.connect(str(copy), read_only=True) as con:
+        (before,) = con.execute(count).fetchone()
+        (planned,) = con.execute("select count(*) from main.notification_audience").fetchone()
+    assert before == planned > 0
+    rerun = run_dbt(["build", "--select", "notification_plan+"], copy, {"run_date": "2026-11-01"})
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert con.execute(count).fetchone() == (before,)

@@ -1,0 +1,32 @@
+"""Plan this run's notifications over all active campaigns at once, under the frequency rules.
+
+Returns one long frame: record_type 'send' (a planned send, holdout included and flagged) or
+'rejected' (a candidate that was not planned, with the reason), split by SQL models.
+Logic: proactive_recs.campaigns.plan_run.
+"""
+
+import json
+
+from proactive_recs.campaigns import plan_run
+from proactive_recs.dbt_io import to_pandas
+from proactive_recs.notifications_io import long_plan_frame
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    meta = dbt.config.get("meta") or {}
+    user_context = to_pandas(dbt.ref("int_user_context"))
+    plan = plan_run(
+        campaigns=to_pandas(dbt.ref("campaigns")),
+        rules={k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
+        users=user_context[["user_id", "email", "timezone", "is_eligible"]],
+        targeting=to_pandas(dbt.ref("user_targeting")),
+        items=to_pandas(dbt.ref("int_item_context")),
+        item_user_scores=to_pandas(dbt.ref("item_user_scores")),
+        user_item_scores=to_pandas(dbt.ref("user_item_scores")),
+        sends=to_pandas(dbt.ref("stg_notification_sends")),
+        events=to_pandas(dbt.ref("stg_notification_events")),
+        run_date=meta["run_date"],
+        interactions=to_pandas(dbt.ref("int_interactions")),
+    )
+    return long_plan_frame(plan, run_date=meta["run_date"])

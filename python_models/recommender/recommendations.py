@@ -1,0 +1,34 @@
+"""Train the recommender as of the run date and keep everything it serves, in one long frame.
+
+One fit feeds several outputs, and a dbt Python model returns one frame, so rows carry a
+record_type: 'user_item' / 'item_user' (top-K scores), 'user_factor' / 'item_factor'
+(MF factors as a list) and 'parameter' (what was used after tuning). Thin SQL models split
+it into the public tables. Logic: proactive_recs.serving.score.
+"""
+
+import json
+
+from proactive_recs.dbt_io import to_pandas
+from proactive_recs.recommender_io import (
+    item_frame_for_scoring,
+    long_recommendation_frame,
+    user_frame_for_scoring,
+)
+from proactive_recs.serving import score
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    meta = dbt.config.get("meta") or {}
+    result = score(
+        interactions=to_pandas(dbt.ref("int_interactions")),
+        users=user_frame_for_scoring(
+            to_pandas(dbt.ref("int_user_context")), to_pandas(dbt.ref("user_targeting"))
+        ),
+        items=item_frame_for_scoring(
+            to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
+        ),
+        run_date=meta.get("run_date"),
+        params=json.loads(meta.get("recommender_params") or "{}"),
+    )
+    return long_recommendation_frame(result)

@@ -1,0 +1,260 @@
+"""Offline evaluation with the protocol of DESIGN.md §5.
+
+``evaluate(interactions, users, items, cutoff=..., horizon_days=30, params=...)``:
+
+* **Split.** Train on ``occurred_at < cutoff``; test on ``[cutoff, cutoff + horizon)``.
+  Only users and items with at least one training interaction are scored ("known");
+  test rows of other users or items are dropped.
+* **Relevance.** A (user, item) test pair is relevant when the user had *not*
+  interacted with the item before the cutoff: the recommendations exclude what the user
+  already has, so re-purchases would be unreachable hits that only add noise.
+* **user_to_item.** Queries are the known users with at least one relevant item; each
+  model ranks the known items the user did not interact with before the cutoff.
+  Metrics: ndcg@10, recall@10, recall@20, precision@10, map@10, coverage@10.
+* **item_to_user.** Queries are the known items with at least one relevant user; each
+  model ranks the known users who did not interact with the item before the cutoff.
+  Metrics: recall@50, recall@100, ndcg@50, ndcg@100.
+* **Models.** ``als`` (plain MF, hyper-parameters tuned on the last ``horizon_days``
+  before the cutoff — a validation window inside the training period), ``popularity``
+  (items by number of distinct buyers; user_to_item), ``heavy_users`` (users by number
+  of distinct items; item_to_user), ``random`` (scores are dot products of random
+  Gaussian vectors, i.e. an independent random order per query), and ``served``: the
+  frames :func:`proactive_recs.serving.score` returns when called as of the cutoff on
+  the training rows, with the caller's ``users``/``items``/``params`` — the same code
+  path as the dbt models, so its numbers are those of the served product (including
+  its business rules). For ``served`` the expected calibration error of its
+  probabilities over the served pairs is reported as well (metric 'ece', k = list
+  length), when the served stage produces probabilities.
+
+Metrics are averaged over queries with at least one relevant target (see
+:mod:`proactive_recs.metrics`). The result also holds the hyper-parameters used, one row
+per (model, parameter).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import metrics, serving
+from .interactions import (
+    build_interaction_matrix,
+    interactions_before,
+    new_pairs_matrix,
+    normalise_interactions,
+)
+from .mf import ImplicitMF
+from .topk import topk_both
+
+__all__ = ["MODELS", "EvaluationResult", "evaluate", "served_lists"]
+
+log = logging.getLogger(__name__)
+
+MODELS = ("als", "popularity", "heavy_users", "random", "served")
+USER_TO_ITEM = {"ndcg": [10], "recall": [10, 20], "precision": [10], "map": [10]}
+ITEM_TO_USER = {"recall": [50, 100], "ndcg": [50, 100]}
+COVERAGE_K = 10
+K_ITEMS = 20
+K_USERS = 100
+
+
+@dataclass
+class EvaluationResult:
+    """metrics: model, direction, segment, metric, k, value.
+    params: model, parameter, value (str)."""
+
+    metrics: pd.DataFrame
+    params: pd.DataFrame
+
+
+def _rows(model, direction, values: dict, segment="all"):
+    return [
+        {
+            "model": model,
+            "direction": direction,
+            "segment": segment,
+            "metric": metric,
+            "k": int(k),
+            "value": float(value),
+        }
+        for (metric, k), value in values.items()
+    ]
+
+
+def _score_lists(model, direction, lists, truth, n_catalog):
+    """Metric rows of one model in one direction from its (queries x L) index lists."""
+    queries = np.diff(truth.indptr) > 0
+    wanted = USER_TO_ITEM if direction == "user_to_item" else ITEM_TO_USER
+    ks = sorted({k for ks in wanted.values() for k in ks})
+    values = metrics.ranking_metrics(lists[queries], truth[queries], ks=ks, metrics=tuple(wanted))
+    values = {(m, k): values[(m, k)] for m, ks_m in wanted.items() for k in ks_m}
+    if direction == "user_to_item":
+        values[("coverage", COVERAGE_K)] = metrics.catalog_coverage(
+            lists[queries], n_catalog, COVERAGE_K
+        )
+    return _rows(model, direction, values)
+
+
+def served_lists(result: serving.ScoreResult, user_ids: pd.Index, item_ids: pd.Index):
+    """The served frames as index lists over the evaluation's known users and items.
+
+    Rows for users/items unknown at the cutoff are dropped (they are not queries); an
+    unknown item inside a known user's list stays as a miss (-1) in its slot.
+    Returns (user_items, user_item_scores, item_users, item_user_scores).
+    """
+
+    def lists(frame, owner_col, member_col, owners, members, width):
+        idx = np.full((len(owners), width), -1, dtype=np.int64)
+        val = np.full((len(owners), width), np.nan)
+        if len(frame):
+            o = owners.get_indexer(frame[owner_col])
+            m = members.get_indexer(frame[member_col])
+            r = frame["rank"].to_numpy() - 1
+            ok = (o >= 0) & (r < width)
+            idx[o[ok], r[ok]] = m[ok]
+            val[o[ok], r[ok]] = frame["score"].to_numpy()[ok]
+        return idx, val
+
+    width_ui = int(result.user_item_scores["rank"].max()) if len(result.user_item_scores) else 1
+    width_iu = int(result.item_user_scores["rank"].max()) if len(result.item_user_scores) else 1
+    ui, ui_s = lists(result.user_item_scores, "user_id", "item_id", user_ids, item_ids, width_ui)
+    iu, iu_s = lists(result.item_user_scores, "item_id", "user_id", item_ids, user_ids, width_iu)
+    return ui, ui_s, iu, iu_s
+
+
+def _ece_rows(lists, scores, truth, k, direction):
+    """ECE of served probabilities over the served (query, target) pairs in the top k."""
+    lists, scores = lists[:, :k], scores[:, :k]
+    filled = lists >= 0
+    if not filled.any():
+        return []
+    hits = metrics.hits_matrix(lists, truth)
+    prob = np.clip(scores[filled], 0.0, 1.0)
+    return _rows(
+        "served",
+        direction,
+        {("ece", k): metrics.expected_calibration_error(prob, hits[filled].astype(float))},
+    )
+
+
+def evaluate(
+    interactions: pd.DataFrame,
+    users: pd.DataFrame | None = None,
+    items: pd.DataFrame | None = None,
+    *,
+    cutoff,
+    horizon_days: float = 30,
+    params: dict | None = None,
+    models=MODELS,
+    random_state=0,
+) -> EvaluationResult:
+    """Run the §5 protocol; see the module docstring. ``params`` are serving params (the
+    ``served`` model uses them as they are, except that list lengths are raised to at
+    least 20 items / 100 users so that every metric can be computed; ``als`` uses their
+    MF part and tuning grid)."""
+    cutoff = pd.Timestamp(cutoff)
+    end = cutoff + pd.Timedelta(days=horizon_days)
+    frame = normalise_interactions(interactions)
+    frame = frame[frame["occurred_at"] < end]
+    train = interactions_before(frame, cutoff)
+    p = serving.resolve_params(params)
+    base = build_interaction_matrix(train, cutoff, half_life_days=p["half_life_days"])
+    truth_ui = new_pairs_matrix(frame, base, cutoff, end)
+    truth_iu = sp.csr_matrix(truth_ui.T)
+    n_u, n_i = base.n_users, base.n_items
+    rows, param_rows = [], []
+    if truth_ui.nnz == 0:
+        log.warning("evaluation: no relevant pair in the test window; nothing to score")
+        return EvaluationResult(_metrics_frame(rows), _params_frame(param_rows))
+
+    def record_params(model, values: dict):
+        param_rows.extend(
+            {"model": model, "parameter": key, "value": str(value)} for key, value in values.items()
+        )
+
+    if "als" in models:
+        mf_params = {key: p[key] for key in serving.MF_KEYS}
+        if p["tune"] and p["tune_grid"]:
+            mf_params, _ = serving.tune_mf(
+                train,
+                cutoff,
+                horizon_days=horizon_days,
+                base_params=mf_params,
+                grid=p["tune_grid"],
+                half_life_days=p["half_life_days"],
+                block_size=p["block_size"],
+            )
+        record_params("als", {**mf_params, "half_life_days": p["half_life_days"]})
+        mf = ImplicitMF(**mf_params).fit(base.matrix)
+        top = topk_both(
+            mf.user_factors_,
+            mf.item_factors_,
+            k_items=K_ITEMS,
+            k_users=K_USERS,
+            exclude=base.seen,
+            block_size=p["block_size"],
+        )
+        rows += _score_lists("als", "user_to_item", top.user_items, truth_ui, n_i)
+        rows += _score_lists("als", "item_to_user", top.item_users, truth_iu, n_i)
+
+    if "popularity" in models:
+        item_pop = np.asarray(base.seen.sum(axis=0)).ravel()
+        top = topk_both(
+            np.ones((n_u, 1)), item_pop[:, None], k_items=K_ITEMS, k_users=0, exclude=base.seen
+        )
+        rows += _score_lists("popularity", "user_to_item", top.user_items, truth_ui, n_i)
+
+    if "heavy_users" in models:
+        user_act = np.asarray(base.seen.sum(axis=1)).ravel()
+        top = topk_both(
+            user_act[:, None], np.ones((n_i, 1)), k_items=0, k_users=K_USERS, exclude=base.seen
+        )
+        rows += _score_lists("heavy_users", "item_to_user", top.item_users, truth_iu, n_i)
+
+    if "random" in models:
+        rng = np.random.default_rng(random_state)
+        top = topk_both(
+            rng.standard_normal((n_u, 32)),
+            rng.standard_normal((n_i, 32)),
+            k_items=K_ITEMS,
+            k_users=K_USERS,
+            exclude=base.seen,
+        )
+        rows += _score_lists("random", "user_to_item", top.user_items, truth_ui, n_i)
+        rows += _score_lists("random", "item_to_user", top.item_users, truth_iu, n_i)
+        record_params("random", {"random_state": random_state})
+
+    if "served" in models:
+        served_params = {
+            **(params or {}),
+            "k_items": max(int(p["k_items"]), K_ITEMS),
+            "k_users": max(int(p["k_users"]), K_USERS),
+        }
+        result = serving.score(train, users, items, run_date=cutoff, params=served_params)
+        ui, ui_s, iu, iu_s = served_lists(result, base.user_ids, base.item_ids)
+        rows += _score_lists("served", "user_to_item", ui, truth_ui, n_i)
+        rows += _score_lists("served", "item_to_user", iu, truth_iu, n_i)
+        if result.stage == "two_stage":
+            rows += _ece_rows(ui, ui_s, truth_ui, COVERAGE_K, "user_to_item")
+            rows += _ece_rows(iu, iu_s, truth_iu, K_USERS, "item_to_user")
+        record_params(
+            "served",
+            {
+                "stage": result.stage,
+                **dict(zip(result.params["parameter"], result.params["value"], strict=True)),
+            },
+        )
+    return EvaluationResult(_metrics_frame(rows), _params_frame(param_rows))
+
+
+def _metrics_frame(rows) -> pd.DataFrame:
+    cols = ["model", "direction", "segment", "metric", "k", "value"]
+    return pd.DataFrame(rows, columns=cols).astype({"k": np.int64, "value": float})
+
+
+def _params_frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["model", "parameter", "value"])

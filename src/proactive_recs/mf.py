@@ -1,0 +1,136 @@
+"""Implicit-feedback matrix factorization (Hu, Koren & Volinsky 2008) on top of ``implicit``.
+
+A thin scikit-learn style wrapper around ``implicit.cpu.als.AlternatingLeastSquares``
+(0.7 API: ``fit(user_items)`` takes the users x items CSR matrix; ``random_state``
+seeds the factor initialisation through ``np.random.default_rng``). The CPU class is
+used directly so that a machine with CUDA does not silently switch to the GPU solver,
+whose results differ.
+
+The BLAS thread pool is limited to one thread around construction and fit, as
+``implicit`` asks: its own OpenMP loop already parallelises over users, and a
+multi-threaded BLAS underneath it oversubscribes the cores and is much slower.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+__all__ = ["ImplicitMF"]
+
+
+def _seed_for_implicit(random_state):
+    """Translate a scikit-learn style ``random_state`` into what implicit 0.7 accepts.
+
+    implicit calls ``np.random.default_rng(random_state)``; its RandomState branch is
+    broken in 0.7.3 (calls a non-existent ``rand_int``), so a RandomState is turned into
+    an int seed here.
+    """
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.Generator)):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    raise ValueError(f"random_state must be None, an int or a numpy RNG, got {random_state!r}")
+
+
+class ImplicitMF:
+    """Weighted alternating least squares for implicit feedback.
+
+    Parameters
+    ----------
+    factors : int
+        Latent dimension.
+    regularization : float
+        L2 penalty on the factors.
+    alpha : float
+        Confidence scale: observed pairs get confidence ``alpha * X[u, i]``.
+    iterations : int
+        Number of ALS sweeps (users then items).
+    use_cg : bool
+        Conjugate-gradient inner solver (faster; the exact Cholesky solver when False).
+    num_threads : int
+        OpenMP threads of the solver; 0 = all cores. Each user's (item's) solve only
+        reads the other side's factors, so the result does not depend on this.
+    random_state : None, int, numpy Generator or RandomState
+        Seeds the factor initialisation; an int makes ``fit`` reproducible.
+
+    Attributes
+    ----------
+    user_factors_ : ndarray (n_users, factors) float32
+    item_factors_ : ndarray (n_items, factors) float32
+    n_users_, n_items_ : int
+    """
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 10.0,
+        iterations: int = 15,
+        use_cg: bool = True,
+        num_threads: int = 0,
+        random_state=None,
+    ):
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.use_cg = use_cg
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {
+            "factors": self.factors,
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "iterations": self.iterations,
+            "use_cg": self.use_cg,
+            "num_threads": self.num_threads,
+            "random_state": self.random_state,
+        }
+
+    def set_params(self, **params) -> ImplicitMF:
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise ValueError(f"unknown parameter {key!r}")
+            setattr(self, key, value)
+        return self
+
+    def fit(self, X, y=None) -> ImplicitMF:
+        """Factorise the users x items confidence matrix ``X`` (any scipy sparse / dense)."""
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        X = sp.csr_matrix(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ValueError("X must be 2-D (users x items)")
+        with threadpool_limits(1, "blas"):
+            engine = AlternatingLeastSquares(
+                factors=int(self.factors),
+                regularization=float(self.regularization),
+                alpha=float(self.alpha),
+                iterations=int(self.iterations),
+                use_cg=bool(self.use_cg),
+                num_threads=int(self.num_threads),
+                random_state=_seed_for_implicit(self.random_state),
+                dtype=np.float32,
+            )
+            engine.fit(X, show_progress=False)
+        self.user_factors_ = np.ascontiguousarray(engine.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(engine.item_factors, dtype=np.float32)
+        self.n_users_, self.n_items_ = X.shape
+        return self
+
+    def predict(self, user_idx, item_idx) -> np.ndarray:
+        """Dot-product scores of the given (user, item) index pairs."""
+        self._check_fitted()
+        u = np.asarray(user_idx)
+        i = np.asarray(item_idx)
+        return np.einsum("ij,ij->i", self.user_factors_[u], self.item_factors_[i])
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "user_factors_"):
+            raise RuntimeError("ImplicitMF is not fitted yet: call fit(X) first")

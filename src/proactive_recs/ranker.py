@@ -1,0 +1,508 @@
+"""Second stage: the probability that a user newly interacts with an item within a horizon.
+
+Matrix factorization alone ranks *affinity*; who actually buys in the next weeks also
+depends on how active the user is, how recent and how popular the item is, and on
+short-term co-purchase patterns. The second stage learns that mix from the past:
+
+1. A :class:`Snapshot` is the state of the shop as of a date: the confidence matrix,
+   an :class:`~proactive_recs.mf.ImplicitMF` fitted on it, per-user activity features,
+   per-item popularity features and an item-item co-purchase similarity.
+2. :func:`candidate_pairs` proposes (user, item) pairs: each user's MF top items and the
+   currently popular items, each item's MF top users and the most active users. Both
+   directions come from single passes of :func:`~proactive_recs.topk.topk_both`.
+3. :func:`pair_features` describes every candidate pair by MF and co-purchase affinity
+   plus the user's and the item's features.
+4. :func:`training_frame` replays this at earlier dates (``run_date - w * horizon`` for
+   w = 1..windows), labels each candidate with "interacted with the item for the first
+   time within the next horizon", and :class:`PropensityRanker` (gradient boosting) is
+   fitted on the result. Every label lies before ``run_date``: nothing from the future
+   of the run is used.
+
+At serving time the same candidates and features are built as of ``run_date`` and the
+ranker's probability is the score (see ``serving.py``). Because the score is a
+calibrated probability of the same event for every pair, one model orders both
+directions: a user's items and an item's users.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .interactions import (
+    InteractionMatrix,
+    build_interaction_matrix,
+    interactions_before,
+    new_pairs_matrix,
+)
+from .mf import ImplicitMF
+from .topk import group_desc_key, topk_both
+
+__all__ = [
+    "PropensityRanker",
+    "Snapshot",
+    "build_snapshot",
+    "candidate_pairs",
+    "item_similarity",
+    "pair_features",
+    "training_frame",
+]
+
+log = logging.getLogger(__name__)
+
+_DAY_NS = 86_400 * 10**9
+_YEAR_DAYS = 365.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the second stage knows as of ``as_of`` (interactions strictly before)."""
+
+    as_of: pd.Timestamp
+    horizon_days: float
+    data: InteractionMatrix
+    mf: ImplicitMF
+    user_features: pd.DataFrame  # one row per data.user_ids position
+    item_features: pd.DataFrame  # one row per data.item_ids position
+    similarity: sp.csr_matrix  # items x items, co-purchase cosine, top neighbours
+    recent: sp.csr_matrix  # users x items confidence with a short half-life
+    category_share: np.ndarray | None  # users x categories share of history, or None
+    item_category: np.ndarray  # category code per item, -1 when unknown
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _ages_days(occurred: pd.Series, as_of: pd.Timestamp) -> np.ndarray:
+    ns = as_of.value - occurred.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return ns / _DAY_NS
+
+
+def _pair_ages(u: np.ndarray, i: np.ndarray, age: np.ndarray, n_items: int):
+    """Per distinct (user, item) pair: user, item, age of the last and the first event."""
+    code = u.astype(np.int64) * n_items + i
+    frame = pd.DataFrame({"code": code, "age": age})
+    agg = frame.groupby("code", sort=True)["age"].agg(["min", "max"])
+    codes = agg.index.to_numpy()
+    return codes // n_items, codes % n_items, agg["min"].to_numpy(), agg["max"].to_numpy()
+
+
+def _count(index: np.ndarray, size: int, mask: np.ndarray | None = None) -> np.ndarray:
+    if mask is not None:
+        index = index[mask]
+    return np.bincount(index, minlength=size).astype(np.float32)
+
+
+def _activity_features(rows, data: InteractionMatrix, as_of, horizon_days, items_frame):
+    """User and item features as of ``as_of`` from the interactions before it.
+
+    Windows are expressed in horizons (h, 3h) so that the same definitions suit a weekly
+    and a monthly campaign; the "last year" window is the year-ago version of the horizon
+    about to be predicted, which is what captures seasonal shoppers and seasonal items.
+    """
+    n_u, n_i = data.n_users, data.n_items
+    h = float(horizon_days)
+    u = data.user_positions(rows["user_id"])
+    i = data.item_positions(rows["item_id"])
+    age = _ages_days(rows["occurred_at"], as_of)
+    pu, pi, last_age, first_age = _pair_ages(u, i, age, n_i)
+
+    # An "order" is one (user, timestamp): the cleaned data has one row per order line.
+    t_code = pd.factorize(rows["occurred_at"])[0].astype(np.int64)
+    order_code, first_row = np.unique(u * (t_code.max() + 1) + t_code, return_index=True)
+    order_user = u[first_row]
+    order_age = age[first_row]
+
+    uf = pd.DataFrame(index=pd.RangeIndex(n_u))
+    uf["u_items"] = _count(pu, n_u)
+    uf["u_orders"] = _count(order_user, n_u)
+    since_last = np.full(n_u, np.inf)
+    np.minimum.at(since_last, u, age)
+    since_first = np.full(n_u, -np.inf)
+    np.maximum.at(since_first, u, age)
+    uf["u_since_last"] = since_last
+    uf["u_since_first"] = since_first
+    uf["u_order_gap"] = since_first / np.maximum(uf["u_orders"] - 1, 1)
+    uf["u_overdue"] = since_last / np.maximum(uf["u_order_gap"], 1.0)
+    uf["u_new_per_order"] = uf["u_items"] / np.maximum(uf["u_orders"], 1)
+    for name, width in (("h", h), ("3h", 3 * h)):
+        uf[f"u_items_{name}"] = _count(pu, n_u, last_age < width)
+        uf[f"u_new_{name}"] = _count(pu, n_u, first_age < width)
+        uf[f"u_orders_{name}"] = _count(order_user, n_u, order_age < width)
+    year_ago = (age >= _YEAR_DAYS - h) & (age < _YEAR_DAYS)
+    ly_pairs = np.unique(u[year_ago].astype(np.int64) * n_i + i[year_ago])
+    uf["u_items_last_year"] = _count(ly_pairs // n_i, n_u)
+    uf["u_strength"] = np.asarray(data.matrix.sum(axis=1)).ravel()
+
+    itf = pd.DataFrame(index=pd.RangeIndex(n_i))
+    itf["i_users"] = _count(pi, n_i)
+    for name, width in (("7d", 7.0), ("h", h), ("3h", 3 * h)):
+        itf[f"i_users_{name}"] = _count(pi, n_i, last_age < width)
+    itf["i_new_users_h"] = _count(pi, n_i, first_age < h)
+    first_sale = np.full(n_i, -np.inf)
+    np.maximum.at(first_sale, i, age)
+    last_sale = np.full(n_i, np.inf)
+    np.minimum.at(last_sale, i, age)
+    itf["i_since_first"] = first_sale
+    itf["i_since_last"] = last_sale
+    itf["i_users_last_year"] = _count(ly_pairs % n_i, n_i)
+    year_before = (age >= _YEAR_DAYS) & (age < _YEAR_DAYS + h)
+    lyb_pairs = np.unique(u[year_before].astype(np.int64) * n_i + i[year_before])
+    itf["i_users_last_year_before"] = _count(lyb_pairs % n_i, n_i)
+    itf["i_price"] = np.nan
+    itf["i_available_for"] = np.nan
+    itf["i_available_left"] = np.nan
+    if items_frame is not None and len(items_frame):
+        frame = items_frame.drop_duplicates("item_id").set_index("item_id").reindex(data.item_ids)
+        if "price" in frame:
+            itf["i_price"] = pd.to_numeric(frame["price"], errors="coerce").to_numpy()
+        if "available_from" in frame:
+            start = pd.to_datetime(frame["available_from"])
+            itf["i_available_for"] = ((as_of - start).dt.total_seconds() / 86400.0).to_numpy()
+        if "available_until" in frame:
+            until = pd.to_datetime(frame["available_until"])
+            itf["i_available_left"] = ((until - as_of).dt.total_seconds() / 86400.0).to_numpy()
+    return uf.astype(np.float32), itf.astype(np.float32)
+
+
+def item_similarity(seen: sp.spmatrix, neighbours: int = 200) -> sp.csr_matrix:
+    """Cosine similarity of items' buyer sets, keeping each item's ``neighbours`` most
+    similar items (column-wise) so the matrix stays sparse on large catalogs.
+
+    ``result[j, i]`` is the similarity of j to i when j is among i's top neighbours, so a
+    user's affinity to item i is ``history_row @ result[:, i]``.
+    """
+    B = sp.csr_matrix(seen, dtype=np.float32)
+    B.data[:] = 1.0
+    co = (B.T @ B).tocsc()
+    counts = np.asarray(B.sum(axis=0)).ravel()
+    co.setdiag(0)
+    co.eliminate_zeros()
+    co = co.tocoo()
+    vals = (co.data / np.sqrt(counts[co.row] * counts[co.col])).astype(np.float32)
+    # Keep each column's top neighbours: one sort by (column, similarity desc); ties keep
+    # the lower row because the stable sort sees rows in increasing order per column.
+    order = np.lexsort((co.row, co.col))
+    col, row, vals = co.col[order], co.row[order], vals[order]
+    order = np.argsort(group_desc_key(col, vals), kind="stable")
+    col, row, vals = col[order], row[order], vals[order]
+    rank = np.arange(col.size) - np.searchsorted(col, np.arange(B.shape[1]))[col]
+    keep = rank < neighbours
+    return sp.csr_matrix((vals[keep], (row[keep], col[keep])), shape=(B.shape[1], B.shape[1]))
+
+
+def build_snapshot(
+    interactions: pd.DataFrame,
+    as_of,
+    *,
+    horizon_days: float,
+    mf_params: dict,
+    half_life_days: float | None = None,
+    items: pd.DataFrame | None = None,
+    similarity_neighbours: int = 200,
+) -> Snapshot:
+    """State as of ``as_of``: users/items with at least one interaction before it, MF
+    fitted on their confidence matrix, features and co-purchase similarity."""
+    as_of = pd.Timestamp(as_of)
+    rows = interactions_before(interactions, as_of)
+    data = build_interaction_matrix(rows, as_of, half_life_days=half_life_days)
+    mf = ImplicitMF(**mf_params).fit(data.matrix)
+    uf, itf = _activity_features(rows, data, as_of, horizon_days, items)
+    recent = build_interaction_matrix(
+        rows,
+        as_of,
+        half_life_days=max(float(horizon_days) / 2.0, 1.0),
+        user_ids=data.user_ids,
+        item_ids=data.item_ids,
+    ).matrix
+    category_share, item_category = None, np.full(data.n_items, -1, dtype=np.int64)
+    if items is not None and "category" in items and items["category"].notna().any():
+        cats = items.drop_duplicates("item_id").set_index("item_id")["category"]
+        codes, _ = pd.factorize(cats.reindex(data.item_ids))
+        item_category = codes.astype(np.int64)  # NaN -> -1
+        n_cat = int(item_category.max()) + 1
+        has = item_category >= 0
+        onehot = sp.csr_matrix(
+            (np.ones(int(has.sum()), np.float32), (np.flatnonzero(has), item_category[has])),
+            shape=(data.n_items, n_cat),
+        )
+        per_cat = np.asarray((data.seen @ onehot).todense(), dtype=np.float32)
+        category_share = per_cat / np.maximum(per_cat.sum(axis=1, keepdims=True), 1.0)
+    return Snapshot(
+        as_of=as_of,
+        horizon_days=float(horizon_days),
+        data=data,
+        mf=mf,
+        user_features=uf,
+        item_features=itf,
+        similarity=item_similarity(data.seen, similarity_neighbours),
+        recent=recent,
+        category_share=category_share,
+        item_category=item_category,
+    )
+
+
+# ------------------------------------------------------------------------- candidates
+
+
+def _pairs_from_lists(lists: np.ndarray, *, transpose: bool) -> tuple[np.ndarray, np.ndarray]:
+    owner = np.repeat(np.arange(lists.shape[0]), lists.shape[1])
+    member = lists.ravel()
+    ok = member >= 0
+    return (member[ok], owner[ok]) if transpose else (owner[ok], member[ok])
+
+
+def candidate_pairs(
+    snap: Snapshot,
+    *,
+    per_user: int,
+    per_item: int,
+    active_per_item: int,
+    popular_per_user: int,
+    exclude: sp.spmatrix | None = None,
+    user_mask: np.ndarray | None = None,
+    item_mask: np.ndarray | None = None,
+    user_boost: np.ndarray | None = None,
+    item_boost: np.ndarray | None = None,
+    block_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (user, item) candidate pairs sorted by (user, item).
+
+    MF proposes each user's ``per_user`` best items and each item's ``per_item`` best
+    users in one pass; recency-popularity proposes ``popular_per_user`` items per user
+    and activity proposes ``active_per_item`` users per item, which recovers buyers and
+    items MF under-scores (heavy users with diffuse taste, this month's sellers). Masks,
+    exclusions and boosts apply here already so that every proposed pair is servable and
+    boosted pairs get their chance to be proposed.
+    """
+    common = dict(
+        exclude=exclude,
+        user_mask=user_mask,
+        item_mask=item_mask,
+        user_boost=user_boost,
+        item_boost=item_boost,
+        block_size=block_size,
+    )
+    mf = snap.mf
+    parts = []
+    by_mf = topk_both(
+        mf.user_factors_, mf.item_factors_, k_items=per_user, k_users=per_item, **common
+    )
+    parts.append(_pairs_from_lists(by_mf.user_items, transpose=False))
+    parts.append(_pairs_from_lists(by_mf.item_users, transpose=True))
+    uf, itf = snap.user_features, snap.item_features
+    n_u, n_i = snap.data.n_users, snap.data.n_items
+    if active_per_item:
+        activity = np.log1p(uf["u_items"].to_numpy()) + np.log1p(uf["u_items_3h"].to_numpy())
+        by_activity = topk_both(
+            activity[:, None] + 1.0, np.ones((n_i, 1)), k_items=0, k_users=active_per_item, **common
+        )
+        parts.append(_pairs_from_lists(by_activity.item_users, transpose=True))
+    if popular_per_user:
+        # Recent buyers first; all-time buyers break ties among this period's sellers.
+        popularity = np.log1p(itf["i_users_h"].to_numpy()) + 1e-3 * np.log1p(
+            itf["i_users"].to_numpy()
+        )
+        by_popularity = topk_both(
+            np.ones((n_u, 1)),
+            popularity[:, None] + 1.0,
+            k_items=popular_per_user,
+            k_users=0,
+            **common,
+        )
+        parts.append(_pairs_from_lists(by_popularity.user_items, transpose=False))
+    # Distinct pairs in (user, item) order: the sparsity pattern of a CSR matrix built
+    # from all proposals is exactly that, and much cheaper than np.unique on pair codes.
+    rows = np.concatenate([u for u, _ in parts])
+    cols = np.concatenate([i for _, i in parts])
+    pattern = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(n_u, n_i))
+    pattern.sum_duplicates()
+    users = np.repeat(np.arange(n_u), np.diff(pattern.indptr))
+    return users, pattern.indices.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- pairs
+
+
+def _blockwise_gather(left: sp.csr_matrix, right: sp.spmatrix, u, i, block_rows: int):
+    """``(left @ right)[u, i]`` for sorted ``u`` without forming the whole product."""
+    out = np.zeros(u.size, dtype=np.float32)
+    bounds = np.searchsorted(u, np.arange(0, left.shape[0] + block_rows, block_rows))
+    for b, start in enumerate(range(0, left.shape[0], block_rows)):
+        lo, hi = bounds[b], bounds[b + 1]
+        if lo == hi:
+            continue
+        dense = (left[start : start + block_rows] @ right).toarray()
+        out[lo:hi] = dense[u[lo:hi] - start, i[lo:hi]]
+    return out
+
+
+def pair_features(snap: Snapshot, u: np.ndarray, i: np.ndarray) -> pd.DataFrame:
+    """Feature frame for pairs (u, i) given as index arrays sorted by user.
+
+    Pair features: the MF score, the same score standardised over the item's column and
+    over the user's row (closed form from the factors' means and covariances, so no full
+    score matrix is needed), co-purchase affinity (sum of the user's items' similarity
+    to i, its mean per history item, and a recency-weighted version), and the share of
+    the user's history in the item's category. Then the user's and the item's features.
+    """
+    U, V = snap.mf.user_factors_, snap.mf.item_factors_
+    mf = np.einsum("ij,ij->i", U[u], V[i])
+    col_mean = V @ U.mean(axis=0)
+    col_std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", V, np.cov(U.T), V), 0)) + 1e-6
+    row_mean = U @ V.mean(axis=0)
+    row_std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", U, np.cov(V.T), U), 0)) + 1e-6
+    block_rows = max(1, (1 << 22) // max(snap.data.n_items, 1))
+    knn = _blockwise_gather(snap.data.seen, snap.similarity, u, i, block_rows)
+    knn_recent = _blockwise_gather(snap.recent, snap.similarity, u, i, block_rows)
+    n_hist = snap.user_features["u_items"].to_numpy()[u]
+    frame = pd.DataFrame(
+        {
+            "mf": mf,
+            "mf_z_item": (mf - col_mean[i]) / col_std[i],
+            "mf_z_user": (mf - row_mean[u]) / row_std[u],
+            "knn": knn,
+            "knn_mean": knn / np.maximum(n_hist, 1.0),
+            "knn_recent": knn_recent,
+        }
+    )
+    if snap.category_share is not None:
+        cat = snap.item_category[i]
+        share = np.where(cat >= 0, snap.category_share[u, np.maximum(cat, 0)], np.nan)
+        frame["category_share"] = share.astype(np.float32)
+    else:
+        frame["category_share"] = np.float32(np.nan)
+    users = snap.user_features.iloc[u].reset_index(drop=True)
+    items = snap.item_features.iloc[i].reset_index(drop=True)
+    return pd.concat([frame.astype(np.float32), users, items], axis=1)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_frame(
+    interactions: pd.DataFrame,
+    run_date,
+    *,
+    horizon_days: float,
+    windows: int,
+    mf_params: dict,
+    candidate_params: dict,
+    half_life_days: float | None = None,
+    items: pd.DataFrame | None = None,
+    negative_rate: float = 0.1,
+    random_state=None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Labelled candidate pairs from ``windows`` past snapshots before ``run_date``.
+
+    Snapshot w is taken at ``run_date - w * horizon_days``; its candidates are labelled 1
+    when the user interacted with the item for the first time in the following horizon.
+    Negatives are subsampled at ``negative_rate`` here already (a window has millions of
+    candidates and about 0.5 % positives); :class:`PropensityRanker` re-weights them.
+    Snapshots without a positive (or with too little history) are skipped.
+    """
+    run_date = pd.Timestamp(run_date)
+    rng = np.random.default_rng(random_state)
+    frames, labels = [], []
+    for w in range(1, windows + 1):
+        as_of = run_date - pd.Timedelta(days=w * horizon_days)
+        history = interactions_before(interactions, as_of)
+        if history["user_id"].nunique() <= mf_params.get("factors", 0) or (
+            history["item_id"].nunique() <= mf_params.get("factors", 0)
+        ):
+            log.info("training window %s skipped: too little history", as_of.date())
+            break
+        snap = build_snapshot(
+            history,
+            as_of,
+            horizon_days=horizon_days,
+            mf_params=mf_params,
+            half_life_days=half_life_days,
+            items=items,
+        )
+        u, i = candidate_pairs(snap, exclude=snap.data.seen, **candidate_params)
+        truth = new_pairs_matrix(
+            interactions, snap.data, as_of, as_of + pd.Timedelta(days=horizon_days)
+        )
+        y = np.asarray(truth[u, i]).ravel() > 0
+        if not y.any():
+            continue
+        keep = y | (rng.random(y.size) < negative_rate)
+        frames.append(pair_features(snap, u[keep], i[keep]))
+        labels.append(y[keep])
+        log.info(
+            "training window %s: %d candidates, %d positives", as_of.date(), y.size, int(y.sum())
+        )
+    if not frames:
+        return pd.DataFrame(), np.zeros(0, dtype=bool)
+    return pd.concat(frames, ignore_index=True), np.concatenate(labels)
+
+
+class PropensityRanker:
+    """Gradient-boosted P(new interaction within the horizon | pair features).
+
+    Parameters
+    ----------
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization :
+        passed to ``HistGradientBoostingClassifier``. Leaves are kept large because many
+        rows share a user's features and small leaves memorise individual users.
+    negative_weight : weight of each negative row; the inverse of the negative sampling
+        rate used to build the training frame keeps the probabilities calibrated.
+    random_state : seeds the booster.
+
+    Attributes
+    ----------
+    model_ : the fitted ``HistGradientBoostingClassifier``
+    feature_names_in_ : columns used (those of ``fit`` with at least one value)
+    base_rate_ : weighted share of positives in the training data
+    """
+
+    def __init__(
+        self,
+        max_iter: int = 100,
+        learning_rate: float = 0.1,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 200,
+        l2_regularization: float = 1.0,
+        negative_weight: float = 10.0,
+        random_state=None,
+    ):
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.negative_weight = negative_weight
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y) -> PropensityRanker:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        y = np.asarray(y, dtype=bool)
+        # Columns without a single value (no prices, no categories in this shop) carry no
+        # information and trip the booster's binning: leave them out.
+        used = [c for c in X.columns if X[c].notna().any()]
+        X = X[used]
+        weight = np.where(y, 1.0, float(self.negative_weight))
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization,
+            early_stopping=False,
+            random_state=self.random_state,
+        )
+        self.model_.fit(X, y, sample_weight=weight)
+        self.feature_names_in_ = list(X.columns)
+        self.base_rate_ = float(y.sum() / weight.sum())
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("PropensityRanker is not fitted yet")
+        return self.model_.predict_proba(X[self.feature_names_in_])

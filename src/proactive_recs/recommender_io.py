@@ -1,0 +1,89 @@
+"""Shaping frames between the dbt models and :func:`proactive_recs.serving.score`.
+
+The dbt side hands over context tables (int_user_context, int_item_context) and the
+evaluated filters/boosters (user_targeting, item_targeting); the scorer wants one frame per
+side with eligibility, filter and boost. Its result goes back to dbt as one long frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .serving import ScoreResult
+
+SCORES_TARGET = "scores"  # the targeting rows that come from the vars, not a campaign
+
+LONG_COLUMNS = [
+    "record_type",
+    "user_id",
+    "item_id",
+    "rank",
+    "score",
+    "is_fallback",
+    "factors",
+    "parameter",
+    "value",
+    "stage",
+]
+
+
+def _targeting_for_scores(targeting: pd.DataFrame, key: str) -> pd.DataFrame:
+    rows = targeting[targeting["target"] == SCORES_TARGET]
+    return rows[[key, "passes_filter", "boost"]]
+
+
+def user_frame_for_scoring(user_context: pd.DataFrame, user_targeting: pd.DataFrame):
+    """user_id, is_eligible, passes_filter, boost: who may be recommended to, and how much."""
+    users = user_context[["user_id", "is_eligible"]].merge(
+        _targeting_for_scores(user_targeting, "user_id"), on="user_id", how="left"
+    )
+    # A user missing from the targeting table was not evaluated: do not serve them.
+    users["passes_filter"] = users["passes_filter"].fillna(False).astype(bool)
+    users["boost"] = users["boost"].fillna(1.0).astype(float)
+    users["is_eligible"] = users["is_eligible"].fillna(False).astype(bool)
+    return users
+
+
+def item_frame_for_scoring(item_context: pd.DataFrame, item_targeting: pd.DataFrame):
+    """item_id, category, price, available_from, available_until, passes_filter, boost."""
+    columns = ["item_id", "category", "price", "available_from", "available_until"]
+    items = item_context[columns].merge(
+        _targeting_for_scores(item_targeting, "item_id"), on="item_id", how="left"
+    )
+    items["passes_filter"] = items["passes_filter"].fillna(False).astype(bool)
+    items["boost"] = items["boost"].fillna(1.0).astype(float)
+    return items
+
+
+def _factor_rows(factors: pd.DataFrame, id_col: str, record_type: str) -> pd.DataFrame:
+    value_cols = [c for c in factors.columns if c != id_col]
+    matrix = factors[value_cols].to_numpy(dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "record_type": record_type,
+            id_col: factors[id_col].to_numpy(),
+            "factors": [row.tolist() for row in matrix],
+        }
+    )
+
+
+def long_recommendation_frame(result: ScoreResult) -> pd.DataFrame:
+    """Every output of one scoring run as rows of one frame (see LONG_COLUMNS)."""
+    parts = [
+        result.user_item_scores.assign(record_type="user_item"),
+        result.item_user_scores.assign(record_type="item_user"),
+        _factor_rows(result.user_factors, "user_id", "user_factor"),
+        _factor_rows(result.item_factors, "item_id", "item_factor"),
+        result.params.assign(record_type="parameter"),
+    ]
+    long = pd.concat(parts, ignore_index=True)
+    for column in LONG_COLUMNS:
+        if column not in long:
+            long[column] = None
+    long["stage"] = result.stage
+    long["rank"] = long["rank"].astype("Int64")
+    long["score"] = long["score"].astype(float)
+    long["is_fallback"] = long["is_fallback"].astype("boolean")
+    long["value"] = long["value"].astype("string")
+    return long[LONG_COLUMNS]
