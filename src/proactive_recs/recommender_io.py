@@ -87,3 +87,44 @@ def long_recommendation_frame(result: ScoreResult) -> pd.DataFrame:
     long["is_fallback"] = long["is_fallback"].astype("boolean")
     long["value"] = long["value"].astype("string")
     return long[LONG_COLUMNS]
+
+
+def evaluation_items(item_context: pd.DataFrame) -> pd.DataFrame:
+    """Items as the served model sees them in evaluation: availability windows apply (the
+    product never recommends outside them), var filters and boosts do not (they are business
+    choices of today's run, not part of model quality)."""
+    columns = ["item_id", "category", "price", "available_from", "available_until"]
+    return item_context[columns].assign(passes_filter=True, boost=1.0)
+
+
+EVALUATION_COLUMNS = [
+    "record_type",
+    "model",
+    "direction",
+    "segment",
+    "metric",
+    "k",
+    "value",
+    "parameter",
+    "parameter_value",
+    "eval_cutoff",
+    "horizon_days",
+]
+
+
+def long_evaluation_frame(result, cutoff, horizon_days) -> pd.DataFrame:
+    """Metrics (record_type 'metric') and hyper-parameters used ('parameter') in one frame."""
+    metrics = result.metrics.assign(record_type="metric")
+    params = result.params.rename(columns={"value": "parameter_value"}).assign(
+        record_type="parameter"
+    )
+    long = pd.concat([metrics, params], ignore_index=True)
+    for column in EVALUATION_COLUMNS:
+        if column not in long:
+            long[column] = None
+    long["eval_cutoff"] = pd.Timestamp(cutoff)
+    long["horizon_days"] = float(horizon_days)
+    long["k"] = long["k"].astype("Int64")
+    long["value"] = long["value"].astype(float)
+    long["parameter_value"] = long["parameter_value"].astype("string")
+    return long[EVALUATION_COLUMNS]

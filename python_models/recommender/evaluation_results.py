@@ -1,0 +1,25 @@
+"""Offline evaluation (DESIGN.md §5) on a time split at the var eval_cutoff: the served
+two-stage recommender against plain ALS, popularity, heavy users and random, both directions.
+One long frame: record_type 'metric' or 'parameter'. Logic: proactive_recs.evaluation."""
+
+import json
+
+from proactive_recs.dbt_io import to_pandas
+from proactive_recs.evaluation import evaluate
+from proactive_recs.recommender_io import evaluation_items, long_evaluation_frame
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    meta = dbt.config.get("meta") or {}
+    result = evaluate(
+        to_pandas(dbt.ref("int_interactions")),
+        users=None,  # quality is measured over every known user, eligible or not
+        items=evaluation_items(to_pandas(dbt.ref("int_item_context"))),
+        cutoff=meta["eval_cutoff"],
+        horizon_days=float(meta["horizon_days"]),
+        params=json.loads(meta.get("recommender_params") or "{}"),
+    )
+    return long_evaluation_frame(
+        result, cutoff=meta["eval_cutoff"], horizon_days=meta["horizon_days"]
+    )
