@@ -44,9 +44,92 @@ def long_plan_frame(plan: PlanResult, run_date) -> pd.DataFrame:
     for column in PLAN_COLUMNS:
         if column not in long:
             long[column] = None
+    # Text columns typed as strings even when all null (e.g. no e-mails in the data), so the
+    # warehouse table gets VARCHAR columns and the marts' contracts hold.
+    for column in (
+        "record_type",
+        "send_key",
+        "user_id",
+        "email",
+        "channel",
+        "campaign_id",
+        "item_id",
+        "digest_items_json",
+        "reason",
+    ):
+        long[column] = long[column].astype("string")
     long["rank"] = long["rank"].astype("Int64")
     long["is_holdout"] = long["is_holdout"].astype("boolean")
     long["scheduled_send_at"] = pd.to_datetime(long["scheduled_send_at"])
     for column in ("score", "expected_value"):
         long[column] = long[column].astype(float)
     return long[PLAN_COLUMNS]
+
+
+def backtest_campaigns(campaigns: pd.DataFrame, campaign_ids) -> pd.DataFrame:
+    """The campaigns a backtest replays: the listed ids, or every campaign when None."""
+    if not campaign_ids:
+        return campaigns
+    wanted = [str(c) for c in campaign_ids]
+    unknown = sorted(set(wanted) - set(campaigns["campaign_id"].astype(str)))
+    if unknown:
+        raise ValueError(f"var backtest_campaigns names unknown campaign(s): {unknown}")
+    return campaigns[campaigns["campaign_id"].astype(str).isin(wanted)]
+
+
+def backtest_start(run_date, weeks, horizon_days) -> pd.Timestamp:
+    """First week start so that the last week's conversion window ends at the run date."""
+    end = pd.Timestamp(run_date) if run_date else pd.Timestamp.now("UTC").tz_localize(None)
+    last_week = end.normalize() - pd.Timedelta(days=float(horizon_days))
+    return last_week - pd.Timedelta(days=7 * (int(weeks) - 1))
+
+
+def weekly_scorer(users: pd.DataFrame, items: pd.DataFrame, params: dict):
+    """score_fn for the backtest: the served recommender re-trained as of each week.
+
+    Hyper-parameter search is switched off (a fixed configuration every week) and the ranker
+    learns from one past window instead of several, to keep the replay's cost near one
+    two-stage fit per week.
+    """
+    from .serving import score
+
+    weekly_params = {**params, "tune": False, "training_windows": 1}
+
+    def score_fn(past_interactions: pd.DataFrame, as_of):
+        result = score(past_interactions, users, items, run_date=as_of, params=weekly_params)
+        return result.item_user_scores, result.user_item_scores
+
+    return score_fn
+
+
+BACKTEST_COLUMNS = [
+    "record_type",
+    "policy",
+    "metric",
+    "value",
+    "week_start",
+    "sends",
+    "conversions",
+    "conversions_per_send",
+    "users_reached",
+    "max_sends_per_user",
+]
+
+
+def long_backtest_frame(result) -> pd.DataFrame:
+    """Summary rows (policy, metric, value) and per-week rows in one frame."""
+    long = pd.concat(
+        [result.summary.assign(record_type="summary"), result.weekly.assign(record_type="weekly")],
+        ignore_index=True,
+    )
+    for column in BACKTEST_COLUMNS:
+        if column not in long:
+            long[column] = None
+    for column in ("value", "conversions_per_send"):
+        long[column] = long[column].astype(float)
+    for column in ("sends", "conversions", "users_reached", "max_sends_per_user"):
+        long[column] = long[column].astype("Int64")
+    long["week_start"] = pd.to_datetime(long["week_start"])
+    for column in ("record_type", "policy", "metric"):
+        long[column] = long[column].astype("string")
+    return long[BACKTEST_COLUMNS]

@@ -85,7 +85,8 @@ def long_recommendation_frame(result: ScoreResult) -> pd.DataFrame:
     long["rank"] = long["rank"].astype("Int64")
     long["score"] = long["score"].astype(float)
     long["is_fallback"] = long["is_fallback"].astype("boolean")
-    long["value"] = long["value"].astype("string")
+    for column in ("record_type", "user_id", "item_id", "parameter", "value", "stage"):
+        long[column] = long[column].astype("string")
     return long[LONG_COLUMNS]
 
 
@@ -126,5 +127,14 @@ def long_evaluation_frame(result, cutoff, horizon_days) -> pd.DataFrame:
     long["horizon_days"] = float(horizon_days)
     long["k"] = long["k"].astype("Int64")
     long["value"] = long["value"].astype(float)
-    long["parameter_value"] = long["parameter_value"].astype("string")
+    for column in (
+        "record_type",
+        "model",
+        "direction",
+        "segment",
+        "metric",
+        "parameter",
+        "parameter_value",
+    ):
+        long[column] = long[column].astype("string")
     return long[EVALUATION_COLUMNS]

@@ -1,0 +1,41 @@
+"""Replay weekly runs over the last backtest_weeks before the run date with the configured
+rules and with the baselines of DESIGN.md §5 (carpet_bomb, heavy_users, topk_no_allocation).
+Each week re-trains the recommender on the interactions before that week. One long frame:
+record_type 'summary' (policy, metric, value) or 'weekly'. Logic: proactive_recs.backtest."""
+
+import json
+
+from proactive_recs.backtest import run_backtest_detailed
+from proactive_recs.dbt_io import to_pandas
+from proactive_recs.notifications_io import (
+    backtest_campaigns,
+    backtest_start,
+    long_backtest_frame,
+    weekly_scorer,
+)
+from proactive_recs.recommender_io import item_frame_for_scoring, user_frame_for_scoring
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    meta = dbt.config.get("meta") or {}
+    users = to_pandas(dbt.ref("int_user_context"))
+    scoring_users = user_frame_for_scoring(users, to_pandas(dbt.ref("user_targeting")))
+    items = item_frame_for_scoring(
+        to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
+    )
+    interactions = to_pandas(dbt.ref("int_interactions"))
+    settings = json.loads(meta["backtest"])
+    result = run_backtest_detailed(
+        interactions,
+        users[["user_id", "email", "timezone", "is_eligible"]],
+        items,
+        backtest_campaigns(to_pandas(dbt.ref("campaigns")), settings["campaigns"]),
+        {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
+        weekly_scorer(scoring_users, items, json.loads(meta["recommender_params"] or "{}")),
+        start=backtest_start(meta["run_date"], settings["weeks"], settings["horizon_days"]),
+        weeks=int(settings["weeks"]),
+        horizon_days=float(settings["horizon_days"]),
+        targeting=to_pandas(dbt.ref("user_targeting")),
+    )
+    return long_backtest_frame(result)
