@@ -21,7 +21,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,snowflake]"
 	touch $@
 
 # Step 1: raw tables. The demo seeds are dbt seeds; Online Retail is loaded by the library.
@@ -69,6 +69,8 @@ test: setup
 lint: setup
 	$(BIN)/sqlfluff lint models tests analyses
 	$(BIN)/ruff check src tests python_models
+	$(DBT) parse --quiet
+	$(BIN)/dbt-bouncer run --config-file dbt-bouncer.yml
 
 clean:
 	rm -rf target logs $(VENV) *.duckdb *.duckdb.wal
