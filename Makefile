@@ -13,7 +13,7 @@ ONLINE_RETAIL_CSV ?= ../shared/datasets/online_retail/online_retail.csv.gz
 DBT := $(BIN)/dbt
 DBT_VARS = --vars "$$(cat vars/$(DATA).yml)"
 
-.PHONY: setup demo test load-data build validate report summary pytest lint clean
+.PHONY: setup demo test load-data build validate report summary pytest lint snowflake-stage clean
 
 setup: $(VENV)/.installed
 
@@ -69,8 +69,13 @@ test: setup
 lint: setup
 	$(BIN)/sqlfluff lint models tests analyses
 	$(BIN)/ruff check src tests python_models
+	$(DBT) parse --quiet --target snowflake --target-path target/snowflake  # compiles for Snowflake, no account
 	$(DBT) parse --quiet
 	$(BIN)/dbt-bouncer run --config-file dbt-bouncer.yml
+
+# Snowflake: zip the library and PUT it on the stage the Python models import (needs SNOWFLAKE_*).
+snowflake-stage: setup
+	$(BIN)/python -m proactive_recs.snowflake_stage --stage proactive_recs_stage
 
 clean:
 	rm -rf target logs $(VENV) *.duckdb *.duckdb.wal

@@ -6,7 +6,7 @@ record_type 'summary' (policy, metric, value) or 'weekly'. Logic: proactive_recs
 import json
 
 from proactive_recs.backtest import run_backtest_detailed
-from proactive_recs.dbt_io import to_pandas
+from proactive_recs.dbt_io import require_packages, to_pandas
 from proactive_recs.notifications_io import (
     backtest_campaigns,
     backtest_start,
@@ -18,6 +18,7 @@ from proactive_recs.recommender_io import item_frame_for_scoring, user_frame_for
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "implicit"])
     meta = dbt.config.get("meta") or {}
     users = to_pandas(dbt.ref("int_user_context"))
     scoring_users = user_frame_for_scoring(users, to_pandas(dbt.ref("user_targeting")))

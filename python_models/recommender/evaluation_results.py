@@ -4,13 +4,15 @@ One long frame: record_type 'metric' or 'parameter'. Logic: proactive_recs.evalu
 
 import json
 
-from proactive_recs.dbt_io import to_pandas
-from proactive_recs.evaluation import evaluate
+from proactive_recs.dbt_io import require_packages, to_pandas
 from proactive_recs.recommender_io import evaluation_items, long_evaluation_frame
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "implicit"])
+    from proactive_recs.evaluation import evaluate  # after the check: it imports implicit
+
     meta = dbt.config.get("meta") or {}
     result = evaluate(
         to_pandas(dbt.ref("int_interactions")),

@@ -8,17 +8,19 @@ it into the public tables. Logic: proactive_recs.serving.score.
 
 import json
 
-from proactive_recs.dbt_io import to_pandas
+from proactive_recs.dbt_io import require_packages, to_pandas
 from proactive_recs.recommender_io import (
     item_frame_for_scoring,
     long_recommendation_frame,
     user_frame_for_scoring,
 )
-from proactive_recs.serving import score
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "implicit"])
+    from proactive_recs.serving import score  # after the check: it imports implicit
+
     meta = dbt.config.get("meta") or {}
     result = score(
         interactions=to_pandas(dbt.ref("int_interactions")),

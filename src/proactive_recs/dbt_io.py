@@ -36,3 +36,36 @@ def config_value(value, default=None):
     if isinstance(value, str) and value.strip() in ("", "None", "none"):
         return default
     return value
+
+
+# How each third-party package reaches a Snowflake Python model (README "Running on Snowflake").
+PACKAGE_SOURCES = {
+    "numpy": "Snowflake's Anaconda channel: list it in the model config `packages`",
+    "pandas": "Snowflake's Anaconda channel: list it in the model config `packages`",
+    "scipy": "Snowflake's Anaconda channel: list it in the model config `packages`",
+    "sklearn": "Snowflake's Anaconda channel (scikit-learn): list it in `packages`",
+    "threadpoolctl": "Snowflake's Anaconda channel: list it in the model config `packages`",
+    "implicit": (
+        "not in Snowflake's Anaconda channel: create the procedure with "
+        "ARTIFACT_REPOSITORY = snowflake.snowpark.pypi_shared_repository and PACKAGES = "
+        "('implicit') (see README 'Running on Snowflake'), or run the recommender models on "
+        "DuckDB and load their outputs"
+    ),
+}
+
+
+def require_packages(names) -> None:
+    """Fail early, naming the missing package and how to provide it, before any work.
+
+    Without this a Snowflake run lacking a package dies with a bare ImportError deep in the
+    library; here the message says which package and where it comes from.
+    """
+    import importlib.util
+
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        lines = [f"  - {name}: {PACKAGE_SOURCES.get(name, 'install it')}" for name in missing]
+        raise ModuleNotFoundError(
+            "proactive_recs needs package(s) this Python environment does not have:\n"
+            + "\n".join(lines)
+        )

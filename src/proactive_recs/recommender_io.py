@@ -7,10 +7,13 @@ side with eligibility, filter and boost. Its result goes back to dbt as one long
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from .serving import ScoreResult
+if TYPE_CHECKING:  # serving imports implicit; dbt models check for it first (require_packages)
+    from .serving import ScoreResult
 
 SCORES_TARGET = "scores"  # the targeting rows that come from the vars, not a campaign
 

@@ -96,3 +96,34 @@ def test_dbt_build_stops_on_a_bad_user_filter_naming_it(tmp_path):
     assert "var user_filter / user_booster: filter `loyalty_grup = 'loyal'` does not compile" in (
         result.stdout
     )
+
+
+def test_missing_package_is_named_with_how_to_provide_it():
+    from proactive_recs.dbt_io import require_packages
+
+    require_packages(["numpy", "pandas"])  # present: no error
+    with pytest.raises(ModuleNotFoundError) as error:
+        require_packages(["numpy", "implicit_not_installed_here"])
+    assert "implicit_not_installed_here" in str(error.value)
+    assert "numpy" not in str(error.value).split("\n", 1)[1]
+
+
+def test_snowflake_stage_zip_holds_an_importable_package(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    from proactive_recs.snowflake_stage import build_zip
+
+    path = build_zip(tmp_path / "proactive_recs.zip")
+    names = zipfile.ZipFile(path).namelist()
+    assert "proactive_recs/__init__.py" in names and "proactive_recs/targeting.py" in names
+    # importable from the zip alone, as Snowflake's IMPORTS put it on sys.path
+    code = "import proactive_recs.targeting as t; print(t.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(path)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert str(path) in out.stdout
