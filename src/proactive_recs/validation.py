@@ -230,11 +230,14 @@ def resolve_caps(con, settings: Settings, present: set[str]) -> tuple[dict[str, 
     if adaptive or any(settings.vars.get(n) is not None for n in names):
         caps = {}
         for channel in CHANNELS:
+            # A var set to null (dbt_project.yml lists them all) means the library default.
             if adaptive:
-                value = settings.vars.get(f"{channel}_cadence_ceiling", DEFAULT_CEILINGS[channel])
+                value = settings.vars.get(f"{channel}_cadence_ceiling")
+                default = DEFAULT_CEILINGS[channel]
             else:
-                value = settings.vars.get(f"{channel}_cap_per_week", DEFAULT_CAPS[channel])
-            caps[channel] = int(float(value))
+                value = settings.vars.get(f"{channel}_cap_per_week")
+                default = DEFAULT_CAPS[channel]
+            caps[channel] = default if value is None else int(float(value))
         return caps, "vars" + (" (adaptive cadence ceilings)" if adaptive else "")
     return dict(DEFAULT_CAPS), "defaults"
 
