@@ -12,8 +12,9 @@ from conftest import REPO, run_dbt
 pytestmark = pytest.mark.dbt
 
 CONTRACT = {
+    # loyalty_group is not required, but the shipped campaigns' booster reads it
     "raw_users": ["user_id", "email", "joined_at", "country", "timezone", "email_opt_in",
-                  "unsubscribed_at"],
+                  "unsubscribed_at", "loyalty_group"],
     "raw_items": ["item_id", "title", "category", "price", "available_from", "available_until",
                   "url", "image_url"],
     "raw_transactions": ["user_id", "item_id", "occurred_at", "event_type", "quantity", "amount"],

@@ -45,6 +45,11 @@ class SnowparkDbt:
     def ref(self, name: str):
         frame = self._con.execute(f"select * from main.{name}").df()
         frame.columns = [c.upper() for c in frame.columns]  # unquoted Snowflake identifiers
+        # Snowpark takes None, not pandas' NA, in nullable (extension) columns
+        for column in frame.columns:
+            if isinstance(frame[column].dtype, pd.api.extensions.ExtensionDtype):
+                values = frame[column].astype(object)
+                frame[column] = values.where(values.notna(), None)
         return self._session.create_dataframe(frame)
 
 
