@@ -13,7 +13,7 @@ final as (
     select
         model,
         parameter,
-        parameter_value as value
+        parameter_value
 
     from evaluation_results
     where record_type = 'parameter'

@@ -9,24 +9,33 @@ audience as (
 
 ),
 
+{% if is_incremental() %}
+    already_logged as (
+
+        select send_key as logged_send_key from {{ this }}
+
+    ),
+
+{% endif %}
 final as (
 
     select
-        send_key,
-        run_date,
-        user_id,
-        channel,
-        campaign_id,
-        item_id,
-        score,
-        expected_value,
-        scheduled_send_at,
-        is_holdout,
-        updated_at as logged_at
+        audience.send_key,
+        audience.run_date,
+        audience.user_id,
+        audience.channel,
+        audience.campaign_id,
+        audience.item_id,
+        audience.score,
+        audience.expected_value,
+        audience.scheduled_send_at,
+        audience.is_holdout,
+        audience.updated_at as logged_at
 
     from audience
     {% if is_incremental() %}
-    where send_key not in (select existing.send_key from {{ this }} as existing)
+        left join already_logged on audience.send_key = already_logged.logged_send_key
+        where already_logged.logged_send_key is null
     {% endif %}
 
 )
