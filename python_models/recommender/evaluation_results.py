@@ -5,23 +5,41 @@ One long frame: record_type 'metric' or 'parameter'. Logic: proactive_recs.evalu
 import json
 
 from proactive_recs.dbt_io import require_packages, to_pandas
-from proactive_recs.recommender_io import evaluation_items, long_evaluation_frame
+from proactive_recs.recommender_io import (
+    evaluation_items,
+    long_evaluation_frame,
+    mf_params_used,
+)
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
     require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "implicit"])
-    from proactive_recs.evaluation import evaluate  # after the check: it imports implicit
+    from proactive_recs.categories import evaluate_user_to_category  # these import implicit
+    from proactive_recs.evaluation import evaluate
 
     meta = dbt.config.get("meta") or {}
+    interactions = to_pandas(dbt.ref("int_interactions"))
+    items = to_pandas(dbt.ref("int_item_context"))
     result = evaluate(
-        to_pandas(dbt.ref("int_interactions")),
+        interactions,
         users=None,  # quality is measured over every known user, eligible or not
-        items=evaluation_items(to_pandas(dbt.ref("int_item_context"))),
+        items=evaluation_items(items),
         cutoff=meta["eval_cutoff"],
         horizon_days=float(meta["horizon_days"]),
         params=json.loads(meta.get("recommender_params") or "{}"),
     )
+    # user_to_category, with the MF configuration the als model chose on the validation window
+    category_metrics = evaluate_user_to_category(
+        interactions,
+        items[["item_id", "category"]],
+        cutoff=meta["eval_cutoff"],
+        horizon_days=float(meta["horizon_days"]),
+        mf_params=mf_params_used(result.params, "als"),
+    )
     return long_evaluation_frame(
-        result, cutoff=meta["eval_cutoff"], horizon_days=meta["horizon_days"]
+        result,
+        cutoff=meta["eval_cutoff"],
+        horizon_days=meta["horizon_days"],
+        extra_metrics=category_metrics,
     )

@@ -116,9 +116,20 @@ EVALUATION_COLUMNS = [
 ]
 
 
-def long_evaluation_frame(result, cutoff, horizon_days) -> pd.DataFrame:
+MF_PARAMETERS = {"factors": int, "regularization": float, "alpha": float, "iterations": int}
+
+
+def mf_params_used(params: pd.DataFrame, model: str) -> dict:
+    """The matrix-factorization hyper-parameters a model of an evaluation used (typed)."""
+    rows = params[params["model"] == model].set_index("parameter")["value"]
+    return {name: kind(float(rows[name])) for name, kind in MF_PARAMETERS.items() if name in rows}
+
+
+def long_evaluation_frame(result, cutoff, horizon_days, extra_metrics=None) -> pd.DataFrame:
     """Metrics (record_type 'metric') and hyper-parameters used ('parameter') in one frame."""
-    metrics = result.metrics.assign(record_type="metric")
+    metrics = pd.concat([result.metrics, extra_metrics], ignore_index=True).assign(
+        record_type="metric"
+    )
     params = result.params.rename(columns={"value": "parameter_value"}).assign(
         record_type="parameter"
     )
