@@ -10,7 +10,8 @@
   already has, so re-purchases would be unreachable hits that only add noise.
 * **user_to_item.** Queries are the known users with at least one relevant item; each
   model ranks the known items the user did not interact with before the cutoff.
-  Metrics: ndcg@10, recall@10, recall@20, precision@10, map@10, coverage@10.
+  Metrics: ndcg@10, recall@10, recall@20, precision@10, map@10, and coverage@10 = share
+  of the known items that appear in the top 10 of at least one known user.
 * **item_to_user.** Queries are the known items with at least one relevant user; each
   model ranks the known users who did not interact with the item before the cutoff.
   Metrics: recall@50, recall@100, ndcg@50, ndcg@100.
@@ -86,16 +87,17 @@ def _rows(model, direction, values: dict, segment="all"):
 
 
 def _score_lists(model, direction, lists, truth, n_catalog):
-    """Metric rows of one model in one direction from its (queries x L) index lists."""
+    """Metric rows of one model in one direction from its (owners x L) index lists.
+
+    Ranking metrics average over the queries (owners with a relevant target); catalog
+    coverage is over every known user's list, since it describes what is served."""
     queries = np.diff(truth.indptr) > 0
     wanted = USER_TO_ITEM if direction == "user_to_item" else ITEM_TO_USER
     ks = sorted({k for ks in wanted.values() for k in ks})
     values = metrics.ranking_metrics(lists[queries], truth[queries], ks=ks, metrics=tuple(wanted))
     values = {(m, k): values[(m, k)] for m, ks_m in wanted.items() for k in ks_m}
     if direction == "user_to_item":
-        values[("coverage", COVERAGE_K)] = metrics.catalog_coverage(
-            lists[queries], n_catalog, COVERAGE_K
-        )
+        values[("coverage", COVERAGE_K)] = metrics.catalog_coverage(lists, n_catalog, COVERAGE_K)
     return _rows(model, direction, values)
 
 

@@ -54,6 +54,7 @@ class ImplicitMF:
     num_threads : int
         OpenMP threads of the solver; 0 = all cores. Each user's (item's) solve only
         reads the other side's factors, so the result does not depend on this.
+        Default 1, like scikit-learn's ``n_jobs=None``.
     random_state : None, int, numpy Generator or RandomState
         Seeds the factor initialisation; an int makes ``fit`` reproducible.
 
@@ -71,7 +72,7 @@ class ImplicitMF:
         alpha: float = 10.0,
         iterations: int = 15,
         use_cg: bool = True,
-        num_threads: int = 0,
+        num_threads: int = 1,
         random_state=None,
     ):
         self.factors = factors

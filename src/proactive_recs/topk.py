@@ -127,9 +127,12 @@ def _select_above(scores: np.ndarray, bound: np.ndarray, k: int) -> tuple[np.nda
     """
     n_rows, n_cols = scores.shape
 
+    unbounded = np.flatnonzero(bound == -np.inf)
+
     def mask(out):
         np.greater_equal(scores, bound[:, None], out=out)
-        out &= scores > -np.inf
+        if unbounded.size:  # only there can -inf entries pass ">= bound"
+            out[unbounded] &= scores[unbounded] > -np.inf
 
     rows, cols = _nonzero_2d(mask, n_rows, n_cols)
     vals = scores[rows, cols]
@@ -185,7 +188,9 @@ class _RunningTopK:
             return
         self._buffer.append((items, cols + first_user, block_t[items, cols]))
         self._buffered += items.size
-        if self._buffered >= 2 * self.ids.size:
+        # Merging early (half the lists' size) keeps the thresholds tight, which prunes
+        # later blocks harder; measured faster than letting the buffer grow larger.
+        if 2 * self._buffered >= self.ids.size:
             self.flush()
 
     def flush(self) -> None:
@@ -266,6 +271,10 @@ def topk_both(
     if block_size is None:
         block_size = max(1, _TARGET_BLOCK_ELEMENTS // max(n_items, 1))
 
+    # Finite factors and boosts give finite products; only then is the NaN pass skipped.
+    may_be_nan = transform is not None or not all(
+        np.isfinite(a).all() for a in (U, V, ub, ib) if a is not None
+    )
     ui_idx, ui_val = _empty(n_users, k_items)
     running = _RunningTopK(n_items, k_users)
     VT = np.ascontiguousarray(V.T)
@@ -282,7 +291,8 @@ def topk_both(
             b_u = ub[start:stop, None] if ub is not None else np.float32(1)
             b_i = ib[None, :] if ib is not None else np.float32(1)
             S = apply_boost(S, b_u * b_i)
-        S[np.isnan(S)] = -np.inf
+        if may_be_nan:
+            S[np.isnan(S)] = -np.inf
         S[~active, :] = -np.inf
         S[:, ~imask] = -np.inf
         if exclude is not None:

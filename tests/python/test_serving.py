@@ -1,0 +1,342 @@
+"""serving.score: business rules, boosts, fallbacks and the two-stage path."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from proactive_recs.serving import DEFAULT_PARAMS, score
+
+RUN_DATE = pd.Timestamp("2024-07-01")
+SCORE_COLUMNS = ["rank", "score", "is_fallback"]
+
+# Small and fast: no tuning, small candidate pools, two training windows of 14 days.
+FAST = {
+    "factors": 8,
+    "iterations": 8,
+    "tune": False,
+    "horizon_days": 14,
+    "training_windows": 2,
+    "candidates_per_user": 30,
+    "candidates_per_item": 40,
+    "active_candidates_per_item": 20,
+    "popular_candidates_per_user": 10,
+    "min_positives": 20,
+    "k_items": 5,
+    "k_users": 10,
+}
+
+
+def synthetic_interactions(n_users=300, n_items=120, n_groups=4, n_events=9000, seed=0):
+    """Users of group g mostly buy items of group g (items g, g + n_groups, ...), with
+    heavy-tailed activity, spread over the 180 days before RUN_DATE (and some after)."""
+    rng = np.random.default_rng(seed)
+    user_group = rng.integers(0, n_groups, n_users)
+    activity = rng.gamma(0.7, 1.0, n_users)
+    users = rng.choice(n_users, n_events, p=activity / activity.sum())
+    in_group = rng.random(n_events) < 0.85
+    own = user_group[users] + n_groups * rng.integers(0, n_items // n_groups, n_events)
+    items = np.where(in_group, own, rng.integers(0, n_items, n_events))
+    start = RUN_DATE - pd.Timedelta(days=180)
+    when = start + pd.to_timedelta(rng.random(n_events) * 200, unit="D")
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{u:03d}" for u in users],
+            "item_id": [f"i{i:03d}" for i in items],
+            "occurred_at": when.floor("min"),
+            "event_type": "purchase",
+            "event_weight": 5.0,
+            "quantity": rng.integers(1, 6, n_events).astype(float),
+        }
+    )
+
+
+def _check_frames(result, users=None, items=None, interactions=None, k_items=5, k_users=10):
+    ui, iu = result.user_item_scores, result.item_user_scores
+    assert list(ui.columns) == ["user_id", "item_id", *SCORE_COLUMNS]
+    assert list(iu.columns) == ["item_id", "user_id", *SCORE_COLUMNS]
+    for frame, owner, k in ((ui, "user_id", k_items), (iu, "item_id", k_users)):
+        assert not frame.duplicated([owner, frame.columns[1]]).any()
+        for _, group in frame.groupby(owner):
+            ranks = group["rank"].to_numpy()
+            assert sorted(ranks) == list(range(1, len(ranks) + 1)) and len(ranks) <= k
+            ordered = group.sort_values("rank")["score"].to_numpy()
+            assert (np.diff(ordered) <= 1e-12).all()
+    if users is not None:
+        bad = set(users.loc[~(users["is_eligible"] & users["passes_filter"]), "user_id"])
+        assert not bad & set(ui["user_id"]) and not bad & set(iu["user_id"])
+    if items is not None:
+        start = items["available_from"].fillna(pd.Timestamp.min)
+        until = items["available_until"].fillna(pd.Timestamp.max)
+        ok = items["passes_filter"] & (start <= RUN_DATE) & (until > RUN_DATE)
+        bad = set(items.loc[~ok, "item_id"])
+        assert not bad & set(ui["item_id"]) and not bad & set(iu["item_id"])
+    if interactions is not None:
+        before = interactions[interactions["occurred_at"] < RUN_DATE]
+        seen = set(zip(before["user_id"], before["item_id"], strict=True))
+        assert not seen & set(zip(ui["user_id"], ui["item_id"], strict=True))
+        assert not seen & set(zip(iu["user_id"], iu["item_id"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def data():
+    interactions = synthetic_interactions()
+    user_ids = sorted(interactions["user_id"].unique())
+    item_ids = sorted(interactions["item_id"].unique())
+    users = pd.DataFrame(
+        {
+            "user_id": [*user_ids, "cold_user"],
+            "is_eligible": [i % 10 != 0 for i in range(len(user_ids))] + [True],
+            "passes_filter": [i % 7 != 0 for i in range(len(user_ids))] + [True],
+            "boost": 1.0,
+        }
+    )
+    n = len(item_ids)
+    items = pd.DataFrame(
+        {
+            "item_id": [*item_ids, "cold_item"],
+            "category": None,
+            "price": 10.0,
+            # item 1 starts after the run date, item 2 ended at it (exclusive bound)
+            "available_from": [RUN_DATE + pd.Timedelta(days=1) if i == 1 else pd.NaT
+                               for i in range(n + 1)],
+            "available_until": [RUN_DATE if i == 2 else pd.NaT for i in range(n + 1)],
+            "passes_filter": [i != 3 for i in range(n + 1)],
+            "boost": 1.0,
+        }
+    )  # fmt: skip
+    return interactions, users, items
+
+
+@pytest.fixture(scope="module")
+def two_stage(data):
+    interactions, users, items = data
+    return score(interactions, users, items, RUN_DATE, FAST)
+
+
+def test_two_stage_serves_and_respects_every_rule(data, two_stage):
+    interactions, users, items = data
+    assert two_stage.stage == "two_stage"
+    _check_frames(two_stage, users, items, interactions)
+    model_rows = two_stage.user_item_scores[~two_stage.user_item_scores["is_fallback"]]
+    # Scores are probabilities (boost 1 everywhere).
+    assert model_rows["score"].between(0, 1).all()
+    # Every servable user with history gets k_items rows (plenty of candidates pass).
+    assert (model_rows.groupby("user_id").size() == FAST["k_items"]).all()
+
+
+def test_factor_and_parameter_frames(two_stage):
+    uf, itf = two_stage.user_factors, two_stage.item_factors
+    assert list(uf.columns) == ["user_id"] + [f"factor_{f:02d}" for f in range(8)]
+    assert list(itf.columns)[0] == "item_id" and itf.shape[1] == 9
+    params = dict(zip(two_stage.params["parameter"], two_stage.params["value"], strict=True))
+    assert params["factors"] == "8" and params["k_items"] == "5"
+    assert set(DEFAULT_PARAMS) <= set(params)
+
+
+def test_cold_users_and_items_get_fallback_rows(two_stage):
+    ui, iu = two_stage.user_item_scores, two_stage.item_user_scores
+    cold_u = ui[ui["user_id"] == "cold_user"]
+    assert len(cold_u) == FAST["k_items"] and cold_u["is_fallback"].all()
+    cold_i = iu[iu["item_id"] == "cold_item"]
+    assert len(cold_i) == FAST["k_users"] and cold_i["is_fallback"].all()
+    assert not ui.loc[ui["user_id"] != "cold_user", "is_fallback"].any()
+
+
+def test_rows_after_the_run_date_are_ignored(data):
+    interactions, users, items = data
+    params = {**FAST, "second_stage": False}
+    a = score(interactions, users, items, RUN_DATE, params)
+    b = score(interactions[interactions["occurred_at"] < RUN_DATE], users, items, RUN_DATE, params)
+    pd.testing.assert_frame_equal(a.user_item_scores, b.user_item_scores)
+    pd.testing.assert_frame_equal(a.item_user_scores, b.item_user_scores)
+
+
+def test_deterministic(data, two_stage):
+    interactions, users, items = data
+    again = score(interactions, users, items, RUN_DATE, FAST)
+    pd.testing.assert_frame_equal(two_stage.user_item_scores, again.user_item_scores)
+    pd.testing.assert_frame_equal(two_stage.item_user_scores, again.item_user_scores)
+
+
+def _boosted_first(frame, owner, member, boosted, exclude_owners):
+    """Per owner list: the boosted member is first, or (MF scores) its raw score is
+    negative, so its boosted score s / b sits just below 0: only positive scores may be
+    above it, and it may be cut from a list of positive scores."""
+    checked = 0
+    for key, group in frame.groupby(owner):
+        if key in exclude_owners:
+            continue
+        group = group.sort_values("rank")
+        hit = group[group[member] == boosted]
+        if hit.empty:
+            assert (group["score"] > 0).all(), (key, group)
+            continue
+        above = group[group["rank"] < hit["rank"].iloc[0]]
+        assert above.empty or (hit["score"].iloc[0] <= 0 and (above["score"] > 0).all())
+        checked += above.empty
+    return checked
+
+
+@pytest.mark.parametrize("second_stage", [False, True])
+def test_a_boosted_item_and_user_go_up(data, second_stage):
+    interactions, users, items = data
+    items = items.copy()
+    items.loc[items["item_id"] == "i010", "boost"] = 1e6
+    users = users.copy()
+    users.loc[users["user_id"] == "u005", "boost"] = 1e6
+    params = {**FAST, "second_stage": second_stage}
+    result = score(interactions, users, items, RUN_DATE, params)
+    _check_frames(result, users, items, interactions)
+    before = interactions[interactions["occurred_at"] < RUN_DATE]
+    ui = result.user_item_scores
+    ui = ui[~ui["is_fallback"]]
+    had_item = set(before.loc[before["item_id"] == "i010", "user_id"])
+    firsts = _boosted_first(ui, "user_id", "item_id", "i010", had_item)
+    iu = result.item_user_scores
+    had_user = set(before.loc[before["user_id"] == "u005", "item_id"]) | {"cold_item"}
+    firsts_i = _boosted_first(iu, "item_id", "user_id", "u005", had_user)
+    if second_stage:  # probabilities are >= 0: the boosted one is always first
+        assert firsts == ui["user_id"].nunique() - len(had_item & set(ui["user_id"]))
+        assert firsts_i == iu["item_id"].nunique() - len(had_user & set(iu["item_id"]))
+    assert firsts > 50 and firsts_i > 20
+
+
+def test_allow_repeats_lets_seen_items_back(data):
+    interactions, users, items = data
+    params = {**FAST, "second_stage": False, "allow_repeats": True}
+    result = score(interactions, users, items, RUN_DATE, params)
+    before = interactions[interactions["occurred_at"] < RUN_DATE]
+    seen = set(zip(before["user_id"], before["item_id"], strict=True))
+    ui = result.user_item_scores
+    assert seen & set(zip(ui["user_id"], ui["item_id"], strict=True))
+
+
+def test_mf_stage_when_the_ranker_cannot_be_trained(data, caplog):
+    interactions, users, items = data
+    params = {**FAST, "min_positives": 10**9}
+    with caplog.at_level(logging.WARNING, logger="proactive_recs"):
+        result = score(interactions, users, items, RUN_DATE, params)
+    assert result.stage == "mf"
+    assert "second stage skipped" in caplog.text
+    _check_frames(result, users, items, interactions)
+
+
+def test_tuning_records_the_chosen_parameters(data):
+    interactions, users, items = data
+    grid = [{"factors": 4}, {"factors": 8}]
+    params = {**FAST, "second_stage": False, "tune": True, "tune_grid": grid}
+    result = score(interactions, users, items, RUN_DATE, params)
+    tried = result.diagnostics["tuning"]
+    assert list(tried["factors"]) == [4, 8]
+    chosen = tried.loc[tried["objective"].idxmax(), "factors"]
+    used = dict(zip(result.params["parameter"], result.params["value"], strict=True))
+    assert used["factors"] == str(chosen)
+
+
+# ------------------------------------------------------------------------- fallback
+
+
+USERS = pd.DataFrame({"user_id": ["a", "b", "c"], "is_eligible": [True, True, False]})
+ITEMS = pd.DataFrame({"item_id": ["x", "y"], "passes_filter": [True, True]})
+
+
+def _assert_popularity_fallback(result, caplog):
+    assert result.stage == "popularity"
+    assert "falling back to popularity" in caplog.text
+    ui, iu = result.user_item_scores, result.item_user_scores
+    assert ui["is_fallback"].all() and iu["is_fallback"].all()
+    assert "c" not in set(ui["user_id"]) | set(iu["user_id"])
+    return ui, iu
+
+
+def test_empty_interactions_fall_back_to_popularity(caplog):
+    empty = pd.DataFrame(columns=["user_id", "item_id", "occurred_at", "event_weight"])
+    with caplog.at_level(logging.WARNING, logger="proactive_recs"):
+        result = score(empty, USERS, ITEMS, RUN_DATE)
+    ui, iu = _assert_popularity_fallback(result, caplog)
+    # With nothing known, every servable pair is a candidate: 2 items per user.
+    assert ui.groupby("user_id").size().to_dict() == {"a": 2, "b": 2}
+    assert iu.groupby("item_id").size().to_dict() == {"x": 2, "y": 2}
+
+
+def test_a_handful_of_rows_falls_back_and_ranks_by_popularity(caplog):
+    rows = pd.DataFrame(
+        {
+            "user_id": ["a", "c", "c"],
+            "item_id": ["x", "y", "x"],
+            "occurred_at": pd.to_datetime(["2024-06-01", "2024-06-02", "2024-06-03"]),
+        }
+    )
+    with caplog.at_level(logging.WARNING, logger="proactive_recs"):
+        result = score(rows, USERS, ITEMS, RUN_DATE)
+    ui, iu = _assert_popularity_fallback(result, caplog)
+    # a already has x -> only y; b gets x (2 buyers) before y (1 buyer).
+    assert ui[ui["user_id"] == "a"]["item_id"].tolist() == ["y"]
+    assert ui[ui["user_id"] == "b"].sort_values("rank")["item_id"].tolist() == ["x", "y"]
+    # y's audience: a (1 item) before b (0 items); c is not eligible.
+    assert iu[iu["item_id"] == "y"].sort_values("rank")["user_id"].tolist() == ["a", "b"]
+
+
+def test_fewer_users_than_factors_falls_back(caplog):
+    rows = synthetic_interactions(n_users=20, n_items=100, n_events=600)
+    with caplog.at_level(logging.WARNING, logger="proactive_recs"):
+        result = score(rows, run_date=RUN_DATE, params={"factors": 32})
+    _assert_popularity_fallback_no_users(result, caplog)
+
+
+def _assert_popularity_fallback_no_users(result, caplog):
+    assert result.stage == "popularity" and "falling back to popularity" in caplog.text
+    assert result.user_item_scores["is_fallback"].all()
+    assert len(result.user_item_scores) > 0 and len(result.item_user_scores) > 0
+
+
+def test_nothing_at_all_does_not_raise(caplog):
+    with caplog.at_level(logging.WARNING, logger="proactive_recs"):
+        result = score(None)
+    assert result.stage == "popularity"
+    assert result.user_item_scores.empty and result.item_user_scores.empty
+
+
+def test_unknown_parameters_are_reported(caplog):
+    with caplog.at_level(logging.WARNING, logger="proactive_recs"):
+        score(None, params={"factorz": 3})
+    assert "unknown parameter 'factorz'" in caplog.text
+
+
+def test_a_brand_new_item_goes_to_active_buyers_of_its_category(data):
+    interactions, users, _ = data
+    item_ids = sorted(interactions["item_id"].unique())
+    items = pd.DataFrame(
+        {
+            "item_id": [*item_ids, "new_g1", "new_plain"],
+            # synthetic items i, i + 4, ... share a group: use it as the category
+            "category": [f"g{int(i[1:]) % 4}" for i in item_ids] + ["g1", None],
+        }
+    )
+    result = score(interactions, users, items, RUN_DATE, {**FAST, "second_stage": False})
+    iu = result.item_user_scores
+    audience = iu[iu["item_id"] == "new_g1"].sort_values("rank")
+    assert len(audience) == FAST["k_users"] and audience["is_fallback"].all()
+    before = interactions[interactions["occurred_at"] < RUN_DATE]
+    in_g1 = before["item_id"].str[1:].astype(int) % 4 == 1
+    share_g1 = in_g1.groupby(before["user_id"]).mean()
+    assert (share_g1.reindex(audience["user_id"]) > 0.5).all()
+    # Without a category the audience is simply the heaviest users.
+    plain = iu[iu["item_id"] == "new_plain"].sort_values("rank")["user_id"]
+    activity = before.groupby("user_id")["item_id"].nunique()
+    assert activity.reindex(plain).is_monotonic_decreasing
+
+
+def test_parameters_given_as_text_are_coerced():
+    from proactive_recs.serving import resolve_params
+
+    p = resolve_params(
+        {"factors": "16", "alpha": "2.5", "second_stage": "false", "half_life_days": "30"}
+    )
+    assert p["factors"] == 16 and p["alpha"] == 2.5 and p["second_stage"] is False
+    assert p["half_life_days"] == 30
+    assert resolve_params({"half_life_days": "none"})["half_life_days"] is None
