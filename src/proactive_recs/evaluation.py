@@ -70,6 +70,7 @@ class EvaluationResult:
 
     metrics: pd.DataFrame
     params: pd.DataFrame
+    calibration: pd.DataFrame | None = None  # model, direction, bin, mean_predicted, ...
 
 
 def _rows(model, direction, values: dict, segment="all"):
@@ -128,18 +129,21 @@ def served_lists(result: serving.ScoreResult, user_ids: pd.Index, item_ids: pd.I
     return ui, ui_s, iu, iu_s
 
 
-def _ece_rows(lists, scores, truth, k, direction):
-    """ECE of served probabilities over the served (query, target) pairs in the top k."""
+def _ece_rows(lists, scores, truth, k, direction, curves: list | None = None):
+    """ECE of served probabilities over the served (query, target) pairs in the top k; the
+    bins behind it are appended to ``curves`` (for the calibration plot)."""
     lists, scores = lists[:, :k], scores[:, :k]
     filled = lists >= 0
     if not filled.any():
         return []
     hits = metrics.hits_matrix(lists, truth)
     prob = np.clip(scores[filled], 0.0, 1.0)
+    outcome = hits[filled].astype(float)
+    if curves is not None:
+        for row in metrics.calibration_curve(prob, outcome):
+            curves.append({"model": f"served {direction}", "direction": direction, **row})
     return _rows(
-        "served",
-        direction,
-        {("ece", k): metrics.expected_calibration_error(prob, hits[filled].astype(float))},
+        "served", direction, {("ece", k): metrics.expected_calibration_error(prob, outcome)}
     )
 
 
@@ -168,10 +172,12 @@ def evaluate(
     truth_ui = new_pairs_matrix(frame, base, cutoff, end)
     truth_iu = sp.csr_matrix(truth_ui.T)
     n_u, n_i = base.n_users, base.n_items
-    rows, param_rows = [], []
+    rows, param_rows, curves = [], [], []
     if truth_ui.nnz == 0:
         log.warning("evaluation: no relevant pair in the test window; nothing to score")
-        return EvaluationResult(_metrics_frame(rows), _params_frame(param_rows))
+        return EvaluationResult(
+            _metrics_frame(rows), _params_frame(param_rows), pd.DataFrame(curves)
+        )
 
     def record_params(model, values: dict):
         param_rows.extend(
@@ -241,8 +247,8 @@ def evaluate(
         rows += _score_lists("served", "user_to_item", ui, truth_ui, n_i)
         rows += _score_lists("served", "item_to_user", iu, truth_iu, n_i)
         if result.stage == "two_stage":
-            rows += _ece_rows(ui, ui_s, truth_ui, COVERAGE_K, "user_to_item")
-            rows += _ece_rows(iu, iu_s, truth_iu, K_USERS, "item_to_user")
+            rows += _ece_rows(ui, ui_s, truth_ui, COVERAGE_K, "user_to_item", curves)
+            rows += _ece_rows(iu, iu_s, truth_iu, K_USERS, "item_to_user", curves)
         record_params(
             "served",
             {
@@ -250,7 +256,7 @@ def evaluate(
                 **dict(zip(result.params["parameter"], result.params["value"], strict=True)),
             },
         )
-    return EvaluationResult(_metrics_frame(rows), _params_frame(param_rows))
+    return EvaluationResult(_metrics_frame(rows), _params_frame(param_rows), pd.DataFrame(curves))
 
 
 def _metrics_frame(rows) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 __all__ = [
     "average_precision_at_k",
+    "calibration_curve",
     "catalog_coverage",
     "expected_calibration_error",
     "hits_matrix",
@@ -121,26 +122,47 @@ def catalog_coverage(ranked: np.ndarray, catalog_size: int, k: int | None = None
     return float(np.unique(ranked[ranked >= 0]).size / catalog_size)
 
 
-def expected_calibration_error(prob, outcome, n_bins: int = 10) -> float:
-    """Sum over equal-width probability bins of (bin share) x |mean outcome - mean prob|.
-
-    The last bin is closed on the right so that a probability of exactly 1 is counted.
-    """
+def _calibration_bins(prob, outcome, n_bins: int):
+    """Per equal-width bin: count, sum of probabilities, sum of outcomes (last bin closed)."""
     p = np.asarray(prob, dtype=np.float64)
     y = np.asarray(outcome, dtype=np.float64)
     if p.shape != y.shape:
         raise ValueError("prob and outcome must have the same shape")
-    if p.size == 0:
-        return float("nan")
     if np.any((p < 0) | (p > 1)):
         raise ValueError("probabilities must lie in [0, 1]")
     bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)
     sum_p = np.bincount(bins, weights=p, minlength=n_bins)
     sum_y = np.bincount(bins, weights=y, minlength=n_bins)
+    return count, sum_p, sum_y
+
+
+def expected_calibration_error(prob, outcome, n_bins: int = 10) -> float:
+    """Sum over equal-width probability bins of (bin share) x |mean outcome - mean prob|.
+
+    The last bin is closed on the right so that a probability of exactly 1 is counted.
+    """
+    count, sum_p, sum_y = _calibration_bins(prob, outcome, n_bins)
+    if count.sum() == 0:
+        return float("nan")
     used = count > 0
     gap = np.abs(sum_y[used] - sum_p[used]) / count[used]
-    return float((count[used] / p.size * gap).sum())
+    return float((count[used] / count.sum() * gap).sum())
+
+
+def calibration_curve(prob, outcome, n_bins: int = 10):
+    """The bins behind :func:`expected_calibration_error`: (bin, mean_predicted,
+    observed_rate, n) for every non-empty equal-width bin, as a list of dicts."""
+    count, sum_p, sum_y = _calibration_bins(prob, outcome, n_bins)
+    return [
+        {
+            "bin": b,
+            "mean_predicted": sum_p[b] / count[b],
+            "observed_rate": sum_y[b] / count[b],
+            "n": int(count[b]),
+        }
+        for b in np.flatnonzero(count)
+    ]
 
 
 def ranking_metrics(

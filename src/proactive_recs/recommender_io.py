@@ -111,6 +111,10 @@ EVALUATION_COLUMNS = [
     "value",
     "parameter",
     "parameter_value",
+    "bin",
+    "mean_predicted",
+    "observed_rate",
+    "n",
     "eval_cutoff",
     "horizon_days",
 ]
@@ -133,13 +137,17 @@ def long_evaluation_frame(result, cutoff, horizon_days, extra_metrics=None) -> p
     params = result.params.rename(columns={"value": "parameter_value"}).assign(
         record_type="parameter"
     )
-    long = pd.concat([metrics, params], ignore_index=True)
+    curves = result.calibration if result.calibration is not None else pd.DataFrame()
+    long = pd.concat([metrics, params, curves.assign(record_type="calibration")], ignore_index=True)
     for column in EVALUATION_COLUMNS:
         if column not in long:
             long[column] = None
     long["eval_cutoff"] = pd.Timestamp(cutoff)
     long["horizon_days"] = float(horizon_days)
-    long["k"] = long["k"].astype("Int64")
+    for column in ("k", "bin", "n"):
+        long[column] = long[column].astype("Int64")
+    for column in ("mean_predicted", "observed_rate"):
+        long[column] = long[column].astype(float)
     long["value"] = long["value"].astype(float)
     for column in (
         "record_type",

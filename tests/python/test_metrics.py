@@ -110,3 +110,17 @@ def test_perfect_calibration_has_zero_ece():
 def test_ece_rejects_values_outside_unit_interval():
     with pytest.raises(ValueError):
         metrics.expected_calibration_error([1.5], [1])
+
+
+def test_calibration_curve_bins_are_the_ones_behind_ece():
+    # bin 0: p 0.05, 0.05 with outcomes 0, 1 -> mean 0.05, observed 0.5, n 2
+    # bin 9: p 0.95, 1.0 with outcomes 1, 1 -> mean 0.975, observed 1.0, n 2
+    prob = [0.05, 0.05, 0.95, 1.0]
+    outcome = [0, 1, 1, 1]
+    curve = metrics.calibration_curve(prob, outcome)
+    assert [(r["bin"], r["n"]) for r in curve] == [(0, 2), (9, 2)]
+    assert curve[0]["mean_predicted"] == pytest.approx(0.05)
+    assert curve[0]["observed_rate"] == pytest.approx(0.5)
+    assert curve[1]["mean_predicted"] == pytest.approx(0.975)
+    # ece = 0.5 * |0.5 - 0.05| + 0.5 * |1.0 - 0.975| = 0.225 + 0.0125
+    assert metrics.expected_calibration_error(prob, outcome) == pytest.approx(0.2375)
