@@ -22,7 +22,7 @@ planned as (
         channel,
         count(*) as planned_sends,
         sum(case when is_holdout then 1 else 0 end) as holdout_sends,
-        count(distinct user_id) as users
+        count(distinct user_id) as distinct_users
 
     from audience
     group by campaign_id, channel
