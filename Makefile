@@ -13,7 +13,7 @@ ONLINE_RETAIL_CSV ?= ../shared/datasets/online_retail/online_retail.csv.gz
 DBT := $(BIN)/dbt
 DBT_VARS = --vars "$$(cat vars/$(DATA).yml)"
 
-.PHONY: setup demo test load-data build validate report summary pytest lint snowflake-stage clean
+.PHONY: setup demo test load-data build validate report docs summary pytest lint snowflake-stage clean
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,11 @@ demo: build
 validate: setup
 	$(BIN)/python -m proactive_recs.validation --duckdb $(DUCKDB_PATH) \
 	  --vars-file dbt_project.yml --vars-file vars/$(DATA).yml --data-docs target/data_docs
+
+# dbt's documentation site (every public model and column documented; dbt-bouncer checks it).
+docs: setup
+	$(DBT) docs generate --vars "$$(cat vars/$(DATA).yml)"
+	@echo "open target/index.html, or: $(DBT) docs serve"
 
 # One static page with the plots a marketer or analyst reads: target/report.html.
 report: setup
