@@ -13,7 +13,7 @@ ONLINE_RETAIL_CSV ?= ../shared/datasets/online_retail/online_retail.csv.gz
 DBT := $(BIN)/dbt
 DBT_VARS = --vars "$$(cat vars/$(DATA).yml)"
 
-.PHONY: setup demo test load-data build validate report docs summary pytest lint snowflake-stage clean
+.PHONY: setup demo test load-data build validate report docs summary pytest lint bench snowflake-stage clean
 
 setup: $(VENV)/.installed
 
@@ -77,6 +77,12 @@ lint: setup
 	$(DBT) parse --quiet --target snowflake --target-path target/snowflake  # compiles for Snowflake, no account
 	$(DBT) parse --quiet
 	$(BIN)/dbt-bouncer run --config-file dbt-bouncer.yml
+
+# Speed and memory against implicit and the bare matrix products (docs/benchmark.md), e.g.
+#   make bench SIZE=M
+SIZE ?= S
+bench: setup
+	$(BIN)/python -m proactive_recs.bench --size $(SIZE) --json
 
 # Snowflake: zip the library and PUT it on the stage the Python models import (needs SNOWFLAKE_*).
 snowflake-stage: setup
