@@ -46,6 +46,7 @@ import json
 import os
 import platform
 import pstats
+import re
 import resource
 import shutil
 import subprocess
@@ -79,6 +80,7 @@ ALPHA = 1.0
 ITERATIONS = 15
 RAW_SCHEMA = "bench_raw"
 EXIT_REFUSED = 3
+MIN_FREE_MB = 1024  # dbt is killed if the machine's available memory falls under this
 MB = 1 << 20
 
 TX_COLUMNS = ["user_id", "item_id", "occurred_at", "event_type", "quantity"]
@@ -237,8 +239,9 @@ def estimate_memory(
     }
     total = max(generator, bench)
     if pipeline:
-        # dbt's Python models hold the interactions as pandas objects plus DuckDB buffers.
-        parts["dbt"] = base + 1_000 * t + 1_000 * (u + i) + factor_bytes
+        # dbt runs the recommender, the evaluation and the backtest Python models (two at
+        # a time) on pandas frames: measured 4.5 GB at S and over 12 GB at M.
+        parts["dbt"] = 4 * 1024 * MB + 5_000 * t + factor_bytes
         total = max(total, parts["dbt"])
     parts["total"] = int(total)
     return {key: int(value) for key, value in parts.items()}
@@ -683,9 +686,10 @@ def _watch_child(
     **kwargs,
 ) -> dict[str, Any]:
     """Run ``command``, sampling its resident memory; kill it (its own process group) if
-    it goes over ``limit_mb`` or runs longer than ``timeout_s``. Returns exit code, wall
-    seconds, peak RSS (the larger of wait4's and the sampled process tree's) and the
-    samples as (epoch seconds, MB of the process tree)."""
+    it goes over ``limit_mb``, if the machine's MemAvailable falls under
+    ``MIN_FREE_MB`` (other processes need memory too) or if it runs longer than
+    ``timeout_s``. Returns exit code, wall seconds, peak RSS (the larger of wait4's and
+    the sampled process tree's) and the samples as (epoch seconds, MB of the tree)."""
     start_wall, start = time.time(), time.perf_counter()
     samples: list[tuple[float, float]] = []
     killed = timed_out = False
@@ -699,7 +703,9 @@ def _watch_child(
                 break
             rss = _tree_rss_mb(proc.pid)
             samples.append((time.time(), rss))
-            over = limit_mb is not None and rss > limit_mb
+            over = (limit_mb is not None and rss > limit_mb) or (
+                mem_available_bytes() < MIN_FREE_MB * MB
+            )
             late = timeout_s is not None and time.perf_counter() - start > timeout_s
             if (over or late) and not (killed or timed_out):
                 killed, timed_out = over, late and not over
@@ -767,6 +773,39 @@ def _node_summary(results: list[dict], samples: list[tuple[float, float]]) -> di
     }
 
 
+_LOG_LINE = re.compile(
+    r"(\d+) of (\d+) (START|OK|PASS|ERROR|FAIL|WARN|SKIP)\S*\s+(.*?)\s*\.{2,}.*?"
+    r"(?:in ([\d.]+)s\])?\s*$"
+)
+
+
+def _log_progress(text: str) -> dict[str, Any]:
+    """Nodes finished (with seconds) and nodes still running, from dbt's console log."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    started: dict[str, str] = {}
+    finished: list[dict[str, Any]] = []
+    total = None
+    for line in text.splitlines():
+        m = _LOG_LINE.search(line)
+        if not m:
+            continue
+        index, total, status, what, seconds = m.groups()
+        if status == "START":
+            started[index] = what
+        else:
+            started.pop(index, None)
+            finished.append(
+                {"node": what, "seconds": float(seconds or 0.0), "status": status.lower()}
+            )
+    finished.sort(key=lambda n: n["seconds"], reverse=True)
+    return {
+        "pipeline_nodes_total": None if total is None else int(total),
+        "pipeline_nodes_finished": len(finished),
+        "pipeline_running_when_stopped": sorted(started.values()),
+        "pipeline_slowest_finished": finished[:8],
+    }
+
+
 def run_pipeline(
     raw_dir: Path, work: Path, limit_mb: float | None = None, timeout_s: float | None = None
 ) -> dict[str, Any]:
@@ -810,11 +849,18 @@ def run_pipeline(
         "pipeline_memory_limit_mb": None if limit_mb is None else round(limit_mb),
         "pipeline_killed_over_limit": run_["killed_over_limit"],
         "pipeline_killed_timeout": run_["killed_timeout"],
+        # RSS of the dbt process tree over time, at most 60 points: [seconds, MB].
+        "pipeline_rss_timeline": [
+            [round(t - run_["started"], 1), round(mb)]
+            for t, mb in run_["samples"][:: max(1, len(run_["samples"]) // 60)]
+        ],
     }
     results_path = work / "target" / "run_results.json"
     if results_path.exists():
         results = json.loads(results_path.read_text())["results"]
         out.update(_node_summary(results, run_["samples"]))
+    else:  # killed: no run_results.json; what the log says was done and still running
+        out.update(_log_progress((work / "dbt_build.log").read_text(errors="replace")))
     if run_["exit_code"] != 0:
         log = (work / "dbt_build.log").read_text(errors="replace").splitlines()
         out["pipeline_log_tail"] = log[-30:]
@@ -1180,8 +1226,17 @@ def format_markdown(r: dict[str, Any]) -> str:
             f"| peak RSS, dbt | {r['pipeline_peak_rss_mb']:,.0f} MB | |",
         ]
         if r.get("pipeline_killed_over_limit") or r.get("pipeline_killed_timeout"):
-            why = "memory limit" if r.get("pipeline_killed_over_limit") else "timeout"
+            why = (
+                f"over the {r['pipeline_memory_limit_mb']:,} MB memory limit"
+                if r.get("pipeline_killed_over_limit")
+                else "timeout"
+            )
+            running = ", ".join(r.get("pipeline_running_when_stopped") or []) or "-"
             lines.append(f"| dbt killed by the benchmark | {why} | |")
+            lines.append(
+                f"| dbt nodes finished before | {r.get('pipeline_nodes_finished')} of "
+                f"{r.get('pipeline_nodes_total')} (running: {running}) | |"
+            )
     lines += [
         "",
         "Stages of the benchmark process:",
