@@ -27,6 +27,16 @@
   probabilities over the served pairs is reported as well (metric 'ece', k = list
   length), when the served stage produces probabilities.
 
+* **cold_items segment.** A seeded random ``cold_item_fraction`` of the items with a
+  relevant test user is held out of training *entirely* (their training rows are
+  removed for every model, so segment 'all' is over the other items). They are then
+  brand-new items to the models: ``served`` gives them its day-0 audiences (from
+  attributes), ``category_affinity`` ranks users by their share of training
+  interactions in the item's category (ties: more active users first), and
+  ``heavy_users`` / ``random`` are as above. Metrics: item_to_user recall / ndcg at 50
+  and 100; relevant = known users who interacted with the item in the test window and
+  not before the cutoff.
+
 Metrics are averaged over queries with at least one relevant target (see
 :mod:`proactive_recs.metrics`). The result also holds the hyper-parameters used, one row
 per (model, parameter).
@@ -42,6 +52,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import metrics, serving
+from .coldstart import category_affinity_vectors
 from .interactions import (
     build_interaction_matrix,
     interactions_before,
@@ -156,6 +167,7 @@ def evaluate(
     horizon_days: float = 30,
     params: dict | None = None,
     models=MODELS,
+    cold_item_fraction: float = 0.1,
     random_state=0,
 ) -> EvaluationResult:
     """Run the §5 protocol; see the module docstring. ``params`` are serving params (the
@@ -168,6 +180,10 @@ def evaluate(
     frame = frame[frame["occurred_at"] < end]
     train = interactions_before(frame, cutoff)
     p = serving.resolve_params(params)
+    cold_ids = _pick_cold_items(frame, train, cutoff, end, cold_item_fraction, random_state)
+    full_frame, full_train = frame, train
+    train = train[~train["item_id"].isin(cold_ids)]
+    frame = frame[~frame["item_id"].isin(cold_ids)]
     base = build_interaction_matrix(train, cutoff, half_life_days=p["half_life_days"])
     truth_ui = new_pairs_matrix(frame, base, cutoff, end)
     truth_iu = sp.csr_matrix(truth_ui.T)
@@ -249,14 +265,111 @@ def evaluate(
         if result.stage == "two_stage":
             rows += _ece_rows(ui, ui_s, truth_ui, COVERAGE_K, "user_to_item", curves)
             rows += _ece_rows(iu, iu_s, truth_iu, K_USERS, "item_to_user", curves)
+        if len(cold_ids):
+            rows += _cold_rows(
+                result, full_train, full_frame, cold_ids, items, base, cutoff, end, random_state
+            )
         record_params(
             "served",
             {
                 "stage": result.stage,
+                "cold_items_held_out": len(cold_ids),
                 **dict(zip(result.params["parameter"], result.params["value"], strict=True)),
             },
         )
     return EvaluationResult(_metrics_frame(rows), _params_frame(param_rows), pd.DataFrame(curves))
+
+
+def _pick_cold_items(frame, train, cutoff, end, fraction, random_state) -> pd.Index:
+    """A seeded sample of the items with a new buyer in the test window."""
+    if not fraction or fraction <= 0:
+        return pd.Index([])
+    test = frame[(frame["occurred_at"] >= cutoff) & (frame["occurred_at"] < end)]
+    pairs = test[["user_id", "item_id"]].drop_duplicates()
+    seen = train[["user_id", "item_id"]].drop_duplicates().assign(seen=True)
+    pairs = pairs.merge(seen, on=["user_id", "item_id"], how="left")
+    new = pairs["seen"].isna().to_numpy()
+    candidates = pairs[new & pairs["user_id"].isin(train["user_id"].unique()).to_numpy()]
+    ids = np.sort(candidates["item_id"].unique())
+    ids = ids[np.isin(ids, train["item_id"].unique())]  # known items only: like 'all'
+    n = int(round(fraction * ids.size))
+    if n == 0:
+        return pd.Index([])
+    rng = np.random.default_rng(random_state)
+    return pd.Index(np.sort(rng.choice(ids, size=n, replace=False)))
+
+
+def _cold_rows(result, full_train, frame, cold_ids, items, base, cutoff, end, seed):
+    """Metric rows of segment cold_items: served day-0 audiences against baselines."""
+    test = frame[(frame["occurred_at"] >= cutoff) & (frame["occurred_at"] < end)]
+    test = test[test["item_id"].isin(cold_ids)]
+    before = full_train[full_train["item_id"].isin(cold_ids)]
+    cold = pd.Index(cold_ids)
+    n_c, n_u = len(cold), base.n_users
+
+    def pair_matrix(rows):
+        c = cold.get_indexer(rows["item_id"])
+        u = base.user_ids.get_indexer(rows["user_id"])
+        ok = (c >= 0) & (u >= 0)
+        m = sp.csr_matrix((np.ones(int(ok.sum())), (c[ok], u[ok])), shape=(n_c, n_u))
+        m.data[:] = 1.0
+        return m
+
+    truth = pair_matrix(test) - pair_matrix(before).multiply(pair_matrix(test))
+    truth.eliminate_zeros()
+    truth = sp.csr_matrix(truth)
+    truth.data[:] = 1.0
+    rows = []
+
+    def add(model, lists):
+        queries = np.diff(truth.indptr) > 0
+        wanted = ITEM_TO_USER
+        ks = sorted({k for ks in wanted.values() for k in ks})
+        values = metrics.ranking_metrics(
+            lists[queries], truth[queries], ks=ks, metrics=tuple(wanted)
+        )
+        values = {(m, k): values[(m, k)] for m, ks_m in wanted.items() for k in ks_m}
+        rows.extend(_rows(model, "item_to_user", values, segment="cold_items"))
+
+    # served: its rows for the held-out items (a new item without audience = all misses)
+    served = result.item_user_scores
+    served = served[served["item_id"].isin(cold)]
+    lists = np.full((n_c, K_USERS), -1, dtype=np.int64)
+    if len(served):
+        c = cold.get_indexer(served["item_id"])
+        u = base.user_ids.get_indexer(served["user_id"])
+        r = served["rank"].to_numpy() - 1
+        ok = (u >= 0) & (r < K_USERS)
+        lists[c[ok], r[ok]] = u[ok]
+    add("served", lists)
+
+    # category_affinity: share of the user's training items in the item's category
+    category = np.full(n_c, -1, dtype=np.int64)
+    share = None
+    if items is not None and "category" in items:
+        cats = items.drop_duplicates("item_id").set_index("item_id")["category"]
+        codes, names = pd.factorize(cats.reindex(base.item_ids))
+        if len(names):
+            has = codes >= 0
+            onehot = sp.csr_matrix(
+                (np.ones(int(has.sum()), np.float32), (np.flatnonzero(has), codes[has])),
+                shape=(base.n_items, len(names)),
+            )
+            per_cat = np.asarray((base.seen @ onehot).todense(), dtype=np.float32)
+            share = per_cat / np.maximum(per_cat.sum(axis=1, keepdims=True), 1.0)
+            category = pd.Index(names).get_indexer(cats.reindex(cold)).astype(np.int64)
+    activity = np.log1p(np.asarray(base.seen.sum(axis=1)).ravel())
+    users_v, items_v = category_affinity_vectors(share, activity, category)
+    top = topk_both(users_v, items_v, k_items=0, k_users=K_USERS)
+    add("category_affinity", top.item_users)
+    top = topk_both(activity[:, None] + 1.0, np.ones((n_c, 1)), k_items=0, k_users=K_USERS)
+    add("heavy_users", top.item_users)
+    rng = np.random.default_rng(seed)
+    top = topk_both(
+        rng.standard_normal((n_u, 32)), rng.standard_normal((n_c, 32)), k_items=0, k_users=K_USERS
+    )
+    add("random", top.item_users)
+    return rows
 
 
 def _metrics_frame(rows) -> pd.DataFrame:

@@ -132,6 +132,44 @@ class ImplicitMF:
         i = np.asarray(item_idx)
         return np.einsum("ij,ij->i", self.user_factors_[u], self.item_factors_[i])
 
+    def fold_in_items(self, item_users, prior=None, prior_weight=None) -> np.ndarray:
+        """Vectors for items the model was not trained on, against the fixed user factors.
+
+        This is the ALS item step (the exact least-squares solve) for new columns, so an
+        item with a few interactions gets a vector without a retrain. ``item_users`` is an
+        (n_new x n_users) matrix of raw interaction strengths (confidence = ``alpha`` x
+        value, as in :meth:`fit`). With ``prior`` (n_new x factors, e.g. predicted from
+        attributes by :class:`~proactive_recs.coldstart.ItemAttributeModel`) the solve
+        is pulled towards it with weight ``prior_weight`` (default: the mean diagonal of
+        the users' Gram matrix, i.e. as much as one average user's worth of evidence per
+        factor), so an item with no interaction keeps most of its prior and each new
+        interaction moves it further towards what its buyers say.
+        """
+        self._check_fitted()
+        U = self.user_factors_.astype(np.float64)
+        C = sp.csr_matrix(item_users, dtype=np.float64)
+        if C.shape[1] != U.shape[0]:
+            raise ValueError(f"item_users must have {U.shape[0]} columns (one per user)")
+        f = U.shape[1]
+        gram = U.T @ U
+        base = gram + float(self.regularization) * np.eye(f)
+        mu = 0.0
+        if prior is not None:
+            prior = np.asarray(prior, dtype=np.float64).reshape(C.shape[0], f)
+            mu = float(np.trace(gram) / f) if prior_weight is None else float(prior_weight)
+            base = base + mu * np.eye(f)
+        out = np.empty((C.shape[0], f), dtype=np.float32)
+        for row in range(C.shape[0]):
+            lo, hi = C.indptr[row], C.indptr[row + 1]
+            users, conf = C.indices[lo:hi], float(self.alpha) * C.data[lo:hi]
+            Uo = U[users]
+            A = base + (Uo.T * (conf - 1.0)) @ Uo
+            b = Uo.T @ conf
+            if prior is not None:
+                b = b + mu * prior[row]
+            out[row] = np.linalg.solve(A, b)
+        return out
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_factors_"):
             raise RuntimeError("ImplicitMF is not fitted yet: call fit(X) first")

@@ -45,8 +45,10 @@ from .topk import group_desc_key, topk_both
 __all__ = [
     "PropensityRanker",
     "Snapshot",
+    "TrainingData",
     "build_snapshot",
     "candidate_pairs",
+    "explain_pairs",
     "item_similarity",
     "pair_features",
     "training_frame",
@@ -72,6 +74,7 @@ class Snapshot:
     recent: sp.csr_matrix  # users x items confidence with a short half-life
     category_share: np.ndarray | None  # users x categories share of history, or None
     item_category: np.ndarray  # category code per item, -1 when unknown
+    categories: pd.Index  # category names; item_category codes index into it
 
 
 # --------------------------------------------------------------------------- features
@@ -220,11 +223,12 @@ def build_snapshot(
         item_ids=data.item_ids,
     ).matrix
     category_share, item_category = None, np.full(data.n_items, -1, dtype=np.int64)
+    categories = pd.Index([], dtype=object)
     if items is not None and "category" in items and items["category"].notna().any():
         cats = items.drop_duplicates("item_id").set_index("item_id")["category"]
-        codes, _ = pd.factorize(cats.reindex(data.item_ids))
+        codes, categories = pd.factorize(cats.reindex(data.item_ids))
         item_category = codes.astype(np.int64)  # NaN -> -1
-        n_cat = int(item_category.max()) + 1
+        n_cat = len(categories)
         has = item_category >= 0
         onehot = sp.csr_matrix(
             (np.ones(int(has.sum()), np.float32), (np.flatnonzero(has), item_category[has])),
@@ -243,6 +247,7 @@ def build_snapshot(
         recent=recent,
         category_share=category_share,
         item_category=item_category,
+        categories=pd.Index(categories),
     )
 
 
@@ -384,6 +389,24 @@ def pair_features(snap: Snapshot, u: np.ndarray, i: np.ndarray) -> pd.DataFrame:
 # --------------------------------------------------------------------------- training
 
 
+@dataclass
+class TrainingData:
+    """Labelled pairs from past snapshots.
+
+    X, y, window : warm pairs (candidates of items with history), their labels and the
+        window each row comes from (1 = the last horizon before the run date).
+    X_cold, y_cold : pairs of items that were brand-new at their snapshot (see
+        :func:`proactive_recs.coldstart.cold_training_examples`); empty when not asked
+        for or when no past snapshot had a new item with a buyer.
+    """
+
+    X: pd.DataFrame
+    y: np.ndarray
+    window: np.ndarray
+    X_cold: pd.DataFrame
+    y_cold: np.ndarray
+
+
 def training_frame(
     interactions: pd.DataFrame,
     run_date,
@@ -395,19 +418,24 @@ def training_frame(
     half_life_days: float | None = None,
     items: pd.DataFrame | None = None,
     negative_rate: float = 0.1,
+    cold_items: bool = False,
     random_state=None,
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> TrainingData:
     """Labelled candidate pairs from ``windows`` past snapshots before ``run_date``.
 
     Snapshot w is taken at ``run_date - w * horizon_days``; its candidates are labelled 1
     when the user interacted with the item for the first time in the following horizon.
     Negatives are subsampled at ``negative_rate`` here already (a window has millions of
     candidates and about 0.5 % positives); :class:`PropensityRanker` re-weights them.
-    Snapshots without a positive (or with too little history) are skipped.
+    Snapshots without a positive (or with too little history) are skipped. With
+    ``cold_items`` (and an ``items`` frame) the same snapshots also yield examples for
+    items that were new at the time.
     """
+    from .coldstart import cold_training_examples
+
     run_date = pd.Timestamp(run_date)
     rng = np.random.default_rng(random_state)
-    frames, labels = [], []
+    frames, labels, window_of, cold_frames, cold_labels = [], [], [], [], []
     for w in range(1, windows + 1):
         as_of = run_date - pd.Timedelta(days=w * horizon_days)
         history = interactions_before(interactions, as_of)
@@ -424,22 +452,50 @@ def training_frame(
             half_life_days=half_life_days,
             items=items,
         )
+        end = as_of + pd.Timedelta(days=horizon_days)
         u, i = candidate_pairs(snap, exclude=snap.data.seen, **candidate_params)
-        truth = new_pairs_matrix(
-            interactions, snap.data, as_of, as_of + pd.Timedelta(days=horizon_days)
-        )
+        truth = new_pairs_matrix(interactions, snap.data, as_of, end)
         y = np.asarray(truth[u, i]).ravel() > 0
-        if not y.any():
-            continue
-        keep = y | (rng.random(y.size) < negative_rate)
-        frames.append(pair_features(snap, u[keep], i[keep]))
-        labels.append(y[keep])
+        if y.any():
+            keep = y | (rng.random(y.size) < negative_rate)
+            frames.append(pair_features(snap, u[keep], i[keep]))
+            labels.append(y[keep])
+            window_of.append(np.full(int(keep.sum()), w))
         log.info(
             "training window %s: %d candidates, %d positives", as_of.date(), y.size, int(y.sum())
         )
-    if not frames:
-        return pd.DataFrame(), np.zeros(0, dtype=bool)
-    return pd.concat(frames, ignore_index=True), np.concatenate(labels)
+        if cold_items and items is not None:
+            future = interactions[
+                (interactions["occurred_at"] >= as_of) & (interactions["occurred_at"] < end)
+            ]
+            cold = cold_training_examples(
+                snap,
+                items,
+                future,
+                per_item=candidate_params["per_item"],
+                active_per_item=candidate_params["active_per_item"],
+                negative_rate=negative_rate,
+                rng=rng,
+                block_size=candidate_params.get("block_size"),
+            )
+            if cold is not None:
+                cold_frames.append(cold[0])
+                cold_labels.append(cold[1])
+
+    def stack(parts, part_labels):
+        if not parts:
+            return pd.DataFrame(), np.zeros(0, dtype=bool)
+        return pd.concat(parts, ignore_index=True), np.concatenate(part_labels)
+
+    X, y = stack(frames, labels)
+    X_cold, y_cold = stack(cold_frames, cold_labels)
+    window = np.concatenate(window_of) if window_of else np.zeros(0, dtype=np.int64)
+    return TrainingData(X, y, window, X_cold, y_cold)
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
+    return np.log(p) - np.log1p(-p)
 
 
 class PropensityRanker:
@@ -452,6 +508,13 @@ class PropensityRanker:
         rows share a user's features and small leaves memorise individual users.
     negative_weight : weight of each negative row; the inverse of the negative sampling
         rate used to build the training frame keeps the probabilities calibrated.
+    calibration : 'logistic' or 'none'. With 'logistic' and a ``calibration_mask`` in
+        :meth:`fit`, the booster is fitted on the other rows and a logistic map of its
+        log-odds (Platt scaling) is fitted on the masked rows (the validation window:
+        the last horizon before the run date), so the served score is the probability
+        of the event as measured on data the booster never saw. Logistic rather than
+        isotonic: the map is strictly increasing, so it never merges two candidates
+        into a tie and the ranking stays the booster's.
     random_state : seeds the booster.
 
     Attributes
@@ -459,6 +522,7 @@ class PropensityRanker:
     model_ : the fitted ``HistGradientBoostingClassifier``
     feature_names_in_ : columns used (those of ``fit`` with at least one value)
     base_rate_ : weighted share of positives in the training data
+    calibrator_ : fitted ``LogisticRegression`` on the booster's log-odds, or None
     """
 
     def __init__(
@@ -469,6 +533,7 @@ class PropensityRanker:
         min_samples_leaf: int = 200,
         l2_regularization: float = 1.0,
         negative_weight: float = 10.0,
+        calibration: str = "logistic",
         random_state=None,
     ):
         self.max_iter = max_iter
@@ -477,17 +542,29 @@ class PropensityRanker:
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.negative_weight = negative_weight
+        self.calibration = calibration
         self.random_state = random_state
 
-    def fit(self, X: pd.DataFrame, y) -> PropensityRanker:
+    def fit(self, X: pd.DataFrame, y, calibration_mask=None) -> PropensityRanker:
+        """Fit on (X, y); rows where ``calibration_mask`` is True fit the calibration map
+        instead (see ``calibration``). Without usable calibration rows (none given, or no
+        positive on either side) the booster uses every row and no map is fitted."""
         from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.linear_model import LogisticRegression
 
+        if self.calibration not in ("logistic", "none"):
+            raise ValueError(f"calibration must be 'logistic' or 'none', got {self.calibration!r}")
         y = np.asarray(y, dtype=bool)
+        held = np.zeros(y.size, bool) if calibration_mask is None else np.asarray(calibration_mask)
+        if self.calibration == "none" or not (y[held].any() and y[~held].any()):
+            held = np.zeros(y.size, bool)
         # Columns without a single value (no prices, no categories in this shop) carry no
         # information and trip the booster's binning: leave them out.
         used = [c for c in X.columns if X[c].notna().any()]
         X = X[used]
         weight = np.where(y, 1.0, float(self.negative_weight))
+        X_held, y_held, w_held = X[held], y[held], weight[held]
+        X, y, weight = X[~held], y[~held], weight[~held]
         self.model_ = HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
@@ -500,9 +577,69 @@ class PropensityRanker:
         self.model_.fit(X, y, sample_weight=weight)
         self.feature_names_in_ = list(X.columns)
         self.base_rate_ = float(y.sum() / weight.sum())
+        self.calibrator_ = None
+        if held.any():
+            raw = _log_odds(self.model_.predict_proba(X_held)[:, 1])
+            self.calibrator_ = LogisticRegression(C=1e6)  # two parameters: no penalty needed
+            self.calibrator_.fit(raw[:, None], y_held, sample_weight=w_held)
+            if self.calibrator_.coef_[0, 0] <= 0:  # a decreasing map would invert the ranking
+                self.calibrator_ = None
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if not hasattr(self, "model_"):
             raise RuntimeError("PropensityRanker is not fitted yet")
-        return self.model_.predict_proba(X[self.feature_names_in_])
+        proba = self.model_.predict_proba(X[self.feature_names_in_])
+        if self.calibrator_ is not None:
+            proba = self.calibrator_.predict_proba(_log_odds(proba[:, 1])[:, None])
+        return proba
+
+
+def explain_pairs(
+    seen: sp.csr_matrix,
+    similarity: sp.csr_matrix,
+    u: np.ndarray,
+    i: np.ndarray,
+    block: int = 1 << 22,
+) -> np.ndarray:
+    """For each pair (u, i): the item of u's history that contributes most to the
+    co-purchase affinity of u for i (the ``knn`` feature sums ``similarity[j, i]`` over
+    u's history j), i.e. the "because you bought X". -1 when no history item is a
+    co-purchase neighbour of i. Ties go to the lower item index."""
+    u = np.asarray(u, dtype=np.int64)
+    i = np.asarray(i, dtype=np.int64)
+    out = np.full(u.size, -1, dtype=np.int64)
+    if u.size == 0:
+        return out
+    seen = sp.csr_matrix(seen)
+    sim = sp.csr_matrix(similarity)
+    sim.sort_indices()
+    n_items = sim.shape[1]
+    keys = np.repeat(np.arange(sim.shape[0], dtype=np.int64), np.diff(sim.indptr)) * n_items
+    keys += sim.indices
+    history_len = np.diff(seen.indptr)[u]
+    # Pairs in chunks whose expansion (one entry per history item) stays under `block`.
+    ends = np.searchsorted(
+        np.cumsum(history_len), np.arange(block, history_len.sum() + block, block)
+    )
+    start = 0
+    for stop in np.unique(np.append(np.minimum(ends + 1, u.size), u.size)):
+        if stop <= start:
+            continue
+        lens = history_len[start:stop]
+        pair = np.repeat(np.arange(start, stop), lens)
+        offsets = np.arange(pair.size) - np.repeat(np.cumsum(lens) - lens, lens)
+        hist = seen.indices[seen.indptr[u[pair]] + offsets].astype(np.int64)
+        key = hist * n_items + i[pair]
+        pos = np.clip(np.searchsorted(keys, key), 0, max(keys.size - 1, 0))
+        val = np.where((keys.size > 0) & (keys[pos] == key), sim.data[pos], 0.0)
+        hit = val > 0
+        pair, hist, val = pair[hit], hist[hit], val[hit]
+        # Best per pair: sort by (pair, similarity desc), lower item first among ties.
+        order = np.lexsort((hist, -val, pair))
+        pair, hist = pair[order], hist[order]
+        first = np.ones(pair.size, bool)
+        first[1:] = pair[1:] != pair[:-1]
+        out[pair[first]] = hist[first]
+        start = stop
+    return out

@@ -48,10 +48,27 @@ def user_frame_for_scoring(user_context: pd.DataFrame, user_targeting: pd.DataFr
     return users
 
 
+# int_item_context columns that describe this run or the item's history, not the item:
+# the scorer computes its own history features, so they are not handed over.
+_RUN_COLUMNS = [
+    "availability_status",
+    "is_available",
+    "n_interactions",
+    "n_users",
+    "days_since_available",
+]
+
+
+def _item_attributes(item_context: pd.DataFrame) -> pd.DataFrame:
+    """item_id, title, category, price, availability and every extra attribute column
+    (the day-0 model learns from them; see proactive_recs.coldstart)."""
+    return item_context.drop(columns=[c for c in _RUN_COLUMNS if c in item_context])
+
+
 def item_frame_for_scoring(item_context: pd.DataFrame, item_targeting: pd.DataFrame):
-    """item_id, category, price, available_from, available_until, passes_filter, boost."""
-    columns = ["item_id", "category", "price", "available_from", "available_until"]
-    items = item_context[columns].merge(
+    """item_id, its attributes (title, category, price, extras), available_from,
+    available_until, passes_filter, boost."""
+    items = _item_attributes(item_context).merge(
         _targeting_for_scores(item_targeting, "item_id"), on="item_id", how="left"
     )
     items["passes_filter"] = items["passes_filter"].fillna(False).astype(bool)
@@ -97,8 +114,7 @@ def evaluation_items(item_context: pd.DataFrame) -> pd.DataFrame:
     """Items as the served model sees them in evaluation: availability windows apply (the
     product never recommends outside them), var filters and boosts do not (they are business
     choices of today's run, not part of model quality)."""
-    columns = ["item_id", "category", "price", "available_from", "available_until"]
-    return item_context[columns].assign(passes_filter=True, boost=1.0)
+    return _item_attributes(item_context).assign(passes_filter=True, boost=1.0)
 
 
 EVALUATION_COLUMNS = [

@@ -23,9 +23,20 @@ What serves (``ScoreResult.stage``):
     True.
 
 Within ``two_stage`` / ``mf``, a servable user without any interaction before
-``run_date`` gets the popularity list and a servable item without any interaction (a
-brand-new item) gets the category-weighted heavy-users list; those rows have
-``is_fallback`` True as well.
+``run_date`` gets the popularity list (``is_fallback`` True). A servable item without
+any interaction (a brand-new item) gets a day-0 audience from its attributes
+(:mod:`proactive_recs.coldstart`: factors predicted from title words, category, price
+band and other attributes; a day-0 ranker trained on the items that were new at past
+windows turns them into probabilities; ``basis`` 'attributes'). Without enough past
+new items to train that ranker it gets the category-weighted heavy-users list
+(``is_fallback`` True, ``basis`` 'heuristic'). An item with neither interactions nor a
+usable attribute gets no audience and is listed in ``unscored_items`` with its reason.
+Items going on sale within ``prelaunch_days`` after ``run_date`` get the same day-0
+audiences in ``prelaunch_item_user_scores`` (never in the sendable item_user_scores).
+
+The two-stage probabilities are calibrated: the ranker is trained on the older past
+windows and a logistic map of its log-odds is fitted on the last window before
+``run_date`` (see :class:`~proactive_recs.ranker.PropensityRanker`).
 
 Business rules, applied in every stage: a user is servable when ``is_eligible`` and
 ``passes_filter``; an item when ``passes_filter`` and ``available_from <= run_date <
@@ -47,6 +58,13 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from . import metrics
+from .coldstart import (
+    ColdItemRanker,
+    cold_candidates,
+    cold_pair_features,
+    describe_cold_items,
+    fit_attribute_model,
+)
 from .interactions import (
     build_interaction_matrix,
     interactions_before,
@@ -58,6 +76,7 @@ from .ranker import (
     PropensityRanker,
     build_snapshot,
     candidate_pairs,
+    explain_pairs,
     pair_features,
     training_frame,
 )
@@ -103,6 +122,9 @@ DEFAULT_PARAMS: dict = {
     "ranker_max_iter": 100,
     "ranker_learning_rate": 0.1,
     "min_positives": 50,
+    # brand-new items: attribute model + day-0 ranker (see coldstart.py)
+    "cold_items": True,
+    "prelaunch_days": 14,
     # fallback
     "min_interactions": 20,
     # memory: users per block of the top-K pass (None = about 64 MB of scores)
@@ -122,6 +144,15 @@ class ScoreResult:
     item_factors : item_id, factor_00, ...
     params : parameter, value (str) — every parameter used, after tuning
     stage : 'two_stage', 'mf' or 'popularity'
+    prelaunch_item_user_scores : same columns as item_user_scores, for items that go on
+        sale within ``prelaunch_days`` after run_date (not sendable yet: who to tell)
+    unscored_items : item_id, reason — servable or upcoming items that got no audience
+        because nothing is known about them (no interaction, no usable attribute)
+
+    user_item_scores also has ``because_item_id``: the item of the user's history that
+    contributes most to the recommendation (co-purchase), null when none does.
+    item_user_scores / prelaunch rows have ``basis``: 'history' (the item's own
+    interactions), 'attributes' (day-0 model) or 'heuristic' (popularity fallbacks).
     """
 
     user_item_scores: pd.DataFrame
@@ -131,6 +162,10 @@ class ScoreResult:
     params: pd.DataFrame
     stage: str
     diagnostics: dict = field(default_factory=dict)
+    prelaunch_item_user_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    unscored_items: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"item_id": [], "reason": []}, dtype=object)
+    )
 
 
 def _coerce(key: str, value, default):
@@ -204,9 +239,10 @@ class _Universe:
     item_servable: np.ndarray
     item_boost: np.ndarray
     items: pd.DataFrame | None  # normalised items frame (for features)
+    item_upcoming: np.ndarray  # passes the filter, on sale within prelaunch_days
 
 
-def _universe(interactions, users, items, run_date) -> _Universe:
+def _universe(interactions, users, items, run_date, prelaunch_days=0.0) -> _Universe:
     if users is not None and len(users):
         users = users.drop_duplicates("user_id")
         user_ids = pd.Index(users["user_id"].astype(str))
@@ -222,20 +258,25 @@ def _universe(interactions, users, items, run_date) -> _Universe:
         items_norm["item_id"] = items_norm["item_id"].astype(str)
         item_ids = pd.Index(items_norm["item_id"])
         ok = _bool_column(items_norm, "passes_filter")
+        upcoming = np.zeros(len(item_ids), dtype=bool)
         if "available_from" in items_norm:
             start = _naive_utc(items_norm["available_from"])
             items_norm["available_from"] = start
+            horizon = run_date + pd.Timedelta(days=float(prelaunch_days or 0))
+            upcoming = ok & ((start > run_date) & (start <= horizon)).to_numpy()
             ok &= (start.isna() | (start <= run_date)).to_numpy()
         if "available_until" in items_norm:
             until = _naive_utc(items_norm["available_until"])
             items_norm["available_until"] = until
             ok &= (until.isna() | (until > run_date)).to_numpy()
+            upcoming &= (until.isna() | (until > start)).to_numpy()
         item_boost = _boost_column(items_norm)
     else:
         item_ids = pd.Index(np.sort(interactions["item_id"].unique()))
         ok = np.ones(len(item_ids), dtype=bool)
+        upcoming = np.zeros(len(item_ids), dtype=bool)
         item_boost = np.ones(len(item_ids), dtype=np.float32)
-    return _Universe(user_ids, servable, user_boost, item_ids, ok, item_boost, items_norm)
+    return _Universe(user_ids, servable, user_boost, item_ids, ok, item_boost, items_norm, upcoming)
 
 
 # ------------------------------------------------------------------------- tuning
@@ -430,7 +471,7 @@ def score(
     if run_date.tzinfo is not None:
         run_date = run_date.tz_convert("UTC").tz_localize(None)
     frame = interactions_before(frame, run_date)
-    uni = _universe(frame, users, items, run_date)
+    uni = _universe(frame, users, items, run_date, p["prelaunch_days"])
     # Interactions of users/items outside the universe cannot be served; they still
     # inform the model (co-purchase patterns) when the universe is given explicitly.
     exclude_all = None if p["allow_repeats"] else _seen_over(frame, uni.user_ids, uni.item_ids)
@@ -528,7 +569,7 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
     item_boost = np.where(i_in, uni.item_boost[np.maximum(i_pos, 0)], 1.0).astype(np.float32)
     exclude = None if p["allow_repeats"] else snap.data.seen
 
-    ranker = None
+    ranker = cold_ranker = None
     cand = dict(
         per_user=p["candidates_per_user"],
         per_item=p["candidates_per_item"],
@@ -537,7 +578,7 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
         block_size=p["block_size"],
     )
     if p["second_stage"]:
-        X, y = training_frame(
+        td = training_frame(
             frame,
             run_date,
             horizon_days=horizon,
@@ -547,22 +588,41 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
             half_life_days=p["half_life_days"],
             items=uni.items,
             negative_rate=p["negative_rate"],
+            cold_items=bool(p["cold_items"]),
             random_state=p["random_state"],
         )
-        diagnostics["training_rows"] = int(len(y))
-        diagnostics["training_positives"] = int(y.sum())
-        if y.sum() >= p["min_positives"]:
-            ranker = PropensityRanker(
-                max_iter=p["ranker_max_iter"],
-                learning_rate=p["ranker_learning_rate"],
-                negative_weight=1.0 / p["negative_rate"],
-                random_state=p["random_state"],
-            ).fit(X, y)
+        diagnostics["training_rows"] = int(len(td.y))
+        diagnostics["training_positives"] = int(td.y.sum())
+        diagnostics["cold_training_positives"] = int(td.y_cold.sum())
+        ranker_params = dict(
+            max_iter=p["ranker_max_iter"],
+            learning_rate=p["ranker_learning_rate"],
+            negative_weight=1.0 / p["negative_rate"],
+            random_state=p["random_state"],
+        )
+        if td.y.sum() >= p["min_positives"]:
+            # The last window before the run date calibrates the probabilities.
+            ranker = PropensityRanker(**ranker_params).fit(
+                td.X, td.y, calibration_mask=td.window == 1
+            )
+            diagnostics["calibrated"] = ranker.calibrator_ is not None
         else:
             log.warning(
                 "second stage skipped: %d positive examples in %d past windows (need %d);"
                 " serving plain MF scores",
-                int(y.sum()),
+                int(td.y.sum()),
+                p["training_windows"],
+                p["min_positives"],
+            )
+        if td.y_cold.sum() >= p["min_positives"]:
+            cold_ranker = ColdItemRanker(negative_weight=1.0 / p["negative_rate"]).fit(
+                td.X_cold, td.y_cold
+            )
+        elif p["cold_items"]:
+            log.warning(
+                "day-0 ranker skipped: %d buyers of new items in %d past windows (need %d);"
+                " new items get category-weighted active users",
+                int(td.y_cold.sum()),
                 p["training_windows"],
                 p["min_positives"],
             )
@@ -614,6 +674,7 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
         "user_id",
         "item_id",
     )
+    ui["because_item_id"] = _because(snap, ui_lists)
     iu = _frame(
         snap.data.item_ids,
         snap.data.user_ids,
@@ -622,17 +683,27 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
         np.zeros(n_i, bool),
         "item_id",
         "user_id",
-    )
+    ).assign(basis="history")
 
-    # Cold users / items: servable but without history before run_date.
+    # Cold users: servable but without history before run_date -> popularity lists.
     cold_users = uni.user_servable & ~uni.user_ids.isin(snap.data.user_ids)
-    cold_items = uni.item_servable & ~uni.item_ids.isin(snap.data.item_ids)
-    if cold_users.any() or cold_items.any():
+    # Cold items: servable (or about to go on sale) without history -> day-0 audiences.
+    no_history = ~uni.item_ids.isin(snap.data.item_ids)
+    cold_items = uni.item_servable & no_history
+    upcoming = uni.item_upcoming & no_history
+    new_items = _new_item_audiences(
+        snap, uni, p, cold_ranker, cold_items | upcoming, user_mask, user_boost
+    )
+    # Items the day-0 ranker did not score (no ranker, or the cold path off) fall back to
+    # category-weighted active users, unless nothing at all is known about them.
+    heuristic = (
+        cold_items & ~uni.item_ids.isin(new_items.scored) & ~uni.item_ids.isin(new_items.unusable)
+    )
+    parts_ui, parts_iu = [ui], [iu]
+    if cold_users.any() or heuristic.any():
         by_pop, by_act = _popularity_lists(
-            frame, uni, p, run_date, cold_users, cold_items, exclude_all
+            frame, uni, p, run_date, cold_users, heuristic, exclude_all
         )
-        parts_ui = [ui]
-        parts_iu = [iu]
         if cold_users.any():
             parts_ui.append(
                 _frame(
@@ -645,7 +716,7 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
                     "item_id",
                 )
             )
-        if cold_items.any():
+        if heuristic.any():
             parts_iu.append(
                 _frame(
                     uni.item_ids,
@@ -655,10 +726,20 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
                     np.ones(len(uni.item_ids), bool),
                     "item_id",
                     "user_id",
-                )
+                ).assign(basis="heuristic")
             )
-        ui = pd.concat(parts_ui, ignore_index=True)
-        iu = pd.concat(parts_iu, ignore_index=True)
+    on_sale = new_items.frame["item_id"].isin(uni.item_ids[cold_items])
+    parts_iu.append(new_items.frame[on_sale.to_numpy()])
+    ui = pd.concat(parts_ui, ignore_index=True)
+    iu = pd.concat(parts_iu, ignore_index=True)
+    prelaunch = new_items.frame[new_items.frame["item_id"].isin(uni.item_ids[upcoming]).to_numpy()]
+    unscored = pd.DataFrame(
+        {
+            "item_id": np.asarray(new_items.unusable, dtype=object),
+            "reason": "no_interactions_and_no_usable_attributes",
+        }
+    )
+    diagnostics["cold_items_scored"] = int(len(new_items.scored))
 
     return ScoreResult(
         user_item_scores=ui,
@@ -668,4 +749,65 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
         params=_params_frame(used),
         stage=stage,
         diagnostics=diagnostics,
+        prelaunch_item_user_scores=prelaunch.reset_index(drop=True),
+        unscored_items=unscored,
     )
+
+
+def _because(snap, ui_lists: np.ndarray) -> np.ndarray:
+    """``because_item_id`` per row of the user-item frame (same order as :func:`_frame`)."""
+    n_u, k = ui_lists.shape
+    owner = np.repeat(np.arange(n_u), k)
+    member = ui_lists.ravel()
+    ok = member >= 0
+    best = explain_pairs(snap.data.seen, snap.similarity, owner[ok], member[ok])
+    ids = np.asarray(snap.data.item_ids, dtype=object)
+    return np.where(best >= 0, ids[np.maximum(best, 0)], None)
+
+
+@dataclass(frozen=True)
+class _NewItemAudiences:
+    frame: pd.DataFrame  # item_user rows (basis 'attributes') of the scored new items
+    scored: pd.Index  # new items that got a day-0 audience
+    unusable: pd.Index  # new items without a usable attribute
+
+
+def _new_item_audiences(snap, uni, p, cold_ranker, wanted, user_mask, user_boost):
+    """Day-0 audiences of items without history (on sale or upcoming): the day-0 ranker's
+    probability over candidates from predicted factors, category share and activity."""
+    empty = _NewItemAudiences(
+        pd.DataFrame(columns=["item_id", "user_id", "rank", "score", "is_fallback", "basis"]),
+        pd.Index([]),
+        pd.Index([]),
+    )
+    if not wanted.any() or not p["cold_items"] or uni.items is None:
+        return empty
+    ids = uni.item_ids[wanted]
+    model = fit_attribute_model(snap, uni.items)
+    cold, unusable = describe_cold_items(snap, model, uni.items, ids)
+    if cold_ranker is None or not len(cold.item_ids):
+        return _NewItemAudiences(empty.frame, pd.Index([]), unusable)
+    boost = uni.item_boost[uni.item_ids.get_indexer(cold.item_ids)]
+    u, j = cold_candidates(
+        snap,
+        cold,
+        per_item=p["candidates_per_item"],
+        active_per_item=p["active_candidates_per_item"],
+        user_mask=user_mask,
+        user_boost=user_boost,
+        item_boost=boost,
+        block_size=p["block_size"],
+    )
+    prob = cold_ranker.predict_proba(cold_pair_features(snap, cold, u, j))[:, 1]
+    boosted = apply_boost(prob.astype(np.float32), user_boost[u] * boost[j])
+    lists, scores = topk_pairs(j, u, boosted, len(cold.item_ids), p["k_users"])
+    frame = _frame(
+        cold.item_ids,
+        snap.data.user_ids,
+        lists,
+        scores,
+        np.zeros(len(cold.item_ids), bool),
+        "item_id",
+        "user_id",
+    ).assign(basis="attributes")
+    return _NewItemAudiences(frame, cold.item_ids, unusable)
