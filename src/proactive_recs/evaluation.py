@@ -27,8 +27,9 @@
   probabilities over the served pairs is reported as well (metric 'ece', k = list
   length), when the served stage produces probabilities.
 
-* **cold_items segment.** A seeded random ``cold_item_fraction`` of the items with a
-  relevant test user is held out of training *entirely* (their training rows are
+* **cold_items segment** (when ``items`` are given). A seeded random
+  ``cold_item_fraction`` of the items with a relevant test user is held out of training
+  *entirely* (their training rows are
   removed for every model, so segment 'all' is over the other items). They are then
   brand-new items to the models: ``served`` gives them its day-0 audiences (from
   attributes), ``category_affinity`` ranks users by their share of training
@@ -180,7 +181,9 @@ def evaluate(
     frame = frame[frame["occurred_at"] < end]
     train = interactions_before(frame, cutoff)
     p = serving.resolve_params(params)
-    cold_ids = _pick_cold_items(frame, train, cutoff, end, cold_item_fraction, random_state)
+    # Without an items frame there is nothing to build a day-0 audience from: no segment.
+    fraction = cold_item_fraction if items is not None and len(items) else 0.0
+    cold_ids = _pick_cold_items(frame, train, cutoff, end, fraction, random_state)
     full_frame, full_train = frame, train
     train = train[~train["item_id"].isin(cold_ids)]
     frame = frame[~frame["item_id"].isin(cold_ids)]

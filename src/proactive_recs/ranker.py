@@ -515,6 +515,10 @@ class PropensityRanker:
         of the event as measured on data the booster never saw. Logistic rather than
         isotonic: the map is strictly increasing, so it never merges two candidates
         into a tie and the ranking stays the booster's.
+    refit : after fitting the map, refit the booster on every row (the validation window
+        is the most recent and most informative one) and keep the map — cross-fitting:
+        the map learned for the booster of the older windows is applied to the booster of
+        all windows. The test window's ECE in model_evaluation checks that this holds.
     random_state : seeds the booster.
 
     Attributes
@@ -534,6 +538,7 @@ class PropensityRanker:
         l2_regularization: float = 1.0,
         negative_weight: float = 10.0,
         calibration: str = "logistic",
+        refit: bool = True,
         random_state=None,
     ):
         self.max_iter = max_iter
@@ -543,6 +548,7 @@ class PropensityRanker:
         self.l2_regularization = l2_regularization
         self.negative_weight = negative_weight
         self.calibration = calibration
+        self.refit = refit
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y, calibration_mask=None) -> PropensityRanker:
@@ -584,6 +590,12 @@ class PropensityRanker:
             self.calibrator_.fit(raw[:, None], y_held, sample_weight=w_held)
             if self.calibrator_.coef_[0, 0] <= 0:  # a decreasing map would invert the ranking
                 self.calibrator_ = None
+            if self.refit:
+                self.model_.fit(
+                    pd.concat([X, X_held]),
+                    np.concatenate([y, y_held]),
+                    sample_weight=np.concatenate([weight, w_held]),
+                )
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

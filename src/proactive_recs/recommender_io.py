@@ -24,6 +24,9 @@ LONG_COLUMNS = [
     "rank",
     "score",
     "is_fallback",
+    "because_item_id",
+    "basis",
+    "reason",
     "factors",
     "parameter",
     "value",
@@ -93,6 +96,8 @@ def long_recommendation_frame(result: ScoreResult) -> pd.DataFrame:
     parts = [
         result.user_item_scores.assign(record_type="user_item"),
         result.item_user_scores.assign(record_type="item_user"),
+        result.prelaunch_item_user_scores.assign(record_type="prelaunch_item_user"),
+        result.unscored_items.assign(record_type="unscored_item"),
         _factor_rows(result.user_factors, "user_id", "user_factor"),
         _factor_rows(result.item_factors, "item_id", "item_factor"),
         result.params.assign(record_type="parameter"),
@@ -105,7 +110,17 @@ def long_recommendation_frame(result: ScoreResult) -> pd.DataFrame:
     long["rank"] = long["rank"].astype("Int64")
     long["score"] = long["score"].astype(float)
     long["is_fallback"] = long["is_fallback"].astype("boolean")
-    for column in ("record_type", "user_id", "item_id", "parameter", "value", "stage"):
+    for column in (
+        "record_type",
+        "user_id",
+        "item_id",
+        "because_item_id",
+        "basis",
+        "reason",
+        "parameter",
+        "value",
+        "stage",
+    ):
         long[column] = long[column].astype("string")
     return long[LONG_COLUMNS]
 

@@ -122,6 +122,9 @@ DEFAULT_PARAMS: dict = {
     "ranker_max_iter": 100,
     "ranker_learning_rate": 0.1,
     "min_positives": 50,
+    # probability calibration on the last window before run_date (see ranker.py)
+    "calibration": "logistic",
+    "calibration_refit": True,
     # brand-new items: attribute model + day-0 ranker (see coldstart.py)
     "cold_items": True,
     "prelaunch_days": 14,
@@ -524,7 +527,7 @@ def _popularity_result(frame, uni, p, exclude_all, run_date) -> ScoreResult:
         everyone_i,
         "item_id",
         "user_id",
-    )
+    ).assign(basis="heuristic")
     return ScoreResult(
         user_item_scores=ui,
         item_user_scores=iu,
@@ -602,9 +605,11 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
         )
         if td.y.sum() >= p["min_positives"]:
             # The last window before the run date calibrates the probabilities.
-            ranker = PropensityRanker(**ranker_params).fit(
-                td.X, td.y, calibration_mask=td.window == 1
-            )
+            ranker = PropensityRanker(
+                calibration=p["calibration"] or "none",
+                refit=p["calibration_refit"],
+                **ranker_params,
+            ).fit(td.X, td.y, calibration_mask=td.window == 1)
             diagnostics["calibrated"] = ranker.calibrator_ is not None
         else:
             log.warning(
@@ -728,8 +733,9 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
                     "user_id",
                 ).assign(basis="heuristic")
             )
-    on_sale = new_items.frame["item_id"].isin(uni.item_ids[cold_items])
-    parts_iu.append(new_items.frame[on_sale.to_numpy()])
+    on_sale = new_items.frame["item_id"].isin(uni.item_ids[cold_items]).to_numpy()
+    if on_sale.any():
+        parts_iu.append(new_items.frame[on_sale])
     ui = pd.concat(parts_ui, ignore_index=True)
     iu = pd.concat(parts_iu, ignore_index=True)
     prelaunch = new_items.frame[new_items.frame["item_id"].isin(uni.item_ids[upcoming]).to_numpy()]

@@ -1,15 +1,33 @@
 """One-pass top-K in both directions: items per user and users per item.
 
 Scores are dot products of user and item vectors (MF factors, or any vectors whose
-dot product is the ranking score, e.g. factors augmented with bias columns). Users
-are processed in blocks; each block costs one matrix product ``block x all items``,
-after which masks, exclusions and boosts are applied and
+dot product is the ranking score, e.g. factors augmented with bias columns). Masked-out
+users and items are dropped up front (they get no list and appear in no list), so only
+active users x active items are ever scored. Active users are processed in blocks; each
+block costs one BLAS matrix product ``block x active items``, followed by one pass of a
+compiled (numba) kernel over the block that, per row,
 
-* the top ``k_items`` items of every user in the block are final, and
-* a running top ``k_users`` users of every item is merged with the block's best.
+* applies the boosts and the row's exclusions in place,
+* keeps the row's top ``k_items`` items in a size-k heap (final once the row is done),
+* offers every entry to the running top ``k_users`` users of its item.
 
-Peak memory is a few copies of one ``block_size x n_items`` float32 block plus the
-outputs; the full users x items score matrix never exists.
+The kernel splits each block's rows into one contiguous range per thread. Every thread
+keeps its own running heaps of users per item and sees its users in increasing order,
+over all blocks; after the last block the threads' heaps of every item are merged.
+Rows are scanned in increasing column order and users in increasing order, so an
+entry equal to a full heap's worst score always has the higher index and loses: a full
+heap is entered only by a strictly greater score, and the heap's worst score is the
+pruning threshold (one comparison per entry and direction). ``-inf`` and NaN never pass
+a strict comparison and are never selected; lists with fewer finite candidates than
+``k`` are padded.
+
+Peak memory is one ``block_size x n_items`` float32 block (a few MB by default), the
+running heaps (``threads x n_items x k_users`` score/index pairs) and the outputs; the
+full users x items score matrix never exists.
+
+The kernel is compiled on first use (a few seconds) and cached on disk next to this
+module (numba ``cache=True``); when no cache location is writable it is compiled once
+per process instead.
 
 Boosting rule (documented choice): with ``b = user_boost[u] * item_boost[i]``,
 ``boosted = s * b`` when ``s >= 0`` and ``s / b`` when ``s < 0``. The map is continuous
@@ -22,21 +40,28 @@ boost scales the expected value. Boosts are clipped below at ``MIN_BOOST`` so th
 boost of 0 buries a candidate without turning it into an exclusion.
 
 Ties are broken deterministically: the lower index wins (item index in a user's list,
-user index in an item's list).
+user index in an item's list). Results do not depend on the block size or the number
+of threads.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.sparse as sp
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 __all__ = [
     "MIN_BOOST",
     "TopK",
     "apply_boost",
+    "default_block_size",
     "group_desc_key",
     "topk_both",
     "topk_pairs",
@@ -44,7 +69,17 @@ __all__ = [
 ]
 
 MIN_BOOST = 1e-6
-_TARGET_BLOCK_ELEMENTS = 1 << 24  # 64 MB of float32 scores per block
+# Users per block by default: a block of 256 KB... see default_block_size.
+_TARGET_BLOCK_BYTES = 4 << 20
+_MIN_BLOCK_ROWS = 32
+
+
+def default_block_size(n_items: int) -> int:
+    """Users per block when ``block_size`` is not given: about 4 MB of float32 scores
+    (so the block the kernel reads back is still in the 32 MB L3 cache after the
+    product wrote it), but at least 32 rows (narrower products run far below BLAS
+    speed)."""
+    return max(_MIN_BLOCK_ROWS, _TARGET_BLOCK_BYTES // (4 * max(int(n_items), 1)))
 
 
 @dataclass(frozen=True)
@@ -63,54 +98,6 @@ def apply_boost(scores: np.ndarray, boost) -> np.ndarray:
     return np.where(scores >= 0, scores * b, scores / b).astype(scores.dtype, copy=False)
 
 
-def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` columns of every row, best first; among equal scores the lower column
-    index wins. ``-inf`` and NaN entries are never selected: rows with fewer than ``k``
-    finite entries are padded with index -1 and score -inf."""
-    scores = np.asarray(scores, dtype=np.float32)
-    if np.isnan(scores).any():
-        scores = np.where(np.isnan(scores), -np.inf, scores)
-    if k == 0 or scores.shape[0] == 0 or scores.shape[1] == 0:
-        return _empty(scores.shape[0], k)
-    return _select_above(scores, _kth_lower_bound(scores, k), k)
-
-
-def _empty(n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((n_rows, k), -1, dtype=np.int64), np.full((n_rows, k), -np.inf, np.float32)
-
-
-def _kth_lower_bound(scores: np.ndarray, k: int) -> np.ndarray:
-    """Per row, a value <= the row's k-th largest score, cheaply.
-
-    The k-th largest of a strided subset of the columns cannot exceed the k-th largest
-    of the whole row, so every top-k entry is >= it. Sampling every 4th column costs a
-    quarter of a full partition and lets about 4 k entries per row through to the exact
-    step. Rows too narrow to sample are partitioned in full.
-    """
-    n_cols = scores.shape[1]
-    if n_cols <= k:
-        return np.full(scores.shape[0], -np.inf, dtype=np.float32)
-    stride = int(np.clip(n_cols // (8 * k), 1, 4))
-    sample = scores[:, ::stride]
-    m = sample.shape[1]
-    return np.partition(sample, m - k, axis=1)[:, m - k]
-
-
-def _nonzero_2d(mask_fn, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.nonzero`` of a sparse 2-D boolean mask, about 3x faster.
-
-    ``mask_fn(out)`` writes the mask into ``out`` (a view of a zeroed buffer whose rows
-    are padded to a multiple of 8). The buffer is scanned 8 bytes at a time as uint64 and
-    only the non-zero words are expanded. Returns (rows, cols) in row-major order.
-    """
-    width = -(-n_cols // 8) * 8
-    buf = np.zeros((n_rows, width), dtype=bool)
-    mask_fn(buf[:, :n_cols])
-    rows, words = np.nonzero(buf.view(np.uint64))
-    j, bit = np.nonzero(buf.reshape(n_rows, -1, 8)[rows, words])
-    return rows[j], words[j] * 8 + bit
-
-
 def group_desc_key(group: np.ndarray, vals: np.ndarray) -> np.ndarray:
     """uint64 keys that sort by (group asc, value desc): the group in the high 32 bits, an
     order-reversing bit pattern of the float32 value in the low 32 bits."""
@@ -119,110 +106,401 @@ def group_desc_key(group: np.ndarray, vals: np.ndarray) -> np.ndarray:
     return (np.asarray(group, dtype=np.uint64) << np.uint64(32)) | (~ascending).astype(np.uint64)
 
 
-def _select_above(scores: np.ndarray, bound: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top k per row among the entries >= ``bound[row]``, by (score desc, column asc).
+# ------------------------------------------------------------------------ the kernel
 
-    ``bound`` must not exceed the row's true k-th largest value. Returns sorted
-    (columns, scores) padded with -1 / -inf.
+
+def _jit(**options):
+    """``numba.njit(cache=True, **options)``, without the cache when numba finds no
+    writable cache directory (it raises at decoration time then)."""
+
+    def decorate(fn):
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            warnings.warn(
+                f"numba cannot cache {fn.__name__} ({exc}); compiling it in every process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return numba.njit(cache=False, **options)(fn)
+
+    return decorate
+
+
+_NEG_INF = np.float32(-np.inf)
+_POS_INF = np.float32(np.inf)
+_MIN_BOOST32 = np.float32(MIN_BOOST)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SIGN32 = np.uint64(0x80000000)
+_SHIFT32 = np.uint64(32)
+_SEGMENT = 64  # entries compared at once into a bit mask
+_SAMPLE = 16  # keys sampled for the pivot of a buffer compaction
+_ORDERED_POS_INF = np.int32(0x7F800000)
+_ORDERED_NEG_INF = np.int32(-0x7F800001)
+
+# Hot loops index with unsigned integers: numba then emits no negative-index wraparound
+# code, which would keep LLVM from vectorising them. They also index 2-D arrays with
+# (row, column) instead of taking row views, which would cost reference counting.
+
+
+@_jit(inline="always")
+def _u(i):
+    return np.uint64(i)
+
+
+# Candidates are held as uint64 keys that sort ascending in the order (score desc,
+# index asc): an order-reversing bit pattern of the float32 score in the high 32 bits,
+# the index in the low 32 bits. Every key of a list is distinct (distinct indices).
+
+
+@_jit(inline="always")
+def _key(s, x):
+    bits = np.uint64(np.float32(s + np.float32(0)).view(np.uint32))  # -0 -> +0
+    ascending = (bits ^ _LOW32) if bits & _SIGN32 else (bits | _SIGN32)
+    return ((ascending ^ _LOW32) << _SHIFT32) | np.uint64(x)
+
+
+@_jit(inline="always")
+def _key_score(key):
+    ascending = (key >> _SHIFT32) ^ _LOW32
+    bits = (ascending ^ _SIGN32) if ascending & _SIGN32 else (ascending ^ _LOW32)
+    return np.uint32(bits).view(np.float32)
+
+
+@_jit(inline="always")
+def _key_index(key):
+    return np.int64(key & _LOW32)
+
+
+@_jit()
+def _nth(a, r, n, k):
+    """Reorder ``a[r, :n]`` (distinct keys) so that ``a[r, :k]`` are its ``k`` smallest
+    and ``a[r, k - 1]`` the largest of them (quickselect, median-of-3 pivots)."""
+    lo, hi, target = 0, n - 1, k - 1
+    while lo < hi:
+        x, y, z = a[r, lo], a[r, (lo + hi) >> 1], a[r, hi]
+        pivot = max(min(x, y), min(max(x, y), z))
+        i, j = lo, hi
+        while i <= j:
+            while a[r, i] < pivot:
+                i += 1
+            while a[r, j] > pivot:
+                j -= 1
+            if i <= j:
+                a[r, i], a[r, j] = a[r, j], a[r, i]
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+
+
+@_jit()
+def _compact(a, r, n, k):
+    """Shrink the ``n > k`` keys buffered in ``a[r]`` to a set that still holds the ``k``
+    best; returns (new length, new pruning threshold).
+
+    The pivot is a key of a 16-key sample, of the rank at which about ``k + n / 16``
+    keys of the whole buffer lie at or below it (cheap, and a few more than ``k`` kept
+    keys are harmless); the keys above it are dropped, as the at least ``k`` kept keys
+    all beat them. The threshold is the pivot's score: a later entry has a higher index
+    than every kept key, so it can only enter with a strictly greater score. Falls back
+    to an exact selection of ``k`` when the pivot would keep too much.
     """
-    n_rows, n_cols = scores.shape
+    step = n // _SAMPLE
+    for j in range(_SAMPLE):  # the sample to the front
+        a[r, j], a[r, j * step] = a[r, j * step], a[r, j]
+    q = min(_SAMPLE, (_SAMPLE * k + n - 1) // n + 1)
+    _nth(a, r, _SAMPLE, q)
+    pivot = a[r, q - 1]
+    limit = (n + k) // 2
+    while True:
+        count = 0
+        for j in range(n):
+            count += a[_u(r), _u(j)] <= pivot
+        if count >= k or q == _SAMPLE:
+            break
+        nxt = a[r, q]  # the next sample key up: the smallest of a[r, q:_SAMPLE]
+        for j in range(q + 1, _SAMPLE):
+            nxt = min(nxt, a[r, j])
+        pivot = nxt
+        q += 1
+    if count < k or count > limit:
+        _nth(a, r, n, k)
+        return k, _key_score(a[r, k - 1])
+    w = 0
+    for j in range(n):
+        x = a[r, j]
+        a[r, w] = x
+        w += x <= pivot
+    return w, _key_score(pivot)
 
-    unbounded = np.flatnonzero(bound == -np.inf)
 
-    def mask(out):
-        np.greater_equal(scores, bound[:, None], out=out)
-        if unbounded.size:  # only there can -inf entries pass ">= bound"
-            out[unbounded] &= scores[unbounded] > -np.inf
+@intrinsic
+def _ctz(typingctx, x):
+    """Count of trailing zero bits of a non-zero uint64 (LLVM ``cttz``)."""
 
-    rows, cols = _nonzero_2d(mask, n_rows, n_cols)
-    vals = scores[rows, cols]
-    # Entries arrive row-major with increasing columns; a stable sort on (row, -score)
-    # therefore keeps the lower column first among equal scores.
-    order = np.argsort(group_desc_key(rows, vals), kind="stable")
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    rank = np.arange(rows.size) - np.searchsorted(rows, np.arange(n_rows))[rows]
-    keep = rank < k
-    out_cols, out_val = _empty(n_rows, k)
-    out_cols[rows[keep], rank[keep]] = cols[keep]
-    out_val[rows[keep], rank[keep]] = vals[keep]
-    return out_cols, out_val
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return types.uint64(types.uint64), codegen
 
 
-class _RunningTopK:
-    """Per-item top-k users, fed one block of users at a time (users in increasing order).
+@_jit(inline="always")
+def _ordered_bits(x):
+    """int32 bits of a float32 mapped so that integer order is float order (-0 just below
+    +0, NaN outside [-inf, +inf]); the map is its own inverse."""
+    return x ^ ((x >> np.int32(31)) & np.int32(0x7FFFFFFF))
 
-    The lists are kept sorted by (score desc, user asc). A block's entry can only enter
-    an item's list if it beats the list's worst score strictly (on equal scores the
-    listed user has the lower index and wins), so once the lists fill up almost every
-    entry is discarded by one vectorised comparison. Survivors are buffered and merged
-    in batches with a sorted merge (searchsorted), so the lists are rewritten only a
-    logarithmic number of times.
+
+@_jit()
+def _row_floor(bits, r, k, maxima, t):
+    """A threshold below which no entry of row ``r`` can be among its ``k`` best, or -inf
+    (``bits``: the int32 view of the score block; ``maxima[t]``: scratch).
+
+    The row is cut into runs of a multiple of 64 entries (at least ``k`` runs, about
+    ``2 k`` when the row is long enough); the ``k``-th largest of the runs' maxima, being
+    ``k`` distinct entries of the row, cannot exceed the row's ``k``-th largest. The
+    maxima are taken on order-preserving integer bits, which vectorises whatever NaN the
+    row holds; a run whose maximum is a NaN is dropped. The result is returned one
+    float32 step lower, so that entries equal to it still pass a strict ``>``.
+    """
+    n_cols = bits.shape[1]
+    width = 64 * max(1, n_cols // (128 * k))
+    n_runs = min(n_cols // width, maxima.shape[1])
+    if n_runs < k:
+        return _NEG_INF
+    row = _u(r)
+    for b in range(n_runs):
+        base = _u(b * width)
+        m = _ORDERED_NEG_INF
+        for j in range(width):
+            m = max(m, _ordered_bits(bits[row, base + _u(j)]))
+        maxima[t, b] = m if m <= _ORDERED_POS_INF else _ORDERED_NEG_INF
+    lo, hi, target = 0, n_runs - 1, k - 1  # quickselect: k-th largest
+    while lo < hi:
+        pivot = maxima[t, (lo + hi) >> 1]
+        i, j = lo, hi
+        while i <= j:
+            while maxima[t, i] > pivot:
+                i += 1
+            while maxima[t, j] < pivot:
+                j -= 1
+            if i <= j:
+                maxima[t, i], maxima[t, j] = maxima[t, j], maxima[t, i]
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    kth = np.int32(_ordered_bits(maxima[t, target])).view(np.float32)
+    if kth == _NEG_INF:
+        return _NEG_INF
+    return np.float32(np.nextafter(kth, _NEG_INF))
+
+
+@_jit(inline="always")
+def _segment_mask(S, row, base, row_thr, col_thr, t):
+    """Bit j set when ``S[row, base + j]`` beats ``row_thr`` or ``col_thr[t, base + j]``
+    (64 entries; the fixed trip count lets LLVM vectorise the comparisons)."""
+    mask = np.uint64(0)
+    part = _u(t)
+    for j in range(_SEGMENT):
+        i = base + _u(j)
+        s = S[row, i]
+        hit = (s > row_thr) | (s > col_thr[part, i])
+        mask |= np.uint64(hit) << _u(j)
+    return mask
+
+
+@_jit(inline="always")
+def _offer(S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_keys, col_n, k_cols):
+    """Offer entry ``S[r, i]`` (user ``u``) to the row's buffer ``row_keys[t, :n]`` and to
+    column ``i``'s buffer; returns the row buffer's new length and threshold."""
+    s = S[r, i]
+    if s > row_thr:
+        row_keys[t, n] = _key(s, i)
+        n += 1
+        if n == row_keys.shape[1]:
+            n, row_thr = _compact(row_keys, t, n, k_rows)
+    if s > col_thr[t, i]:
+        c = t * S.shape[1] + i
+        m = col_n[t, i]
+        col_keys[c, m] = _key(s, u)
+        m += 1
+        if m == col_keys.shape[1]:
+            m, col_thr[t, i] = _compact(col_keys, c, m, k_cols)
+        col_n[t, i] = m
+    return n, row_thr
+
+
+@_jit()
+def _scan_row(S, bits, r, u, t, k_rows, row_keys, maxima, col_thr, col_keys, col_n, k_cols):
+    """Offer the entries of row ``r`` (user ``u``) to its own buffer ``row_keys[t]``
+    (returns its length) and to the column buffers of thread part ``t``.
+
+    The row's threshold starts at :func:`_row_floor`. Most entries beat neither
+    threshold: 64 entries at a time are compared at once into a bit mask and only the
+    set bits are visited.
+    """
+    n_cols = S.shape[1]
+    n = 0
+    row_thr = _row_floor(bits, r, k_rows, maxima, t) if k_rows > 0 else _POS_INF
+    row = _u(r)
+    full = n_cols - n_cols % _SEGMENT
+    for i0 in range(0, full, _SEGMENT):
+        mask = _segment_mask(S, row, _u(i0), row_thr, col_thr, t)
+        while mask:
+            i = i0 + np.int64(_ctz(mask))
+            mask &= mask - np.uint64(1)
+            n, row_thr = _offer(
+                S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_keys, col_n, k_cols
+            )
+    for i in range(full, n_cols):
+        n, row_thr = _offer(
+            S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_keys, col_n, k_cols
+        )
+    return n
+
+
+@_jit(parallel=True, nogil=True)
+def _block_kernel(
+    S, first, row_ids, col_ids, ub, ib, has_boost, ex_ptr, ex_idx,
+    k_rows, out_idx, out_val, row_keys, row_maxima, col_keys, col_n, col_thr, k_cols,
+):  # fmt: skip
+    """One pass over the score block ``S`` (rows = compact users ``first, first + 1, ...``),
+    modified in place (boosts, exclusions), split into one range of rows per thread part.
+
+    Rows: the best ``k_rows`` columns, written to ``out_*[row_ids[first + r]]`` as
+    ``col_ids`` (``k_rows == 0``: none). Columns: entries beating ``col_thr[t, c]`` are
+    appended to the running buffer ``col_keys[t * n_cols + c, :col_n[t, c]]`` of part
+    ``t``, compacted to the best ``k_cols`` when full (``col_thr`` is +inf when
+    ``k_cols == 0``).
+    """
+    n_rows, n_cols = S.shape
+    n_parts = col_thr.shape[0]
+    bits = S.view(np.int32)
+    for t in numba.prange(n_parts):
+        for r in range(t * n_rows // n_parts, (t + 1) * n_rows // n_parts):
+            u = first + r
+            if has_boost:
+                bu = ub[u]
+                for i in range(n_cols):
+                    s = S[_u(r), _u(i)]
+                    b = max(bu * ib[_u(i)], _MIN_BOOST32)
+                    S[_u(r), _u(i)] = s * b if s >= 0 else s / b
+            for p in range(ex_ptr[u], ex_ptr[u + 1]):
+                S[r, ex_idx[p]] = _NEG_INF
+            n = _scan_row(
+                S, bits, r, u, t, k_rows, row_keys, row_maxima, col_thr, col_keys, col_n, k_cols
+            )
+            if k_rows > 0:
+                if n > k_rows:
+                    _nth(row_keys, t, n, k_rows)
+                    n = k_rows
+                row_keys[t, :n].sort()
+                dest = row_ids[u]
+                for j in range(n):
+                    out_idx[dest, j] = col_ids[_key_index(row_keys[t, j])]
+                    out_val[dest, j] = _key_score(row_keys[t, j])
+
+
+@_jit(parallel=True, nogil=True)
+def _merge_columns(col_keys, col_n, k, col_ids, row_ids, out_idx, out_val):
+    """Merge the thread parts' buffers of every column into its best-first list of at
+    most ``k`` rows, written to ``out_*[col_ids[c]]`` as ``row_ids``."""
+    n_parts, n_cols = col_n.shape
+    cap = col_keys.shape[1]
+    for c in numba.prange(n_cols):
+        merged = np.empty((1, n_parts * cap), np.uint64)
+        n = 0
+        for t in range(n_parts):
+            m = col_n[t, c]
+            merged[0, n : n + m] = col_keys[t * n_cols + c, :m]
+            n += m
+        if n > k:
+            _nth(merged, 0, n, k)
+            n = k
+        merged[0, :n].sort()
+        dest = col_ids[c]
+        for j in range(n):
+            out_idx[dest, j] = row_ids[_key_index(merged[0, j])]
+            out_val[dest, j] = _key_score(merged[0, j])
+
+
+def _empty(n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((n_rows, k), -1, dtype=np.int64), np.full((n_rows, k), -np.inf, np.float32)
+
+
+def _capacity(k: int) -> int:
+    """Buffer length of a list of length ``k``: appends between two compactions."""
+    return 2 * k + 16
+
+
+class _Selector:
+    """Buffers and kernel calls of one selection (see :func:`topk_both`).
+
+    ``user_ids``/``item_ids`` map compact (active) indices to output rows and listed
+    indices; ``out_ui``/``out_iu`` are the padded (indices, scores) outputs.
     """
 
-    def __init__(self, n_items: int, k: int):
-        self.k = k
-        self.ids, self.vals = _empty(n_items, k)
-        self._buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._buffered = 0
+    def __init__(self, user_ids, item_ids, out_ui, out_iu, k_items, k_users, ub, ib, ex):
+        self.user_ids, self.item_ids = user_ids, item_ids
+        self.out_ui, self.out_iu = out_ui, out_iu
+        n_users, n_items = user_ids.size, item_ids.size
+        self.k_rows = min(k_items, n_items)
+        self.k_cols = min(k_users, n_users)
+        parts = max(1, numba.get_num_threads())
+        self.row_keys = np.empty((parts, _capacity(self.k_rows)), np.uint64)
+        self.row_maxima = np.empty((parts, 4 * self.k_rows + 4), np.int32)
+        cols = n_items if self.k_cols else 1
+        self.col_keys = np.empty((parts * cols, _capacity(self.k_cols)), np.uint64)
+        self.col_n = np.zeros((parts, cols), np.int64)
+        # +inf thresholds: a direction with k = 0 is never entered.
+        self.col_thr = np.full((parts, n_items), -np.inf if self.k_cols else np.inf, np.float32)
+        self.has_boost = ub is not None or ib is not None
+        self.ub = ub if ub is not None else np.ones(n_users if self.has_boost else 1, np.float32)
+        self.ib = ib if ib is not None else np.ones(n_items if self.has_boost else 1, np.float32)
+        self.ex_ptr, self.ex_idx = ex
 
-    def add_block(self, block_t: np.ndarray, first_user: int) -> None:
-        """``block_t``: (n_items, block users) scores of users ``first_user, ...``."""
-        n_items, n_block = block_t.shape
-        bound = self.vals[:, -1].copy()
-        strict = bound > -np.inf
-        not_full = np.flatnonzero(~strict)
-        if not_full.size and n_block > self.k:
-            # Lists not yet full accept anything finite; bound them by the block's own
-            # k-th best instead, which an entry must reach to make the list at all.
-            sub = block_t[not_full]
-            bound[not_full] = np.partition(sub, n_block - self.k, axis=1)[:, n_block - self.k]
+    def block(self, S: np.ndarray, first: int) -> None:
+        _block_kernel(
+            S, first, self.user_ids, self.item_ids, self.ub, self.ib, self.has_boost,
+            self.ex_ptr, self.ex_idx, self.k_rows, *self.out_ui, self.row_keys,
+            self.row_maxima, self.col_keys, self.col_n, self.col_thr, self.k_cols,
+        )  # fmt: skip
 
-        def mask(out):
-            np.greater(block_t, bound[:, None], out=out)
-            # Lists not yet full compare with >=: their bound comes from this block.
-            out[not_full] = block_t[not_full] >= bound[not_full, None]
-            out &= block_t > -np.inf
+    def finish(self) -> None:
+        if self.k_cols:
+            _merge_columns(
+                self.col_keys, self.col_n, self.k_cols, self.item_ids, self.user_ids,
+                *self.out_iu,
+            )  # fmt: skip
 
-        items, cols = _nonzero_2d(mask, n_items, n_block)
-        if items.size == 0:
-            return
-        self._buffer.append((items, cols + first_user, block_t[items, cols]))
-        self._buffered += items.size
-        # Merging early (half the lists' size) keeps the thresholds tight, which prunes
-        # later blocks harder; measured faster than letting the buffer grow larger.
-        if 2 * self._buffered >= self.ids.size:
-            self.flush()
 
-    def flush(self) -> None:
-        if not self._buffer:
-            return
-        items = np.concatenate([b[0] for b in self._buffer])
-        users = np.concatenate([b[1] for b in self._buffer])
-        vals = np.concatenate([b[2] for b in self._buffer])
-        self._buffer, self._buffered = [], 0
-        n_items, k = self.ids.shape
-        # Buffered entries are in (block, item, user) order, so a stable sort by
-        # (item, score desc) leaves equal scores in increasing user order.
-        new_key = group_desc_key(items, vals)
-        order = np.argsort(new_key, kind="stable")
-        new_key, items, users, vals = new_key[order], items[order], users[order], vals[order]
-        run_items = np.repeat(np.arange(n_items), k)
-        run_key = group_desc_key(run_items, self.vals.ravel())
-        # Merge two sorted sequences; on equal keys the running entry (lower user) first.
-        pos_run = np.arange(run_key.size) + np.searchsorted(new_key, run_key, side="left")
-        pos_new = np.arange(new_key.size) + np.searchsorted(run_key, new_key, side="right")
-        total = run_key.size + new_key.size
-        m_items = np.empty(total, np.int64)
-        m_users = np.empty(total, np.int64)
-        m_vals = np.empty(total, np.float32)
-        m_items[pos_run], m_items[pos_new] = run_items, items
-        m_users[pos_run], m_users[pos_new] = self.ids.ravel(), users
-        m_vals[pos_run], m_vals[pos_new] = self.vals.ravel(), vals
-        rank = np.arange(total) - np.searchsorted(m_items, np.arange(n_items))[m_items]
-        keep = (rank < k) & (m_vals > -np.inf)
-        self.ids, self.vals = _empty(n_items, k)
-        self.ids[m_items[keep], rank[keep]] = m_users[keep]
-        self.vals[m_items[keep], rank[keep]] = m_vals[keep]
+def _no_exclusions(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int32)
+
+
+def _compact_exclusions(exclude: sp.csr_matrix, umask, imask) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr, indices) of the stored entries of ``exclude`` between active users
+    and active items, in compact indices."""
+    indptr = exclude.indptr.astype(np.int64, copy=False)
+    if umask.all() and imask.all():
+        return indptr, exclude.indices.astype(np.int32, copy=False)
+    rows = np.repeat(np.cumsum(umask) - 1, np.diff(indptr))
+    rows[~np.repeat(umask, np.diff(indptr))] = -1
+    cols = np.where(imask, np.cumsum(imask) - 1, -1)[exclude.indices]
+    keep = (rows >= 0) & (cols >= 0)
+    counts = np.bincount(rows[keep], minlength=int(umask.sum()))
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return ptr, cols[keep].astype(np.int32)
 
 
 def topk_both(
@@ -253,62 +531,82 @@ def topk_both(
         the (transformed) score before the cut with the rule of :func:`apply_boost`.
     transform : optional elementwise monotone map applied to raw dot products before
         boosting (e.g. ``scipy.special.expit`` to boost probabilities instead of logits).
-    block_size : users per block; by default about 16M scores (64 MB) per block.
+    block_size : users per block; by default :func:`default_block_size` (about 4 MB of
+        scores per block).
     """
     U = np.asarray(user_factors, dtype=np.float32)
     V = np.asarray(item_factors, dtype=np.float32)
-    n_users, n_items = U.shape[0], V.shape[0]
     if U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1]:
         raise ValueError("user_factors and item_factors must be 2-D with the same width")
+    n_users, n_items = U.shape[0], V.shape[0]
+    k_items, k_users = int(k_items), int(k_users)
+    if k_items < 0 or k_users < 0:
+        raise ValueError("k_items and k_users must be >= 0")
     if exclude is not None:
         exclude = sp.csr_matrix(exclude)
         if exclude.shape != (n_users, n_items):
             raise ValueError(f"exclude must have shape {(n_users, n_items)}")
     umask = np.ones(n_users, bool) if user_mask is None else np.asarray(user_mask, bool)
     imask = np.ones(n_items, bool) if item_mask is None else np.asarray(item_mask, bool)
-    ub = None if user_boost is None else np.asarray(user_boost, np.float32)
-    ib = None if item_boost is None else np.asarray(item_boost, np.float32)
-    if block_size is None:
-        block_size = max(1, _TARGET_BLOCK_ELEMENTS // max(n_items, 1))
+    if umask.shape != (n_users,) or imask.shape != (n_items,):
+        raise ValueError("user_mask and item_mask must have one entry per user / item")
+    ui = _empty(n_users, k_items)
+    iu = _empty(n_items, k_users)
+    user_ids = np.flatnonzero(umask)
+    item_ids = np.flatnonzero(imask)
+    if user_ids.size == 0 or item_ids.size == 0 or (k_items == 0 and k_users == 0):
+        return TopK(*ui, *iu)
 
-    # Finite factors and boosts give finite products; only then is the NaN pass skipped.
-    may_be_nan = transform is not None or not all(
-        np.isfinite(a).all() for a in (U, V, ub, ib) if a is not None
+    def compact(boost, mask, ids):
+        if boost is None:
+            return None
+        boost = np.asarray(boost, np.float32)
+        return np.ascontiguousarray(boost if mask.all() else boost[ids])
+
+    ub, ib = compact(user_boost, umask, user_ids), compact(item_boost, imask, item_ids)
+    Uc = U if umask.all() else U[user_ids]
+    VT = np.ascontiguousarray((V if imask.all() else V[item_ids]).T)
+    ex = (
+        _no_exclusions(user_ids.size)
+        if exclude is None
+        else _compact_exclusions(exclude, umask, imask)
     )
-    ui_idx, ui_val = _empty(n_users, k_items)
-    running = _RunningTopK(n_items, k_users)
-    VT = np.ascontiguousarray(V.T)
+    sel = _Selector(user_ids, item_ids, ui, iu, k_items, k_users, ub, ib, ex)
 
-    for start in range(0, n_users, block_size):
-        stop = min(start + block_size, n_users)
-        active = umask[start:stop]
-        if not active.any():
-            continue
-        S = U[start:stop] @ VT
+    n_active = user_ids.size
+    if block_size is None:
+        block_size = default_block_size(item_ids.size)
+    block_size = max(1, min(int(block_size), n_active))
+    buf = np.empty((block_size, item_ids.size), np.float32)
+    for start in range(0, n_active, block_size):
+        stop = min(start + block_size, n_active)
+        S = buf[: stop - start]
+        np.matmul(Uc[start:stop], VT, out=S)
         if transform is not None:
-            S = np.asarray(transform(S), dtype=np.float32)
-        if ub is not None or ib is not None:
-            b_u = ub[start:stop, None] if ub is not None else np.float32(1)
-            b_i = ib[None, :] if ib is not None else np.float32(1)
-            S = apply_boost(S, b_u * b_i)
-        if may_be_nan:
-            S[np.isnan(S)] = -np.inf
-        S[~active, :] = -np.inf
-        S[:, ~imask] = -np.inf
-        if exclude is not None:
-            sub = exclude[start:stop]
-            rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
-            S[rows, sub.indices] = -np.inf
+            S = np.require(transform(S), np.float32, ["C", "W"])
+            if S.shape != (stop - start, item_ids.size):
+                raise ValueError("transform must be elementwise (same shape out as in)")
+        sel.block(S, start)
+    sel.finish()
+    return TopK(*ui, *iu)
 
-        if k_items:
-            ui_idx[start:stop], ui_val[start:stop] = _select_above(
-                S, _kth_lower_bound(S, k_items), k_items
-            )
-        if k_users:
-            running.add_block(np.ascontiguousarray(S.T), start)
 
-    running.flush()
-    return TopK(ui_idx, ui_val, running.ids, running.vals)
+def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` columns of every row, best first; among equal scores the lower column
+    index wins. ``-inf`` and NaN entries are never selected: rows with fewer than ``k``
+    finite entries are padded with index -1 and score -inf. (The row direction of the
+    :func:`topk_both` kernel.)"""
+    scores = np.require(scores, np.float32, ["C"])
+    n_rows, n_cols = scores.shape
+    out = _empty(n_rows, int(k))
+    if k == 0 or n_rows == 0 or n_cols == 0:
+        return out
+    sel = _Selector(
+        np.arange(n_rows), np.arange(n_cols), out, None, int(k), 0, None, None,
+        _no_exclusions(n_rows),
+    )  # fmt: skip
+    sel.block(scores, 0)  # no boosts or exclusions: the kernel only reads the scores
+    return out
 
 
 def topk_pairs(

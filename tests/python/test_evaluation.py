@@ -181,7 +181,10 @@ def test_full_protocol_on_synthetic_data():
     }
     out = evaluate(_synthetic(), cutoff=CUTOFF, horizon_days=15, params=params)
     m = out.metrics
-    assert set(m["model"]) == set(evaluation.MODELS)
+    assert set(m.loc[m["segment"] == "all", "model"]) == set(evaluation.MODELS)
+    # without an items frame there are no attributes: no cold_items segment (see
+    # test_coldstart for the segment itself)
+    assert set(m["segment"]) == {"all"}
     expected_u2i = {("ndcg", 10), ("recall", 10), ("recall", 20), ("precision", 10), ("map", 10)}
     for model in ("als", "popularity", "random", "served"):
         got = set(

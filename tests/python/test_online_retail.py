@@ -140,7 +140,7 @@ def test_items(loaded):
     assert items["85123A"] == {
         "item_id": "85123A",
         "title": "WHITE HANGING HEART T-LIGHT HOLDER",
-        "category": None,
+        "category": "candles_lights",  # derived from the title (CATEGORY_RULES)
         "price": "2.95",
         "available_from": "2010-12-01 08:26:00+00:00",
         "available_until": "2011-06-03 10:00:00+00:00",

@@ -56,8 +56,8 @@ def synthetic_interactions(n_users=300, n_items=120, n_groups=4, n_events=9000, 
 
 def _check_frames(result, users=None, items=None, interactions=None, k_items=5, k_users=10):
     ui, iu = result.user_item_scores, result.item_user_scores
-    assert list(ui.columns) == ["user_id", "item_id", *SCORE_COLUMNS]
-    assert list(iu.columns) == ["item_id", "user_id", *SCORE_COLUMNS]
+    assert list(ui.columns) == ["user_id", "item_id", *SCORE_COLUMNS, "because_item_id"]
+    assert list(iu.columns) == ["item_id", "user_id", *SCORE_COLUMNS, "basis"]
     for frame, owner, k in ((ui, "user_id", k_items), (iu, "item_id", k_users)):
         assert not frame.duplicated([owner, frame.columns[1]]).any()
         for _, group in frame.groupby(owner):
@@ -325,10 +325,11 @@ def test_a_brand_new_item_goes_to_active_buyers_of_its_category(data):
     in_g1 = before["item_id"].str[1:].astype(int) % 4 == 1
     share_g1 = in_g1.groupby(before["user_id"]).mean()
     assert (share_g1.reindex(audience["user_id"]) > 0.5).all()
-    # Without a category the audience is simply the heaviest users.
-    plain = iu[iu["item_id"] == "new_plain"].sort_values("rank")["user_id"]
-    activity = before.groupby("user_id")["item_id"].nunique()
-    assert activity.reindex(plain).is_monotonic_decreasing
+    # Nothing known about it (no interaction, no attribute): no audience, listed instead.
+    assert "new_plain" not in set(iu["item_id"])
+    assert result.unscored_items.to_dict("records") == [
+        {"item_id": "new_plain", "reason": "no_interactions_and_no_usable_attributes"}
+    ]
 
 
 def test_parameters_given_as_text_are_coerced():

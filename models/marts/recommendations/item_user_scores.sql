@@ -15,6 +15,7 @@ final as (
         cast(rank as integer) as rank,
         score,
         is_fallback,
+        basis,
         stage
 
     from recommendations

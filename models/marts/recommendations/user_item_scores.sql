@@ -15,6 +15,7 @@ final as (
         cast(rank as integer) as rank,
         score,
         is_fallback,
+        because_item_id,
         stage
 
     from recommendations

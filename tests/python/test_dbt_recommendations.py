@@ -1,0 +1,68 @@
+"""The recommendation marts of the demo build: day-0 audiences, pre-launch audiences,
+explanations and the cold_items evaluation segment, as consumers read them."""
+
+import pandas as pd
+
+RUN_DATE = pd.Timestamp("2026-11-01")  # vars/demo.yml
+
+
+def _df(con, sql):
+    return con.execute(sql).df()
+
+
+def test_prelaunch_audiences_are_for_items_about_to_go_on_sale_only(demo_con):
+    pre = _df(demo_con, "select * from prelaunch_item_user_scores")
+    assert len(pre) > 0
+    starts = pd.to_datetime(pre["available_from"]).dt.tz_localize(None)
+    assert (starts > RUN_DATE).all() and (starts <= RUN_DATE + pd.Timedelta(days=14)).all()
+    sendable = _df(demo_con, "select distinct item_id from item_user_scores")
+    digest = _df(demo_con, "select distinct item_id from user_item_scores")
+    assert not set(pre["item_id"]) & (set(sendable["item_id"]) | set(digest["item_id"]))
+
+
+def test_attribute_audiences_only_for_items_without_history(demo_con):
+    rows = _df(
+        demo_con,
+        """
+        select s.basis, c.n_interactions, s.is_fallback
+        from item_user_scores as s
+        inner join int_item_context as c using (item_id)
+        """,
+    )
+    day0 = rows[rows["basis"] == "attributes"]
+    assert len(day0) > 0 and (day0["n_interactions"] == 0).all()
+    assert not day0["is_fallback"].any()
+    assert (rows.loc[rows["basis"] == "history", "n_interactions"] > 0).all()
+
+
+def test_because_item_is_in_the_users_history(demo_con):
+    bad = _df(
+        demo_con,
+        """
+        select s.user_id, s.because_item_id
+        from user_item_scores as s
+        left join (
+            select distinct user_id, item_id from int_interactions
+            where occurred_at < timestamp '2026-11-01'
+        ) as h on h.user_id = s.user_id and h.item_id = s.because_item_id
+        where s.because_item_id is not null and h.item_id is null
+        """,
+    )
+    assert bad.empty
+    share = _df(
+        demo_con, "select avg((because_item_id is not null)::int) as s from user_item_scores"
+    )
+    assert share["s"].iloc[0] > 0.5
+
+
+def test_cold_items_segment_beats_category_affinity(demo_con):
+    m = _df(
+        demo_con,
+        """
+        select model, value from model_evaluation
+        where segment = 'cold_items' and metric = 'recall' and k = 100
+        """,
+    ).set_index("model")["value"]
+    # Target 1.2x (measured 1.25x on the demo); the guard leaves room for small changes.
+    assert m["served"] >= 1.1 * m["category_affinity"]
+    assert m["served"] > 2 * m["random"]
