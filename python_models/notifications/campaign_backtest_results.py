@@ -18,7 +18,7 @@ from proactive_recs.recommender_io import item_frame_for_scoring, user_frame_for
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "implicit"])
+    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"])
     meta = dbt.config.get("meta") or {}
     users = to_pandas(dbt.ref("int_user_context"))
     scoring_users = user_frame_for_scoring(users, to_pandas(dbt.ref("user_targeting")))

@@ -14,7 +14,7 @@ from proactive_recs.recommender_io import (
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "implicit"])
+    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"])
     from proactive_recs.categories import evaluate_user_to_category  # these import implicit
     from proactive_recs.evaluation import evaluate
 

@@ -18,7 +18,7 @@ from proactive_recs.recommender_io import (
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "implicit"])
+    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"])
     from proactive_recs.serving import score  # after the check: it imports implicit
 
     meta = dbt.config.get("meta") or {}
