@@ -122,27 +122,31 @@ def catalog_coverage(ranked: np.ndarray, catalog_size: int, k: int | None = None
     return float(np.unique(ranked[ranked >= 0]).size / catalog_size)
 
 
-def _calibration_bins(prob, outcome, n_bins: int):
-    """Per equal-width bin: count, sum of probabilities, sum of outcomes (last bin closed)."""
+def _calibration_bins(prob, outcome, n_bins: int, weight=None):
+    """Per equal-width bin: (weighted) count, sum of probabilities, sum of outcomes (last
+    bin closed)."""
     p = np.asarray(prob, dtype=np.float64)
     y = np.asarray(outcome, dtype=np.float64)
     if p.shape != y.shape:
         raise ValueError("prob and outcome must have the same shape")
     if np.any((p < 0) | (p > 1)):
         raise ValueError("probabilities must lie in [0, 1]")
+    w = np.ones_like(p) if weight is None else np.asarray(weight, dtype=np.float64)
     bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    sum_p = np.bincount(bins, weights=p, minlength=n_bins)
-    sum_y = np.bincount(bins, weights=y, minlength=n_bins)
+    count = np.bincount(bins, weights=w, minlength=n_bins)
+    sum_p = np.bincount(bins, weights=w * p, minlength=n_bins)
+    sum_y = np.bincount(bins, weights=w * y, minlength=n_bins)
     return count, sum_p, sum_y
 
 
-def expected_calibration_error(prob, outcome, n_bins: int = 10) -> float:
+def expected_calibration_error(prob, outcome, n_bins: int = 10, weight=None) -> float:
     """Sum over equal-width probability bins of (bin share) x |mean outcome - mean prob|.
 
     The last bin is closed on the right so that a probability of exactly 1 is counted.
+    ``weight`` (optional, one per pair) weights the pairs, e.g. the inverse of a
+    negative sampling rate.
     """
-    count, sum_p, sum_y = _calibration_bins(prob, outcome, n_bins)
+    count, sum_p, sum_y = _calibration_bins(prob, outcome, n_bins, weight)
     if count.sum() == 0:
         return float("nan")
     used = count > 0

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import metrics
 from .interactions import (
     InteractionMatrix,
     build_interaction_matrix,
@@ -493,6 +494,33 @@ def training_frame(
     return TrainingData(X, y, window, X_cold, y_cold)
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _platt(log_odds, y, weight):
+    """Logistic map of the log-odds, or None if it would not be increasing."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not (y.any() and (~y).any()):
+        return None
+    model = LogisticRegression(C=1e6)  # two parameters: no penalty needed
+    model.fit(log_odds[:, None], y, sample_weight=weight)
+    return model if model.coef_[0, 0] > 0 else None  # decreasing would invert the ranking
+
+
+def _cross_fitted_platt(log_odds, y, weight, random_state) -> np.ndarray:
+    """Platt-calibrated probabilities where each half of the rows is mapped by the map
+    fitted on the other half (an honest estimate of what the map does to new data)."""
+    half = np.random.default_rng(random_state).random(y.size) < 0.5
+    out = _sigmoid(log_odds)
+    for fit_on in (half, ~half):
+        model = _platt(log_odds[fit_on], y[fit_on], weight[fit_on])
+        if model is not None:
+            out[~fit_on] = model.predict_proba(log_odds[~fit_on][:, None])[:, 1]
+    return out
+
+
 def _log_odds(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
     return np.log(p) - np.log1p(-p)
@@ -508,17 +536,18 @@ class PropensityRanker:
         rows share a user's features and small leaves memorise individual users.
     negative_weight : weight of each negative row; the inverse of the negative sampling
         rate used to build the training frame keeps the probabilities calibrated.
-    calibration : 'logistic' or 'none'. With 'logistic' and a ``calibration_mask`` in
-        :meth:`fit`, the booster is fitted on the other rows and a logistic map of its
-        log-odds (Platt scaling) is fitted on the masked rows (the validation window:
-        the last horizon before the run date), so the served score is the probability
-        of the event as measured on data the booster never saw. Logistic rather than
-        isotonic: the map is strictly increasing, so it never merges two candidates
-        into a tie and the ranking stays the booster's.
-    refit : after fitting the map, refit the booster on every row (the validation window
-        is the most recent and most informative one) and keep the map — cross-fitting:
-        the map learned for the booster of the older windows is applied to the booster of
-        all windows. The test window's ECE in model_evaluation checks that this holds.
+    calibration : 'auto', 'logistic' or 'none'. With a ``calibration_mask`` in :meth:`fit`
+        (the rows of the validation window: the last horizon before the run date), the
+        booster is first fitted on the other rows and a logistic map of its log-odds
+        (Platt scaling, weighted like the booster) is considered on the masked rows.
+        'logistic' keeps that booster and map: the served score is then the probability
+        as measured on data the booster never saw. 'auto' keeps them only if the map,
+        cross-fitted over two halves of the validation rows, lowers the weighted ECE there
+        by at least a fifth; otherwise the booster is refitted on every row (the most
+        recent window is the most informative one) and no map is used, because the
+        negative re-weighting already calibrates it. Logistic rather than isotonic: the
+        map is strictly increasing, so it never merges candidates into ties and the
+        ranking stays the booster's.
     random_state : seeds the booster.
 
     Attributes
@@ -527,6 +556,8 @@ class PropensityRanker:
     feature_names_in_ : columns used (those of ``fit`` with at least one value)
     base_rate_ : weighted share of positives in the training data
     calibrator_ : fitted ``LogisticRegression`` on the booster's log-odds, or None
+    calibration_ece_ : {'raw': ..., 'calibrated': ...} weighted ECE on the validation rows
+        (the calibrated one cross-fitted), or {} when no calibration was considered
     """
 
     def __init__(
@@ -537,8 +568,7 @@ class PropensityRanker:
         min_samples_leaf: int = 200,
         l2_regularization: float = 1.0,
         negative_weight: float = 10.0,
-        calibration: str = "logistic",
-        refit: bool = True,
+        calibration: str = "auto",
         random_state=None,
     ):
         self.max_iter = max_iter
@@ -548,18 +578,16 @@ class PropensityRanker:
         self.l2_regularization = l2_regularization
         self.negative_weight = negative_weight
         self.calibration = calibration
-        self.refit = refit
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y, calibration_mask=None) -> PropensityRanker:
         """Fit on (X, y); rows where ``calibration_mask`` is True fit the calibration map
         instead (see ``calibration``). Without usable calibration rows (none given, or no
         positive on either side) the booster uses every row and no map is fitted."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.linear_model import LogisticRegression
-
-        if self.calibration not in ("logistic", "none"):
-            raise ValueError(f"calibration must be 'logistic' or 'none', got {self.calibration!r}")
+        if self.calibration not in ("auto", "logistic", "none"):
+            raise ValueError(
+                f"calibration must be 'auto', 'logistic' or 'none', got {self.calibration!r}"
+            )
         y = np.asarray(y, dtype=bool)
         held = np.zeros(y.size, bool) if calibration_mask is None else np.asarray(calibration_mask)
         if self.calibration == "none" or not (y[held].any() and y[~held].any()):
@@ -570,8 +598,32 @@ class PropensityRanker:
         X = X[used]
         weight = np.where(y, 1.0, float(self.negative_weight))
         X_held, y_held, w_held = X[held], y[held], weight[held]
-        X, y, weight = X[~held], y[~held], weight[~held]
-        self.model_ = HistGradientBoostingClassifier(
+        self.feature_names_in_ = list(X.columns)
+        self.calibrator_, self.calibration_ece_ = None, {}
+        self.model_ = self._booster().fit(X[~held], y[~held], sample_weight=weight[~held])
+        if held.any():
+            raw = _log_odds(self.model_.predict_proba(X_held)[:, 1])
+            keep = True
+            if self.calibration == "auto":
+                crossed = _cross_fitted_platt(raw, y_held, w_held, self.random_state)
+                self.calibration_ece_ = {
+                    "raw": metrics.expected_calibration_error(_sigmoid(raw), y_held, weight=w_held),
+                    "calibrated": metrics.expected_calibration_error(
+                        crossed, y_held, weight=w_held
+                    ),
+                }
+                keep = self.calibration_ece_["calibrated"] <= 0.8 * self.calibration_ece_["raw"]
+            if keep:
+                self.calibrator_ = _platt(raw, y_held, w_held)
+        if self.calibrator_ is None and held.any():
+            self.model_ = self._booster().fit(X, y, sample_weight=weight)
+        self.base_rate_ = float(y.sum() / weight.sum())
+        return self
+
+    def _booster(self):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
@@ -580,23 +632,6 @@ class PropensityRanker:
             early_stopping=False,
             random_state=self.random_state,
         )
-        self.model_.fit(X, y, sample_weight=weight)
-        self.feature_names_in_ = list(X.columns)
-        self.base_rate_ = float(y.sum() / weight.sum())
-        self.calibrator_ = None
-        if held.any():
-            raw = _log_odds(self.model_.predict_proba(X_held)[:, 1])
-            self.calibrator_ = LogisticRegression(C=1e6)  # two parameters: no penalty needed
-            self.calibrator_.fit(raw[:, None], y_held, sample_weight=w_held)
-            if self.calibrator_.coef_[0, 0] <= 0:  # a decreasing map would invert the ranking
-                self.calibrator_ = None
-            if self.refit:
-                self.model_.fit(
-                    pd.concat([X, X_held]),
-                    np.concatenate([y, y_held]),
-                    sample_weight=np.concatenate([weight, w_held]),
-                )
-        return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if not hasattr(self, "model_"):

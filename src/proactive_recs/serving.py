@@ -122,9 +122,9 @@ DEFAULT_PARAMS: dict = {
     "ranker_max_iter": 100,
     "ranker_learning_rate": 0.1,
     "min_positives": 50,
-    # probability calibration on the last window before run_date (see ranker.py)
-    "calibration": "logistic",
-    "calibration_refit": True,
+    # probability calibration on the last window before run_date: auto, logistic or none
+    # (see PropensityRanker)
+    "calibration": "auto",
     # brand-new items: attribute model + day-0 ranker (see coldstart.py)
     "cold_items": True,
     "prelaunch_days": 14,
@@ -607,10 +607,12 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
             # The last window before the run date calibrates the probabilities.
             ranker = PropensityRanker(
                 calibration=p["calibration"] or "none",
-                refit=p["calibration_refit"],
                 **ranker_params,
             ).fit(td.X, td.y, calibration_mask=td.window == 1)
-            diagnostics["calibrated"] = ranker.calibrator_ is not None
+            # What the validation window decided, for model_parameters.
+            used["calibration_applied"] = ranker.calibrator_ is not None
+            for name, value in ranker.calibration_ece_.items():
+                used[f"validation_ece_{name}"] = round(value, 5)
         else:
             log.warning(
                 "second stage skipped: %d positive examples in %d past windows (need %d);"
@@ -643,7 +645,7 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
             item_boost=item_boost,
             **cand,
         )
-        prob = ranker.predict_proba(pair_features(snap, u, i))[:, 1].astype(np.float32)
+        prob = _predict_pairs(ranker, snap, u, i)
         boosted = apply_boost(prob, user_boost[u] * item_boost[i])
         ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, p["k_items"])
         iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, p["k_users"])
@@ -758,6 +760,21 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
         prelaunch_item_user_scores=prelaunch.reset_index(drop=True),
         unscored_items=unscored,
     )
+
+
+_PAIRS_PER_CHUNK = 1 << 21  # ~2M candidate pairs (~350 MB of features) scored at a time
+
+
+def _predict_pairs(ranker, snap, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """The ranker's probability for every candidate pair, computed in chunks so that
+    only one chunk's feature frame exists at a time (pairs are sorted by user, and so
+    is every chunk, as pair_features requires)."""
+    prob = np.empty(u.size, dtype=np.float32)
+    for start in range(0, u.size, _PAIRS_PER_CHUNK):
+        stop = min(start + _PAIRS_PER_CHUNK, u.size)
+        features = pair_features(snap, u[start:stop], i[start:stop])
+        prob[start:stop] = ranker.predict_proba(features)[:, 1]
+    return prob
 
 
 def _because(snap, ui_lists: np.ndarray) -> np.ndarray:

@@ -21,22 +21,29 @@ def _frame(rows, channel_remaining, campaign_remaining=None, audience=None):
     frame = pd.DataFrame(rows, columns=["campaign_id", "user_id", "item_id", "expected_value"])
     frame["item_id"] = frame["item_id"].astype(object)
     frame["channel"] = frame["campaign_id"].map(CHANNEL_OF)
-    frame["channel_remaining"] = [channel_remaining.get((u, c), 0) for u, c in
-                                  zip(frame["user_id"], frame["channel"], strict=True)]
+    frame["channel_remaining"] = [
+        channel_remaining.get((u, c), 0)
+        for u, c in zip(frame["user_id"], frame["channel"], strict=True)
+    ]
     campaign_remaining = campaign_remaining or {}
-    frame["campaign_remaining"] = [campaign_remaining.get((u, c), np.nan) for u, c in
-                                   zip(frame["user_id"], frame["campaign_id"], strict=True)]
+    frame["campaign_remaining"] = [
+        campaign_remaining.get((u, c), np.nan)
+        for u, c in zip(frame["user_id"], frame["campaign_id"], strict=True)
+    ]
     audience = audience or {}
-    frame["audience_size"] = [np.nan if i is None else audience.get(c, np.nan)
-                              for c, i in zip(frame["campaign_id"], frame["item_id"],
-                                              strict=True)]
+    frame["audience_size"] = [
+        np.nan if i is None else audience.get(c, np.nan)
+        for c, i in zip(frame["campaign_id"], frame["item_id"], strict=True)
+    ]
     return frame
 
 
 def _feasible(frame: pd.DataFrame, selected: np.ndarray) -> bool:
     chosen = frame[selected]
-    if (chosen.groupby(["user_id", "channel"]).size()
-            > chosen.groupby(["user_id", "channel"])["channel_remaining"].first()).any():
+    if (
+        chosen.groupby(["user_id", "channel"]).size()
+        > chosen.groupby(["user_id", "channel"])["channel_remaining"].first()
+    ).any():
         return False
     per_campaign = chosen.groupby(["user_id", "campaign_id"])
     if (per_campaign.size() > per_campaign["campaign_remaining"].first().fillna(np.inf)).any():
@@ -49,16 +56,34 @@ def _feasible(frame: pd.DataFrame, selected: np.ndarray) -> bool:
 
 
 def test_hand_example_reasons_and_refill():
-    rows = [("c1", "a", "i1", 0.9), ("c2", "a", "i2", 0.8), ("c2", "a", "i1", 0.7),
-            ("c1", "b", "i1", 0.6), ("c1", "c", "i1", 0.5), ("c3", "a", "i3", 0.4),
-            ("dg", "b", None, 0.3), ("c1", "b", "i4", 0.0)]
-    frame = _frame(rows, {("a", "email"): 1, ("a", "push"): 1, ("b", "email"): 3,
-                          ("c", "email"): 1},
-                   campaign_remaining={("b", "dg"): 1}, audience={"c1": 2})
+    rows = [
+        ("c1", "a", "i1", 0.9),
+        ("c2", "a", "i2", 0.8),
+        ("c2", "a", "i1", 0.7),
+        ("c1", "b", "i1", 0.6),
+        ("c1", "c", "i1", 0.5),
+        ("c3", "a", "i3", 0.4),
+        ("dg", "b", None, 0.3),
+        ("c1", "b", "i4", 0.0),
+    ]
+    frame = _frame(
+        rows,
+        {("a", "email"): 1, ("a", "push"): 1, ("b", "email"): 3, ("c", "email"): 1},
+        campaign_remaining={("b", "dg"): 1},
+        audience={"c1": 2},
+    )
     result = allocate_greedy(frame)
     assert result.selected.tolist() == [True, False, False, True, False, True, True, False]
-    assert result.reason.tolist() == [None, "cap_reached", "cap_reached", None,
-                                      "audience_full", None, None, "no_value"]
+    assert result.reason.tolist() == [
+        None,
+        "cap_reached",
+        "cap_reached",
+        None,
+        "audience_full",
+        None,
+        None,
+        "no_value",
+    ]
     assert result.objective == 0.9 + 0.6 + 0.4 + 0.3
     # The optimum gives a the 0.8 item so that c can have i1: 0.8 + 0.6 + 0.5 + 0.4 + 0.3.
     assert abs(allocate_exact(frame).objective - 2.6) < 1e-9
@@ -73,8 +98,11 @@ def test_same_item_from_two_campaigns_is_sent_once():
 
 def test_greedy_is_not_always_optimal_and_the_bound_holds():
     # The classic trap: the greedy pick (0.5) blocks two picks worth 0.4 each.
-    frame = _frame([("c1", "a", "i1", 0.5), ("c1", "a", "i2", 0.4), ("c1", "b", "i1", 0.4)],
-                   {("a", "email"): 1, ("b", "email"): 1}, audience={"c1": 1})
+    frame = _frame(
+        [("c1", "a", "i1", 0.5), ("c1", "a", "i2", 0.4), ("c1", "b", "i1", 0.4)],
+        {("a", "email"): 1, ("b", "email"): 1},
+        audience={"c1": 1},
+    )
     greedy, exact = allocate_greedy(frame), allocate_exact(frame)
     assert greedy.objective == 0.5 and exact.objective == 0.8
     assert greedy.objective >= exact.objective / 3
@@ -88,9 +116,13 @@ def test_ties_do_not_depend_on_row_order():
     picked_again = shuffled[allocate_greedy(shuffled).selected]
     keys = ["campaign_id", "user_id", "item_id"]
     assert sorted(map(tuple, picked[keys].to_numpy())) == sorted(
-        map(tuple, picked_again[keys].to_numpy()))
+        map(tuple, picked_again[keys].to_numpy())
+    )
     assert sorted(map(tuple, picked[keys].to_numpy())) == [
-        ("c1", "a", "i1"), ("c1", "b", "i1"), ("c1", "c", "i2")]
+        ("c1", "a", "i1"),
+        ("c1", "b", "i1"),
+        ("c1", "c", "i2"),
+    ]
 
 
 def test_empty_input():
@@ -113,13 +145,19 @@ def problems(draw, only_laminar=False):
             campaign_items = items if not only_laminar else [f"{campaign}-{i}" for i in items]
             for item in campaign_items:
                 if draw(st.booleans()):
-                    value = draw(st.sampled_from([0.1, 0.2, 0.3, 0.5, 0.8, 1.0]) | st.floats(
-                        0.0, 1.0))
+                    value = draw(
+                        st.sampled_from([0.1, 0.2, 0.3, 0.5, 0.8, 1.0]) | st.floats(0.0, 1.0)
+                    )
                     rows.append((campaign, user, item, value))
-    channel_remaining = {(u, ch): draw(st.integers(0, 3)) for u in users
-                         for ch in ("email", "push")}
-    campaign_remaining = {(u, c): draw(st.integers(0, 3)) for u in users
-                          for c in ("c1", "c2", "c3", "dg") if draw(st.booleans())}
+    channel_remaining = {
+        (u, ch): draw(st.integers(0, 3)) for u in users for ch in ("email", "push")
+    }
+    campaign_remaining = {
+        (u, c): draw(st.integers(0, 3))
+        for u in users
+        for c in ("c1", "c2", "c3", "dg")
+        if draw(st.booleans())
+    }
     audience = {} if only_laminar else {c: draw(st.integers(1, 4)) for c in ("c1", "c2", "c3")}
     return _frame(rows, channel_remaining, campaign_remaining, audience)
 

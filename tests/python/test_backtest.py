@@ -18,34 +18,73 @@ from proactive_recs.frequency import FrequencyRules
 START = pd.Timestamp("2026-01-05")
 DAY = pd.Timedelta(days=1)
 
-USERS = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u4", "u5"],
-                      "email": ["1@x", "2@x", "3@x", "4@x", "5@x"],
-                      "timezone": "UTC",
-                      "is_eligible": [True, True, True, True, False]})
-ITEMS = pd.DataFrame({"item_id": ["new1", "new2", "new3", "old"],
-                      "title": ["N1", "N2", "N3", "O"], "url": "u", "price": 1.0,
-                      "image_url": None, "category": "c",
-                      "available_from": [START - 2 * DAY, START - 2 * DAY, START + 5 * DAY,
-                                         START - 100 * DAY],
-                      "available_until": pd.NaT})
-CAMPAIGNS = pd.DataFrame([{
-    "campaign_id": "new", "campaign_type": "item_push", "channel": "push",
-    "trigger": "new_items", "trigger_days": 7, "item_list": None, "audience_size": 2,
-    "min_relevance": 0.0, "priority": 1.0, "items_per_digest": None,
-    "max_sends_per_user_week": None, "is_active": True}])
-SCORES = pd.DataFrame([("new1", "u1", 0.9), ("new1", "u2", 0.8), ("new1", "u3", 0.1),
-                       ("new2", "u2", 0.7), ("new2", "u3", 0.6), ("new2", "u4", 0.5),
-                       ("new2", "u5", 0.99), ("new3", "u1", 0.9), ("new3", "u2", 0.4)],
-                      columns=["item_id", "user_id", "score"])
+USERS = pd.DataFrame(
+    {
+        "user_id": ["u1", "u2", "u3", "u4", "u5"],
+        "email": ["1@x", "2@x", "3@x", "4@x", "5@x"],
+        "timezone": "UTC",
+        "is_eligible": [True, True, True, True, False],
+    }
+)
+ITEMS = pd.DataFrame(
+    {
+        "item_id": ["new1", "new2", "new3", "old"],
+        "title": ["N1", "N2", "N3", "O"],
+        "url": "u",
+        "price": 1.0,
+        "image_url": None,
+        "category": "c",
+        "available_from": [START - 2 * DAY, START - 2 * DAY, START + 5 * DAY, START - 100 * DAY],
+        "available_until": pd.NaT,
+    }
+)
+CAMPAIGNS = pd.DataFrame(
+    [
+        {
+            "campaign_id": "new",
+            "campaign_type": "item_push",
+            "channel": "push",
+            "trigger": "new_items",
+            "trigger_days": 7,
+            "item_list": None,
+            "audience_size": 2,
+            "min_relevance": 0.0,
+            "priority": 1.0,
+            "items_per_digest": None,
+            "max_sends_per_user_week": None,
+            "is_active": True,
+        }
+    ]
+)
+SCORES = pd.DataFrame(
+    [
+        ("new1", "u1", 0.9),
+        ("new1", "u2", 0.8),
+        ("new1", "u3", 0.1),
+        ("new2", "u2", 0.7),
+        ("new2", "u3", 0.6),
+        ("new2", "u4", 0.5),
+        ("new2", "u5", 0.99),
+        ("new3", "u1", 0.9),
+        ("new3", "u2", 0.4),
+    ],
+    columns=["item_id", "user_id", "score"],
+)
 
 
 def _interactions():
-    rows = [("u4", "old", -10 - k) for k in range(5)] + [
-        ("u3", "old", -20 - k) for k in range(3)] + [
-        ("u1", "old", -30), ("u5", "new2", -1),  # the suppressed u5 makes new2 "popular"
-        ("u1", "new1", 1), ("u3", "new2", 2),  # week 1 conversions
-        ("u4", "new2", 7.5),  # after week 1's horizon, not a week-2 send: converts nothing
-        ("u2", "new3", 8)]  # week 2 conversion
+    rows = (
+        [("u4", "old", -10 - k) for k in range(5)]
+        + [("u3", "old", -20 - k) for k in range(3)]
+        + [
+            ("u1", "old", -30),
+            ("u5", "new2", -1),  # the suppressed u5 makes new2 "popular"
+            ("u1", "new1", 1),
+            ("u3", "new2", 2),  # week 1 conversions
+            ("u4", "new2", 7.5),  # after week 1's horizon, not a week-2 send: converts nothing
+            ("u2", "new3", 8),
+        ]
+    )  # week 2 conversion
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "days"])
     frame["occurred_at"] = START + pd.to_timedelta(frame.pop("days"), unit="D")
     frame["event_type"] = "purchase"
@@ -62,34 +101,72 @@ def score_fn(past: pd.DataFrame, t: pd.Timestamp):
 
 # Quiet hours off and no spacing, then the defaults (sends at 08:00): same numbers, because
 # windows are counted back from each user's first send time, not from the run time.
-RULES = [FrequencyRules(push_cap_per_week=1, adaptive_cadence=False, holdout_share=0.0,
-                        quiet_hours_start=0, quiet_hours_end=0, min_hours_between_sends=0),
-         FrequencyRules(push_cap_per_week=1, adaptive_cadence=False, holdout_share=0.0)]
+RULES = [
+    FrequencyRules(
+        push_cap_per_week=1,
+        adaptive_cadence=False,
+        holdout_share=0.0,
+        quiet_hours_start=0,
+        quiet_hours_end=0,
+        min_hours_between_sends=0,
+    ),
+    FrequencyRules(push_cap_per_week=1, adaptive_cadence=False, holdout_share=0.0),
+]
 
 EXPECTED = {
     # week 1: u1-new1 (converts), u2-new1, u3-new2 (converts), u4-new2; week 2: u1, u2-new3 (c)
-    "configured": {"sends": 6, "conversions": 3, "conversions_per_send": 0.5,
-                   "users_reached": 4, "p95_sends_per_user_week": 1,
-                   "max_sends_per_user_week": 1},
+    "configured": {
+        "sends": 6,
+        "conversions": 3,
+        "conversions_per_send": 0.5,
+        "users_reached": 4,
+        "p95_sends_per_user_week": 1,
+        "max_sends_per_user_week": 1,
+    },
     # new2 (1 earlier user) beats new1 (none): new2 to u1..u4, then new3 to u1..u4
-    "carpet_bomb": {"sends": 8, "conversions": 2, "conversions_per_send": 0.25,
-                    "users_reached": 4, "p95_sends_per_user_week": 1,
-                    "max_sends_per_user_week": 1},
+    "carpet_bomb": {
+        "sends": 8,
+        "conversions": 2,
+        "conversions_per_send": 0.25,
+        "users_reached": 4,
+        "p95_sends_per_user_week": 1,
+        "max_sends_per_user_week": 1,
+    },
     # u4 (5 interactions) and u3 (3, then 4) get every item: only u3-new2 converts
-    "heavy_users": {"sends": 6, "conversions": 1, "conversions_per_send": 1 / 6,
-                    "users_reached": 2, "p95_sends_per_user_week": 2,
-                    "max_sends_per_user_week": 2},
+    "heavy_users": {
+        "sends": 6,
+        "conversions": 1,
+        "conversions_per_send": 1 / 6,
+        "users_reached": 2,
+        "p95_sends_per_user_week": 2,
+        "max_sends_per_user_week": 2,
+    },
     # new1 -> u1, u2; new2 -> u2, u3 (u5 suppressed); new3 -> u1, u2; u2 gets 2 in week 1
-    "topk_no_allocation": {"sends": 6, "conversions": 3, "conversions_per_send": 0.5,
-                           "users_reached": 3, "p95_sends_per_user_week": 1.8,
-                           "max_sends_per_user_week": 2},
+    "topk_no_allocation": {
+        "sends": 6,
+        "conversions": 3,
+        "conversions_per_send": 0.5,
+        "users_reached": 3,
+        "p95_sends_per_user_week": 1.8,
+        "max_sends_per_user_week": 2,
+    },
 }
 
 
 @pytest.mark.parametrize("rules", RULES, ids=["no_quiet_hours", "default_quiet_hours"])
 def test_backtest_hand_checked(rules):
-    result = run_backtest_detailed(_interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn,
-                                   START, weeks=2, horizon_days=7, cap_push_per_week=1)
+    result = run_backtest_detailed(
+        _interactions(),
+        USERS,
+        ITEMS,
+        CAMPAIGNS,
+        rules,
+        score_fn,
+        START,
+        weeks=2,
+        horizon_days=7,
+        cap_push_per_week=1,
+    )
     summary = result.summary
     assert list(summary.columns) == ["policy", "metric", "value"]
     assert len(summary) == len(POLICIES) * len(METRICS)
@@ -98,28 +175,47 @@ def test_backtest_hand_checked(rules):
         for metric, value in metrics.items():
             assert got[(policy, metric)] == pytest.approx(value), (policy, metric)
     configured = result.sends[result.sends["policy"] == "configured"]
-    assert sorted(zip(configured["user_id"], configured["item_id"], configured["converted"],
-                      strict=True)) == [
-        ("u1", "new1", True), ("u1", "new3", False), ("u2", "new1", False),
-        ("u2", "new3", True), ("u3", "new2", True), ("u4", "new2", False)]
+    assert sorted(
+        zip(configured["user_id"], configured["item_id"], configured["converted"], strict=True)
+    ) == [
+        ("u1", "new1", True),
+        ("u1", "new3", False),
+        ("u2", "new1", False),
+        ("u2", "new3", True),
+        ("u3", "new2", True),
+        ("u4", "new2", False),
+    ]
     weekly = result.weekly.set_index(["policy", "week_start"])
     assert weekly.loc[("configured", START + 7 * DAY), "sends"] == 2
     assert weekly.groupby("policy")["sends"].sum().to_dict() == {
-        p: EXPECTED[p]["sends"] for p in POLICIES}
+        p: EXPECTED[p]["sends"] for p in POLICIES
+    }
     assert weekly.groupby("policy")["conversions"].sum().to_dict() == {
-        p: EXPECTED[p]["conversions"] for p in POLICIES}
+        p: EXPECTED[p]["conversions"] for p in POLICIES
+    }
 
 
 def test_configured_policy_is_plan_run_itself():
     rules = RULES[0]
-    result = run_backtest_detailed(_interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn,
-                                   START, weeks=1, horizon_days=7)
+    result = run_backtest_detailed(
+        _interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn, START, weeks=1, horizon_days=7
+    )
     campaign = validate_campaigns(CAMPAIGNS)[0]
     past = _interactions()[lambda f: f["occurred_at"] < START]
     item_user, user_item = score_fn(past, START)
-    plan = plan_run(CAMPAIGNS, rules, USERS, None, ITEMS, item_user, user_item, None, None,
-                    START, trigger_items={"new": select_trigger_items(
-                        campaign, ITEMS, None, None, START)})
+    plan = plan_run(
+        CAMPAIGNS,
+        rules,
+        USERS,
+        None,
+        ITEMS,
+        item_user,
+        user_item,
+        None,
+        None,
+        START,
+        trigger_items={"new": select_trigger_items(campaign, ITEMS, None, None, START)},
+    )
     configured = result.sends[result.sends["policy"] == "configured"]
     assert list(configured["send_id"]) == list(plan.audience["send_key"])
     assert list(configured["sent_at"]) == list(plan.audience["scheduled_send_at"])
@@ -127,8 +223,9 @@ def test_configured_policy_is_plan_run_itself():
 
 def test_run_backtest_returns_the_summary_and_holdout_is_not_sent():
     rules = FrequencyRules(holdout_share=1.0)
-    summary = run_backtest(_interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn, START,
-                           weeks=1, horizon_days=7)
+    summary = run_backtest(
+        _interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn, START, weeks=1, horizon_days=7
+    )
     values = summary.set_index(["policy", "metric"])["value"]
     assert values[("configured", "sends")] == 0
     assert values[("configured", "conversions_per_send")] == 0
@@ -136,30 +233,61 @@ def test_run_backtest_returns_the_summary_and_holdout_is_not_sent():
 
 
 def test_mark_conversions_for_digests_and_windows():
-    sends = pd.DataFrame({"user_id": ["u1", "u1", "u2"],
-                          "sent_items": [("a", "b"), ("c",), ("a",)]})
-    interactions = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["b", "c", "a"],
-                                 "occurred_at": [START + DAY, START + 3 * DAY, START - DAY]})
+    sends = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2"], "sent_items": [("a", "b"), ("c",), ("a",)]}
+    )
+    interactions = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2"],
+            "item_id": ["b", "c", "a"],
+            "occurred_at": [START + DAY, START + 3 * DAY, START - DAY],
+        }
+    )
     out = mark_conversions(sends, interactions, START, horizon_days=3)
     assert out["converted"].tolist() == [True, False, False]  # c is at the horizon: excluded
     assert out["converted_at"].iloc[0] == START + DAY
 
 
 def test_digests_are_replayed_on_request_and_convert_on_any_item():
-    digest = pd.DataFrame([{
-        "campaign_id": "dg", "campaign_type": "digest", "channel": "email", "trigger": None,
-        "trigger_days": None, "item_list": None, "audience_size": None, "min_relevance": 0.0,
-        "priority": 1.0, "items_per_digest": 2, "max_sends_per_user_week": None,
-        "is_active": True}])
+    digest = pd.DataFrame(
+        [
+            {
+                "campaign_id": "dg",
+                "campaign_type": "digest",
+                "channel": "email",
+                "trigger": None,
+                "trigger_days": None,
+                "item_list": None,
+                "audience_size": None,
+                "min_relevance": 0.0,
+                "priority": 1.0,
+                "items_per_digest": 2,
+                "max_sends_per_user_week": None,
+                "is_active": True,
+            }
+        ]
+    )
     campaigns = pd.concat([CAMPAIGNS, digest], ignore_index=True)
-    result = run_backtest_detailed(_interactions(), USERS, ITEMS, campaigns, RULES[0], score_fn,
-                                   START, weeks=1, horizon_days=7, include_digests=True)
+    result = run_backtest_detailed(
+        _interactions(),
+        USERS,
+        ITEMS,
+        campaigns,
+        RULES[0],
+        score_fn,
+        START,
+        weeks=1,
+        horizon_days=7,
+        include_digests=True,
+    )
     sends = result.sends
     digests = sends[(sends["policy"] == "configured") & (sends["campaign_id"] == "dg")]
     # Week 1 pushes take new1 / new2 for u1..u4; u2's and u3's digests show the other item.
-    assert sorted(zip(digests["user_id"], digests["sent_items"], digests["converted"],
-                      strict=True)) == [("u2", ("new2",), False), ("u3", ("new1",), False)]
+    assert sorted(
+        zip(digests["user_id"], digests["sent_items"], digests["converted"], strict=True)
+    ) == [("u2", ("new2",), False), ("u3", ("new1",), False)]
     assert set(sends.loc[sends["policy"] != "configured", "campaign_id"]) == {"new"}
-    without = run_backtest(_interactions(), USERS, ITEMS, campaigns, RULES[0], score_fn, START,
-                           weeks=1, horizon_days=7)
+    without = run_backtest(
+        _interactions(), USERS, ITEMS, campaigns, RULES[0], score_fn, START, weeks=1, horizon_days=7
+    )
     assert without.set_index(["policy", "metric"])["value"][("configured", "sends")] == 4

@@ -30,9 +30,20 @@ from proactive_recs.frequency import (
 
 RUN = pd.Timestamp("2026-11-02 00:00")
 DAY = pd.Timedelta(days=1)
-CAMPAIGN_COLUMNS = ["campaign_id", "campaign_type", "channel", "trigger", "trigger_days",
-                    "item_list", "audience_size", "min_relevance", "priority", "items_per_digest",
-                    "max_sends_per_user_week", "is_active"]
+CAMPAIGN_COLUMNS = [
+    "campaign_id",
+    "campaign_type",
+    "channel",
+    "trigger",
+    "trigger_days",
+    "item_list",
+    "audience_size",
+    "min_relevance",
+    "priority",
+    "items_per_digest",
+    "max_sends_per_user_week",
+    "is_active",
+]
 
 
 def _campaigns(*rows) -> pd.DataFrame:
@@ -42,10 +53,10 @@ def _campaigns(*rows) -> pd.DataFrame:
 def _items(rows) -> pd.DataFrame:
     """rows: (item_id, available_from days from RUN or None, available_until days or None)."""
     frame = pd.DataFrame(rows, columns=["item_id", "from_days", "until_days"])
-    frame["available_from"] = [None if d is None else RUN + d * DAY for d in frame.pop(
-        "from_days")]
-    frame["available_until"] = [None if d is None else RUN + d * DAY for d in frame.pop(
-        "until_days")]
+    frame["available_from"] = [None if d is None else RUN + d * DAY for d in frame.pop("from_days")]
+    frame["available_until"] = [
+        None if d is None else RUN + d * DAY for d in frame.pop("until_days")
+    ]
     frame["available_from"] = pd.to_datetime(frame["available_from"])
     frame["available_until"] = pd.to_datetime(frame["available_until"])
     for column in ("title", "url", "image_url", "category"):
@@ -54,10 +65,19 @@ def _items(rows) -> pd.DataFrame:
     return frame
 
 
-NO_SENDS = pd.DataFrame({"send_id": [], "user_id": [], "campaign_id": [], "item_id": [],
-                         "channel": [], "sent_at": pd.Series(dtype="datetime64[ns]")})
-NO_EVENTS = pd.DataFrame({"send_id": [], "event_type": [],
-                          "occurred_at": pd.Series(dtype="datetime64[ns]")})
+NO_SENDS = pd.DataFrame(
+    {
+        "send_id": [],
+        "user_id": [],
+        "campaign_id": [],
+        "item_id": [],
+        "channel": [],
+        "sent_at": pd.Series(dtype="datetime64[ns]"),
+    }
+)
+NO_EVENTS = pd.DataFrame(
+    {"send_id": [], "event_type": [], "occurred_at": pd.Series(dtype="datetime64[ns]")}
+)
 
 
 # --------------------------------------------------------------------------- validation
@@ -68,9 +88,24 @@ VALID_DIGEST = ("d", "digest", "email", None, None, None, None, 0.0, 1.0, 5, 1, 
 
 
 def test_validate_campaigns_parses_and_defaults():
-    table = _campaigns(VALID_PUSH, VALID_DIGEST,
-                       ("l", "item_push", "email", "item_list", None, " i2, i1 ,i2", 5, None,
-                        None, None, None, "false"))
+    table = _campaigns(
+        VALID_PUSH,
+        VALID_DIGEST,
+        (
+            "l",
+            "item_push",
+            "email",
+            "item_list",
+            None,
+            " i2, i1 ,i2",
+            5,
+            None,
+            None,
+            None,
+            None,
+            "false",
+        ),
+    )
     parsed = {c.campaign_id: c for c in validate_campaigns(table)}
     assert list(parsed) == ["d", "l", "p"]
     assert parsed["l"].item_list == ("i2", "i1") and parsed["l"].is_active is False
@@ -79,18 +114,21 @@ def test_validate_campaigns_parses_and_defaults():
     assert parsed["d"].items_per_digest == 5 and parsed["p"].audience_size == 10
 
 
-@pytest.mark.parametrize("column, value, message", [
-    ("campaign_type", "sms_blast", "campaign_type"),
-    ("channel", "sms", "channel"),
-    ("channel", None, "channel"),
-    ("trigger", "trending", "trigger"),
-    ("trigger_days", None, "trigger_days"),
-    ("audience_size", None, "audience_size"),
-    ("audience_size", 0, "audience_size"),
-    ("priority", "high", "priority"),
-    ("is_active", None, "is_active"),
-    ("max_sends_per_user_week", 1.5, "max_sends_per_user_week"),
-])
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("campaign_type", "sms_blast", "campaign_type"),
+        ("channel", "sms", "channel"),
+        ("channel", None, "channel"),
+        ("trigger", "trending", "trigger"),
+        ("trigger_days", None, "trigger_days"),
+        ("audience_size", None, "audience_size"),
+        ("audience_size", 0, "audience_size"),
+        ("priority", "high", "priority"),
+        ("is_active", None, "is_active"),
+        ("max_sends_per_user_week", 1.5, "max_sends_per_user_week"),
+    ],
+)
 def test_validate_campaigns_names_campaign_and_column(column, value, message):
     row = dict(zip(CAMPAIGN_COLUMNS, VALID_PUSH, strict=True)) | {column: value}
     with pytest.raises(ValueError, match=rf"'p'.*{message}"):
@@ -103,8 +141,10 @@ def test_validate_campaigns_other_errors():
         validate_campaigns(pd.DataFrame([digest | {"items_per_digest": None}]))
     with pytest.raises(ValueError, match="'d'.*trigger"):
         validate_campaigns(pd.DataFrame([digest | {"trigger": "new_items"}]))
-    listed = dict(zip(CAMPAIGN_COLUMNS, VALID_PUSH, strict=True)) | {"trigger": "item_list",
-                                                                     "item_list": " , "}
+    listed = dict(zip(CAMPAIGN_COLUMNS, VALID_PUSH, strict=True)) | {
+        "trigger": "item_list",
+        "item_list": " , ",
+    }
     with pytest.raises(ValueError, match="'p'.*item_list"):
         validate_campaigns(pd.DataFrame([listed]))
     with pytest.raises(ValueError, match="'d'.*duplicated"):
@@ -114,19 +154,33 @@ def test_validate_campaigns_other_errors():
 # --------------------------------------------------------------------------- triggers
 
 
-ITEMS = _items([("new", -3, None), ("edge_new", -7, None), ("old", -8, None),
-                ("soon_gone", -30, 2), ("edge_gone", -30, 3), ("later_gone", -30, 4),
-                ("upcoming", 1, None), ("expired", -30, 0), ("open", None, None)])
+ITEMS = _items(
+    [
+        ("new", -3, None),
+        ("edge_new", -7, None),
+        ("old", -8, None),
+        ("soon_gone", -30, 2),
+        ("edge_gone", -30, 3),
+        ("later_gone", -30, 4),
+        ("upcoming", 1, None),
+        ("expired", -30, 0),
+        ("open", None, None),
+    ]
+)
 
 
-@pytest.mark.parametrize("trigger, days, item_list, expected", [
-    ("new_items", 7, None, ["edge_new", "new"]),
-    ("expiring", 3, None, ["edge_gone", "soon_gone"]),
-    ("item_list", None, "open,expired,upcoming,old,nope", ["open", "old"]),
-])
+@pytest.mark.parametrize(
+    "trigger, days, item_list, expected",
+    [
+        ("new_items", 7, None, ["edge_new", "new"]),
+        ("expiring", 3, None, ["edge_gone", "soon_gone"]),
+        ("item_list", None, "open,expired,upcoming,old,nope", ["open", "old"]),
+    ],
+)
 def test_select_trigger_items(trigger, days, item_list, expected):
-    campaign = validate_campaigns(_campaigns(
-        ("c", "item_push", "push", trigger, days, item_list, 5, 0, 1, None, None, True)))[0]
+    campaign = validate_campaigns(
+        _campaigns(("c", "item_push", "push", trigger, days, item_list, 5, 0, 1, None, None, True))
+    )[0]
     got = select_trigger_items(campaign, ITEMS, NO_SENDS, NO_EVENTS, RUN)
     assert got == expected
 
@@ -141,8 +195,9 @@ def _gem_history():
             rows.append((send_id, f"u{k}", "c", item, "push", RUN - 5 * DAY))
             if k < conversions:
                 events.append((send_id, "conversion", RUN - 4 * DAY))
-    sends = pd.DataFrame(rows, columns=["send_id", "user_id", "campaign_id", "item_id",
-                                        "channel", "sent_at"])
+    sends = pd.DataFrame(
+        rows, columns=["send_id", "user_id", "campaign_id", "item_id", "channel", "sent_at"]
+    )
     events = pd.DataFrame(events, columns=["send_id", "event_type", "occurred_at"])
     return sends, events
 
@@ -162,16 +217,19 @@ def test_hidden_gems_from_send_history():
 
 def test_hidden_gems_fall_back_to_interactions_then_to_nothing():
     items = _items([(i, -60, None) for i in ("gem", "hit", "dud")])
-    rows = [(f"v{k}", "hit", "view") for k in range(60)] + [
-        (f"v{k}", "hit", "purchase") for k in range(3)] + [
-        (f"w{k}", "gem", "view") for k in range(8)] + [
-        (f"w{k}", "gem", "purchase") for k in range(6)] + [
-        (f"x{k}", "dud", "view") for k in range(8)]
+    rows = (
+        [(f"v{k}", "hit", "view") for k in range(60)]
+        + [(f"v{k}", "hit", "purchase") for k in range(3)]
+        + [(f"w{k}", "gem", "view") for k in range(8)]
+        + [(f"w{k}", "gem", "purchase") for k in range(6)]
+        + [(f"x{k}", "dud", "view") for k in range(8)]
+    )
     interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type"])
     interactions["occurred_at"] = RUN - 2 * DAY
     campaign = Campaign("g", "item_push", "push", trigger="hidden_gems", audience_size=5)
-    assert select_trigger_items(campaign, items, NO_SENDS, NO_EVENTS, RUN,
-                                interactions=interactions) == ["gem"]
+    assert select_trigger_items(
+        campaign, items, NO_SENDS, NO_EVENTS, RUN, interactions=interactions
+    ) == ["gem"]
     assert select_trigger_items(campaign, items, NO_SENDS, NO_EVENTS, RUN) == []
 
 
@@ -181,36 +239,69 @@ def test_hidden_gems_fall_back_to_interactions_then_to_nothing():
 def _world():
     campaigns = _campaigns(
         ("new_arrivals", "item_push", "push", "new_items", 7, None, 2, 0.1, 1.0, None, 1, True),
-        ("last_chance", "item_push", "email", "expiring", 3, None, 5, 0.0, 1.2, None, None,
-         True),
+        ("last_chance", "item_push", "email", "expiring", 3, None, 5, 0.0, 1.2, None, None, True),
         ("weekly_digest", "digest", "email", None, None, None, None, 0.05, 0.5, 2, 1, True),
-        ("paused", "item_push", "push", "item_list", None, "i1", 9, 0, 1, None, None, False))
-    users = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u4", "u5"],
-                          "email": ["a@x", "b@x", None, "d@x", "e@x"],
-                          "timezone": ["Europe/Berlin", None, "America/New_York", "bogus", "UTC"],
-                          "is_eligible": [True, True, True, False, True]})
-    items = _items([("i1", -2, None), ("i2", -30, 2), ("i3", -60, None), ("i4", 1, None),
-                    ("i5", -1, None)])
-    item_user_scores = pd.DataFrame({
-        "item_id": ["i1"] * 5 + ["i2"] * 2 + ["i5"] * 2,
-        "user_id": ["u1", "u2", "u3", "u4", "ghost", "u1", "u3", "u5", "u1"],
-        "rank": [1, 2, 3, 4, 5, 1, 2, 1, 2],
-        "score": [0.9, 0.5, 0.4, 0.8, 0.99, 0.3, 0.2, 0.05, 0.6]})
-    user_item_scores = pd.DataFrame({
-        "user_id": ["u1", "u1", "u1", "u2", "u4", "u5", "u5"],
-        "item_id": ["i1", "i2", "i3", "i3", "i3", "i4", "i3"],
-        "rank": [1, 2, 3, 1, 1, 1, 2], "score": [0.6, 0.5, 0.2, 0.3, 0.9, 0.9, 0.01]})
-    sends = pd.DataFrame({"send_id": ["s1", "s2"], "user_id": ["u2", "u1"],
-                          "campaign_id": ["x", "x"], "item_id": ["i9", "i5"],
-                          "channel": ["email", "push"],
-                          "sent_at": [RUN - pd.Timedelta(hours=5), RUN - 10 * DAY]})
-    events = pd.DataFrame({"send_id": ["s1"], "event_type": ["open"],
-                           "occurred_at": [RUN - pd.Timedelta(hours=4)]})
-    targeting = pd.DataFrame({"campaign_id": ["new_arrivals"], "user_id": ["u2"],
-                              "passes_filter": [True], "boost": [2.0]})
-    return dict(campaigns=campaigns, users=users, targeting=targeting, items=items,
-                item_user_scores=item_user_scores, user_item_scores=user_item_scores,
-                sends=sends, events=events, run_date=RUN)
+        ("paused", "item_push", "push", "item_list", None, "i1", 9, 0, 1, None, None, False),
+    )
+    users = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3", "u4", "u5"],
+            "email": ["a@x", "b@x", None, "d@x", "e@x"],
+            "timezone": ["Europe/Berlin", None, "America/New_York", "bogus", "UTC"],
+            "is_eligible": [True, True, True, False, True],
+        }
+    )
+    items = _items(
+        [("i1", -2, None), ("i2", -30, 2), ("i3", -60, None), ("i4", 1, None), ("i5", -1, None)]
+    )
+    item_user_scores = pd.DataFrame(
+        {
+            "item_id": ["i1"] * 5 + ["i2"] * 2 + ["i5"] * 2,
+            "user_id": ["u1", "u2", "u3", "u4", "ghost", "u1", "u3", "u5", "u1"],
+            "rank": [1, 2, 3, 4, 5, 1, 2, 1, 2],
+            "score": [0.9, 0.5, 0.4, 0.8, 0.99, 0.3, 0.2, 0.05, 0.6],
+        }
+    )
+    user_item_scores = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2", "u4", "u5", "u5"],
+            "item_id": ["i1", "i2", "i3", "i3", "i3", "i4", "i3"],
+            "rank": [1, 2, 3, 1, 1, 1, 2],
+            "score": [0.6, 0.5, 0.2, 0.3, 0.9, 0.9, 0.01],
+        }
+    )
+    sends = pd.DataFrame(
+        {
+            "send_id": ["s1", "s2"],
+            "user_id": ["u2", "u1"],
+            "campaign_id": ["x", "x"],
+            "item_id": ["i9", "i5"],
+            "channel": ["email", "push"],
+            "sent_at": [RUN - pd.Timedelta(hours=5), RUN - 10 * DAY],
+        }
+    )
+    events = pd.DataFrame(
+        {"send_id": ["s1"], "event_type": ["open"], "occurred_at": [RUN - pd.Timedelta(hours=4)]}
+    )
+    targeting = pd.DataFrame(
+        {
+            "campaign_id": ["new_arrivals"],
+            "user_id": ["u2"],
+            "passes_filter": [True],
+            "boost": [2.0],
+        }
+    )
+    return dict(
+        campaigns=campaigns,
+        users=users,
+        targeting=targeting,
+        items=items,
+        item_user_scores=item_user_scores,
+        user_item_scores=user_item_scores,
+        sends=sends,
+        events=events,
+        run_date=RUN,
+    )
 
 
 def test_plan_run_hand_example():
@@ -219,13 +310,21 @@ def test_plan_run_hand_example():
     audience = result.audience
     assert list(audience.columns) == AUDIENCE_COLUMNS
     assert list(result.rejected_candidates.columns) == REJECTED_COLUMNS
-    got = [tuple(r) for r in audience[["user_id", "campaign_id", "item_id", "rank"]]
-           .itertuples(index=False)]
-    assert got == [("u1", "new_arrivals", "i1", 1), ("u1", "weekly_digest", None, 2),
-                   ("u1", "last_chance", "i2", 3), ("u2", "new_arrivals", "i1", 1),
-                   ("u2", "weekly_digest", None, 2)]
-    rejected = {(r.campaign_id, r.user_id, r.item_id): r.reason
-                for r in result.rejected_candidates.itertuples()}
+    got = [
+        tuple(r)
+        for r in audience[["user_id", "campaign_id", "item_id", "rank"]].itertuples(index=False)
+    ]
+    assert got == [
+        ("u1", "new_arrivals", "i1", 1),
+        ("u1", "weekly_digest", None, 2),
+        ("u1", "last_chance", "i2", 3),
+        ("u2", "new_arrivals", "i1", 1),
+        ("u2", "weekly_digest", None, 2),
+    ]
+    rejected = {
+        (r.campaign_id, r.user_id, r.item_id): r.reason
+        for r in result.rejected_candidates.itertuples()
+    }
     assert rejected == {
         ("new_arrivals", "u3", "i1"): "audience_full",  # u2's boost 2 puts u2 ahead of u3
         ("new_arrivals", "u4", "i1"): "suppressed",
@@ -236,30 +335,56 @@ def test_plan_run_hand_example():
         ("weekly_digest", "u4", None): "suppressed",
         ("weekly_digest", "u5", None): "below_min_relevance",  # i4 is upcoming, i3 too low
     }
-    u1_digest = audience.loc[(audience["user_id"] == "u1")
-                             & (audience["campaign_id"] == "weekly_digest")].iloc[0]
+    u1_digest = audience.loc[
+        (audience["user_id"] == "u1") & (audience["campaign_id"] == "weekly_digest")
+    ].iloc[0]
     # Scored on the top 2 (i1 0.6, i2 0.5), but both are pushed to u1 in this run: i3 instead.
     assert u1_digest["score"] == pytest.approx(1 - 0.4 * 0.5)
     assert u1_digest["expected_value"] == pytest.approx(0.8 * 0.5)
-    assert u1_digest["digest_items"] == [{"item_id": "i3", "rank": 1, "score": 0.2,
-                                          "title": "title-i3", "url": "url-i3", "price": 9.5,
-                                          "image_url": "image_url-i3"}]
+    assert u1_digest["digest_items"] == [
+        {
+            "item_id": "i3",
+            "rank": 1,
+            "score": 0.2,
+            "title": "title-i3",
+            "url": "url-i3",
+            "price": 9.5,
+            "image_url": "image_url-i3",
+        }
+    ]
     assert audience["digest_items"].isna().sum() == 3
     # Berlin: 00:00 UTC = 01:00 CET is quiet -> 08:00 CET; then 20 h later, out of quiet.
     u1 = audience[audience["user_id"] == "u1"]["scheduled_send_at"].tolist()
-    assert u1 == [pd.Timestamp("2026-11-02 07:00"), pd.Timestamp("2026-11-03 07:00"),
-                  pd.Timestamp("2026-11-04 07:00")]
+    assert u1 == [
+        pd.Timestamp("2026-11-02 07:00"),
+        pd.Timestamp("2026-11-03 07:00"),
+        pd.Timestamp("2026-11-04 07:00"),
+    ]
     # u2 (UTC by default) was e-mailed 5 h ago: first send 20 h later = 15:00 UTC.
     assert audience[audience["user_id"] == "u2"]["scheduled_send_at"].tolist() == [
-        pd.Timestamp("2026-11-02 15:00"), pd.Timestamp("2026-11-03 11:00")]
+        pd.Timestamp("2026-11-02 15:00"),
+        pd.Timestamp("2026-11-03 11:00"),
+    ]
     assert not audience["is_holdout"].any() and audience["send_key"].is_unique
 
 
 def test_plan_run_campaign_cap_counts_history_and_the_slot_goes_to_the_next_user():
     world = _world()
-    world["sends"] = pd.concat([world["sends"], pd.DataFrame({
-        "send_id": ["s3"], "user_id": ["u2"], "campaign_id": ["new_arrivals"],
-        "item_id": ["i7"], "channel": ["push"], "sent_at": [RUN - 2 * DAY]})])
+    world["sends"] = pd.concat(
+        [
+            world["sends"],
+            pd.DataFrame(
+                {
+                    "send_id": ["s3"],
+                    "user_id": ["u2"],
+                    "campaign_id": ["new_arrivals"],
+                    "item_id": ["i7"],
+                    "channel": ["push"],
+                    "sent_at": [RUN - 2 * DAY],
+                }
+            ),
+        ]
+    )
     result = plan_run(rules=FrequencyRules(holdout_share=0.0), **world)
     pushed = result.audience[result.audience["campaign_id"] == "new_arrivals"]
     assert sorted(pushed["user_id"]) == ["u1", "u3"]  # u3 takes u2's place
@@ -282,19 +407,24 @@ def test_plan_run_is_idempotent_and_ignores_row_order():
     second = plan_run(rules=FrequencyRules(holdout_share=0.3), **world)
     pd.testing.assert_frame_equal(first.audience, second.audience)
     pd.testing.assert_frame_equal(first.rejected_candidates, second.rejected_candidates)
-    shuffled = {k: v.sample(frac=1.0, random_state=7).reset_index(drop=True)
-                if isinstance(v, pd.DataFrame) else v for k, v in world.items()}
+    shuffled = {
+        k: v.sample(frac=1.0, random_state=7).reset_index(drop=True)
+        if isinstance(v, pd.DataFrame)
+        else v
+        for k, v in world.items()
+    }
     third = plan_run(rules=FrequencyRules(holdout_share=0.3), **shuffled)
     pd.testing.assert_frame_equal(first.audience, third.audience)
     pd.testing.assert_frame_equal(first.rejected_candidates, third.rejected_candidates)
 
 
 def test_plan_run_with_nothing_to_do():
-    world = _world() | {"item_user_scores": pd.DataFrame(columns=["item_id", "user_id", "rank",
-                                                                  "score"]),
-                        "user_item_scores": pd.DataFrame(columns=["user_id", "item_id", "rank",
-                                                                  "score"]),
-                        "sends": None, "events": None}
+    world = _world() | {
+        "item_user_scores": pd.DataFrame(columns=["item_id", "user_id", "rank", "score"]),
+        "user_item_scores": pd.DataFrame(columns=["user_id", "item_id", "rank", "score"]),
+        "sends": None,
+        "events": None,
+    }
     result = plan_run(rules=None, **world)
     assert result.audience.empty and list(result.audience.columns) == AUDIENCE_COLUMNS
     assert result.rejected_candidates.empty
@@ -304,9 +434,13 @@ def test_plan_run_with_nothing_to_do():
 
 
 ZONES = [None, "UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Nope/Zone"]
-RUN_TIMES = [pd.Timestamp("2026-03-28 22:30"), pd.Timestamp("2026-03-29 00:30"),
-             pd.Timestamp("2026-11-01 04:30"), pd.Timestamp("2026-10-24 23:00"),
-             pd.Timestamp("2026-07-01 12:00")]
+RUN_TIMES = [
+    pd.Timestamp("2026-03-28 22:30"),
+    pd.Timestamp("2026-03-29 00:30"),
+    pd.Timestamp("2026-11-01 04:30"),
+    pd.Timestamp("2026-10-24 23:00"),
+    pd.Timestamp("2026-07-01 12:00"),
+]
 
 
 @st.composite
@@ -314,65 +448,132 @@ def worlds(draw):
     run = draw(st.sampled_from(RUN_TIMES))
     n_users = draw(st.integers(1, 6))
     user_ids = [f"u{k}" for k in range(n_users)]
-    users = pd.DataFrame({
-        "user_id": user_ids,
-        "email": [draw(st.sampled_from(["x@y", "x@y", "x@y", None])) for _ in user_ids],
-        "timezone": [draw(st.sampled_from(ZONES)) for _ in user_ids],
-        "is_eligible": [draw(st.sampled_from([True, True, True, False, None]))
-                        for _ in user_ids]})
+    users = pd.DataFrame(
+        {
+            "user_id": user_ids,
+            "email": [draw(st.sampled_from(["x@y", "x@y", "x@y", None])) for _ in user_ids],
+            "timezone": [draw(st.sampled_from(ZONES)) for _ in user_ids],
+            "is_eligible": [
+                draw(st.sampled_from([True, True, True, False, None])) for _ in user_ids
+            ],
+        }
+    )
     item_ids = [f"i{k}" for k in range(draw(st.integers(1, 5)))]
-    items = pd.DataFrame({
-        "item_id": item_ids,
-        "available_from": [run + pd.Timedelta(days=draw(st.integers(-40, 2))) for _ in item_ids],
-        "available_until": [None if draw(st.booleans()) else run + pd.Timedelta(
-            days=draw(st.integers(0, 8))) for _ in item_ids]})
+    items = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "available_from": [
+                run + pd.Timedelta(days=draw(st.integers(-40, 2))) for _ in item_ids
+            ],
+            "available_until": [
+                None if draw(st.booleans()) else run + pd.Timedelta(days=draw(st.integers(0, 8)))
+                for _ in item_ids
+            ],
+        }
+    )
     items["available_until"] = pd.to_datetime(items["available_until"])
     for column in ("title", "url", "image_url"):
         items[column] = items["item_id"]
     items["price"] = 1.0
     campaigns = _campaigns(
-        ("new", "item_push", "push", "new_items", draw(st.sampled_from([3, 30])), None,
-         draw(st.integers(1, 4)), draw(st.sampled_from([0.0, 0.3])), 1.0, None,
-         draw(st.sampled_from([None, 0, 1, 2])), True),
-        ("listed", "item_push", "email", "item_list", None, ",".join(item_ids),
-         draw(st.integers(1, 4)), 0.0, draw(st.sampled_from([0.5, 2.0])), None,
-         draw(st.sampled_from([None, 1])), True),
+        (
+            "new",
+            "item_push",
+            "push",
+            "new_items",
+            draw(st.sampled_from([3, 30])),
+            None,
+            draw(st.integers(1, 4)),
+            draw(st.sampled_from([0.0, 0.3])),
+            1.0,
+            None,
+            draw(st.sampled_from([None, 0, 1, 2])),
+            True,
+        ),
+        (
+            "listed",
+            "item_push",
+            "email",
+            "item_list",
+            None,
+            ",".join(item_ids),
+            draw(st.integers(1, 4)),
+            0.0,
+            draw(st.sampled_from([0.5, 2.0])),
+            None,
+            draw(st.sampled_from([None, 1])),
+            True,
+        ),
         ("gone", "item_push", "push", "expiring", 5, None, 3, 0.0, 1.0, None, None, True),
-        ("digest", "digest", "email", None, None, None, None, 0.1, 1.0,
-         draw(st.integers(1, 3)), draw(st.sampled_from([None, 1])), True))
+        (
+            "digest",
+            "digest",
+            "email",
+            None,
+            None,
+            None,
+            None,
+            0.1,
+            1.0,
+            draw(st.integers(1, 3)),
+            draw(st.sampled_from([None, 1])),
+            True,
+        ),
+    )
     everyone = user_ids + ["ghost"]  # scores may name users the users table does not have
-    pairs = draw(st.lists(st.tuples(st.sampled_from(everyone), st.sampled_from(item_ids),
-                                    st.floats(0.0, 1.0)), min_size=3, max_size=40))
+    pairs = draw(
+        st.lists(
+            st.tuples(st.sampled_from(everyone), st.sampled_from(item_ids), st.floats(0.0, 1.0)),
+            min_size=3,
+            max_size=40,
+        )
+    )
     scores = pd.DataFrame(pairs, columns=["user_id", "item_id", "score"])
     scores["rank"] = scores.groupby("item_id").cumcount() + 1
     # Every user (and a ghost) may have a few past or already scheduled sends; recent ones,
     # where the rules bite, are drawn more often.
-    one_send = st.tuples(st.sampled_from(["new", "listed", "digest", "old"]),
-                         st.sampled_from([*item_ids, None]), st.sampled_from(["email", "push"]),
-                         st.integers(-35 * 24, 30) | st.integers(-8 * 24, 30)
-                         | st.integers(-30, 30))
-    history = [(user, *send) for user in everyone
-               for send in draw(st.lists(one_send, max_size=3))]
-    sends = pd.DataFrame(history, columns=["user_id", "campaign_id", "item_id", "channel",
-                                           "hours"])
+    one_send = st.tuples(
+        st.sampled_from(["new", "listed", "digest", "old"]),
+        st.sampled_from([*item_ids, None]),
+        st.sampled_from(["email", "push"]),
+        st.integers(-35 * 24, 30) | st.integers(-8 * 24, 30) | st.integers(-30, 30),
+    )
+    history = [(user, *send) for user in everyone for send in draw(st.lists(one_send, max_size=3))]
+    sends = pd.DataFrame(history, columns=["user_id", "campaign_id", "item_id", "channel", "hours"])
     sends["send_id"] = [f"s{k}" for k in range(len(sends))]
     sends["sent_at"] = run + pd.to_timedelta(sends.pop("hours"), unit="h")
     answered = [s for s in sends["send_id"] if draw(st.booleans())]
-    events = pd.DataFrame({"send_id": answered,
-                           "event_type": [draw(st.sampled_from(["open", "click", "delivered"]))
-                                          for _ in answered],
-                           "occurred_at": [run - pd.Timedelta(hours=1)] * len(answered)})
+    events = pd.DataFrame(
+        {
+            "send_id": answered,
+            "event_type": [draw(st.sampled_from(["open", "click", "delivered"])) for _ in answered],
+            "occurred_at": [run - pd.Timedelta(hours=1)] * len(answered),
+        }
+    )
     cap = draw(st.sampled_from([0, 1, 2, 3, 3]))
     rules = FrequencyRules(
-        email_cap_per_week=cap, push_cap_per_week=draw(st.sampled_from([0, 1, 2, 2])),
-        email_cadence_ceiling=max(cap, 4), push_cadence_ceiling=3,
+        email_cap_per_week=cap,
+        push_cap_per_week=draw(st.sampled_from([0, 1, 2, 2])),
+        email_cadence_ceiling=max(cap, 4),
+        push_cadence_ceiling=3,
         min_hours_between_sends=draw(st.sampled_from([0.0, 6.0, 20.0])),
         holdout_share=draw(st.sampled_from([0.0, 0.0, 0.3, 1.0])),
-        adaptive_cadence=draw(st.booleans()), cadence_floor=draw(st.sampled_from([0, 1])),
-        cadence_grace_hours=0.0)
-    return dict(campaigns=campaigns, rules=rules, users=users, targeting=None, items=items,
-                item_user_scores=scores, user_item_scores=scores.copy(), sends=sends,
-                events=events, run_date=run)
+        adaptive_cadence=draw(st.booleans()),
+        cadence_floor=draw(st.sampled_from([0, 1])),
+        cadence_grace_hours=0.0,
+    )
+    return dict(
+        campaigns=campaigns,
+        rules=rules,
+        users=users,
+        targeting=None,
+        items=items,
+        item_user_scores=scores,
+        user_item_scores=scores.copy(),
+        sends=sends,
+        events=events,
+        run_date=run,
+    )
 
 
 def _local(ts: pd.Timestamp, zone) -> object:
@@ -385,8 +586,9 @@ def _check_plan(world, result):
     users = world["users"].set_index("user_id")
     # Suppressed or unknown users never appear; holdout exactly as the hash says.
     assert audience["user_id"].isin(users.index[users["is_eligible"].eq(True)]).all()
-    expected_holdout = [holdout_score(u, rules.holdout_salt) < rules.holdout_share
-                        for u in audience["user_id"]]
+    expected_holdout = [
+        holdout_score(u, rules.holdout_salt) < rules.holdout_share for u in audience["user_id"]
+    ]
     assert audience["is_holdout"].tolist() == expected_holdout
     assert audience.loc[audience["is_holdout"], "scheduled_send_at"].isna().all()
     live = audience[~audience["is_holdout"]]
@@ -395,24 +597,39 @@ def _check_plan(world, result):
     # Allocation constraints (holdout rows included: they went through allocation).
     pushes = audience[audience["item_id"].notna()]
     assert not pushes.duplicated(["user_id", "item_id"]).any()
-    sizes = dict(zip(world["campaigns"]["campaign_id"], world["campaigns"]["audience_size"],
-                     strict=True))
+    sizes = dict(
+        zip(world["campaigns"]["campaign_id"], world["campaigns"]["audience_size"], strict=True)
+    )
     per_item = pushes.groupby(["campaign_id", "item_id"]).size()
     assert all(n <= sizes[c] for (c, _), n in per_item.items())
     # Caps in every rolling 7-day window, history + this run, per channel and campaign.
-    allowance = cadence_allowance(live["user_id"].unique(), sends, world["events"], run,
-                                  rules).set_index(["user_id", "channel"])["allowance"]
-    campaign_caps = dict(zip(world["campaigns"]["campaign_id"],
-                             world["campaigns"]["max_sends_per_user_week"], strict=True))
-    everything = pd.concat([sends[["user_id", "campaign_id", "item_id", "channel", "sent_at"]],
-                            live.rename(columns={"scheduled_send_at": "sent_at"})[
-                                ["user_id", "campaign_id", "item_id", "channel", "sent_at"]]],
-                           ignore_index=True)
+    allowance = cadence_allowance(
+        live["user_id"].unique(), sends, world["events"], run, rules
+    ).set_index(["user_id", "channel"])["allowance"]
+    campaign_caps = dict(
+        zip(
+            world["campaigns"]["campaign_id"],
+            world["campaigns"]["max_sends_per_user_week"],
+            strict=True,
+        )
+    )
+    everything = pd.concat(
+        [
+            sends[["user_id", "campaign_id", "item_id", "channel", "sent_at"]],
+            live.rename(columns={"scheduled_send_at": "sent_at"})[
+                ["user_id", "campaign_id", "item_id", "channel", "sent_at"]
+            ],
+        ],
+        ignore_index=True,
+    )
     week = pd.Timedelta(days=7)
     for row in live.itertuples():
         s = row.scheduled_send_at
-        mine = everything[(everything["user_id"] == row.user_id)
-                          & (everything["sent_at"] > s - week) & (everything["sent_at"] <= s)]
+        mine = everything[
+            (everything["user_id"] == row.user_id)
+            & (everything["sent_at"] > s - week)
+            & (everything["sent_at"] <= s)
+        ]
         on_channel = (mine["channel"] == row.channel).sum()
         assert on_channel <= allowance[(row.user_id, row.channel)]
         assert on_channel <= max(rules.cap(row.channel), rules.ceiling(row.channel))
@@ -422,22 +639,21 @@ def _check_plan(world, result):
         if not pd.isna(cap):
             assert (mine["campaign_id"] == row.campaign_id).sum() <= cap
         # Spacing against every other send of the user, history or this run.
-        others = everything[(everything["user_id"] == row.user_id)
-                            & ~((everything["sent_at"] == s)
-                                & (everything["campaign_id"] == row.campaign_id))]
+        others = everything[
+            (everything["user_id"] == row.user_id)
+            & ~((everything["sent_at"] == s) & (everything["campaign_id"] == row.campaign_id))
+        ]
         gaps = (others["sent_at"] - s).abs()
         assert (gaps >= pd.Timedelta(hours=rules.min_hours_between_sends)).all()
         # Quiet hours in the user's zone (unknown zones fall back to the default).
         zone = resolve_timezone(users.at[row.user_id, "timezone"], rules.default_timezone)
-        assert not in_quiet_hours(_local(s, zone), rules.quiet_hours_start,
-                                  rules.quiet_hours_end)
+        assert not in_quiet_hours(_local(s, zone), rules.quiet_hours_start, rules.quiet_hours_end)
     # No item twice to a user within the repeat window (pushes and digest items alike).
     repeat = pd.Timedelta(days=rules.item_repeat_window_days)
     shown = []
     for r in audience.itertuples():
         at = run if pd.isna(r.scheduled_send_at) else r.scheduled_send_at
-        item_ids = [r.item_id] if r.item_id is not None else [d["item_id"] for d in
-                                                             r.digest_items]
+        item_ids = [r.item_id] if r.item_id is not None else [d["item_id"] for d in r.digest_items]
         shown += [(r.user_id, item_id, at) for item_id in item_ids]
     assert len(shown) == len({(u, i) for u, i, _ in shown})
     for user_id, item_id, at in shown:
@@ -446,34 +662,48 @@ def _check_plan(world, result):
     # Nothing vanishes: every scored trigger pair is planned or rejected, exactly once.
     triggers = result.trigger_items
     scored = world["item_user_scores"].drop_duplicates(["item_id", "user_id"])
-    expected = {(c, u, i) for c, i in zip(triggers["campaign_id"], triggers["item_id"],
-                                          strict=True)
-                for u in scored.loc[scored["item_id"] == i, "user_id"]}
+    expected = {
+        (c, u, i)
+        for c, i in zip(triggers["campaign_id"], triggers["item_id"], strict=True)
+        for u in scored.loc[scored["item_id"] == i, "user_id"]
+    }
     rejected = result.rejected_candidates
     planned = {(r.campaign_id, r.user_id, r.item_id) for r in pushes.itertuples()}
-    dropped = [(r.campaign_id, r.user_id, r.item_id) for r in rejected.itertuples()
-               if r.item_id is not None]
+    dropped = [
+        (r.campaign_id, r.user_id, r.item_id)
+        for r in rejected.itertuples()
+        if r.item_id is not None
+    ]
     assert len(dropped) == len(set(dropped)) and planned.isdisjoint(dropped)
     assert planned | set(dropped) == expected
 
 
 @settings(max_examples=40, deadline=None)
-@given(eligibility=st.lists(st.sampled_from([True, False, None, np.nan, "true", "false"]),
-                            min_size=4, max_size=4),
-       scores=st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3", "u4", "ghost", "u5"]),
-                                 st.sampled_from(["i1", "i2", "i3", "i5"]),
-                                 st.floats(0.0, 1.0)), min_size=1, max_size=30),
-       holdout=st.sampled_from([0.0, 0.5, 1.0]))
+@given(
+    eligibility=st.lists(
+        st.sampled_from([True, False, None, np.nan, "true", "false"]), min_size=4, max_size=4
+    ),
+    scores=st.lists(
+        st.tuples(
+            st.sampled_from(["u1", "u2", "u3", "u4", "ghost", "u5"]),
+            st.sampled_from(["i1", "i2", "i3", "i5"]),
+            st.floats(0.0, 1.0),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    holdout=st.sampled_from([0.0, 0.5, 1.0]),
+)
 def test_no_suppressed_or_unknown_user_is_ever_planned(eligibility, scores, holdout):
     world = _world()
     world["users"] = world["users"].iloc[:4].assign(is_eligible=eligibility)
     table = pd.DataFrame(scores, columns=["user_id", "item_id", "score"]).assign(rank=1)
     world |= {"item_user_scores": table, "user_item_scores": table}
-    rules = FrequencyRules(holdout_share=holdout, email_cap_per_week=5, push_cap_per_week=3,
-                           min_hours_between_sends=0)
+    rules = FrequencyRules(
+        holdout_share=holdout, email_cap_per_week=5, push_cap_per_week=3, min_hours_between_sends=0
+    )
     audience = plan_run(rules=rules, **world).audience
-    allowed = {u for u, e in zip(["u1", "u2", "u3", "u4"], eligibility, strict=True)
-               if e is True}
+    allowed = {u for u, e in zip(["u1", "u2", "u3", "u4"], eligibility, strict=True) if e is True}
     assert set(audience["user_id"]) <= allowed
     live = audience[~audience["is_holdout"]]
     assert live["scheduled_send_at"].notna().all()
@@ -496,7 +726,8 @@ def test_scheduling_across_spring_forward_in_the_user_zone():
     world["run_date"] = pd.Timestamp("2026-03-28 22:00")  # 23:00 CET, quiet
     world["items"] = world["items"].assign(
         available_from=lambda f: f["available_from"] - pd.Timedelta(days=218),
-        available_until=pd.NaT)
+        available_until=pd.NaT,
+    )
     world["sends"] = None
     result = plan_run(rules=FrequencyRules(holdout_share=0.0, min_hours_between_sends=0), **world)
     first = result.audience.groupby("user_id")["scheduled_send_at"].min()

@@ -158,7 +158,7 @@ def test_calibration_on_the_validation_rows_matches_their_rate_and_keeps_the_ord
     plain = PropensityRanker(calibration="none", negative_weight=1.0, random_state=0).fit(
         X[~held], y[~held]
     )
-    calibrated = PropensityRanker(negative_weight=1.0, refit=False, random_state=0).fit(
+    calibrated = PropensityRanker(calibration="logistic", negative_weight=1.0, random_state=0).fit(
         X, y, calibration_mask=held
     )
     assert calibrated.calibrator_ is not None
@@ -172,13 +172,24 @@ def test_calibration_on_the_validation_rows_matches_their_rate_and_keeps_the_ord
     order = np.argsort(raw, kind="stable")
     assert (np.diff(p_cal[order]) >= 0).all()
     assert len(np.unique(p_cal)) == len(np.unique(raw))
-    # Cross-fitted: the booster refitted on every window keeps the map; still far closer
-    # to the validation rate than the uncalibrated booster.
-    refitted = PropensityRanker(negative_weight=1.0, random_state=0).fit(
-        X, y, calibration_mask=held
-    )
-    p_refit = refitted.predict_proba(X[held])[:, 1]
-    assert abs(p_refit.mean() - observed) < 0.5 * (p_plain.mean() - observed)
+    # 'auto' (the default) sees on the validation rows that the map helps, and keeps it.
+    auto = PropensityRanker(negative_weight=1.0, random_state=0).fit(X, y, calibration_mask=held)
+    assert auto.calibrator_ is not None
+    assert auto.calibration_ece_["calibrated"] < 0.5 * auto.calibration_ece_["raw"]
+
+
+def test_auto_calibration_declines_when_the_booster_is_already_calibrated():
+    rng = np.random.default_rng(1)
+    n = 20_000
+    x = rng.normal(size=n)
+    y = rng.random(n) < 1 / (1 + np.exp(-(x - 1.0)))  # no drift between windows
+    held = np.arange(n) >= 14_000
+    X = pd.DataFrame({"x": x})
+    auto = PropensityRanker(negative_weight=1.0, random_state=0).fit(X, y, calibration_mask=held)
+    assert auto.calibrator_ is None
+    # ... and the booster is refitted on every window, validation rows included.
+    everything = PropensityRanker(calibration="none", negative_weight=1.0, random_state=0).fit(X, y)
+    np.testing.assert_allclose(auto.predict_proba(X), everything.predict_proba(X))
 
 
 # ------------------------------------------------------------------ day-0 audiences

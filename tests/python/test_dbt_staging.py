@@ -13,13 +13,35 @@ pytestmark = pytest.mark.dbt
 
 CONTRACT = {
     # loyalty_group is not required, but the shipped campaigns' booster reads it
-    "raw_users": ["user_id", "email", "joined_at", "country", "timezone", "email_opt_in",
-                  "unsubscribed_at", "loyalty_group"],
-    "raw_items": ["item_id", "title", "category", "price", "available_from", "available_until",
-                  "url", "image_url"],
+    "raw_users": [
+        "user_id",
+        "email",
+        "joined_at",
+        "country",
+        "timezone",
+        "email_opt_in",
+        "unsubscribed_at",
+        "loyalty_group",
+    ],
+    "raw_items": [
+        "item_id",
+        "title",
+        "category",
+        "price",
+        "available_from",
+        "available_until",
+        "url",
+        "image_url",
+    ],
     "raw_transactions": ["user_id", "item_id", "occurred_at", "event_type", "quantity", "amount"],
-    "raw_notification_sends": ["send_id", "user_id", "campaign_id", "item_id", "channel",
-                               "sent_at"],
+    "raw_notification_sends": [
+        "send_id",
+        "user_id",
+        "campaign_id",
+        "item_id",
+        "channel",
+        "sent_at",
+    ],
     "raw_notification_events": ["send_id", "event_type", "occurred_at"],
 }
 
@@ -36,8 +58,11 @@ def make_empty_sources(path, schema="raw", drop_column=None):
 def test_missing_required_column_stops_the_build_naming_source_and_column(tmp_path):
     path = tmp_path / "bad.duckdb"
     make_empty_sources(path, drop_column=("raw_items", "available_until"))
-    result = run_dbt(["build", "--exclude", "tag:demo_data"], path,
-                     {"proactive_recs_source_schema": "raw", "run_date": "2026-11-01"})
+    result = run_dbt(
+        ["build", "--exclude", "tag:demo_data"],
+        path,
+        {"proactive_recs_source_schema": "raw", "run_date": "2026-11-01"},
+    )
     assert result.returncode != 0
     assert "source 'items'" in result.stdout
     assert "missing required column(s): available_until" in result.stdout
@@ -46,8 +71,11 @@ def test_missing_required_column_stops_the_build_naming_source_and_column(tmp_pa
 def test_empty_sources_build_green_with_empty_outputs(tmp_path):
     path = tmp_path / "empty.duckdb"
     make_empty_sources(path)
-    result = run_dbt(["build", "--exclude", "tag:demo_data"], path,
-                     {"proactive_recs_source_schema": "raw", "run_date": "2026-11-01"})
+    result = run_dbt(
+        ["build", "--exclude", "tag:demo_data"],
+        path,
+        {"proactive_recs_source_schema": "raw", "run_date": "2026-11-01"},
+    )
     assert result.returncode == 0, result.stdout[-4000:]
     with duckdb.connect(str(path), read_only=True) as con:
         for model in ("stg_users", "stg_items", "stg_transactions", "rejected_rows"):
@@ -56,12 +84,21 @@ def test_empty_sources_build_green_with_empty_outputs(tmp_path):
 
 def test_demo_rejections_match_what_the_generator_planted(demo_con):
     manifest = json.loads((REPO / "seeds" / "demo" / "generation_manifest.json").read_text())
-    for source_name in ("users", "items", "transactions", "notification_sends",
-                        "notification_events"):
+    for source_name in (
+        "users",
+        "items",
+        "transactions",
+        "notification_sends",
+        "notification_events",
+    ):
         expected = manifest["sources"][source_name]
-        got = dict(demo_con.execute(
-            "select rejection_reason, count(*) from main.rejected_rows "
-            "where source_name = ? group by 1", [source_name]).fetchall())
+        got = dict(
+            demo_con.execute(
+                "select rejection_reason, count(*) from main.rejected_rows "
+                "where source_name = ? group by 1",
+                [source_name],
+            ).fetchall()
+        )
         assert got == {k: v for k, v in expected["rejected"].items() if v}, source_name
         (clean,) = demo_con.execute(f"select count(*) from main.stg_{source_name}").fetchone()
         assert clean == expected["clean_rows"], source_name

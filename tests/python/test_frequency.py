@@ -28,14 +28,22 @@ from proactive_recs.frequency import (
 )
 
 RUN = pd.Timestamp("2026-11-02 00:00")
-ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe",
-         "America/Santiago", "Pacific/Chatham"]
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Pacific/Chatham",
+]
 
 
 def _sends(rows):
     """rows: (send_id, user_id, campaign_id, item_id, channel, hours relative to RUN)."""
-    frame = pd.DataFrame(rows, columns=["send_id", "user_id", "campaign_id", "item_id",
-                                        "channel", "hours"])
+    frame = pd.DataFrame(
+        rows, columns=["send_id", "user_id", "campaign_id", "item_id", "channel", "hours"]
+    )
     frame["sent_at"] = RUN + pd.to_timedelta(frame.pop("hours"), unit="h")
     return frame
 
@@ -59,8 +67,14 @@ def test_rules_defaults_and_from_dict():
     assert (rules.cap("email"), rules.cap("push")) == (3, 2)
     assert (rules.ceiling("email"), rules.ceiling("push")) == (5, 3)
     assert rules.quiet_hours_start == 21 and rules.quiet_hours_end == 8
-    built = FrequencyRules.from_dict({"email_cap_per_week": "4", "adaptive_cadence": "false",
-                                      "holdout_share": None, "min_hours_between_sends": 12})
+    built = FrequencyRules.from_dict(
+        {
+            "email_cap_per_week": "4",
+            "adaptive_cadence": "false",
+            "holdout_share": None,
+            "min_hours_between_sends": 12,
+        }
+    )
     assert built.email_cap_per_week == 4 and built.adaptive_cadence is False
     assert built.holdout_share == 0.05 and built.min_hours_between_sends == 12.0
     assert FrequencyRules.from_dict(None) == FrequencyRules()
@@ -102,9 +116,12 @@ def test_send_key_is_deterministic_and_distinguishes_every_part():
     text = b"2026-11-01T00:00:00|c|u1|"
     assert key == hashlib.sha256(text).hexdigest()[:32] == "946fb771806b451b93014d397a165275"
     assert make_send_key(pd.Timestamp("2026-11-01"), "c", "u1", np.nan) == key
-    variants = {make_send_key("2026-11-02", "c", "u1", None), make_send_key(
-        "2026-11-01", "d", "u1", None), make_send_key("2026-11-01", "c", "u2", None),
-        make_send_key("2026-11-01", "c", "u1", "i1")}
+    variants = {
+        make_send_key("2026-11-02", "c", "u1", None),
+        make_send_key("2026-11-01", "d", "u1", None),
+        make_send_key("2026-11-01", "c", "u2", None),
+        make_send_key("2026-11-01", "c", "u1", "i1"),
+    }
     assert key not in variants and len(variants) == 4
 
 
@@ -115,15 +132,18 @@ def _local(ts: pd.Timestamp, zone: str) -> datetime:
     return ts.to_pydatetime().replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
 
 
-@pytest.mark.parametrize("at, zone, expected", [
-    ("2026-11-02 22:00", "UTC", "2026-11-03 08:00"),  # evening: next morning
-    ("2026-11-02 03:00", "UTC", "2026-11-02 08:00"),  # night: same morning
-    ("2026-11-02 12:00", "UTC", "2026-11-02 12:00"),  # day: unchanged
-    ("2026-11-02 08:00", "UTC", "2026-11-02 08:00"),  # the end hour itself is allowed
-    ("2026-11-02 21:00", "UTC", "2026-11-03 08:00"),  # the start hour is quiet
-    ("2026-11-02 00:00", "Europe/Berlin", "2026-11-02 07:00"),  # 01:00 CET -> 08:00 CET
-    ("2026-11-02 00:00", "Asia/Kolkata", "2026-11-02 02:30"),  # 05:30 IST -> 08:00 IST
-])
+@pytest.mark.parametrize(
+    "at, zone, expected",
+    [
+        ("2026-11-02 22:00", "UTC", "2026-11-03 08:00"),  # evening: next morning
+        ("2026-11-02 03:00", "UTC", "2026-11-02 08:00"),  # night: same morning
+        ("2026-11-02 12:00", "UTC", "2026-11-02 12:00"),  # day: unchanged
+        ("2026-11-02 08:00", "UTC", "2026-11-02 08:00"),  # the end hour itself is allowed
+        ("2026-11-02 21:00", "UTC", "2026-11-03 08:00"),  # the start hour is quiet
+        ("2026-11-02 00:00", "Europe/Berlin", "2026-11-02 07:00"),  # 01:00 CET -> 08:00 CET
+        ("2026-11-02 00:00", "Asia/Kolkata", "2026-11-02 02:30"),  # 05:30 IST -> 08:00 IST
+    ],
+)
 def test_leave_quiet_hours_examples(at, zone, expected):
     rules = FrequencyRules()
     got = leave_quiet_hours(pd.Timestamp(at), ZoneInfo(zone), rules)
@@ -135,18 +155,22 @@ def test_quiet_hours_across_dst_transitions():
     berlin = ZoneInfo("Europe/Berlin")
     # Spring forward on 2026-03-29: 08:00 local is 07:00 UTC the day before, 06:00 UTC after.
     assert leave_quiet_hours(pd.Timestamp("2026-03-27 23:00"), berlin, rules) == pd.Timestamp(
-        "2026-03-28 07:00")
+        "2026-03-28 07:00"
+    )
     assert leave_quiet_hours(pd.Timestamp("2026-03-28 22:00"), berlin, rules) == pd.Timestamp(
-        "2026-03-29 06:00")
+        "2026-03-29 06:00"
+    )
     # Quiet hours ending inside the gap (02:00 does not exist): the first instant after it.
     ends_in_gap = FrequencyRules(quiet_hours_start=21, quiet_hours_end=2)
-    assert leave_quiet_hours(pd.Timestamp("2026-03-29 00:30"), berlin,
-                             ends_in_gap) == pd.Timestamp("2026-03-29 01:00")  # 03:00 CEST
+    assert leave_quiet_hours(pd.Timestamp("2026-03-29 00:30"), berlin, ends_in_gap) == pd.Timestamp(
+        "2026-03-29 01:00"
+    )  # 03:00 CEST
     # Fall back in New York on 2026-11-01: 01:00 local happens twice; the first one counts.
     new_york = ZoneInfo("America/New_York")
     ends_ambiguous = FrequencyRules(quiet_hours_start=22, quiet_hours_end=1)
-    assert leave_quiet_hours(pd.Timestamp("2026-11-01 04:30"), new_york,
-                             ends_ambiguous) == pd.Timestamp("2026-11-01 05:00")  # 01:00 EDT
+    assert leave_quiet_hours(
+        pd.Timestamp("2026-11-01 04:30"), new_york, ends_ambiguous
+    ) == pd.Timestamp("2026-11-01 05:00")  # 01:00 EDT
 
 
 def test_quiet_hours_daytime_window_and_none():
@@ -156,8 +180,12 @@ def test_quiet_hours_daytime_window_and_none():
 
 
 @settings(max_examples=300, deadline=None)
-@given(minutes=st.integers(0, 2 * 366 * 24 * 60), zone=st.sampled_from(ZONES),
-       start=st.integers(0, 23), end=st.integers(0, 23))
+@given(
+    minutes=st.integers(0, 2 * 366 * 24 * 60),
+    zone=st.sampled_from(ZONES),
+    start=st.integers(0, 23),
+    end=st.integers(0, 23),
+)
 def test_leave_quiet_hours_is_the_first_allowed_instant(minutes, zone, start, end):
     rules = FrequencyRules(quiet_hours_start=start, quiet_hours_end=end)
     at = pd.Timestamp("2025-06-01") + pd.Timedelta(minutes=minutes)
@@ -170,8 +198,12 @@ def test_leave_quiet_hours_is_the_first_allowed_instant(minutes, zone, start, en
 
 
 @settings(max_examples=100, deadline=None)
-@given(minutes=st.integers(0, 366 * 24 * 60), zone=st.sampled_from(ZONES),
-       n=st.integers(1, 5), gap=st.sampled_from([0.0, 6.0, 20.0, 30.0]))
+@given(
+    minutes=st.integers(0, 366 * 24 * 60),
+    zone=st.sampled_from(ZONES),
+    n=st.integers(1, 5),
+    gap=st.sampled_from([0.0, 6.0, 20.0, 30.0]),
+)
 def test_schedule_spacing_and_quiet_hours(minutes, zone, n, gap):
     rules = FrequencyRules(min_hours_between_sends=gap)
     anchor = pd.Timestamp("2026-01-01") + pd.Timedelta(minutes=minutes)
@@ -183,11 +215,16 @@ def test_schedule_spacing_and_quiet_hours(minutes, zone, n, gap):
 
 def test_send_anchor_spacing_from_history_and_timezones():
     rules = FrequencyRules(min_hours_between_sends=20)
-    users = pd.DataFrame({"user_id": ["a", "b", "c", "d"],
-                          "timezone": ["UTC", "UTC", None, "Not/AZone"]})
-    sends = _sends([("s1", "a", "x", "i", "push", -10),  # 10 h ago -> run + 10 h
-                    ("s2", "b", "x", "i", "push", -30),  # 30 h ago -> run time, then quiet
-                    ("s3", "c", "x", "i", "email", 30)])  # scheduled later: after it
+    users = pd.DataFrame(
+        {"user_id": ["a", "b", "c", "d"], "timezone": ["UTC", "UTC", None, "Not/AZone"]}
+    )
+    sends = _sends(
+        [
+            ("s1", "a", "x", "i", "push", -10),  # 10 h ago -> run + 10 h
+            ("s2", "b", "x", "i", "push", -30),  # 30 h ago -> run time, then quiet
+            ("s3", "c", "x", "i", "email", 30),
+        ]
+    )  # scheduled later: after it
     anchors = send_anchors(users, sends, RUN, rules)
     assert anchors["a"] == RUN + pd.Timedelta(hours=10)
     assert anchors["b"] == RUN + pd.Timedelta(hours=8)  # 00:00 UTC is quiet until 08:00
@@ -201,38 +238,49 @@ def test_send_anchor_spacing_from_history_and_timezones():
 def test_cadence_allowance_hand_cases():
     rules = FrequencyRules()  # email cap 3 (floor 1, ceiling 5), block 3, grace 48 h
     days = 24
-    sends = _sends([
-        # responder: one open in the lookback -> +1
-        ("r1", "responder", "x", None, "email", -10 * days),
-        # ignorer: 7 old ignored sends -> streak 7 -> -2
-        *[(f"g{k}", "ignorer", "x", None, "email", -(k + 3) * days) for k in range(7)],
-        # mixed: ignored, responded, then 3 ignored -> +1 - 1
-        ("m0", "mixed", "x", None, "email", -20 * days), ("m1", "mixed", "x", None, "email",
-                                                          -15 * days),
-        *[(f"m{k}", "mixed", "x", None, "email", -(k + 3) * days) for k in range(2, 5)],
-        # pending: three unanswered sends inside the grace period -> no verdict
-        *[(f"p{k}", "pending", "x", None, "email", -(k + 1)) for k in range(3)],
-        # outside the lookback -> ignored entirely
-        *[(f"o{k}", "old", "x", None, "email", -(40 + k) * days) for k in range(6)],
-        # push sends do not move the email allowance
-        *[(f"q{k}", "responder", "x", None, "push", -(k + 3) * days) for k in range(9)],
-    ])
-    events = _events([("r1", "open", -9 * days), ("m1", "click", -14 * days),
-                      ("m0", "delivered", -19 * days),  # delivered is not a response
-                      ("r1", "conversion", 5)])  # after the run: unknown yet (no effect)
-    out = cadence_allowance(["responder", "ignorer", "mixed", "pending", "old", "new"], sends,
-                            events, RUN, rules).set_index(["user_id", "channel"])
+    sends = _sends(
+        [
+            # responder: one open in the lookback -> +1
+            ("r1", "responder", "x", None, "email", -10 * days),
+            # ignorer: 7 old ignored sends -> streak 7 -> -2
+            *[(f"g{k}", "ignorer", "x", None, "email", -(k + 3) * days) for k in range(7)],
+            # mixed: ignored, responded, then 3 ignored -> +1 - 1
+            ("m0", "mixed", "x", None, "email", -20 * days),
+            ("m1", "mixed", "x", None, "email", -15 * days),
+            *[(f"m{k}", "mixed", "x", None, "email", -(k + 3) * days) for k in range(2, 5)],
+            # pending: three unanswered sends inside the grace period -> no verdict
+            *[(f"p{k}", "pending", "x", None, "email", -(k + 1)) for k in range(3)],
+            # outside the lookback -> ignored entirely
+            *[(f"o{k}", "old", "x", None, "email", -(40 + k) * days) for k in range(6)],
+            # push sends do not move the email allowance
+            *[(f"q{k}", "responder", "x", None, "push", -(k + 3) * days) for k in range(9)],
+        ]
+    )
+    events = _events(
+        [
+            ("r1", "open", -9 * days),
+            ("m1", "click", -14 * days),
+            ("m0", "delivered", -19 * days),  # delivered is not a response
+            ("r1", "conversion", 5),
+        ]
+    )  # after the run: unknown yet (no effect)
+    out = cadence_allowance(
+        ["responder", "ignorer", "mixed", "pending", "old", "new"], sends, events, RUN, rules
+    ).set_index(["user_id", "channel"])
     email = out.xs("email", level="channel")["allowance"].to_dict()
-    assert email == {"responder": 4, "ignorer": 1, "mixed": 3, "pending": 3, "old": 3,
-                     "new": 3}
+    assert email == {"responder": 4, "ignorer": 1, "mixed": 3, "pending": 3, "old": 3, "new": 3}
     assert out.loc[("ignorer", "email"), "ignored_streak"] == 7
     assert out.loc[("responder", "push"), "allowance"] == 1  # 9 ignored: 2 - 3 -> floor 1
     assert out.loc[("new", "push"), "allowance"] == 2
-    fixed = cadence_allowance(["responder", "ignorer"], sends, events, RUN,
-                              FrequencyRules(adaptive_cadence=False))
+    fixed = cadence_allowance(
+        ["responder", "ignorer"], sends, events, RUN, FrequencyRules(adaptive_cadence=False)
+    )
     assert fixed.set_index(["user_id", "channel"])["allowance"].to_dict() == {
-        ("responder", "email"): 3, ("responder", "push"): 2,
-        ("ignorer", "email"): 3, ("ignorer", "push"): 2}
+        ("responder", "email"): 3,
+        ("responder", "push"): 2,
+        ("ignorer", "email"): 3,
+        ("ignorer", "push"): 2,
+    }
     off = cadence_allowance(["responder"], sends, events, RUN, FrequencyRules(push_cap_per_week=0))
     assert off.set_index("channel").loc["push", "allowance"] == 0
 
@@ -253,18 +301,21 @@ def test_channel_and_campaign_windows_count_back_from_the_anchor():
     anchor = RUN + pd.Timedelta(hours=8)
     anchors = pd.Series([anchor], index=pd.Index(["u"], name="user_id"))
     week = 7 * 24
-    sends = _sends([
-        ("a", "u", "c1", "i1", "email", 8 - week),  # exactly 7 days before the anchor: out
-        ("b", "u", "c1", "i2", "email", 8 - week + 1 / 3600),  # one second later: in
-        ("c", "u", "c2", "i3", "email", 30),  # scheduled after the run: in
-        ("d", "u", "c1", "i4", "push", -1),
-        ("e", "other", "c1", "i4", "email", -1),
-    ])
+    sends = _sends(
+        [
+            ("a", "u", "c1", "i1", "email", 8 - week),  # exactly 7 days before the anchor: out
+            ("b", "u", "c1", "i2", "email", 8 - week + 1 / 3600),  # one second later: in
+            ("c", "u", "c2", "i3", "email", 30),  # scheduled after the run: in
+            ("d", "u", "c1", "i4", "push", -1),
+            ("e", "other", "c1", "i4", "email", -1),
+        ]
+    )
     out = channel_allowance(anchors, sends, NO_EVENTS, RUN, rules).set_index("channel")
     assert out.loc["email", "used"] == 2 and out.loc["email", "remaining"] == 1
     assert out.loc["push", "used"] == 1 and out.loc["push", "remaining"] == 1
-    pairs = pd.DataFrame({"user_id": ["u", "u", "u"], "campaign_id": ["c1", "c2", "c3"],
-                          "cap": [2, 1, None]})
+    pairs = pd.DataFrame(
+        {"user_id": ["u", "u", "u"], "campaign_id": ["c1", "c2", "c3"], "cap": [2, 1, None]}
+    )
     camp = campaign_allowance(pairs, anchors, sends).set_index("campaign_id")
     assert camp.loc["c1", "used"] == 2 and camp.loc["c1", "remaining"] == 0  # b and d
     assert camp.loc["c2", "remaining"] == 0
@@ -273,9 +324,13 @@ def test_channel_and_campaign_windows_count_back_from_the_anchor():
 
 def test_recently_sent_items_window():
     rules = FrequencyRules(item_repeat_window_days=30)
-    sends = _sends([("a", "u", "c", "i1", "push", -30 * 24),  # exactly 30 days: out
-                    ("b", "u", "c", "i2", "push", -30 * 24 + 1),
-                    ("c", "u", "c", "i3", "push", 5),  # scheduled later: in
-                    ("d", "u", "c", None, "email", -1)])  # digests carry no item
+    sends = _sends(
+        [
+            ("a", "u", "c", "i1", "push", -30 * 24),  # exactly 30 days: out
+            ("b", "u", "c", "i2", "push", -30 * 24 + 1),
+            ("c", "u", "c", "i3", "push", 5),  # scheduled later: in
+            ("d", "u", "c", None, "email", -1),
+        ]
+    )  # digests carry no item
     pairs = recently_sent_items(sends, RUN, rules)
     assert sorted(map(tuple, pairs.to_numpy())) == [("u", "i2"), ("u", "i3")]

@@ -26,73 +26,149 @@ from proactive_recs.validation import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TS = pd.Timestamp
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)),
-                None)
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
+)
 
 
 def report_tables() -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(7)
     rows = []
     for direction, ks, models in (
-            ("user_to_item", [10, 20], ["served", "als", "popularity", "random"]),
-            ("item_to_user", [50, 100], ["served", "als", "heavy_users", "random"])):
+        ("user_to_item", [10, 20], ["served", "als", "popularity", "random"]),
+        ("item_to_user", [50, 100], ["served", "als", "heavy_users", "random"]),
+    ):
         for model in models:
             for metric in ("ndcg", "recall", "precision"):
                 for k in ks:
-                    base = {"served": 0.3, "als": 0.25, "popularity": 0.15,
-                            "heavy_users": 0.2, "random": 0.02}[model]
-                    rows.append((model, direction, "all", metric, k,
-                                 min(base * (1.5 if metric == "recall" else 1) + k / 1000, 1)))
+                    base = {
+                        "served": 0.3,
+                        "als": 0.25,
+                        "popularity": 0.15,
+                        "heavy_users": 0.2,
+                        "random": 0.02,
+                    }[model]
+                    rows.append(
+                        (
+                            model,
+                            direction,
+                            "all",
+                            metric,
+                            k,
+                            min(base * (1.5 if metric == "recall" else 1) + k / 1000, 1),
+                        )
+                    )
             rows.append((model, direction, "cold_items", "ndcg", ks[0], 0.05))
-    model_evaluation = pd.DataFrame(rows, columns=["model", "direction", "segment", "metric",
-                                                   "k", "value"])
+    model_evaluation = pd.DataFrame(
+        rows, columns=["model", "direction", "segment", "metric", "k", "value"]
+    )
     bins = np.arange(10)
-    calibration = pd.DataFrame({"bin": bins, "mean_predicted": (bins + 0.5) / 10,
-                                "observed_rate": np.clip((bins + 0.5) / 10 * 0.8
-                                                         + rng.normal(0, 0.03, 10), 0, 1),
-                                "n": rng.integers(50, 500, 10)})
+    calibration = pd.DataFrame(
+        {
+            "bin": bins,
+            "mean_predicted": (bins + 0.5) / 10,
+            "observed_rate": np.clip((bins + 0.5) / 10 * 0.8 + rng.normal(0, 0.03, 10), 0, 1),
+            "n": rng.integers(50, 500, 10),
+        }
+    )
     users = [f"u{i:03d}" for i in range(60)]
     audience_rows = []
     for n, user in enumerate(users):
-        audience_rows.append((f"d-{user}", user, "email", "weekly_digest", None,
-                              TS("2026-11-01 08:00"), n % 20 == 0))
+        audience_rows.append(
+            (f"d-{user}", user, "email", "weekly_digest", None, TS("2026-11-01 08:00"), n % 20 == 0)
+        )
         for j in range(n % 3):
-            audience_rows.append((f"p{j}-{user}", user, "push", "new_arrivals", f"i{j}",
-                                  TS("2026-11-01 09:00") + pd.Timedelta(hours=20 * j),
-                                  n % 20 == 0))
-    audience = pd.DataFrame(audience_rows, columns=["send_key", "user_id", "channel",
-                                                    "campaign_id", "item_id",
-                                                    "scheduled_send_at", "is_holdout"])
+            audience_rows.append(
+                (
+                    f"p{j}-{user}",
+                    user,
+                    "push",
+                    "new_arrivals",
+                    f"i{j}",
+                    TS("2026-11-01 09:00") + pd.Timedelta(hours=20 * j),
+                    n % 20 == 0,
+                )
+            )
+    audience = pd.DataFrame(
+        audience_rows,
+        columns=[
+            "send_key",
+            "user_id",
+            "channel",
+            "campaign_id",
+            "item_id",
+            "scheduled_send_at",
+            "is_holdout",
+        ],
+    )
     audience["email"] = audience["user_id"] + "@example.com"
     audience["rank"] = audience.groupby("user_id").cumcount() + 1
     audience["score"] = 0.5
-    history = pd.DataFrame({
-        "send_id": [f"s{i}" for i in range(40)], "user_id": users[:40],
-        "campaign_id": "weekly_digest", "item_id": None,
-        "channel": ["email"] * 30 + ["push"] * 10,
-        "sent_at": [TS("2026-10-28 08:00")] * 40})
+    history = pd.DataFrame(
+        {
+            "send_id": [f"s{i}" for i in range(40)],
+            "user_id": users[:40],
+            "campaign_id": "weekly_digest",
+            "item_id": None,
+            "channel": ["email"] * 30 + ["push"] * 10,
+            "sent_at": [TS("2026-10-28 08:00")] * 40,
+        }
+    )
     policies = ["configured", "carpet_bomb", "heavy_users", "topk_no_allocation"]
     backtest = pd.DataFrame(
-        [(p, m, v) for p, cps, mx in zip(policies, [0.06, 0.01, 0.03, 0.05], [4, 12, 7, 9],
-                                         strict=True)
-         for m, v in (("sends", 1000.0), ("conversions", 1000 * cps),
-                      ("conversions_per_send", cps), ("users_reached", 500.0),
-                      ("p95_sends_per_user_week", mx - 1.0), ("max_sends_per_user_week", mx))],
-        columns=["policy", "metric", "value"])
-    rejected = pd.DataFrame({
-        "audit_row_id": [f"r{i}" for i in range(6)],
-        "source_name": ["users", "users", "transactions", "transactions", "transactions",
-                        "items"],
-        "raw_key": ["a", "b", "c", "d", "e", "f"],
-        "rejection_reason": ["null_id", "duplicate", "cancellation", "cancellation",
-                             "unknown_item", "non_product_item"]})
-    campaigns = pd.DataFrame({"campaign_id": ["weekly_digest", "new_arrivals"],
-                              "channel": ["email", "push"],
-                              "audience_size": pd.array([None, 200], dtype="Int64")})
-    return {"model_evaluation": model_evaluation, "calibration_curve": calibration,
-            "notification_audience": audience, "stg_notification_sends": history,
-            "campaign_backtest": backtest, "rejected_rows": rejected, "campaigns": campaigns,
-            "stg_users": pd.DataFrame({"user_id": users})}
+        [
+            (p, m, v)
+            for p, cps, mx in zip(policies, [0.06, 0.01, 0.03, 0.05], [4, 12, 7, 9], strict=True)
+            for m, v in (
+                ("sends", 1000.0),
+                ("conversions", 1000 * cps),
+                ("conversions_per_send", cps),
+                ("users_reached", 500.0),
+                ("p95_sends_per_user_week", mx - 1.0),
+                ("max_sends_per_user_week", mx),
+            )
+        ],
+        columns=["policy", "metric", "value"],
+    )
+    rejected = pd.DataFrame(
+        {
+            "audit_row_id": [f"r{i}" for i in range(6)],
+            "source_name": [
+                "users",
+                "users",
+                "transactions",
+                "transactions",
+                "transactions",
+                "items",
+            ],
+            "raw_key": ["a", "b", "c", "d", "e", "f"],
+            "rejection_reason": [
+                "null_id",
+                "duplicate",
+                "cancellation",
+                "cancellation",
+                "unknown_item",
+                "non_product_item",
+            ],
+        }
+    )
+    campaigns = pd.DataFrame(
+        {
+            "campaign_id": ["weekly_digest", "new_arrivals"],
+            "channel": ["email", "push"],
+            "audience_size": pd.array([None, 200], dtype="Int64"),
+        }
+    )
+    return {
+        "model_evaluation": model_evaluation,
+        "calibration_curve": calibration,
+        "notification_audience": audience,
+        "stg_notification_sends": history,
+        "campaign_backtest": backtest,
+        "rejected_rows": rejected,
+        "campaigns": campaigns,
+        "stg_users": pd.DataFrame({"user_id": users}),
+    }
 
 
 def write_db(path: Path, tables: dict[str, pd.DataFrame]) -> Path:
@@ -138,8 +214,21 @@ class PlotFinder(html.parser.HTMLParser):
             self.text[self.open[-1][0]] += data
 
 
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-        "track", "wbr"}
+VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
 
 
 def find_plots(page: str) -> PlotFinder:
@@ -157,9 +246,9 @@ def png_pixels(path: Path) -> np.ndarray:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, [], None
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -216,8 +305,11 @@ def test_missing_tables_give_not_built_notes():
 
 def test_report_draws_every_plot_and_is_self_contained(tmp_path):
     db = write_db(tmp_path / "run.duckdb", report_tables())
-    out = write_report(db, tmp_path / "out" / "report.html",
-                       Settings(run_date="2026-11-01", caps={"email": 3, "push": 2}))
+    out = write_report(
+        db,
+        tmp_path / "out" / "report.html",
+        Settings(run_date="2026-11-01", caps={"email": 3, "push": 2}),
+    )
     page = out.read_text()
     finder = find_plots(page)
     for plot_id in PLOT_IDS:
@@ -236,27 +328,59 @@ def test_report_draws_every_plot_and_is_self_contained(tmp_path):
 def test_cli_writes_the_report(tmp_path):
     db = write_db(tmp_path / "run.duckdb", {"stg_users": pd.DataFrame({"user_id": ["a"]})})
     out = tmp_path / "r" / "report.html"
-    result = subprocess.run([sys.executable, "-m", "proactive_recs.report", "--duckdb", str(db),
-                             "--out", str(out)], capture_output=True, text=True, cwd=REPO,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "proactive_recs.report", "--duckdb", str(db), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert out.exists() and "Not built yet" in out.read_text()
-    missing = subprocess.run([sys.executable, "-m", "proactive_recs.report", "--duckdb",
-                              str(tmp_path / "nope.duckdb"), "--out", str(out)],
-                             capture_output=True, text=True, cwd=REPO, timeout=120)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proactive_recs.report",
+            "--duckdb",
+            str(tmp_path / "nope.duckdb"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=180)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed "
-                    "(apt-get install -y chromium); CI installs it")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium is not installed (apt-get install -y chromium); CI installs it",
+)
 def test_report_renders_in_headless_chromium(tmp_path):
     db = write_db(tmp_path / "run.duckdb", report_tables())
     out = write_report(db, tmp_path / "report.html", Settings(run_date="2026-11-01"))
@@ -269,8 +393,13 @@ def test_report_renders_in_headless_chromium(tmp_path):
         assert finder.images.get(plot_id, 0) >= 1, f"{plot_id} has no image in the rendered DOM"
 
     shot = tmp_path / "report.png"
-    result = chromium(f"--screenshot={shot}", "--window-size=1280,4000", "--hide-scrollbars",
-                      url, profile=tmp_path / "profile-shot")
+    result = chromium(
+        f"--screenshot={shot}",
+        "--window-size=1280,4000",
+        "--hide-scrollbars",
+        url,
+        profile=tmp_path / "profile-shot",
+    )
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
     pixels = png_pixels(shot)
     assert pixels.shape[:2] == (4000, 1280)
@@ -278,6 +407,6 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert len(colours) > 50, f"screenshot looks blank: {len(colours)} distinct colours"
     # The plots' palette is on screen (blue bars, orange series, red cap lines).
     for hex_colour in ("#2563eb", "#f97316", "#b91c1c"):
-        rgb = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+        rgb = [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
         assert (colours == rgb).all(axis=1).any(), hex_colour
     (tmp_path / "report.json").write_text(json.dumps({"colours": int(len(colours))}))

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proactive_recs import topk as topk_module
 from proactive_recs.topk import apply_boost, topk_both, topk_pairs, topk_rows
 
 
@@ -228,3 +229,287 @@ def test_transform_is_applied_before_the_boost():
     got = topk_both(U, V, k_items=2, k_users=0, item_boost=boost)
     assert got.user_items[0].tolist() == [1, 0]
     np.testing.assert_allclose(got.user_item_scores[0], [-2.0 / 3.0, -1.0], rtol=1e-6)
+
+
+# ------------------------------------------------------------ the compiled kernel
+
+
+def _lexsort_lists(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-matrix reference: per row, every entry > -inf (so neither -inf nor NaN) by
+    (score desc, index asc) with np.lexsort; padded with -1 / -inf."""
+    ids = np.full((S.shape[0], k), -1, np.int64)
+    vals = np.full((S.shape[0], k), -np.inf, np.float32)
+    for r in range(S.shape[0]):
+        ok = np.flatnonzero(S[r] > -np.inf)
+        best = ok[np.lexsort((ok, -S[r, ok]))][:k]
+        ids[r, : best.size] = best
+        vals[r, : best.size] = S[r, best]
+    return ids, vals
+
+
+def _reference(U, V, k_items, k_users, *, exclude=None, user_mask=None, item_mask=None,
+               user_boost=None, item_boost=None, transform=None):  # fmt: skip
+    """topk_both written out on the full score matrix."""
+    with np.errstate(all="ignore"):
+        S = (U.astype(np.float32) @ V.astype(np.float32).T).astype(np.float32)
+        if transform is not None:
+            S = np.asarray(transform(S), np.float32)
+        if user_boost is not None or item_boost is not None:
+            ub = np.ones(len(U), np.float32) if user_boost is None else user_boost
+            ib = np.ones(len(V), np.float32) if item_boost is None else item_boost
+            b = np.maximum(ub[:, None] * ib[None, :], np.float32(1e-6))
+            S = np.where(S >= 0, S * b, S / b).astype(np.float32)
+    if exclude is not None:
+        coo = sp.coo_matrix(exclude)
+        S[coo.row, coo.col] = -np.inf  # stored entries, explicit zeros included
+    if user_mask is not None:
+        S[~user_mask, :] = -np.inf
+    if item_mask is not None:
+        S[:, ~item_mask] = -np.inf
+    return _lexsort_lists(S, k_items), _lexsort_lists(np.ascontiguousarray(S.T), k_users)
+
+
+def _assert_same(got, ref, exact_scores=True):
+    (ui, ui_v), (iu, iu_v) = ref
+    np.testing.assert_array_equal(got.user_items, ui)
+    np.testing.assert_array_equal(got.item_users, iu)
+    if exact_scores:
+        np.testing.assert_array_equal(got.user_item_scores, ui_v)
+        np.testing.assert_array_equal(got.item_user_scores, iu_v)
+    else:
+        np.testing.assert_allclose(got.user_item_scores, ui_v, rtol=1e-5)
+        np.testing.assert_allclose(got.item_user_scores, iu_v, rtol=1e-5)
+    assert got.user_items.dtype == np.int64 and got.item_users.dtype == np.int64
+    assert got.user_item_scores.dtype == np.float32 and got.item_user_scores.dtype == np.float32
+
+
+@pytest.fixture(params=[1, 2, 3, 5], ids=lambda p: f"parts{p}")
+def parts(request, monkeypatch):
+    """Run the kernel with 1, 2, 3 or 5 thread parts (more parts than threads is allowed:
+    the parts are independent); the result must not depend on it."""
+    monkeypatch.setattr(topk_module, "_n_parts", lambda: request.param)
+    return request.param
+
+
+def _special_case(rng):
+    """Small integer factors (exact products, many ties) with some NaN / inf entries,
+    masks, boosts of 0 and of non-powers of two, exclusions with explicit zeros and
+    duplicates, and k up to beyond the number of candidates."""
+    n_users, n_items = (int(x) for x in rng.integers(1, 90, 2))
+    f = int(rng.integers(1, 4))
+    U = rng.integers(-2, 3, (n_users, f)).astype(np.float32)
+    V = rng.integers(-2, 3, (n_items, f)).astype(np.float32)
+    for A in (U, V):
+        special = rng.random(A.shape) < 0.03
+        A[special] = rng.choice([np.nan, np.inf, -np.inf], special.sum())
+    nnz = int(rng.integers(0, n_users * n_items // 3 + 1))
+    rows, cols = rng.integers(0, n_users, nnz), rng.integers(0, n_items, nnz)
+    data = rng.choice([0.0, 1.0, 2.0], nnz)  # explicit zeros are exclusions too
+    exclude = sp.coo_matrix((data, (rows, cols)), shape=(n_users, n_items))
+    return (
+        U,
+        V,
+        {
+            "exclude": exclude if rng.random() < 0.8 else None,
+            "user_mask": (rng.random(n_users) < 0.8) if rng.random() < 0.7 else None,
+            "item_mask": (rng.random(n_items) < 0.8) if rng.random() < 0.7 else None,
+            "user_boost": rng.choice([0.0, 0.5, 1.0, 3.0], n_users).astype(np.float32)
+            if rng.random() < 0.5
+            else None,
+            "item_boost": rng.choice([0.0, 0.25, 1.0, 2.0, 3.0], n_items).astype(np.float32)
+            if rng.random() < 0.5
+            else None,
+        },
+    )
+
+
+def test_kernel_matches_the_full_matrix_reference(parts):
+    rng = np.random.default_rng(100 + parts)
+    for _ in range(60):
+        U, V, options = _special_case(rng)
+        k_items, k_users = (int(x) for x in rng.integers(0, 100, 2))
+        block = int(rng.choice([1, 2, 3, 7, 64, 1000]))
+        got = topk_both(U, V, k_items=k_items, k_users=k_users, block_size=block, **options)
+        _assert_same(got, _reference(U, V, k_items, k_users, **options))
+
+
+def test_transform_path_matches_the_reference(parts):
+    # With a transform the blocks are scored by numpy and selected by the kernel in a
+    # second call: same result. log1p of negative products gives NaN (never selected).
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        U, V, options = _special_case(rng)
+        k_items, k_users = (int(x) for x in rng.integers(0, 60, 2))
+        block = int(rng.choice([1, 5, 64]))
+        transform = np.log1p if rng.random() < 0.5 else (lambda s: np.float32(2) * s - 1)
+        with np.errstate(all="ignore"):
+            got = topk_both(
+                U, V, k_items=k_items, k_users=k_users, block_size=block, transform=transform,
+                **options,
+            )  # fmt: skip
+        _assert_same(got, _reference(U, V, k_items, k_users, transform=transform, **options))
+
+
+def test_long_lists_and_many_replacements(parts):
+    # Scores rising with the user index: every user beats every item's current list, so
+    # the item buffers fill and shrink again and again; rising with the item index
+    # likewise for the users' buffers. Plus rows long enough for the row floor and for
+    # full 64-entry segments, and heavy ties (the integer part repeats).
+    n_users, n_items = 700, 900
+    u = np.arange(n_users, dtype=np.float32) % 50
+    i = np.arange(n_items, dtype=np.float32) % 70
+    U = np.stack([u, np.ones(n_users, np.float32), u % 3], axis=1)
+    V = np.stack([np.ones(n_items, np.float32), i, i % 5 - 2], axis=1)
+    for k_items, k_users in [(1, 1), (7, 13), (50, 50), (200, 300)]:
+        got = topk_both(U, V, k_items=k_items, k_users=k_users, block_size=33)
+        _assert_same(got, _reference(U, V, k_items, k_users))
+
+
+def test_gaussian_factors_with_threads_and_block_sizes(parts):
+    rng = np.random.default_rng(1)
+    U = rng.standard_normal((500, 16)).astype(np.float32)
+    V = rng.standard_normal((300, 16)).astype(np.float32)
+    exclude = sp.random(500, 300, density=0.1, random_state=2, format="csr")
+    ref = _reference(U, V, 20, 30, exclude=exclude)
+    for block in (1, 17, 500):
+        got = topk_both(U, V, k_items=20, k_users=30, exclude=exclude, block_size=block)
+        # Scores may differ in the last bit from the full product; the lists do not.
+        _assert_same(got, ref, exact_scores=False)
+
+
+def test_numba_threads_do_not_change_the_result():
+    import numba
+
+    rng = np.random.default_rng(3)
+    U = rng.integers(-3, 4, (400, 3)).astype(np.float32)
+    V = rng.integers(-3, 4, (250, 3)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            results.append(topk_both(U, V, k_items=9, k_users=11, block_size=7))
+    finally:
+        numba.set_num_threads(before)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.user_items, results[0].user_items)
+        np.testing.assert_array_equal(other.item_users, results[0].item_users)
+    _assert_same(results[0], _reference(U, V, 9, 11))
+
+
+def test_nan_and_infinite_scores():
+    # User 0 scores +inf on items 1 and 2 (ties: lower index first), NaN on item 0;
+    # user 1 scores -inf everywhere (nothing selectable: padded list).
+    U = np.array([[1.0, 0.0], [-np.inf, 0.0]], np.float32)
+    V = np.array([[np.nan, 1.0], [np.inf, 0.0], [np.inf, 1.0], [1.0, 0.0]], np.float32)
+    with np.errstate(all="ignore"):
+        got = topk_both(U, V, k_items=4, k_users=2)
+    np.testing.assert_array_equal(got.user_items, [[1, 2, 3, -1], [-1, -1, -1, -1]])
+    np.testing.assert_array_equal(got.user_item_scores[0], [np.inf, np.inf, 1.0, -np.inf])
+    np.testing.assert_array_equal(got.item_users, [[-1, -1], [0, -1], [0, -1], [0, -1]])
+
+
+@pytest.mark.parametrize(
+    "n_users, n_items, k_items, k_users",
+    [(0, 5, 3, 3), (4, 0, 3, 3), (0, 0, 2, 2), (3, 4, 0, 0), (3, 4, 0, 2), (3, 4, 5, 0)],
+)
+def test_empty_inputs_and_zero_k(n_users, n_items, k_items, k_users):
+    U = np.ones((n_users, 2), np.float32)
+    V = np.ones((n_items, 2), np.float32)
+    got = topk_both(U, V, k_items=k_items, k_users=k_users)
+    assert got.user_items.shape == got.user_item_scores.shape == (n_users, k_items)
+    assert got.item_users.shape == got.item_user_scores.shape == (n_items, k_users)
+    _assert_same(got, _reference(U, V, k_items, k_users))
+
+
+def test_zero_width_factors_score_zero():
+    got = topk_both(np.ones((3, 0)), np.ones((4, 0)), k_items=2, k_users=5)
+    np.testing.assert_array_equal(got.user_items, [[0, 1]] * 3)
+    np.testing.assert_array_equal(got.item_users, [[0, 1, 2, -1, -1]] * 4)
+    assert (got.user_item_scores == 0).all()
+
+
+def test_everything_masked_gives_padding():
+    U = np.ones((3, 2), np.float32)
+    V = np.ones((4, 2), np.float32)
+    got = topk_both(U, V, k_items=2, k_users=2, user_mask=np.zeros(3, bool))
+    assert (got.user_items == -1).all() and (got.item_users == -1).all()
+    assert np.isneginf(got.user_item_scores).all() and np.isneginf(got.item_user_scores).all()
+
+
+def test_factor_layouts_and_dtypes_are_accepted():
+    rng = np.random.default_rng(9)
+    U = rng.integers(-2, 3, (60, 4)).astype(np.float64)
+    V = rng.integers(-2, 3, (40, 4)).astype(np.float64)
+    ref = _reference(U, V, 5, 6)
+    for u, v in [(U, V), (np.asfortranarray(U), V[::-1][::-1]), (U.astype(np.int64), V.T.T)]:
+        _assert_same(topk_both(u, v, k_items=5, k_users=6), ref)
+
+
+def test_bad_arguments_are_rejected():
+    U, V = np.ones((3, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="same width"):
+        topk_both(U, np.ones((4, 3)), k_items=1, k_users=1)
+    with pytest.raises(ValueError, match="exclude must have shape"):
+        topk_both(U, V, k_items=1, k_users=1, exclude=sp.csr_matrix((4, 3)))
+    with pytest.raises(ValueError, match="one entry per"):
+        topk_both(U, V, k_items=1, k_users=1, user_mask=np.ones(4, bool))
+    with pytest.raises(ValueError, match=">= 0"):
+        topk_both(U, V, k_items=-1, k_users=1)
+    with pytest.raises(ValueError, match="elementwise"):
+        topk_both(U, V, k_items=1, k_users=1, transform=lambda s: s[:1])
+
+
+def test_topk_rows_wide_rows_with_ties_nan_and_inf(parts):
+    rng = np.random.default_rng(12)
+    for n_cols, k in [(63, 5), (64, 64), (129, 3), (2000, 10), (5000, 40)]:
+        S = rng.integers(-3, 4, (30, n_cols)).astype(np.float32)
+        S[rng.random(S.shape) < 0.1] = -np.inf
+        S[rng.random(S.shape) < 0.05] = np.nan
+        S[rng.random(S.shape) < 0.01] = np.inf
+        S[3] = np.nan  # a row without candidates
+        S[4] = 0.0
+        S[4, ::2] = -0.0  # -0 and +0 tie
+        ids, vals = topk_rows(S, k)
+        ref_ids, ref_vals = _lexsort_lists(S, k)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_array_equal(vals, ref_vals)
+
+
+def test_buffer_compaction_keeps_the_best():
+    # The pivot of a compaction comes from a sample; whatever the order of the buffer
+    # (sorted, reversed, random, the best at the sampled positions or away from them),
+    # the k best keys stay and the threshold is the score of a kept key ranked >= k.
+    from proactive_recs.topk import _compact, _key, _key_score
+
+    rng = np.random.default_rng(0)
+    for n, k in [(116, 50), (36, 10), (17, 1), (216, 100)]:
+        scores = rng.integers(-5, 6, n).astype(np.float32)
+        keys = np.array([_key(s, i) for i, s in enumerate(scores)], np.uint64)
+        best = np.sort(keys)[:k]
+        orders = [np.arange(n), np.arange(n)[::-1], rng.permutation(n)]
+        orders += [np.argsort(keys), np.argsort(keys)[::-1]]
+        for order in orders:
+            buf = keys[order][None, :].copy()
+            length, thr = _compact(buf, 0, n, k)
+            kept = buf[0, :length]
+            assert k <= length < n
+            assert set(best.tolist()) <= set(kept.tolist())
+            assert len(set(kept.tolist())) == length  # nothing duplicated
+            kept_scores = np.array([_key_score(x) for x in kept], np.float32)
+            assert thr in kept_scores
+            # a later entry (higher index) scoring <= thr is beaten by >= k kept keys
+            assert (kept_scores >= thr).sum() >= k
+            # every dropped key is beaten by at least k kept ones
+            dropped = np.setdiff1d(keys, kept)
+            assert all((kept < d).sum() >= k for d in dropped)
+
+
+def test_numba_without_a_cache_location_falls_back(recwarn):
+    # A function whose source file numba cannot locate (here: defined by exec) cannot be
+    # cached; the kernel is then compiled per process with a warning instead of failing.
+    namespace: dict = {}
+    exec("def plus_one(x):\n    return x + 1\n", namespace)
+    with pytest.warns(RuntimeWarning, match="cannot cache plus_one"):
+        compiled = topk_module._jit()(namespace["plus_one"])
+    assert compiled(1) == 2
