@@ -25,8 +25,16 @@ alternate their order between repeats and report the fastest repeat.
    :func:`~proactive_recs.topk.topk_both` (``ours_s``) against ``implicit``'s batch
    ``recommend()`` for every user plus ``recommend()`` of the transposed model for every
    item (``implicit_s``), and against the floor of the bare float32 ``users x items``
-   products over the same blocks (``gemm_s``). A sample of users and items is checked
-   against implicit's lists and against exact float64 scores, up to ties.
+   products (``gemm_s``): the faster of the products as topk_both computes them (each
+   numba thread its own chunks of users, one BLAS thread each, nothing selected;
+   ``gemm_per_thread_s``) and numpy's product over 64 MB blocks of users with the
+   threaded BLAS (``gemm_numpy_blocks_s``, the floor of earlier runs). topk_both's
+   numba kernel is compiled (or loaded from numba's on-disk cache) by the warm-up, not
+   in the timed runs; the one-time cost is reported apart: ``topk_compile_s`` (first
+   call in a fresh process with an empty numba cache) and ``topk_cache_load_s`` (the
+   same with the cache filled). A sample of users and items is checked against
+   implicit's lists and against exact float64 scores, up to ties. ``--profile`` splits
+   one topk_both call into phases (``topk_breakdown``).
 3. **Memory**: peak RSS of the process (``ru_maxrss``), of each stage (``VmHWM`` reset
    through ``/proc/self/clear_refs`` before the stage), of the generator and of dbt (their
    own processes, read with ``wait4``). A size whose estimated peak exceeds
@@ -35,17 +43,18 @@ alternate their order between repeats and report the fastest repeat.
    file (schema ``bench_raw``) and ``dbt build --exclude tag:demo_data`` runs on them with
    the demo vars; wall time, dbt's peak RSS and per-node timings from ``run_results.json``.
 
-With ``--json`` the last line of stdout is one JSON object with every figure.
+With ``--json`` the last line of stdout is one JSON object with every figure. ``--save
+DIR`` writes ``DIR/<size>.json`` and ``DIR/<size>.md``; a run without ``--pipeline``
+carries the dbt figures of the file it replaces over, marked as coming from that earlier
+run (``pipeline_from_previous_run``).
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
 import os
 import platform
-import pstats
 import re
 import resource
 import shutil
@@ -186,6 +195,7 @@ def machine_info() -> dict[str, Any]:
         "scipy": _version("scipy"),
         "pandas": _version("pandas"),
         "implicit": _version("implicit"),
+        "numba": _version("numba"),
         "duckdb": _version("duckdb"),
         "dbt_core": _version("dbt-core"),
         "blas": blas,
@@ -220,13 +230,17 @@ def estimate_memory(
     matrix = 48 * t + 40 * (u + i)
     # ours, implicit's, their contiguous copies and the transposed model: ~6 copies.
     factor_bytes = 6 * 4 * f * (u + i)
-    # topk_both: score block, its transpose, masks and selected entries (~10 blocks);
+    # topk_both: one chunk of scores per thread; the numpy GEMM floor: one 64 MB block;
     # implicit: 100-row batches of scores over all items (users) and their filtered copies.
+    from .topk import default_block_size
+
+    threads = os.cpu_count() or 1
+    chunk_elements = min(u, default_block_size(i)) * i
     block_elements = min(u * i, max(1 << 24, i))
-    block_scores = 10 * 4 * block_elements + 4 * 4 * 100 * (u + i)
-    # ours: int64 ids + float32 scores both ways, plus the running merge's buffers;
-    # implicit: int32 ids + float32 scores both ways.
-    outputs = 12 * k * (u + i) + 40 * k * i + 8 * k * (u + i)
+    block_scores = 4 * (threads * chunk_elements + block_elements) + 4 * 4 * 100 * (u + i)
+    # ours: int64 ids + float32 scores both ways, plus per thread a buffer of 2k + 16
+    # uint64 keys per item (the running user lists); implicit: int32 ids + float32 scores.
+    outputs = 12 * k * (u + i) + threads * 8 * (2 * k + 16) * i + 8 * k * (u + i)
     bench = base + interactions + matrix + factor_bytes + block_scores + outputs
     parts = {
         "generator": generator,
@@ -437,16 +451,15 @@ def _fit_implicit(matrix, factors: int, threads: int, seed: int):
 # ------------------------------------------------------------------------------- top-K
 
 
-def _block_size(n_items: int) -> int:
-    from . import topk
-
-    target = getattr(topk, "_TARGET_BLOCK_ELEMENTS", 1 << 24)
-    return max(1, target // max(n_items, 1))
+def _numpy_block_users(n_items: int) -> int:
+    """Users per block of :func:`gemm_floor`'s numpy variant: 64 MB of float32 scores (the
+    blocks of topk_both before its numba kernel; kept as a floor for continuity)."""
+    return max(1, (1 << 24) // max(n_items, 1))
 
 
 def gemm_floor(U: np.ndarray, V: np.ndarray, block_size: int) -> float:
-    """Seconds for the bare float32 products ``U[block] @ V.T`` over all user blocks (the
-    same blocks as topk_both), written into one reused buffer, nothing selected."""
+    """Seconds for the bare float32 products ``U[block] @ V.T`` over all user blocks,
+    computed by numpy (threaded BLAS) into one reused buffer, nothing selected."""
     VT = np.ascontiguousarray(V.T)
     buf = np.empty((min(block_size, U.shape[0]), V.shape[0]), dtype=np.float32)
     start = time.perf_counter()
@@ -454,6 +467,83 @@ def gemm_floor(U: np.ndarray, V: np.ndarray, block_size: int) -> float:
         e = min(s + block_size, U.shape[0])
         np.matmul(U[s:e], VT, out=buf[: e - s])
     return time.perf_counter() - start
+
+
+_PER_THREAD_PRODUCTS = None
+
+
+def _per_thread_products_kernel():
+    """The products loop of topk_both's kernel alone (compiled once, lazily)."""
+    global _PER_THREAD_PRODUCTS
+    if _PER_THREAD_PRODUCTS is None:
+        import numba
+
+        @numba.njit(parallel=True, nogil=True)
+        def products(U, VT, S, chunk):
+            n_parts = S.shape[0] // chunk
+            n = U.shape[0]
+            for t in numba.prange(n_parts):
+                a, b = t * n // n_parts, (t + 1) * n // n_parts
+                for c0 in range(a, b, chunk):
+                    c1 = min(c0 + chunk, b)
+                    np.dot(U[c0:c1], VT, S[t * chunk : t * chunk + c1 - c0])
+
+        _PER_THREAD_PRODUCTS = products
+    return _PER_THREAD_PRODUCTS
+
+
+def gemm_floor_per_thread(U: np.ndarray, V: np.ndarray, chunk: int | None = None) -> float:
+    """Seconds for the products exactly as topk_both computes them, nothing selected:
+    the users split into one contiguous range per numba thread, each thread computing
+    its range ``chunk`` users at a time with a single-threaded BLAS into its own buffer."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from .topk import default_block_size
+
+    U = np.ascontiguousarray(U, dtype=np.float32)
+    VT = np.ascontiguousarray(np.asarray(V, dtype=np.float32).T)
+    parts = max(1, numba.get_num_threads())
+    chunk = chunk or default_block_size(VT.shape[1])
+    chunk = max(1, min(chunk, -(-U.shape[0] // parts)))
+    buf = np.empty((parts * chunk, VT.shape[1]), np.float32)
+    kernel = _per_thread_products_kernel()
+    with threadpool_limits(1, user_api="blas"):
+        kernel(U[:1], VT, buf, chunk)  # compile outside the timing
+        start = time.perf_counter()
+        kernel(U, VT, buf, chunk)
+        return time.perf_counter() - start
+
+
+def measure_jit() -> dict[str, Any]:
+    """One-time cost of topk_both's numba kernels, each measured in a fresh process: the
+    first calls (both directions, with and without a transform) with an empty numba
+    cache directory (compilation, ``topk_compile_s``), then again with that directory
+    filled (``topk_cache_load_s``). Imports are timed apart and not included."""
+    code = (
+        "import time, numpy as np\n"
+        "t0 = time.perf_counter()\n"
+        "from proactive_recs.topk import topk_both\n"
+        "t1 = time.perf_counter()\n"
+        "U, V = np.ones((5, 2)), np.ones((4, 2))\n"
+        "topk_both(U, V, k_items=2, k_users=2)\n"
+        "topk_both(U, V, k_items=2, k_users=2, transform=np.tanh)\n"
+        "t2 = time.perf_counter()\n"
+        "print(t1 - t0, t2 - t1)\n"
+    )
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="proactive_recs_numba_") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for key in ("topk_compile_s", "topk_cache_load_s"):
+            done = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"measuring the numba compilation failed:\n{done.stderr}")
+            imports, first_calls = (float(x) for x in done.stdout.split()[-2:])
+            out[key] = round(first_calls, 3)
+        out["topk_import_s"] = round(imports, 3)
+    return out
 
 
 def _implicit_model(user_factors: np.ndarray, item_factors: np.ndarray, threads: int):
@@ -582,68 +672,49 @@ def check_topk(top, ui, iu, U, V, seen, seen_t, k, sample=200, seed=0) -> dict[s
     return out
 
 
-def profile_topk(U, V, seen, k, limit: int = 14) -> tuple[list[dict[str, Any]], dict]:
-    """cProfile of one topk_both call: the functions with the most own time, and a
-    breakdown of the wall time by phase. The products (``@``) and the inline masking are
-    operators, not calls, so they count in topk_both's own time; the bare products are
-    timed right after on the same blocks to split that."""
-    from .topk import topk_both
+def profile_topk(U, V, seen, k) -> dict[str, float]:
+    """Wall time of one topk_both call (both directions, seen pairs excluded) split into
+    phases, timed around topk's internal steps:
 
-    profiler = cProfile.Profile()
-    start = time.perf_counter()
-    profiler.enable()
-    topk_both(U, V, k_items=k, k_users=k, exclude=seen)
-    profiler.disable()
-    wall = time.perf_counter() - start
-    gemm = gemm_floor(U, V, _block_size(V.shape[0]))
-    stats = pstats.Stats(profiler)
+    * ``setup_s``: argument checks, masks, the exclusions' CSR, buffers (Python);
+    * ``kernel_s``: the numba kernel: every product and the selection in both directions;
+    * ``products_s``: the same products alone, timed right after (see
+      :func:`gemm_floor_per_thread`), and ``selection_s = kernel_s - products_s``;
+    * ``merge_s``: merging the threads' user lists of every item.
+    """
+    from . import topk
 
-    def cumulative(name: str) -> float:
-        return sum(row[3] for (fn, _l, n), row in stats.stats.items() if n == name and "topk" in fn)
+    timings = {"run": 0.0, "finish": 0.0}
+    originals = {name: getattr(topk._Selector, name) for name in timings}
 
-    def own(name: str) -> float:
-        return sum(row[2] for (_f, _l, n), row in stats.stats.items() if n == name)
+    def timed(name):
+        def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return originals[name](self, *args, **kwargs)
+            finally:
+                timings[name] += time.perf_counter() - start
 
-    def cumulative_from(name: str, caller: str) -> float:
-        return sum(
-            ct
-            for (fn, _l, n), row in stats.stats.items()
-            if n == name and "topk" in fn
-            for (_cf, _cl, cn), (_cc, _nc, _tt, ct) in row[4].items()
-            if cn == caller
-        )
+        return wrapper
 
-    merge_in_filter = cumulative_from("flush", "add_block")
-    topk_own = sum(
-        row[2] for (fn, _l, n), row in stats.stats.items() if n == "topk_both" and "topk" in fn
-    )
-    transpose = own("<built-in method numpy.ascontiguousarray>")
-    breakdown = {
+    try:
+        for name in timings:
+            setattr(topk._Selector, name, timed(name))
+        start = time.perf_counter()
+        topk.topk_both(U, V, k_items=k, k_users=k, exclude=seen)
+        wall = time.perf_counter() - start
+    finally:
+        for name, fn in originals.items():
+            setattr(topk._Selector, name, fn)
+    products = gemm_floor_per_thread(U, V)
+    return {
         "wall_s": round(wall, 3),
-        "gemm_s": round(gemm, 3),
-        "masking_and_loop_s": round(max(topk_own - gemm, 0.0), 3),
-        "user_items_select_s": round(
-            cumulative("_select_above") + cumulative("_kth_lower_bound"), 3
-        ),
-        "transpose_s": round(transpose, 3),
-        "item_users_filter_s": round(cumulative("add_block") - merge_in_filter, 3),
-        "item_users_merge_s": round(cumulative("flush"), 3),
+        "setup_s": round(wall - timings["run"] - timings["finish"], 3),
+        "kernel_s": round(timings["run"], 3),
+        "products_s": round(products, 3),
+        "selection_s": round(max(timings["run"] - products, 0.0), 3),
+        "merge_s": round(timings["finish"], 3),
     }
-    total = sum(row[2] for row in stats.stats.values())
-    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:limit]
-    out = []
-    for (filename, line, name), (_cc, ncalls, tottime, cumtime, _callers) in rows:
-        where = name if filename == "~" else f"{Path(filename).name}:{line}({name})"
-        out.append(
-            {
-                "function": where,
-                "calls": int(ncalls),
-                "own_s": round(tottime, 3),
-                "own_share": round(tottime / total, 3) if total else None,
-                "cumulative_s": round(cumtime, 3),
-            }
-        )
-    return out, breakdown
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -872,7 +943,8 @@ def run_pipeline(
 
 def _warm_up(X, seen, factors: int, threads: int, seed: int, k: int) -> None:
     """One small call of everything timed, so that no timing pays for imports, the
-    OpenMP/BLAS thread pools or first-touch of the libraries' code."""
+    OpenMP/BLAS thread pools, first-touch of the libraries' code or the compilation (or
+    cache load) of topk_both's numba kernel (measured apart by :func:`measure_jit`)."""
     from .topk import topk_both
 
     rows = min(X.shape[0], 2_000)
@@ -881,7 +953,8 @@ def _warm_up(X, seen, factors: int, threads: int, seed: int, k: int) -> None:
     peer = _fit_implicit(sub, min(factors, 8), threads, seed)
     U, V = np.asarray(peer.user_factors), np.asarray(peer.item_factors)
     topk_both(U, V, k_items=k, k_users=k, exclude=sub_seen)
-    gemm_floor(mf.user_factors_, mf.item_factors_, _block_size(V.shape[0]))
+    gemm_floor(mf.user_factors_, mf.item_factors_, _numpy_block_users(V.shape[0]))
+    gemm_floor_per_thread(mf.user_factors_, mf.item_factors_)
     implicit_two_way(
         _implicit_model(U, V, 0), _implicit_model(V, U, 0), sub_seen, sub_seen.T.tocsr(), k
     )
@@ -986,7 +1059,10 @@ def run(
             }
         )
 
-        say("warming up (imports, thread pools)")
+        say("compiling topk's numba kernel in fresh processes (one-time cost, timed apart)")
+        with stages("jit"):
+            result.update(measure_jit())
+        say("warming up (imports, thread pools, numba kernels)")
         _warm_up(X, seen, factors, fit_threads, seed, k)
 
         say(f"fitting ({fit_repeats} repeat(s), alternating)")
@@ -1025,11 +1101,19 @@ def run(
             result["transpose_seen_s"] = round(time.perf_counter() - start, 6)
         forward = _implicit_model(U, V, 0)
         backward = _implicit_model(V, U, 0)
-        block = _block_size(n_items)
-        result["block_users"] = block
+        import numba
+
+        from .topk import default_block_size
+
+        block = _numpy_block_users(n_items)
+        threads = max(1, numba.get_num_threads())
+        # users per product, per numba thread (as topk_both caps it)
+        result["block_users"] = min(default_block_size(n_items), -(-n_users // threads))
+        result["topk_threads"] = threads
+        result["gemm_numpy_block_users"] = block
 
         say(f"two-way top-{k} ({repeats} repeat(s), alternating)")
-        t_ours, t_impl_u, t_impl_i, t_gemm = [], [], [], []
+        t_ours, t_impl_u, t_impl_i, t_gemm_np, t_gemm_thread = [], [], [], [], []
         top = ui = iu = None
         for r in range(repeats):
             order = ["ours", "implicit", "gemm"]
@@ -1048,8 +1132,10 @@ def run(
                         t_impl_u.append(tu)
                         t_impl_i.append(ti)
                     else:
-                        t_gemm.append(gemm_floor(U, V, block))
+                        t_gemm_np.append(gemm_floor(U, V, block))
+                        t_gemm_thread.append(gemm_floor_per_thread(U, V))
         t_impl = [a + b for a, b in zip(t_impl_u, t_impl_i, strict=True)]
+        t_gemm = [min(a, b) for a, b in zip(t_gemm_np, t_gemm_thread, strict=True)]
         ours_s, implicit_s, gemm_s = _min_of(t_ours), _min_of(t_impl), _min_of(t_gemm)
         result.update(
             {
@@ -1058,12 +1144,16 @@ def run(
                 "implicit_users_s": round(_min_of(t_impl_u), 6),
                 "implicit_items_s": round(_min_of(t_impl_i), 6),
                 "gemm_s": round(gemm_s, 6),
+                "gemm_per_thread_s": round(_min_of(t_gemm_thread), 6),
+                "gemm_numpy_blocks_s": round(_min_of(t_gemm_np), 6),
                 "ratio_vs_implicit": round(ours_s / implicit_s, 4),
                 "ratio_vs_gemm": round(ours_s / gemm_s, 4),
                 "topk_runs_s": {
                     "ours": [round(x, 3) for x in t_ours],
                     "implicit": [round(x, 3) for x in t_impl],
                     "gemm": [round(x, 3) for x in t_gemm],
+                    "gemm_per_thread": [round(x, 3) for x in t_gemm_thread],
+                    "gemm_numpy_blocks": [round(x, 3) for x in t_gemm_np],
                 },
                 # Paired per-repeat ratios (measured seconds apart): robust to load drift.
                 "ratio_vs_implicit_median": round(float(np.median(np.divide(t_ours, t_impl))), 4),
@@ -1082,9 +1172,7 @@ def run(
             say("profiling topk_both")
             rows = n_users if profile_users is None else min(n_users, int(profile_users))
             with stages("profile"):
-                result["topk_profile"], result["topk_breakdown"] = profile_topk(
-                    U[:rows], V, seen[:rows], k
-                )
+                result["topk_breakdown"] = profile_topk(U[:rows], V, seen[:rows], k)
             result["topk_profile_users"] = int(rows)
 
         result["stage_s"] = {key: round(v, 3) for key, v in stages.seconds.items()}
@@ -1144,15 +1232,20 @@ def format_table(r: dict[str, Any]) -> str:
         ("top-K: implicit recommend, items", r["implicit_items_s"], "s"),
         ("top-K: implicit total", r["implicit_s"], "s"),
         ("top-K: bare GEMM floor", r["gemm_s"], "s"),
+        ("  products as topk_both does them", r.get("gemm_per_thread_s"), "s"),
+        ("  numpy, 64 MB blocks", r.get("gemm_numpy_blocks_s"), "s"),
         ("ratio_vs_implicit (target <= 0.6)", r["ratio_vs_implicit"], ""),
         ("ratio_vs_gemm (target <= 2)", r["ratio_vs_gemm"], ""),
         ("correctness check passed", r["correct"], ""),
+        ("topk numba compile, one-time (not timed above)", r.get("topk_compile_s"), "s"),
+        ("topk numba cache load, one-time", r.get("topk_cache_load_s"), "s"),
         ("peak RSS, benchmark process", r["bench_peak_rss_mb"], "MB"),
         ("peak RSS, generator process", r["generator_peak_rss_mb"], "MB"),
     ]
     if "pipeline_s" in r:
+        earlier = " (earlier run)" if r.get("pipeline_from_previous_run") else ""
         rows += [
-            ("dbt build wall time", r["pipeline_s"], "s"),
+            (f"dbt build wall time{earlier}", r["pipeline_s"], "s"),
             ("peak RSS, dbt", r["pipeline_peak_rss_mb"], "MB"),
             ("dbt exit code", r["pipeline_exit_code"], ""),
         ]
@@ -1167,14 +1260,12 @@ def format_table(r: dict[str, Any]) -> str:
         lines.append(
             f"  {name:<24} {seconds:>10.2f}   {_fmt(r['stage_peak_rss_mb'].get(name), 0):>11}"
         )
-    if r.get("topk_profile"):
-        lines.append("")
-        lines.append(f"  topk_both profile ({r['topk_profile_users']:,} users), own time:")
-        for row in r["topk_profile"]:
-            lines.append(f"    {row['own_s']:>9.2f} s  {row['own_share']:>6.1%}  {row['function']}")
     if r.get("topk_breakdown"):
         lines.append("")
-        lines.append("  topk_both wall time by phase (profiled run):")
+        lines.append(
+            f"  topk_both wall time by phase ({r['topk_profile_users']:,} users; "
+            "products timed alone right after):"
+        )
         for key, value in r["topk_breakdown"].items():
             lines.append(f"    {key:<24} {value:>9.2f} s")
     m = r["machine"]
@@ -1184,6 +1275,28 @@ def format_table(r: dict[str, Any]) -> str:
         f"Python {m['python']}, numpy {m['numpy']}, implicit {m['implicit']}"
     )
     return "\n".join(lines)
+
+
+def _gemm_variant_rows(r: dict[str, Any]) -> list[str]:
+    if "gemm_per_thread_s" not in r:
+        return []
+    return [
+        f"| - products as topk_both computes them (per numba thread, 1 BLAS thread each, "
+        f"{r['block_users']:,} users at a time) | {r['gemm_per_thread_s']:.2f} s | |",
+        f"| - numpy, {r['gemm_numpy_block_users']:,}-user blocks (64 MB), threaded BLAS | "
+        f"{r['gemm_numpy_blocks_s']:.2f} s | |",
+    ]
+
+
+def _jit_rows(r: dict[str, Any]) -> list[str]:
+    if "topk_compile_s" not in r:
+        return []
+    return [
+        f"| topk numba kernels: compile, one-time, fresh process (not in the timings above) | "
+        f"{r['topk_compile_s']:.2f} s | |",
+        f"| topk numba kernels: load from the on-disk cache, fresh process | "
+        f"{r['topk_cache_load_s']:.2f} s | |",
+    ]
 
 
 def format_markdown(r: dict[str, Any]) -> str:
@@ -1211,17 +1324,21 @@ def format_markdown(r: dict[str, Any]) -> str:
         f"| top-K, implicit (users + items) | {r['implicit_s']:.2f} s "
         f"({r['implicit_users_s']:.2f} + {r['implicit_items_s']:.2f}) | |",
         f"| bare GEMM floor | {r['gemm_s']:.2f} s ({r['gemm_gflops']} GFLOP/s) | |",
+        *_gemm_variant_rows(r),
         f"| ratio_vs_implicit | {r['ratio_vs_implicit']:.3f} | <= 0.6 "
         f"({verdict('ratio_vs_implicit')}) |",
         f"| ratio_vs_gemm | {r['ratio_vs_gemm']:.3f} | <= 2 ({verdict('ratio_vs_gemm')}) |",
         f"| correctness (sample vs implicit and exact) | "
         f"{'passed' if r['correct'] else 'FAILED'} | |",
+        *_jit_rows(r),
         f"| peak RSS, benchmark process | {r['bench_peak_rss_mb']:,.0f} MB | |",
         f"| peak RSS, generator process | {r['generator_peak_rss_mb']:,.0f} MB | |",
     ]
+    previous = r.get("pipeline_from_previous_run")
     if "pipeline_s" in r:
+        earlier = "earlier run, see below; " if previous else ""
         lines += [
-            f"| dbt build (load {r['pipeline_load_s']:.1f} s before it) | "
+            f"| dbt build ({earlier}load {r['pipeline_load_s']:.1f} s before it) | "
             f"{r['pipeline_s']:.1f} s, exit {r['pipeline_exit_code']} | |",
             f"| peak RSS, dbt | {r['pipeline_peak_rss_mb']:,.0f} MB | |",
         ]
@@ -1233,10 +1350,19 @@ def format_markdown(r: dict[str, Any]) -> str:
             )
             running = ", ".join(r.get("pipeline_running_when_stopped") or []) or "-"
             lines.append(f"| dbt killed by the benchmark | {why} | |")
-            lines.append(
-                f"| dbt nodes finished before | {r.get('pipeline_nodes_finished')} of "
-                f"{r.get('pipeline_nodes_total')} (running: {running}) | |"
-            )
+            if r.get("pipeline_nodes_total") is not None:
+                lines.append(
+                    f"| dbt nodes finished before | {r.get('pipeline_nodes_finished')} of "
+                    f"{r.get('pipeline_nodes_total')} (running: {running}) | |"
+                )
+    if previous:
+        lines += [
+            "",
+            "The dbt build was not re-run: its figures (dbt rows above, slowest nodes below) "
+            f"come from the earlier run `{previous.get('command')}`"
+            + (f" ({previous['note']})" if previous.get("note") else "")
+            + "; all other figures come from this run.",
+        ]
     lines += [
         "",
         "Stages of the benchmark process:",
@@ -1249,27 +1375,15 @@ def format_markdown(r: dict[str, Any]) -> str:
     if r.get("topk_breakdown"):
         lines += [
             "",
-            "topk_both wall time by phase (profiled run; the products timed alone right after):",
+            f"topk_both wall time by phase (one more call on {r['topk_profile_users']:,} "
+            "users; `products_s` = the kernel's products timed alone right after, "
+            "`selection_s` = `kernel_s` - `products_s`):",
             "",
             "| phase | seconds |",
             "| --- | ---: |",
         ]
         for key, value in r["topk_breakdown"].items():
             lines.append(f"| {key} | {value:.2f} |")
-    if r.get("topk_profile"):
-        lines += [
-            "",
-            f"topk_both profile ({r['topk_profile_users']:,} users; `topk_both` own time "
-            "= the products and inline masking):",
-            "",
-            "| function | calls | own s | share |",
-            "| --- | ---: | ---: | ---: |",
-        ]
-        for row in r["topk_profile"]:
-            lines.append(
-                f"| `{row['function']}` | {row['calls']:,} | {row['own_s']:.2f} | "
-                f"{row['own_share']:.1%} |"
-            )
     if r.get("pipeline_slowest_nodes"):
         lines += [
             "",
@@ -1291,10 +1405,26 @@ def format_markdown(r: dict[str, Any]) -> str:
         f"1-min load average {r['load_average_1m_start']} at the start and "
         f"{m['load_average_1m']} at the end (the machine was shared); {m['os']}; Python "
         f"{m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, pandas {m['pandas']}, "
-        f"implicit {m['implicit']}, duckdb {m['duckdb']}, dbt-core {m['dbt_core']}; BLAS {blas}.",
+        f"implicit {m['implicit']}, numba {m.get('numba', '-')}, duckdb {m['duckdb']}, "
+        f"dbt-core {m['dbt_core']}; BLAS {blas}.",
         "",
     ]
     return "\n".join(lines)
+
+
+def carry_pipeline_over(result: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with the dbt figures (``pipeline_*``) of ``previous`` when ``result`` has
+    none (a run without ``--pipeline`` saved over one with it), marked as such in
+    ``pipeline_from_previous_run`` (the earlier run's command). Otherwise ``result``."""
+    if "pipeline_s" in result or "pipeline_s" not in previous:
+        return result
+    merged = dict(result)
+    merged.update({key: v for key, v in previous.items() if key.startswith("pipeline_")})
+    merged["pipeline_from_previous_run"] = previous.get("pipeline_from_previous_run") or {
+        "command": previous.get("command"),
+        "note": "carried over by a later run without --pipeline",
+    }
+    return merged
 
 
 # -------------------------------------------------------------------------------- main
@@ -1319,7 +1449,9 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="ALS threads (default 1, the package default; 0 = all cores)",
     )
-    parser.add_argument("--profile", action="store_true", help="cProfile one topk_both call")
+    parser.add_argument(
+        "--profile", action="store_true", help="split one more topk_both call into phases"
+    )
     parser.add_argument(
         "--profile-users", type=int, default=None, help="profile on the first N users only"
     )
@@ -1393,7 +1525,13 @@ def main(argv: list[str] | None = None) -> int:
     result["command"] = " ".join(["python -m proactive_recs.bench", *map(str, shown)])
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
-        (args.save / f"{spec.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        saved = args.save / f"{spec.name}.json"
+        if saved.exists():
+            try:
+                result = carry_pipeline_over(result, json.loads(saved.read_text()))
+            except (ValueError, OSError) as exc:
+                print(f"not carrying dbt figures over from {saved}: {exc}", file=sys.stderr)
+        saved.write_text(json.dumps(result, indent=2) + "\n")
         (args.save / f"{spec.name}.md").write_text(format_markdown(result))
     print(format_table(result))
     if args.json:

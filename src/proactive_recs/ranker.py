@@ -33,7 +33,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import metrics
 from .interactions import (
     InteractionMatrix,
     build_interaction_matrix,
@@ -494,10 +493,6 @@ def training_frame(
     return TrainingData(X, y, window, X_cold, y_cold)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def _platt(log_odds, y, weight):
     """Logistic map of the log-odds, or None if it would not be increasing."""
     from sklearn.linear_model import LogisticRegression
@@ -509,16 +504,9 @@ def _platt(log_odds, y, weight):
     return model if model.coef_[0, 0] > 0 else None  # decreasing would invert the ranking
 
 
-def _cross_fitted_platt(log_odds, y, weight, random_state) -> np.ndarray:
-    """Platt-calibrated probabilities where each half of the rows is mapped by the map
-    fitted on the other half (an honest estimate of what the map does to new data)."""
-    half = np.random.default_rng(random_state).random(y.size) < 0.5
-    out = _sigmoid(log_odds)
-    for fit_on in (half, ~half):
-        model = _platt(log_odds[fit_on], y[fit_on], weight[fit_on])
-        if model is not None:
-            out[~fit_on] = model.predict_proba(log_odds[~fit_on][:, None])[:, 1]
-    return out
+def _log_loss(prob, y, weight) -> float:
+    p = np.clip(np.asarray(prob, dtype=np.float64), 1e-9, 1 - 1e-9)
+    return float(-(weight * np.where(y, np.log(p), np.log1p(-p))).sum() / weight.sum())
 
 
 def _log_odds(p: np.ndarray) -> np.ndarray:
@@ -536,18 +524,18 @@ class PropensityRanker:
         rows share a user's features and small leaves memorise individual users.
     negative_weight : weight of each negative row; the inverse of the negative sampling
         rate used to build the training frame keeps the probabilities calibrated.
-    calibration : 'auto', 'logistic' or 'none'. With a ``calibration_mask`` in :meth:`fit`
-        (the rows of the validation window: the last horizon before the run date), the
-        booster is first fitted on the other rows and a logistic map of its log-odds
-        (Platt scaling, weighted like the booster) is considered on the masked rows.
-        'logistic' keeps that booster and map: the served score is then the probability
-        as measured on data the booster never saw. 'auto' keeps them only if the map,
-        cross-fitted over two halves of the validation rows, lowers the weighted ECE there
-        by at least a fifth; otherwise the booster is refitted on every row (the most
-        recent window is the most informative one) and no map is used, because the
-        negative re-weighting already calibrates it. Logistic rather than isotonic: the
-        map is strictly increasing, so it never merges candidates into ties and the
-        ranking stays the booster's.
+    calibration : 'auto', 'logistic' or 'none'; uses the ``window`` of each row given to
+        :meth:`fit` (1 = the last horizon before the run date, 2 = the one before, ...).
+        'logistic': the booster is fitted on windows >= 2 and a logistic map of its
+        log-odds (Platt scaling, weighted like the booster) on window 1, a validation window
+        the booster never saw. 'none': the booster is fitted on every window, no map (the
+        negative re-weighting already makes it a probability). 'auto' picks between the
+        two by replaying both procedures one window back and scoring them on window 1 with
+        the weighted log-loss (a proper score: it rewards calibration and ranking):
+        booster on windows >= 2 alone, against booster on windows >= 3 plus a map fitted
+        on window 2. With fewer than three windows it cannot replay and takes 'none'.
+        Logistic rather than isotonic: the map is strictly increasing, so it never merges
+        candidates into ties and the ranking stays the booster's.
     random_state : seeds the booster.
 
     Attributes
@@ -556,8 +544,8 @@ class PropensityRanker:
     feature_names_in_ : columns used (those of ``fit`` with at least one value)
     base_rate_ : weighted share of positives in the training data
     calibrator_ : fitted ``LogisticRegression`` on the booster's log-odds, or None
-    calibration_ece_ : {'raw': ..., 'calibrated': ...} weighted ECE on the validation rows
-        (the calibrated one cross-fitted), or {} when no calibration was considered
+    calibration_check_ : {'log_loss_without_map': ..., 'log_loss_with_map': ...} of the
+        replay on window 1 ('auto' with >= 3 windows), else {}
     """
 
     def __init__(
@@ -580,44 +568,62 @@ class PropensityRanker:
         self.calibration = calibration
         self.random_state = random_state
 
-    def fit(self, X: pd.DataFrame, y, calibration_mask=None) -> PropensityRanker:
-        """Fit on (X, y); rows where ``calibration_mask`` is True fit the calibration map
-        instead (see ``calibration``). Without usable calibration rows (none given, or no
-        positive on either side) the booster uses every row and no map is fitted."""
+    def fit(self, X: pd.DataFrame, y, window=None) -> PropensityRanker:
+        """Fit on (X, y); ``window`` (one per row, 1 = most recent) drives the calibration
+        step (see ``calibration``). Without it, or without a positive in the windows a
+        step needs, the booster uses every row and no map is fitted."""
         if self.calibration not in ("auto", "logistic", "none"):
             raise ValueError(
                 f"calibration must be 'auto', 'logistic' or 'none', got {self.calibration!r}"
             )
         y = np.asarray(y, dtype=bool)
-        held = np.zeros(y.size, bool) if calibration_mask is None else np.asarray(calibration_mask)
-        if self.calibration == "none" or not (y[held].any() and y[~held].any()):
-            held = np.zeros(y.size, bool)
+        window = np.ones(y.size, np.int64) if window is None else np.asarray(window)
         # Columns without a single value (no prices, no categories in this shop) carry no
         # information and trip the booster's binning: leave them out.
         used = [c for c in X.columns if X[c].notna().any()]
         X = X[used]
         weight = np.where(y, 1.0, float(self.negative_weight))
-        X_held, y_held, w_held = X[held], y[held], weight[held]
         self.feature_names_in_ = list(X.columns)
-        self.calibrator_, self.calibration_ece_ = None, {}
-        self.model_ = self._booster().fit(X[~held], y[~held], sample_weight=weight[~held])
-        if held.any():
-            raw = _log_odds(self.model_.predict_proba(X_held)[:, 1])
-            keep = True
-            if self.calibration == "auto":
-                crossed = _cross_fitted_platt(raw, y_held, w_held, self.random_state)
-                self.calibration_ece_ = {
-                    "raw": metrics.expected_calibration_error(_sigmoid(raw), y_held, weight=w_held),
-                    "calibrated": metrics.expected_calibration_error(
-                        crossed, y_held, weight=w_held
-                    ),
-                }
-                keep = self.calibration_ece_["calibrated"] <= 0.8 * self.calibration_ece_["raw"]
-            if keep:
-                self.calibrator_ = _platt(raw, y_held, w_held)
-        if self.calibrator_ is None and held.any():
-            self.model_ = self._booster().fit(X, y, sample_weight=weight)
+        self.calibrator_, self.calibration_check_ = None, {}
         self.base_rate_ = float(y.sum() / weight.sum())
+
+        def fit_on(rows):
+            return self._booster().fit(X[rows], y[rows], sample_weight=weight[rows])
+
+        def usable(rows):
+            return bool(y[rows].any() and (~y[rows]).any())
+
+        last, older = window == 1, window >= 2
+        use_map = self.calibration == "logistic"
+        if self.calibration == "auto":
+            oldest = window >= 3
+            if usable(last) and usable(window == 2) and usable(oldest):
+                without = fit_on(older).predict_proba(X[last])[:, 1]
+                previous = fit_on(oldest)
+                platt = _platt(
+                    _log_odds(previous.predict_proba(X[window == 2])[:, 1]),
+                    y[window == 2],
+                    weight[window == 2],
+                )
+                if platt is not None:
+                    raw = _log_odds(previous.predict_proba(X[last])[:, 1])
+                    with_map = platt.predict_proba(raw[:, None])[:, 1]
+                    self.calibration_check_ = {
+                        "log_loss_without_map": _log_loss(without, y[last], weight[last]),
+                        "log_loss_with_map": _log_loss(with_map, y[last], weight[last]),
+                    }
+                    use_map = (
+                        self.calibration_check_["log_loss_with_map"]
+                        < self.calibration_check_["log_loss_without_map"]
+                    )
+        if use_map and usable(last) and usable(older):
+            self.model_ = fit_on(older)
+            self.calibrator_ = _platt(
+                _log_odds(self.model_.predict_proba(X[last])[:, 1]), y[last], weight[last]
+            )
+            if self.calibrator_ is not None:
+                return self
+        self.model_ = fit_on(np.ones(y.size, bool))
         return self
 
     def _booster(self):

@@ -122,8 +122,8 @@ DEFAULT_PARAMS: dict = {
     "ranker_max_iter": 100,
     "ranker_learning_rate": 0.1,
     "min_positives": 50,
-    # probability calibration on the last window before run_date: auto, logistic or none
-    # (see PropensityRanker)
+    # probability calibration on the last window before run_date: auto (chosen by replaying
+    # one window back), logistic or none (see PropensityRanker)
     "calibration": "auto",
     # brand-new items: attribute model + day-0 ranker (see coldstart.py)
     "cold_items": True,
@@ -608,11 +608,11 @@ def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreRes
             ranker = PropensityRanker(
                 calibration=p["calibration"] or "none",
                 **ranker_params,
-            ).fit(td.X, td.y, calibration_mask=td.window == 1)
+            ).fit(td.X, td.y, window=td.window)
             # What the validation window decided, for model_parameters.
             used["calibration_applied"] = ranker.calibrator_ is not None
-            for name, value in ranker.calibration_ece_.items():
-                used[f"validation_ece_{name}"] = round(value, 5)
+            for name, value in ranker.calibration_check_.items():
+                used[f"validation_{name}"] = round(value, 6)
         else:
             log.warning(
                 "second stage skipped: %d positive examples in %d past windows (need %d);"

@@ -513,3 +513,28 @@ def test_numba_without_a_cache_location_falls_back(recwarn):
     with pytest.warns(RuntimeWarning, match="cannot cache plus_one"):
         compiled = topk_module._jit()(namespace["plus_one"])
     assert compiled(1) == 2
+
+
+def test_concurrent_calls_agree_and_restore_the_blas_threads():
+    # topk_both limits BLAS to one thread per numba thread while it runs; calls from
+    # several Python threads at once must still give their own results and leave the
+    # BLAS thread counts as they were.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {
+            i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
+        }
+
+    rng = np.random.default_rng(21)
+    cases = [rng.integers(-3, 4, (int(n), 3)).astype(np.float32) for n in (50, 80, 120, 30)]
+    V = rng.integers(-3, 4, (70, 3)).astype(np.float32)
+    topk_both(cases[0], V, k_items=1, k_users=1)  # loads every BLAS the kernel uses
+    before = blas_threads()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda U: topk_both(U, V, k_items=6, k_users=8), cases * 3))
+    assert blas_threads() == before
+    for U, result in zip(cases * 3, got, strict=True):
+        _assert_same(result, _reference(U, V, 6, 8))
