@@ -3,31 +3,42 @@
 Scores are dot products of user and item vectors (MF factors, or any vectors whose
 dot product is the ranking score, e.g. factors augmented with bias columns). Masked-out
 users and items are dropped up front (they get no list and appear in no list), so only
-active users x active items are ever scored. Active users are processed in blocks; each
-block costs one BLAS matrix product ``block x active items``, followed by one pass of a
-compiled (numba) kernel over the block that, per row,
+active users x active items are ever scored; the full users x items score matrix never
+exists.
 
-* applies the boosts and the row's exclusions in place,
-* keeps the row's top ``k_items`` items in a size-k heap (final once the row is done),
-* offers every entry to the running top ``k_users`` users of its item.
+The work is one compiled (numba) kernel. The active users are split into one contiguous
+range per numba thread ("part"); each part walks its range in increasing order, a chunk
+of users at a time: a single-threaded BLAS product ``chunk x active items`` into the
+part's own buffer, then, per row of the chunk, while it is still in cache,
 
-The kernel splits each block's rows into one contiguous range per thread. Every thread
-keeps its own running heaps of users per item and sees its users in increasing order,
-over all blocks; after the last block the threads' heaps of every item are merged.
-Rows are scanned in increasing column order and users in increasing order, so an
-entry equal to a full heap's worst score always has the higher index and loses: a full
-heap is entered only by a strictly greater score, and the heap's worst score is the
-pruning threshold (one comparison per entry and direction). ``-inf`` and NaN never pass
+* the boosts and the row's exclusions are applied in place,
+* the row's own top ``k_items`` is selected (final once the row is done),
+* every entry is offered to the part's running top ``k_users`` of its item.
+
+Candidates are kept in buffers of about ``2 k`` uint64 keys that sort by (score desc,
+index asc); a full buffer is shrunk to a set holding its best ``k`` and the shrink sets
+the list's pruning threshold. Rows are scanned in increasing item order and every part
+sees its users in increasing order, so an entry equal to the threshold always has a
+higher index than the ``k`` kept ones and loses: only a strictly greater score enters.
+The comparisons with both thresholds run 64 entries at a time into a bit mask
+(vectorised), and only the set bits are visited. A row starts from a threshold taken
+from the maxima of runs of the row (a cheap lower bound of its ``k``-th best); an
+item's threshold also rises to what the other parts have already established. After
+the last chunk the parts' buffers of every item are merged. ``-inf`` and NaN never pass
 a strict comparison and are never selected; lists with fewer finite candidates than
-``k`` are padded.
+``k`` are padded. With a ``transform`` (arbitrary Python) the products and the
+transform run in numpy on blocks of users and the kernel selects from the blocks.
 
-Peak memory is one ``block_size x n_items`` float32 block (a few MB by default), the
-running heaps (``threads x n_items x k_users`` score/index pairs) and the outputs; the
-full users x items score matrix never exists.
+Peak memory: one chunk of scores per thread (about 4 MB by default), per thread a
+buffer of ``2 k_users + 16`` keys (8 bytes) per item, and the outputs.
 
-The kernel is compiled on first use (a few seconds) and cached on disk next to this
-module (numba ``cache=True``); when no cache location is writable it is compiled once
-per process instead.
+While the kernel runs, BLAS is limited to one thread (threadpoolctl; the numba threads
+already occupy the cores, see ``numba.set_num_threads``), and calls from several Python
+threads of one process take turns.
+
+The kernels are compiled on first use (10-20 s) and cached on disk next to this module
+(numba ``cache=True``; later processes load them in well under a second); when no cache
+location is writable they are compiled once per process instead, with a warning.
 
 Boosting rule (documented choice): with ``b = user_boost[u] * item_boost[i]``,
 ``boosted = s * b`` when ``s >= 0`` and ``s / b`` when ``s < 0``. The map is continuous
@@ -46,8 +57,10 @@ of threads.
 
 from __future__ import annotations
 
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -56,6 +69,7 @@ import scipy.sparse as sp
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "MIN_BOOST",
@@ -69,17 +83,17 @@ __all__ = [
 ]
 
 MIN_BOOST = 1e-6
-# Users per block by default: a block of 256 KB... see default_block_size.
-_TARGET_BLOCK_BYTES = 4 << 20
-_MIN_BLOCK_ROWS = 32
+_TARGET_CHUNK_BYTES = 4 << 20
+_MIN_CHUNK_ROWS = 64
 
 
 def default_block_size(n_items: int) -> int:
-    """Users per block when ``block_size`` is not given: about 4 MB of float32 scores
-    (so the block the kernel reads back is still in the 32 MB L3 cache after the
-    product wrote it), but at least 32 rows (narrower products run far below BLAS
-    speed)."""
-    return max(_MIN_BLOCK_ROWS, _TARGET_BLOCK_BYTES // (4 * max(int(n_items), 1)))
+    """Users per product (per thread) when ``block_size`` is not given: about 4 MB of
+    float32 scores, so that a thread's chunk is still in cache (32 MB L3 on the
+    benchmark machine, shared by the threads) when the kernel reads it back, but at
+    least 64 users: smaller products spend more time packing the item factors than
+    multiplying (measured slower at 32 and 16 users with 18k items)."""
+    return max(_MIN_CHUNK_ROWS, _TARGET_CHUNK_BYTES // (4 * max(int(n_items), 1)))
 
 
 @dataclass(frozen=True)
@@ -320,7 +334,7 @@ def _segment_mask(S, row, base, row_thr, col_thr, t):
 
 
 @_jit(inline="always")
-def _offer(S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_keys, col_n, k_cols):
+def _offer(S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_own, col_keys, col_n, k_cols):
     """Offer entry ``S[r, i]`` (user ``u``) to the row's buffer ``row_keys[t, :n]`` and to
     column ``i``'s buffer; returns the row buffer's new length and threshold."""
     s = S[r, i]
@@ -335,13 +349,17 @@ def _offer(S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_keys, col_n
         col_keys[c, m] = _key(s, u)
         m += 1
         if m == col_keys.shape[1]:
-            m, col_thr[t, i] = _compact(col_keys, c, m, k_cols)
+            m, own = _compact(col_keys, c, m, k_cols)
+            col_own[t, i] = own
+            col_thr[t, i] = max(col_thr[t, i], own)
         col_n[t, i] = m
     return n, row_thr
 
 
 @_jit()
-def _scan_row(S, bits, r, u, t, k_rows, row_keys, maxima, col_thr, col_keys, col_n, k_cols):
+def _scan_row(
+    S, bits, r, u, t, k_rows, row_keys, maxima, col_thr, col_own, col_keys, col_n, k_cols
+):
     """Offer the entries of row ``r`` (user ``u``) to its own buffer ``row_keys[t]``
     (returns its length) and to the column buffers of thread part ``t``.
 
@@ -353,62 +371,102 @@ def _scan_row(S, bits, r, u, t, k_rows, row_keys, maxima, col_thr, col_keys, col
     n = 0
     row_thr = _row_floor(bits, r, k_rows, maxima, t) if k_rows > 0 else _POS_INF
     row = _u(r)
-    full = n_cols - n_cols % _SEGMENT
-    for i0 in range(0, full, _SEGMENT):
-        mask = _segment_mask(S, row, _u(i0), row_thr, col_thr, t)
+    for i0 in range(0, n_cols, _SEGMENT):
+        if i0 + _SEGMENT <= n_cols:
+            mask = _segment_mask(S, row, _u(i0), row_thr, col_thr, t)
+        else:  # the row's last, shorter segment
+            mask = np.uint64(0)
+            for i in range(i0, n_cols):
+                if S[r, i] > row_thr or S[r, i] > col_thr[t, i]:
+                    mask |= np.uint64(1) << _u(i - i0)
         while mask:
             i = i0 + np.int64(_ctz(mask))
             mask &= mask - np.uint64(1)
             n, row_thr = _offer(
-                S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_keys, col_n, k_cols
-            )
-    for i in range(full, n_cols):
-        n, row_thr = _offer(
-            S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_keys, col_n, k_cols
-        )
+                S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_own, col_keys,
+                col_n, k_cols,
+            )  # fmt: skip
     return n
 
 
-@_jit(parallel=True, nogil=True)
-def _block_kernel(
-    S, first, row_ids, col_ids, ub, ib, has_boost, ex_ptr, ex_idx,
-    k_rows, out_idx, out_val, row_keys, row_maxima, col_keys, col_n, col_thr, k_cols,
-):  # fmt: skip
-    """One pass over the score block ``S`` (rows = compact users ``first, first + 1, ...``),
-    modified in place (boosts, exclusions), split into one range of rows per thread part.
+@_jit()
+def _share_thresholds(col_thr, col_own, t):
+    """Raise part ``t``'s column thresholds to what the other parts have established.
 
-    Rows: the best ``k_rows`` columns, written to ``out_*[row_ids[first + r]]`` as
-    ``col_ids`` (``k_rows == 0``: none). Columns: entries beating ``col_thr[t, c]`` are
-    appended to the running buffer ``col_keys[t * n_cols + c, :col_n[t, c]]`` of part
-    ``t``, compacted to the best ``k_cols`` when full (``col_thr`` is +inf when
-    ``k_cols == 0``).
+    ``col_own[p, c]`` is the threshold of part ``p``'s own buffer of column ``c``: at
+    least ``k`` of its entries score at least that much, so an entry of another part
+    scoring strictly less cannot make the column's list. (Another part's entries may
+    have lower or higher indices, so ties are let through: one float32 step lower.)
+    The other parts write their row of ``col_own`` concurrently; thresholds only rise,
+    so a stale value is merely a weaker bound.
     """
-    n_rows, n_cols = S.shape
+    n_parts, n_cols = col_own.shape
+    for p in range(n_parts):
+        if p == t:
+            continue
+        for c in range(n_cols):
+            v = col_own[p, c]
+            if v > col_thr[t, c]:
+                col_thr[t, c] = max(col_thr[t, c], np.float32(np.nextafter(v, _NEG_INF)))
+
+
+@_jit(parallel=True, nogil=True)
+def _kernel(
+    U, VT, S, lo, hi, chunk, fused, row_ids, col_ids, ub, ib, has_boost, ex_ptr, ex_idx,
+    k_rows, out_idx, out_val, row_keys, row_maxima, col_keys, col_n, col_thr, col_own,
+    k_cols,
+):  # fmt: skip
+    """Select over the compact users ``lo .. hi - 1``, split into one contiguous range per
+    thread part ``t`` (``col_thr.shape[0]`` parts), each walked in increasing order.
+
+    ``fused``: part ``t`` computes its users' scores ``chunk`` at a time into its rows
+    ``S[t * chunk : (t + 1) * chunk]`` with a single-threaded BLAS product
+    ``U[users] @ VT``, then selects from them while they are in cache. Otherwise ``S``
+    already holds the scores of users ``lo .. hi - 1`` (row ``u - lo``). Scores are
+    modified in place (boosts, exclusions).
+
+    Rows: the best ``k_rows`` columns, written to ``out_*[row_ids[u]]`` as ``col_ids``
+    (``k_rows == 0``: none). Columns: entries beating ``col_thr[t, c]`` are appended to
+    the running buffer ``col_keys[t * n_cols + c, :col_n[t, c]]`` of part ``t``, shrunk
+    when full (``col_thr`` is +inf when ``k_cols == 0``).
+    """
     n_parts = col_thr.shape[0]
+    n_cols = S.shape[1]
     bits = S.view(np.int32)
     for t in numba.prange(n_parts):
-        for r in range(t * n_rows // n_parts, (t + 1) * n_rows // n_parts):
-            u = first + r
-            if has_boost:
-                bu = ub[u]
-                for i in range(n_cols):
-                    s = S[_u(r), _u(i)]
-                    b = max(bu * ib[_u(i)], _MIN_BOOST32)
-                    S[_u(r), _u(i)] = s * b if s >= 0 else s / b
-            for p in range(ex_ptr[u], ex_ptr[u + 1]):
-                S[r, ex_idx[p]] = _NEG_INF
-            n = _scan_row(
-                S, bits, r, u, t, k_rows, row_keys, row_maxima, col_thr, col_keys, col_n, k_cols
-            )
-            if k_rows > 0:
-                if n > k_rows:
-                    _nth(row_keys, t, n, k_rows)
-                    n = k_rows
-                row_keys[t, :n].sort()
-                dest = row_ids[u]
-                for j in range(n):
-                    out_idx[dest, j] = col_ids[_key_index(row_keys[t, j])]
-                    out_val[dest, j] = _key_score(row_keys[t, j])
+        a = lo + t * (hi - lo) // n_parts
+        b = lo + (t + 1) * (hi - lo) // n_parts
+        step = chunk if fused else max(b - a, 1)
+        for c0 in range(a, b, step):
+            c1 = min(c0 + step, b)
+            base = t * chunk if fused else c0 - lo
+            if fused:
+                np.dot(U[c0:c1], VT, S[base : base + c1 - c0])
+            if k_cols > 0 and n_parts > 1:
+                _share_thresholds(col_thr, col_own, t)
+            for u in range(c0, c1):
+                r = base + u - c0
+                if has_boost:
+                    bu = ub[u]
+                    for i in range(n_cols):
+                        s = S[_u(r), _u(i)]
+                        boost = max(bu * ib[_u(i)], _MIN_BOOST32)
+                        S[_u(r), _u(i)] = s * boost if s >= 0 else s / boost
+                for p in range(ex_ptr[u], ex_ptr[u + 1]):
+                    S[r, ex_idx[p]] = _NEG_INF
+                n = _scan_row(
+                    S, bits, r, u, t, k_rows, row_keys, row_maxima, col_thr, col_own,
+                    col_keys, col_n, k_cols,
+                )  # fmt: skip
+                if k_rows > 0:
+                    if n > k_rows:
+                        _nth(row_keys, t, n, k_rows)
+                        n = k_rows
+                    row_keys[t, :n].sort()
+                    dest = row_ids[u]
+                    for j in range(n):
+                        out_idx[dest, j] = col_ids[_key_index(row_keys[t, j])]
+                        out_val[dest, j] = _key_score(row_keys[t, j])
 
 
 @_jit(parallel=True, nogil=True)
@@ -438,6 +496,11 @@ def _empty(n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((n_rows, k), -1, dtype=np.int64), np.full((n_rows, k), -np.inf, np.float32)
 
 
+def _n_parts() -> int:
+    """Thread parts of a selection: one per numba thread (``numba.set_num_threads``)."""
+    return max(1, numba.get_num_threads())
+
+
 def _capacity(k: int) -> int:
     """Buffer length of a list of length ``k``: appends between two compactions."""
     return 2 * k + 16
@@ -456,7 +519,7 @@ class _Selector:
         n_users, n_items = user_ids.size, item_ids.size
         self.k_rows = min(k_items, n_items)
         self.k_cols = min(k_users, n_users)
-        parts = max(1, numba.get_num_threads())
+        self.parts = parts = _n_parts()
         self.row_keys = np.empty((parts, _capacity(self.k_rows)), np.uint64)
         self.row_maxima = np.empty((parts, 4 * self.k_rows + 4), np.int32)
         cols = n_items if self.k_cols else 1
@@ -464,16 +527,18 @@ class _Selector:
         self.col_n = np.zeros((parts, cols), np.int64)
         # +inf thresholds: a direction with k = 0 is never entered.
         self.col_thr = np.full((parts, n_items), -np.inf if self.k_cols else np.inf, np.float32)
+        self.col_own = np.full((parts, cols), -np.inf, np.float32)
         self.has_boost = ub is not None or ib is not None
         self.ub = ub if ub is not None else np.ones(n_users if self.has_boost else 1, np.float32)
         self.ib = ib if ib is not None else np.ones(n_items if self.has_boost else 1, np.float32)
         self.ex_ptr, self.ex_idx = ex
 
-    def block(self, S: np.ndarray, first: int) -> None:
-        _block_kernel(
-            S, first, self.user_ids, self.item_ids, self.ub, self.ib, self.has_boost,
-            self.ex_ptr, self.ex_idx, self.k_rows, *self.out_ui, self.row_keys,
-            self.row_maxima, self.col_keys, self.col_n, self.col_thr, self.k_cols,
+    def run(self, U, VT, S, lo, hi, chunk, fused) -> None:
+        _kernel(
+            U, VT, S, lo, hi, chunk, fused, self.user_ids, self.item_ids, self.ub, self.ib,
+            self.has_boost, self.ex_ptr, self.ex_idx, self.k_rows, *self.out_ui,
+            self.row_keys, self.row_maxima, self.col_keys, self.col_n, self.col_thr,
+            self.col_own, self.k_cols,
         )  # fmt: skip
 
     def finish(self) -> None:
@@ -482,6 +547,20 @@ class _Selector:
                 self.col_keys, self.col_n, self.k_cols, self.item_ids, self.user_ids,
                 *self.out_iu,
             )  # fmt: skip
+
+
+# One fused selection at a time per process: each already uses every core, and BLAS
+# limits are process-wide, so concurrent calls would fight over them.
+_FUSED_LOCK = threading.Lock()
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """The fused kernel's section: exclusive (see ``_FUSED_LOCK``), with BLAS limited to
+    one thread (threadpoolctl; the numba threads already use every core). The limits
+    are set and restored by the calling thread."""
+    with _FUSED_LOCK, threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def _no_exclusions(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -531,8 +610,8 @@ def topk_both(
         the (transformed) score before the cut with the rule of :func:`apply_boost`.
     transform : optional elementwise monotone map applied to raw dot products before
         boosting (e.g. ``scipy.special.expit`` to boost probabilities instead of logits).
-    block_size : users per block; by default :func:`default_block_size` (about 4 MB of
-        scores per block).
+    block_size : users per BLAS product, per thread (with a ``transform``: per thread
+        and block); by default :func:`default_block_size` (about 4 MB of scores).
     """
     U = np.asarray(user_factors, dtype=np.float32)
     V = np.asarray(item_factors, dtype=np.float32)
@@ -564,7 +643,7 @@ def topk_both(
         return np.ascontiguousarray(boost if mask.all() else boost[ids])
 
     ub, ib = compact(user_boost, umask, user_ids), compact(item_boost, imask, item_ids)
-    Uc = U if umask.all() else U[user_ids]
+    Uc = np.ascontiguousarray(U if umask.all() else U[user_ids])
     VT = np.ascontiguousarray((V if imask.all() else V[item_ids]).T)
     ex = (
         _no_exclusions(user_ids.size)
@@ -573,20 +652,29 @@ def topk_both(
     )
     sel = _Selector(user_ids, item_ids, ui, iu, k_items, k_users, ub, ib, ex)
 
-    n_active = user_ids.size
-    if block_size is None:
-        block_size = default_block_size(item_ids.size)
-    block_size = max(1, min(int(block_size), n_active))
-    buf = np.empty((block_size, item_ids.size), np.float32)
-    for start in range(0, n_active, block_size):
-        stop = min(start + block_size, n_active)
-        S = buf[: stop - start]
-        np.matmul(Uc[start:stop], VT, out=S)
-        if transform is not None:
-            S = np.require(transform(S), np.float32, ["C", "W"])
-            if S.shape != (stop - start, item_ids.size):
+    n_active, n_cols = user_ids.size, item_ids.size
+    chunk = max(1, int(block_size or default_block_size(n_cols)))
+    if transform is None:
+        # Each thread part computes and selects its own chunks: no hand-over between
+        # BLAS threads and kernel threads, and the scores are read back from cache. One
+        # BLAS thread per part (the parts already use every core).
+        chunk = min(chunk, -(-n_active // sel.parts))
+        S = np.empty((sel.parts * chunk, n_cols), np.float32)
+        with _one_blas_thread():
+            sel.run(Uc, VT, S, 0, n_active, chunk, True)
+    else:
+        # The transform is Python: blocks of users are scored by numpy, transformed,
+        # then selected by the kernel.
+        block = min(sel.parts * chunk, n_active)
+        S = np.empty((block, n_cols), np.float32)
+        for lo in range(0, n_active, block):
+            hi = min(lo + block, n_active)
+            np.matmul(Uc[lo:hi], VT, out=S[: hi - lo])
+            out = np.asarray(transform(S[: hi - lo]), dtype=np.float32)
+            if out.shape != (hi - lo, n_cols):
                 raise ValueError("transform must be elementwise (same shape out as in)")
-        sel.block(S, start)
+            S[: hi - lo] = out
+            sel.run(Uc, VT, S[: hi - lo], lo, hi, chunk, False)
     sel.finish()
     return TopK(*ui, *iu)
 
@@ -596,7 +684,7 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     index wins. ``-inf`` and NaN entries are never selected: rows with fewer than ``k``
     finite entries are padded with index -1 and score -inf. (The row direction of the
     :func:`topk_both` kernel.)"""
-    scores = np.require(scores, np.float32, ["C"])
+    scores = np.require(scores, np.float32, ["C", "W"])
     n_rows, n_cols = scores.shape
     out = _empty(n_rows, int(k))
     if k == 0 or n_rows == 0 or n_cols == 0:
@@ -605,7 +693,9 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         np.arange(n_rows), np.arange(n_cols), out, None, int(k), 0, None, None,
         _no_exclusions(n_rows),
     )  # fmt: skip
-    sel.block(scores, 0)  # no boosts or exclusions: the kernel only reads the scores
+    # No boosts or exclusions: the kernel only reads the scores. (The factors are unused.)
+    unused = np.zeros((1, 1), np.float32)
+    sel.run(unused, unused, scores, 0, n_rows, 1, False)
     return out
 
 
