@@ -106,6 +106,7 @@ STAGING_TABLES = (
 OUTPUT_TABLES = (
     "user_item_scores",
     "item_user_scores",
+    "prelaunch_item_user_scores",
     "user_category_scores",
     "model_evaluation",
     "notification_audience",
@@ -781,6 +782,20 @@ def _output_checks(
             "item_id",
             "user_id",
         )
+    if "prelaunch_item_user_scores" in present:
+        frame = read_table(con, schema, "prelaunch_item_user_scores")
+        _score_checks(plan, "prelaunch_item_user_scores", frame, "item_id", "user_id")
+        # Pre-launch audiences are for items not yet on sale at the run date.
+        upcoming = TableCheck(
+            "outputs", "prelaunch_item_user_scores [not yet on sale]", frame
+        ).columns_exist(["available_from"])
+        upcoming.expect(
+            "ExpectColumnValuesToBeBetween",
+            column="available_from",
+            min_value=pd.Timestamp(run_date),
+            strict_min=True,
+        )
+        plan.checks.append(upcoming)
     if "user_category_scores" in present:
         _score_checks(
             plan,
