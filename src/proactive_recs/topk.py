@@ -29,7 +29,7 @@ a strict comparison and are never selected; lists with fewer finite candidates t
 ``k`` are padded. With a ``transform`` (arbitrary Python) the products and the
 transform run in numpy on blocks of users and the kernel selects from the blocks.
 
-Peak memory: one chunk of scores per thread (about 4 MB by default), per thread a
+Peak memory: one chunk of scores per thread (about 8 MB by default), per thread a
 buffer of ``2 k_users + 16`` keys (8 bytes) per item, and the outputs.
 
 While the kernel runs, BLAS is limited to one thread (threadpoolctl; the numba threads
@@ -83,16 +83,17 @@ __all__ = [
 ]
 
 MIN_BOOST = 1e-6
-_TARGET_CHUNK_BYTES = 4 << 20
-_MIN_CHUNK_ROWS = 64
+_TARGET_CHUNK_BYTES = 8 << 20
+_MIN_CHUNK_ROWS = 128
 
 
 def default_block_size(n_items: int) -> int:
-    """Users per product (per thread) when ``block_size`` is not given: about 4 MB of
-    float32 scores, so that a thread's chunk is still in cache (32 MB L3 on the
-    benchmark machine, shared by the threads) when the kernel reads it back, but at
-    least 64 users: smaller products spend more time packing the item factors than
-    multiplying (measured slower at 32 and 16 users with 18k items)."""
+    """Users per product (per thread) when ``block_size`` is not given: about 8 MB of
+    float32 scores, so that the threads' chunks are still in cache (32 MB L3 on the
+    benchmark machine, shared by 2 threads) when the kernel reads them back, but at
+    least 128 users: every product repacks all the item factors, which costs a third
+    of the product's time at 64 users with 64 factors (measured at 18k items: 64 users
+    slower than 128 and 256; 16 and 32 slower still)."""
     return max(_MIN_CHUNK_ROWS, _TARGET_CHUNK_BYTES // (4 * max(int(n_items), 1)))
 
 
@@ -327,8 +328,7 @@ def _segment_mask(S, row, base, row_thr, col_thr, t):
     part = _u(t)
     for j in range(_SEGMENT):
         i = base + _u(j)
-        s = S[row, i]
-        hit = (s > row_thr) | (s > col_thr[part, i])
+        hit = S[row, i] > min(row_thr, col_thr[part, i])  # thresholds are never NaN
         mask |= np.uint64(hit) << _u(j)
     return mask
 
@@ -611,7 +611,7 @@ def topk_both(
     transform : optional elementwise monotone map applied to raw dot products before
         boosting (e.g. ``scipy.special.expit`` to boost probabilities instead of logits).
     block_size : users per BLAS product, per thread (with a ``transform``: per thread
-        and block); by default :func:`default_block_size` (about 4 MB of scores).
+        and block); by default :func:`default_block_size` (about 8 MB of scores).
     """
     U = np.asarray(user_factors, dtype=np.float32)
     V = np.asarray(item_factors, dtype=np.float32)
