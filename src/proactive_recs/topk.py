@@ -150,6 +150,7 @@ _SIGN32 = np.uint64(0x80000000)
 _SHIFT32 = np.uint64(32)
 _SEGMENT = 64  # entries compared at once into a bit mask
 _SAMPLE = 16  # keys sampled for the pivot of a buffer compaction
+_SHORT = 64  # lists up to this long are insertion-sorted
 _ORDERED_POS_INF = np.int32(0x7F800000)
 _ORDERED_NEG_INF = np.int32(-0x7F800001)
 
@@ -211,6 +212,27 @@ def _nth(a, r, n, k):
             lo = i
         else:
             break
+
+
+@_jit()
+def _best_sorted(a, r, n, k):
+    """Put the ``min(n, k)`` smallest of the keys ``a[r, :n]`` first, in increasing
+    order; returns ``min(n, k)``. (Insertion sort for the short lists it usually gets:
+    about twice as fast as a selection followed by numba's sort at 60 keys.)"""
+    if n > k and (n > _SHORT or k > _SHORT):
+        _nth(a, r, n, k)
+        n = k
+    if n > _SHORT:
+        a[r, :n].sort()
+        return n
+    for i in range(1, n):
+        x = a[r, i]
+        j = i - 1
+        while j >= 0 and a[r, j] > x:
+            a[r, j + 1] = a[r, j]
+            j -= 1
+        a[r, j + 1] = x
+    return min(n, k)
 
 
 @_jit()
@@ -276,7 +298,7 @@ def _row_floor(bits, r, k, maxima, t):
     """A threshold below which no entry of row ``r`` can be among its ``k`` best, or -inf
     (``bits``: the int32 view of the score block; ``maxima[t]``: scratch).
 
-    The row is cut into runs of a multiple of 64 entries (at least ``k`` runs, about
+    The row is cut into runs of a multiple of 16 entries (at least ``k`` runs, about
     ``2 k`` when the row is long enough); the ``k``-th largest of the runs' maxima, being
     ``k`` distinct entries of the row, cannot exceed the row's ``k``-th largest. The
     maxima are taken on order-preserving integer bits, which vectorises whatever NaN the
@@ -284,7 +306,7 @@ def _row_floor(bits, r, k, maxima, t):
     float32 step lower, so that entries equal to it still pass a strict ``>``.
     """
     n_cols = bits.shape[1]
-    width = 64 * max(1, n_cols // (128 * k))
+    width = 16 * max(1, n_cols // (32 * k))
     n_runs = min(n_cols // width, maxima.shape[1])
     if n_runs < k:
         return _NEG_INF
@@ -320,73 +342,74 @@ def _row_floor(bits, r, k, maxima, t):
     return np.float32(np.nextafter(kth, _NEG_INF))
 
 
-@_jit(inline="always")
-def _segment_mask(S, row, base, row_thr, col_thr, t):
-    """Bit j set when ``S[row, base + j]`` beats ``row_thr`` or ``col_thr[t, base + j]``
-    (64 entries; the fixed trip count lets LLVM vectorise the comparisons)."""
-    mask = np.uint64(0)
-    part = _u(t)
-    for j in range(_SEGMENT):
-        i = base + _u(j)
-        hit = S[row, i] > min(row_thr, col_thr[part, i])  # thresholds are never NaN
-        mask |= np.uint64(hit) << _u(j)
-    return mask
-
-
-@_jit(inline="always")
-def _offer(S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_own, col_keys, col_n, k_cols):
-    """Offer entry ``S[r, i]`` (user ``u``) to the row's buffer ``row_keys[t, :n]`` and to
-    column ``i``'s buffer; returns the row buffer's new length and threshold."""
-    s = S[r, i]
-    if s > row_thr:
-        row_keys[t, n] = _key(s, i)
-        n += 1
-        if n == row_keys.shape[1]:
-            n, row_thr = _compact(row_keys, t, n, k_rows)
-    if s > col_thr[t, i]:
-        c = t * S.shape[1] + i
-        m = col_n[t, i]
-        col_keys[c, m] = _key(s, u)
-        m += 1
-        if m == col_keys.shape[1]:
-            m, own = _compact(col_keys, c, m, k_cols)
-            col_own[t, i] = own
-            col_thr[t, i] = max(col_thr[t, i], own)
-        col_n[t, i] = m
-    return n, row_thr
-
-
 @_jit()
-def _scan_row(
-    S, bits, r, u, t, k_rows, row_keys, maxima, col_thr, col_own, col_keys, col_n, k_cols
-):
-    """Offer the entries of row ``r`` (user ``u``) to its own buffer ``row_keys[t]``
-    (returns its length) and to the column buffers of thread part ``t``.
+def _select_rows(
+    S, bits, r0, c0, c1, t, row_ids, col_ids, ub, ib, has_boost, ex_ptr, ex_idx, k_rows,
+    out_idx, out_val, row_keys, maxima, col_thr, col_own, col_keys, col_n, k_cols,
+):  # fmt: skip
+    """Select from rows ``r0 ..`` of ``S``, the scores of users ``c0 .. c1 - 1``, in thread
+    part ``t``: per row, apply the boosts and the exclusions, select the row's best
+    ``k_rows`` into ``out_*[row_ids[u]]`` and offer its entries to the column buffers.
 
     The row's threshold starts at :func:`_row_floor`. Most entries beat neither
-    threshold: 64 entries at a time are compared at once into a bit mask and only the
-    set bits are visited.
+    threshold: 64 entries at a time are compared at once into a bit mask (the fixed
+    trip count lets LLVM vectorise the comparisons) and only the set bits are visited.
+    (One call per chunk of rows, written out: every call of a compiled function and
+    every inlined helper with array arguments costs atomic reference counting, on
+    arrays shared by the threads.)
     """
     n_cols = S.shape[1]
-    n = 0
-    row_thr = _row_floor(bits, r, k_rows, maxima, t) if k_rows > 0 else _POS_INF
-    row = _u(r)
-    for i0 in range(0, n_cols, _SEGMENT):
-        if i0 + _SEGMENT <= n_cols:
-            mask = _segment_mask(S, row, _u(i0), row_thr, col_thr, t)
-        else:  # the row's last, shorter segment
+    cap_rows, cap_cols = row_keys.shape[1], col_keys.shape[1]
+    part = _u(t)
+    for u in range(c0, c1):
+        r = r0 + u - c0
+        row = _u(r)
+        if has_boost:
+            bu = ub[u]
+            for i in range(n_cols):
+                s = S[row, _u(i)]
+                boost = max(bu * ib[_u(i)], _MIN_BOOST32)
+                S[row, _u(i)] = s * boost if s >= 0 else s / boost
+        for p in range(ex_ptr[u], ex_ptr[u + 1]):
+            S[r, ex_idx[p]] = _NEG_INF
+        n = 0
+        row_thr = _row_floor(bits, r, k_rows, maxima, t) if k_rows > 0 else _POS_INF
+        for i0 in range(0, n_cols, _SEGMENT):
             mask = np.uint64(0)
-            for i in range(i0, n_cols):
-                if S[r, i] > row_thr or S[r, i] > col_thr[t, i]:
-                    mask |= np.uint64(1) << _u(i - i0)
-        while mask:
-            i = i0 + np.int64(_ctz(mask))
-            mask &= mask - np.uint64(1)
-            n, row_thr = _offer(
-                S, r, i, u, t, row_thr, n, k_rows, row_keys, col_thr, col_own, col_keys,
-                col_n, k_cols,
-            )  # fmt: skip
-    return n
+            if i0 + _SEGMENT <= n_cols:
+                base = _u(i0)
+                for j in range(_SEGMENT):
+                    hit = S[row, base + _u(j)] > min(row_thr, col_thr[part, base + _u(j)])
+                    mask |= np.uint64(hit) << _u(j)  # (thresholds are never NaN)
+            else:  # the row's last, shorter segment
+                for i in range(i0, n_cols):
+                    if S[r, i] > row_thr or S[r, i] > col_thr[t, i]:
+                        mask |= np.uint64(1) << _u(i - i0)
+            while mask:
+                i = i0 + np.int64(_ctz(mask))
+                mask &= mask - np.uint64(1)
+                s = S[r, i]
+                if s > row_thr:
+                    row_keys[t, n] = _key(s, i)
+                    n += 1
+                    if n == cap_rows:
+                        n, row_thr = _compact(row_keys, t, n, k_rows)
+                if s > col_thr[t, i]:
+                    c = t * n_cols + i
+                    m = col_n[t, i]
+                    col_keys[c, m] = _key(s, u)
+                    m += 1
+                    if m == cap_cols:
+                        m, own = _compact(col_keys, c, m, k_cols)
+                        col_own[t, i] = own
+                        col_thr[t, i] = max(col_thr[t, i], own)
+                    col_n[t, i] = m
+        if k_rows > 0:
+            n = _best_sorted(row_keys, t, n, k_rows)
+            dest = row_ids[u]
+            for j in range(n):
+                out_idx[dest, j] = col_ids[_key_index(row_keys[t, j])]
+                out_val[dest, j] = _key_score(row_keys[t, j])
 
 
 @_jit()
@@ -431,7 +454,6 @@ def _kernel(
     when full (``col_thr`` is +inf when ``k_cols == 0``).
     """
     n_parts = col_thr.shape[0]
-    n_cols = S.shape[1]
     bits = S.view(np.int32)
     for t in numba.prange(n_parts):
         a = lo + t * (hi - lo) // n_parts
@@ -444,29 +466,11 @@ def _kernel(
                 np.dot(U[c0:c1], VT, S[base : base + c1 - c0])
             if k_cols > 0 and n_parts > 1:
                 _share_thresholds(col_thr, col_own, t)
-            for u in range(c0, c1):
-                r = base + u - c0
-                if has_boost:
-                    bu = ub[u]
-                    for i in range(n_cols):
-                        s = S[_u(r), _u(i)]
-                        boost = max(bu * ib[_u(i)], _MIN_BOOST32)
-                        S[_u(r), _u(i)] = s * boost if s >= 0 else s / boost
-                for p in range(ex_ptr[u], ex_ptr[u + 1]):
-                    S[r, ex_idx[p]] = _NEG_INF
-                n = _scan_row(
-                    S, bits, r, u, t, k_rows, row_keys, row_maxima, col_thr, col_own,
-                    col_keys, col_n, k_cols,
-                )  # fmt: skip
-                if k_rows > 0:
-                    if n > k_rows:
-                        _nth(row_keys, t, n, k_rows)
-                        n = k_rows
-                    row_keys[t, :n].sort()
-                    dest = row_ids[u]
-                    for j in range(n):
-                        out_idx[dest, j] = col_ids[_key_index(row_keys[t, j])]
-                        out_val[dest, j] = _key_score(row_keys[t, j])
+            _select_rows(
+                S, bits, base, c0, c1, t, row_ids, col_ids, ub, ib, has_boost, ex_ptr, ex_idx,
+                k_rows, out_idx, out_val, row_keys, row_maxima, col_thr, col_own, col_keys,
+                col_n, k_cols,
+            )  # fmt: skip
 
 
 @_jit(parallel=True, nogil=True)
@@ -482,10 +486,7 @@ def _merge_columns(col_keys, col_n, k, col_ids, row_ids, out_idx, out_val):
             m = col_n[t, c]
             merged[0, n : n + m] = col_keys[t * n_cols + c, :m]
             n += m
-        if n > k:
-            _nth(merged, 0, n, k)
-            n = k
-        merged[0, :n].sort()
+        n = _best_sorted(merged, 0, n, k)
         dest = col_ids[c]
         for j in range(n):
             out_idx[dest, j] = row_ids[_key_index(merged[0, j])]
