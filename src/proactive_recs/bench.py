@@ -1358,8 +1358,9 @@ def format_markdown(r: dict[str, Any]) -> str:
     if previous:
         lines += [
             "",
-            "The dbt build was not re-run: its figures (dbt rows above, slowest nodes below) "
-            f"come from the earlier run `{previous.get('command')}`"
+            "The dbt build was not re-run: its figures (the dbt rows above"
+            + (", the slowest nodes below" if r.get("pipeline_slowest_nodes") else "")
+            + f") come from the earlier run `{previous.get('command')}`"
             + (f" ({previous['note']})" if previous.get("note") else "")
             + "; all other figures come from this run.",
         ]
