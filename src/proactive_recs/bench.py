@@ -878,7 +878,11 @@ def _log_progress(text: str) -> dict[str, Any]:
 
 
 def run_pipeline(
-    raw_dir: Path, work: Path, limit_mb: float | None = None, timeout_s: float | None = None
+    raw_dir: Path,
+    work: Path,
+    limit_mb: float | None = None,
+    timeout_s: float | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Load the raw parquet files into a scratch DuckDB file (schema ``bench_raw``, every
     column VARCHAR) and run ``dbt build --exclude tag:demo_data`` on them in its own
@@ -905,6 +909,8 @@ def run_pipeline(
         "tag:demo_data",
         "--vars",
         json.dumps(_dbt_vars()),
+        "--threads",
+        str(threads),
         "--target-path",
         str(work / "target"),
         "--log-path",
@@ -918,6 +924,7 @@ def run_pipeline(
         "pipeline_peak_rss_mb": round(run_["peak_rss_mb"], 1),
         "pipeline_exit_code": run_["exit_code"],
         "pipeline_memory_limit_mb": None if limit_mb is None else round(limit_mb),
+        "pipeline_threads": threads,
         "pipeline_killed_over_limit": run_["killed_over_limit"],
         "pipeline_killed_timeout": run_["killed_timeout"],
         # RSS of the dbt process tree over time, at most 60 points: [seconds, MB].
@@ -979,6 +986,7 @@ def run(
     keep: bool = False,
     pipeline_mem_limit_mb: float | None = None,
     pipeline_timeout_min: float | None = None,
+    pipeline_threads: int = 1,
     log=None,
 ) -> dict[str, Any]:
     """Run the benchmark for one size and return every figure (see the module doc)."""
@@ -1184,7 +1192,7 @@ def run(
             if limit is None:  # leave 1.5 GB to everything else on the machine
                 limit = mem_available_bytes() / MB - 1536
             timeout = None if pipeline_timeout_min is None else 60.0 * pipeline_timeout_min
-            result.update(run_pipeline(raw, work, limit, timeout))
+            result.update(run_pipeline(raw, work, limit, timeout, threads=pipeline_threads))
         peaks = [result["bench_peak_rss_mb"], result["generator_peak_rss_mb"]]
         if pipeline:
             peaks.append(result["pipeline_peak_rss_mb"])
@@ -1465,6 +1473,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pipeline-timeout-min", type=float, default=None, help="kill dbt after this long"
     )
+    parser.add_argument(
+        "--pipeline-threads",
+        type=int,
+        default=1,
+        help="dbt threads (default 1: the heavy Python models run one after another, so "
+        "their memory does not add up)",
+    )
     parser.add_argument("--save", type=Path, default=None, help="write <size>.json and .md here")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch dir (kept)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir")
@@ -1517,6 +1532,7 @@ def main(argv: list[str] | None = None) -> int:
                 None if args.pipeline_mem_limit_gb is None else args.pipeline_mem_limit_gb * 1024
             ),
             pipeline_timeout_min=args.pipeline_timeout_min,
+            pipeline_threads=args.pipeline_threads,
             log=sys.stderr,
         )
     except InsufficientMemory as exc:
