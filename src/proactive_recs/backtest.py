@@ -189,6 +189,10 @@ def _top_per_item(triggers: pd.DataFrame, ranked_users: pd.DataFrame, size_of) -
     if "item_id" in ranked_users:
         joined = triggers.merge(ranked_users, on="item_id")
     else:
+        # One ranking for every item: only its head can be chosen, so cut it before the
+        # cross join (triggers x all users is tens of millions of rows on a large shop).
+        largest = max((int(size_of[c]) for c in triggers["campaign_id"].unique()), default=0)
+        ranked_users = ranked_users.sort_values(["order", "user_id"]).head(largest)
         joined = triggers.merge(ranked_users, how="cross")
     joined = joined.sort_values(["campaign_id", "item_id", "order", "user_id"])
     position = joined.groupby(["campaign_id", "item_id"]).cumcount()
