@@ -720,12 +720,26 @@ def profile_topk(U, V, seen, k) -> dict[str, float]:
 # ---------------------------------------------------------------------------- pipeline
 
 
-def _dbt_vars() -> dict[str, Any]:
+def read_vars_file(path: Path | None) -> dict[str, Any]:
+    """dbt vars from a YAML file (a mapping); {} for None. A clear error otherwise."""
     import yaml
 
+    if path is None:
+        return {}
+    values = yaml.safe_load(Path(path).read_text())
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"--pipeline-vars {path}: expected a YAML mapping of dbt vars")
+    return values
+
+
+def _dbt_vars(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The demo vars, then ``extra`` (a scale profile such as vars/bench_L.yml), then the
+    benchmark's raw schema."""
     path = REPO / "vars" / "demo.yml"
-    values = yaml.safe_load(path.read_text()) if path.exists() else {}
-    return {**(values or {}), "proactive_recs_source_schema": RAW_SCHEMA}
+    values = read_vars_file(path) if path.exists() else {}
+    return {**values, **(extra or {}), "proactive_recs_source_schema": RAW_SCHEMA}
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -883,6 +897,7 @@ def run_pipeline(
     limit_mb: float | None = None,
     timeout_s: float | None = None,
     threads: int = 1,
+    extra_vars: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load the raw parquet files into a scratch DuckDB file (schema ``bench_raw``, every
     column VARCHAR) and run ``dbt build --exclude tag:demo_data`` on them in its own
@@ -908,7 +923,7 @@ def run_pipeline(
         "--exclude",
         "tag:demo_data",
         "--vars",
-        json.dumps(_dbt_vars()),
+        json.dumps(_dbt_vars(extra_vars)),
         "--threads",
         str(threads),
         "--target-path",
@@ -925,6 +940,7 @@ def run_pipeline(
         "pipeline_exit_code": run_["exit_code"],
         "pipeline_memory_limit_mb": None if limit_mb is None else round(limit_mb),
         "pipeline_threads": threads,
+        "pipeline_vars": dict(extra_vars or {}),
         "pipeline_killed_over_limit": run_["killed_over_limit"],
         "pipeline_killed_timeout": run_["killed_timeout"],
         # RSS of the dbt process tree over time, at most 60 points: [seconds, MB].
@@ -987,9 +1003,13 @@ def run(
     pipeline_mem_limit_mb: float | None = None,
     pipeline_timeout_min: float | None = None,
     pipeline_threads: int = 1,
+    pipeline_vars: dict[str, Any] | None = None,
+    pipeline_only: bool = False,
     log=None,
 ) -> dict[str, Any]:
-    """Run the benchmark for one size and return every figure (see the module doc)."""
+    """Run the benchmark for one size and return every figure (see the module doc).
+    ``pipeline_only``: generate the data and run the dbt build, without the fit and top-K
+    timings (at L they take half an hour)."""
     import scipy.sparse as sp
 
     from .interactions import build_interaction_matrix
@@ -999,6 +1019,7 @@ def run(
         if log is not None:
             print(f"[bench {spec.name}] {message}", file=log, flush=True)
 
+    pipeline = pipeline or pipeline_only
     estimate = check_memory(spec, factors, k, pipeline)
     fit_repeats = spec.fit_repeats if repeats is None else int(repeats)
     repeats = spec.repeats if repeats is None else int(repeats)
@@ -1021,6 +1042,7 @@ def run(
         "repeats": repeats,
         "fit_repeats": fit_repeats,
         "seed": seed,
+        "pipeline_only": pipeline_only,
         "load_average_1m_start": round(os.getloadavg()[0], 2),
         "memory_estimate_mb": {key: round(v / MB) for key, v in estimate.items()},
     }
@@ -1066,6 +1088,21 @@ def run(
                 "nnz": int(X.nnz),
             }
         )
+        if pipeline_only:
+            del inter, X, seen
+            result["stage_s"] = {key: round(v, 3) for key, v in stages.seconds.items()}
+            result["stage_peak_rss_mb"] = dict(stages.peak_mb)
+            result["bench_peak_rss_mb"] = round(stages.overall_peak_mb(), 1)
+            return _finish_pipeline(
+                result,
+                raw,
+                work,
+                pipeline_mem_limit_mb,
+                pipeline_timeout_min,
+                pipeline_threads,
+                pipeline_vars,
+                say,
+            )
 
         say("compiling topk's numba kernel in fresh processes (one-time cost, timed apart)")
         with stages("jit"):
@@ -1186,22 +1223,38 @@ def run(
         result["stage_s"] = {key: round(v, 3) for key, v in stages.seconds.items()}
         result["stage_peak_rss_mb"] = dict(stages.peak_mb)
         result["bench_peak_rss_mb"] = round(stages.overall_peak_mb(), 1)
-        if pipeline:
-            say("dbt pipeline (own process)")
-            limit = pipeline_mem_limit_mb
-            if limit is None:  # leave 1.5 GB to everything else on the machine
-                limit = mem_available_bytes() / MB - 1536
-            timeout = None if pipeline_timeout_min is None else 60.0 * pipeline_timeout_min
-            result.update(run_pipeline(raw, work, limit, timeout, threads=pipeline_threads))
-        peaks = [result["bench_peak_rss_mb"], result["generator_peak_rss_mb"]]
-        if pipeline:
-            peaks.append(result["pipeline_peak_rss_mb"])
-        result["peak_rss_mb"] = round(max(peaks), 1)
-        result["machine"] = machine_info()
-        return result
+        if not pipeline:
+            result["peak_rss_mb"] = round(
+                max(result["bench_peak_rss_mb"], result["generator_peak_rss_mb"]), 1
+            )
+            result["machine"] = machine_info()
+            return result
+        return _finish_pipeline(
+            result,
+            raw,
+            work,
+            pipeline_mem_limit_mb,
+            pipeline_timeout_min,
+            pipeline_threads,
+            pipeline_vars,
+            say,
+        )
     finally:
         if not keep and workdir is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _finish_pipeline(result, raw, work, limit_mb, timeout_min, threads, extra_vars, say):
+    say("dbt pipeline (own process)")
+    limit = limit_mb
+    if limit is None:  # leave 1.5 GB to everything else on the machine
+        limit = mem_available_bytes() / MB - 1536
+    timeout = None if timeout_min is None else 60.0 * timeout_min
+    result.update(run_pipeline(raw, work, limit, timeout, threads=threads, extra_vars=extra_vars))
+    peaks = [result["bench_peak_rss_mb"], result["generator_peak_rss_mb"]]
+    result["peak_rss_mb"] = round(max(peaks + [result["pipeline_peak_rss_mb"]]), 1)
+    result["machine"] = machine_info()
+    return result
 
 
 # ------------------------------------------------------------------------------ output
@@ -1285,6 +1338,54 @@ def format_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_pipeline_table(r: dict[str, Any]) -> str:
+    """Plain-text figures of a ``--pipeline-only`` run (no fit / top-K timings)."""
+    lines = [
+        f"proactive_recs dbt pipeline, size {r['size']}: {r['n_users']:,} users x "
+        f"{r['n_items']:,} items, {r['n_interactions']:,} interactions ({r['nnz']:,} pairs)",
+        "",
+        f"  vars on top of vars/demo.yml: {json.dumps(r.get('pipeline_vars') or {})}",
+        f"  generator                {r['generate_s']:>10.1f} s  "
+        f"{r['generator_peak_rss_mb']:>9,.0f} MB",
+        f"  load into DuckDB         {r['pipeline_load_s']:>10.1f} s",
+        f"  dbt build ({r['pipeline_threads']} thread(s))   {r['pipeline_s']:>10.1f} s  "
+        f"{r['pipeline_peak_rss_mb']:>9,.0f} MB peak RSS, exit {r['pipeline_exit_code']}",
+    ]
+    if r.get("pipeline_killed_over_limit") or r.get("pipeline_killed_timeout"):
+        why = "memory limit" if r.get("pipeline_killed_over_limit") else "timeout"
+        lines.append(
+            f"  killed by the benchmark ({why}); running: "
+            f"{', '.join(r.get('pipeline_running_when_stopped') or []) or '-'}"
+        )
+    if r.get("pipeline_slowest_nodes"):
+        lines += ["", "  slowest nodes                                   seconds   peak RSS MB"]
+        for row in r["pipeline_slowest_nodes"]:
+            node = row["node"].split(".")[-1]
+            lines.append(
+                f"  {node:<44} {row['seconds']:>10.1f}   "
+                f"{_fmt(row.get('peak_rss_mb'), 0):>11}  {row['status']}"
+            )
+    return "\n".join(lines)
+
+
+def merge_pipeline_run(previous: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` (a saved full benchmark) with the dbt figures of ``result`` (a
+    ``--pipeline-only`` run), which are marked as coming from that run (``pipeline_run``)."""
+    merged = {k: v for k, v in previous.items() if not k.startswith("pipeline_")}
+    merged.update({k: v for k, v in result.items() if k.startswith("pipeline_")})
+    merged["pipeline_run"] = {
+        "command": result.get("command"),
+        "generate_s": result.get("generate_s"),
+        "generator_peak_rss_mb": result.get("generator_peak_rss_mb"),
+        "load_average_1m_start": result.get("load_average_1m_start"),
+        "load_average_1m_end": (result.get("machine") or {}).get("load_average_1m"),
+    }
+    merged["peak_rss_mb"] = round(
+        max(previous.get("peak_rss_mb", 0.0), result.get("pipeline_peak_rss_mb", 0.0)), 1
+    )
+    return merged
+
+
 def _gemm_variant_rows(r: dict[str, Any]) -> list[str]:
     if "gemm_per_thread_s" not in r:
         return []
@@ -1363,6 +1464,18 @@ def format_markdown(r: dict[str, Any]) -> str:
                     f"| dbt nodes finished before | {r.get('pipeline_nodes_finished')} of "
                     f"{r.get('pipeline_nodes_total')} (running: {running}) | |"
                 )
+    if r.get("pipeline_vars"):
+        lines += ["", f"dbt vars on top of vars/demo.yml: `{json.dumps(r['pipeline_vars'])}`."]
+    separate = r.get("pipeline_run")
+    if separate:
+        lines += [
+            "",
+            f"The dbt figures come from a separate run, `{separate['command']}` (generator "
+            f"{separate['generate_s']:.0f} s, {separate['generator_peak_rss_mb']:,.0f} MB; "
+            f"1-min load average {separate['load_average_1m_start']} at its start and "
+            f"{separate['load_average_1m_end']} at its end); all other figures come from the "
+            "run named at the top.",
+        ]
     if previous:
         lines += [
             "",
@@ -1480,6 +1593,18 @@ def _parser() -> argparse.ArgumentParser:
         help="dbt threads (default 1: the heavy Python models run one after another, so "
         "their memory does not add up)",
     )
+    parser.add_argument(
+        "--pipeline-vars",
+        type=Path,
+        default=None,
+        help="YAML of dbt vars laid over vars/demo.yml for the dbt build (e.g. vars/bench_L.yml)",
+    )
+    parser.add_argument(
+        "--pipeline-only",
+        action="store_true",
+        help="generate the data and run the dbt build only (no fit / top-K timings); with "
+        "--save, its figures are merged into the saved <size>.json",
+    )
     parser.add_argument("--save", type=Path, default=None, help="write <size>.json and .md here")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch dir (kept)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir")
@@ -1533,6 +1658,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             pipeline_timeout_min=args.pipeline_timeout_min,
             pipeline_threads=args.pipeline_threads,
+            pipeline_vars=read_vars_file(args.pipeline_vars),
+            pipeline_only=args.pipeline_only,
             log=sys.stderr,
         )
     except InsufficientMemory as exc:
@@ -1543,14 +1670,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
         saved = args.save / f"{spec.name}.json"
-        if saved.exists():
-            try:
-                result = carry_pipeline_over(result, json.loads(saved.read_text()))
-            except (ValueError, OSError) as exc:
-                print(f"not carrying dbt figures over from {saved}: {exc}", file=sys.stderr)
+        if args.pipeline_only:
+            if saved.exists():
+                result = merge_pipeline_run(json.loads(saved.read_text()), result)
+                markdown = format_markdown(result)
+            else:
+                table = format_pipeline_table(result)
+                markdown = f"# dbt pipeline, size {spec.name}\n\n```\n{table}\n```\n"
+        else:
+            if saved.exists():
+                try:
+                    result = carry_pipeline_over(result, json.loads(saved.read_text()))
+                except (ValueError, OSError) as exc:
+                    print(f"not carrying dbt figures over from {saved}: {exc}", file=sys.stderr)
+            markdown = format_markdown(result)
         saved.write_text(json.dumps(result, indent=2) + "\n")
-        (args.save / f"{spec.name}.md").write_text(format_markdown(result))
-    print(format_table(result))
+        (args.save / f"{spec.name}.md").write_text(markdown)
+    print(
+        format_pipeline_table(result)
+        if args.pipeline_only and "ours_s" not in result
+        else format_table(result)
+    )
     if args.json:
         print(json.dumps(result, sort_keys=True))
     return 0

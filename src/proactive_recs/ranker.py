@@ -172,30 +172,61 @@ def _activity_features(rows, data: InteractionMatrix, as_of, horizon_days, items
     return uf.astype(np.float32), itf.astype(np.float32)
 
 
-def item_similarity(seen: sp.spmatrix, neighbours: int = 200) -> sp.csr_matrix:
+_SIMILARITY_BLOCK_ENTRIES = 20_000_000  # co-purchase products per column block (~0.5 GB)
+
+
+def item_similarity(
+    seen: sp.spmatrix, neighbours: int = 200, block_entries: int = _SIMILARITY_BLOCK_ENTRIES
+) -> sp.csr_matrix:
     """Cosine similarity of items' buyer sets, keeping each item's ``neighbours`` most
     similar items (column-wise) so the matrix stays sparse on large catalogs.
 
     ``result[j, i]`` is the similarity of j to i when j is among i's top neighbours, so a
     user's affinity to item i is ``history_row @ result[:, i]``.
+
+    The co-purchase matrix ``B.T @ B`` is never held whole: columns are computed in blocks
+    whose products (the sum of the buyers' history lengths over the block's items, an upper
+    bound of the block's non-zeros) stay under ``block_entries``, and each block keeps only
+    its columns' top neighbours. At 1M users x 100k items the whole matrix would hold
+    hundreds of millions of entries; a block holds at most ``block_entries``.
     """
     B = sp.csr_matrix(seen, dtype=np.float32)
     B.data[:] = 1.0
-    co = (B.T @ B).tocsc()
-    counts = np.asarray(B.sum(axis=0)).ravel()
-    co.setdiag(0)
-    co.eliminate_zeros()
-    co = co.tocoo()
-    vals = (co.data / np.sqrt(counts[co.row] * counts[co.col])).astype(np.float32)
-    # Keep each column's top neighbours: one sort by (column, similarity desc); ties keep
-    # the lower row because the stable sort sees rows in increasing order per column.
-    order = np.lexsort((co.row, co.col))
-    col, row, vals = co.col[order], co.row[order], vals[order]
-    order = np.argsort(group_desc_key(col, vals), kind="stable")
-    col, row, vals = col[order], row[order], vals[order]
-    rank = np.arange(col.size) - np.searchsorted(col, np.arange(B.shape[1]))[col]
-    keep = rank < neighbours
-    return sp.csr_matrix((vals[keep], (row[keep], col[keep])), shape=(B.shape[1], B.shape[1]))
+    n_items = B.shape[1]
+    Bt = sp.csr_matrix(B.T)
+    Bc = B.tocsc()
+    counts = np.diff(Bc.indptr).astype(np.float64)
+    history_length = np.diff(B.indptr).astype(np.float64)
+    work = np.asarray(Bc.T @ history_length).ravel()  # products per column of B.T @ B
+    rows, cols, values = [], [], []
+    start = 0
+    while start < n_items:
+        # Grow the block until its products reach the budget (at least one column).
+        cumulative = np.cumsum(work[start:])
+        stop = start + max(1, int(np.searchsorted(cumulative, block_entries, side="right")))
+        co = (Bt @ Bc[:, start:stop]).tocoo()
+        row, col = co.row, co.col + start
+        off_diagonal = (row != col) & (co.data != 0)
+        row, col, data = row[off_diagonal], col[off_diagonal], co.data[off_diagonal]
+        vals = (data / np.sqrt(counts[row] * counts[col])).astype(np.float32)
+        # Keep each column's top neighbours: one sort by (column, similarity desc); ties
+        # keep the lower row because the stable sort sees rows in increasing order.
+        order = np.lexsort((row, col))
+        col, row, vals = col[order], row[order], vals[order]
+        order = np.argsort(group_desc_key(col, vals), kind="stable")
+        col, row, vals = col[order], row[order], vals[order]
+        rank = np.arange(col.size) - np.searchsorted(col, col)
+        keep = rank < neighbours
+        rows.append(row[keep])
+        cols.append(col[keep])
+        values.append(vals[keep])
+        start = stop
+    if not rows:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    return sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_items, n_items),
+    )
 
 
 def build_snapshot(

@@ -131,6 +131,28 @@ def test_explanation_is_the_history_item_most_similar_to_the_recommendation():
     assert (got >= 0).any() and (got == -1).any()
 
 
+def test_item_similarity_in_blocks_matches_brute_force_cosine_top_neighbours():
+    seen = sp.random(400, 90, density=0.05, random_state=5, format="csr")
+    seen.data[:] = 1.0
+    dense = seen.toarray()
+    buyers = dense.sum(axis=0)
+    cosine = (dense.T @ dense) / np.sqrt(np.outer(buyers, buyers) + 1e-300)
+    np.fill_diagonal(cosine, 0.0)
+    neighbours = 5
+    # Tiny blocks (one column each), a few columns per block, and one block for everything.
+    for block_entries in (1, 40, 10**9):
+        sim = item_similarity(seen, neighbours=neighbours, block_entries=block_entries)
+        got = sim.toarray()
+        for i in range(90):
+            column = cosine[:, i]
+            positive = np.flatnonzero(column > 0)
+            # Reference: the top `neighbours` by similarity, lower row first among equals.
+            order = positive[np.lexsort((positive, -np.round(column[positive], 6)))]
+            expected = np.zeros(90)
+            expected[order[:neighbours]] = column[order[:neighbours]]
+            np.testing.assert_allclose(got[:, i], expected, atol=1e-6)
+
+
 # ------------------------------------------------------------------ category affinity
 
 
