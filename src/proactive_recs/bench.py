@@ -931,7 +931,13 @@ def run_pipeline(
         "--log-path",
         str(work / "logs"),
     ]
-    env = {**os.environ, "DUCKDB_PATH": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {
+        **os.environ,
+        "DUCKDB_PATH": str(db),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        # DuckDB's buffer pool lives in the dbt process, next to the Python models' frames.
+        "DUCKDB_MEMORY_LIMIT": os.environ.get("DUCKDB_MEMORY_LIMIT", "4GB"),
+    }
     run_ = _watch_child(command, work / "dbt_build.log", limit_mb, timeout_s, cwd=REPO, env=env)
     out: dict[str, Any] = {
         "pipeline_load_s": round(load_s, 2),
