@@ -212,6 +212,7 @@ def estimate_memory(
     factors: int = DEFAULT_FACTORS,
     k: int = DEFAULT_K,
     pipeline: bool = False,
+    pipeline_limit_bytes: float | None = None,
 ) -> dict[str, int]:
     """Estimated peak bytes of a run, by component (``total`` = what must be available).
 
@@ -256,14 +257,25 @@ def estimate_memory(
         # dbt runs the recommender, the evaluation and the backtest Python models (two at
         # a time) on pandas frames: measured 4.5 GB at S and over 12 GB at M.
         parts["dbt"] = 4 * 1024 * MB + 5_000 * t + factor_bytes
+        if pipeline_limit_bytes is not None:
+            # The watchdog kills dbt at the limit: it never holds more than that.
+            parts["dbt"] = min(parts["dbt"], int(pipeline_limit_bytes))
         total = max(total, parts["dbt"])
     parts["total"] = int(total)
     return {key: int(value) for key, value in parts.items()}
 
 
-def check_memory(spec: SizeSpec, factors: int, k: int, pipeline: bool) -> dict[str, int]:
+def check_memory(
+    spec: SizeSpec,
+    factors: int,
+    k: int,
+    pipeline: bool,
+    pipeline_limit_bytes: float | None = None,
+) -> dict[str, int]:
     """Raise :class:`InsufficientMemory` when the estimate exceeds ``MemAvailable``."""
-    est = estimate_memory(spec.n_users, spec.n_items, spec.n_transactions, factors, k, pipeline)
+    est = estimate_memory(
+        spec.n_users, spec.n_items, spec.n_transactions, factors, k, pipeline, pipeline_limit_bytes
+    )
     available = mem_available_bytes()
     if est["total"] > available:
         parts = ", ".join(
@@ -1026,7 +1038,13 @@ def run(
             print(f"[bench {spec.name}] {message}", file=log, flush=True)
 
     pipeline = pipeline or pipeline_only
-    estimate = check_memory(spec, factors, k, pipeline)
+    estimate = check_memory(
+        spec,
+        factors,
+        k,
+        pipeline,
+        None if pipeline_mem_limit_mb is None else pipeline_mem_limit_mb * MB,
+    )
     fit_repeats = spec.fit_repeats if repeats is None else int(repeats)
     repeats = spec.repeats if repeats is None else int(repeats)
     stages = _Stages()

@@ -109,3 +109,58 @@ def test_saving_without_the_pipeline_keeps_the_earlier_dbt_figures():
     # a run with its own dbt figures, or an earlier one without any, carries nothing
     assert bench.carry_pipeline_over({"pipeline_s": 1.0}, earlier) == {"pipeline_s": 1.0}
     assert bench.carry_pipeline_over(now, {"ours_s": 1.0}) == now
+
+
+def test_pipeline_only_runs_the_dbt_build_with_a_scale_profile(capsys, tmp_path):
+    """--pipeline-only: generate, load, `dbt build` with the vars file laid over the demo
+    vars; its figures are merged into an earlier saved result of the same size."""
+    profile = tmp_path / "profile.yml"
+    profile.write_text(
+        "recommender_params: {tune: false, second_stage: false}\nbacktest_weeks: 1\n"
+    )
+    saved = tmp_path / "results"
+    assert bench.main(["--size", "tiny", "--factors", "8", "--k", "20", "--save", str(saved)]) == 0
+    earlier = json.loads((saved / "tiny.json").read_text())
+    capsys.readouterr()
+    code = bench.main(
+        ["--size", "tiny", "--json", "--pipeline-only", "--pipeline-vars", str(profile)]
+        + ["--pipeline-mem-limit-gb", "8", "--save", str(saved)]
+    )
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert code == 0
+    assert result["pipeline_exit_code"] == 0, result.get("pipeline_log_tail")
+    assert result["pipeline_vars"] == {
+        "recommender_params": {"tune": False, "second_stage": False},
+        "backtest_weeks": 1,
+    }
+    # no fit / top-K timings in this mode: the saved and printed result keeps the earlier ones
+    assert result["ours_s"] == earlier["ours_s"]
+    assert 0 < result["pipeline_peak_rss_mb"] <= 8 * 1024
+    nodes = {row["node"].split(".")[-1] for row in result["pipeline_slowest_nodes"]}
+    assert "recommendations" in nodes
+    assert "dbt build wall time" in out
+    merged = json.loads((saved / "tiny.json").read_text())
+    assert merged["ours_s"] == earlier["ours_s"]  # the earlier timings stay
+    assert merged["pipeline_s"] == result["pipeline_s"]
+    assert merged["pipeline_run"]["command"].endswith("--save " + str(saved))
+    markdown = (saved / "tiny.md").read_text()
+    assert "The dbt figures come from a separate run" in markdown
+    assert "backtest_weeks" in markdown
+
+
+def test_vars_file_must_be_a_mapping(tmp_path):
+    path = tmp_path / "bad.yml"
+    path.write_text("- tune\n- false\n")
+    with pytest.raises(ValueError, match="expected a YAML mapping"):
+        bench.read_vars_file(path)
+    assert bench.read_vars_file(None) == {}
+
+
+def test_dbt_estimate_is_capped_by_the_watchdog_limit():
+    free = bench.estimate_memory(1_000_000, 100_000, 20_000_000, pipeline=True)
+    capped = bench.estimate_memory(
+        1_000_000, 100_000, 20_000_000, pipeline=True, pipeline_limit_bytes=12 * 2**30
+    )
+    assert free["dbt"] > 12 * 2**30 == capped["dbt"]
+    assert capped["total"] < free["total"]
