@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 
@@ -17,11 +18,55 @@ def to_pandas(frame) -> pd.DataFrame:
         result = frame
     elif hasattr(frame, "to_pandas"):  # Snowpark DataFrame
         result = frame.to_pandas()
-    elif hasattr(frame, "df"):  # DuckDB relation
+    elif hasattr(frame, "fetch_df_chunk"):  # DuckDB relation
+        result = duckdb_to_pandas(frame)
+    elif hasattr(frame, "df"):
         result = frame.df()
     else:
         raise TypeError(f"cannot read a {type(frame).__name__} as a pandas frame")
     return result.rename(columns=str.lower)
+
+
+# DuckDB vectors (2,048 rows) per chunk: ~0.5M rows, a few hundred MB of Python strings.
+_VECTORS_PER_CHUNK = 256
+
+
+def duckdb_to_pandas(relation, vectors_per_chunk: int = _VECTORS_PER_CHUNK) -> pd.DataFrame:
+    """``relation.df()``, fetched in chunks, with every text value stored once.
+
+    ``.df()`` creates one Python string per cell: ids repeated over 20M interactions cost
+    ~60 bytes a cell (7 GB for int_interactions at the benchmark's size L). Here each
+    chunk's text columns are factorised and their cells point at one shared string per
+    distinct value (8 bytes a cell), so the whole frame never exists in the wasteful form;
+    values, dtypes (object) and nulls (None) are those ``.df()`` gives.
+    """
+    pool: dict = {}
+    chunks = []
+    while True:
+        chunk = relation.fetch_df_chunk(vectors_per_chunk)
+        if chunk.empty:
+            break
+        for name in chunk.columns:
+            if chunk[name].dtype == object:
+                chunk[name] = _shared_values(chunk[name].to_numpy(), pool)
+        chunks.append(chunk)
+    if not chunks:
+        return chunk  # no rows: the empty frame has the columns and dtypes
+    if len(chunks) == 1:
+        return chunks[0]
+    return pd.concat(chunks, ignore_index=True)
+
+
+def _shared_values(values: np.ndarray, pool: dict) -> np.ndarray:
+    """``values`` (object) with equal values replaced by one shared object from ``pool``."""
+    try:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # unhashable cells (lists, structs): leave them as they are
+        return values
+    shared = np.empty(len(uniques) + 1, dtype=object)  # the last slot: null (code -1)
+    shared[:-1] = [pool.setdefault(value, value) for value in uniques]
+    shared[-1] = None
+    return shared[codes]
 
 
 def config_value(value, default=None):
