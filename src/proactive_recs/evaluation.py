@@ -294,7 +294,8 @@ def _pick_cold_items(frame, train, cutoff, end, fraction, random_state) -> pd.In
     new = pairs["seen"].isna().to_numpy()
     candidates = pairs[new & pairs["user_id"].isin(train["user_id"].unique()).to_numpy()]
     ids = np.sort(candidates["item_id"].unique())
-    ids = ids[np.isin(ids, train["item_id"].unique())]  # known items only: like 'all'
+    # known items only, like segment all (pandas: numpy isin compares object arrays pairwise)
+    ids = ids[pd.Index(ids).isin(train["item_id"].unique())]
     n = int(round(fraction * ids.size))
     if n == 0:
         return pd.Index([])
