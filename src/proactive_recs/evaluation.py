@@ -184,9 +184,15 @@ def evaluate(
     # Without an items frame there is nothing to build a day-0 audience from: no segment.
     fraction = cold_item_fraction if items is not None and len(items) else 0.0
     cold_ids = _pick_cold_items(frame, train, cutoff, end, fraction, random_state)
-    full_frame, full_train = frame, train
-    train = train[~train["item_id"].isin(cold_ids)]
-    frame = frame[~frame["item_id"].isin(cold_ids)]
+    # The held-out items' own rows, for their segment; the full frames are not kept (at
+    # 20M interactions each copy is a GB).
+    is_cold = frame["item_id"].isin(cold_ids).to_numpy()
+    cold_frame = frame[is_cold]
+    cold_test = cold_frame[cold_frame["occurred_at"] >= cutoff]
+    cold_before = cold_frame[cold_frame["occurred_at"] < cutoff]
+    del cold_frame
+    frame = frame[~is_cold]
+    train = interactions_before(frame, cutoff)
     base = build_interaction_matrix(train, cutoff, half_life_days=p["half_life_days"])
     truth_ui = new_pairs_matrix(frame, base, cutoff, end)
     truth_iu = sp.csr_matrix(truth_ui.T)
@@ -269,9 +275,7 @@ def evaluate(
             rows += _ece_rows(ui, ui_s, truth_ui, COVERAGE_K, "user_to_item", curves)
             rows += _ece_rows(iu, iu_s, truth_iu, K_USERS, "item_to_user", curves)
         if len(cold_ids):
-            rows += _cold_rows(
-                result, full_train, full_frame, cold_ids, items, base, cutoff, end, random_state
-            )
+            rows += _cold_rows(result, cold_before, cold_test, cold_ids, items, base, random_state)
         record_params(
             "served",
             {
@@ -303,11 +307,10 @@ def _pick_cold_items(frame, train, cutoff, end, fraction, random_state) -> pd.In
     return pd.Index(np.sort(rng.choice(ids, size=n, replace=False)))
 
 
-def _cold_rows(result, full_train, frame, cold_ids, items, base, cutoff, end, seed):
-    """Metric rows of segment cold_items: served day-0 audiences against baselines."""
-    test = frame[(frame["occurred_at"] >= cutoff) & (frame["occurred_at"] < end)]
-    test = test[test["item_id"].isin(cold_ids)]
-    before = full_train[full_train["item_id"].isin(cold_ids)]
+def _cold_rows(result, before, test, cold_ids, items, base, seed):
+    """Metric rows of segment cold_items: served day-0 audiences against baselines.
+    ``before`` / ``test``: the held-out items' interactions before the cutoff / in the
+    test window."""
     cold = pd.Index(cold_ids)
     n_c, n_u = len(cold), base.n_users
 
