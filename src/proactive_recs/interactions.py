@@ -98,10 +98,16 @@ def normalise_interactions(interactions: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def interactions_before(interactions: pd.DataFrame, as_of) -> pd.DataFrame:
-    """Rows that happened strictly before ``as_of`` (all rows when ``as_of`` is None)."""
+    """Rows that happened strictly before ``as_of`` (all rows when ``as_of`` is None).
+
+    When every row qualifies the frame itself comes back, not a copy (a GB at 20M rows);
+    callers treat the result as read-only."""
     if as_of is None or interactions.empty:
         return interactions
-    return interactions[interactions["occurred_at"] < pd.Timestamp(as_of)]
+    before = (interactions["occurred_at"] < pd.Timestamp(as_of)).to_numpy()
+    if before.all():
+        return interactions
+    return interactions[before]
 
 
 def event_strength(
