@@ -46,7 +46,8 @@ import numpy as np
 import pandas as pd
 
 from proactive_recs.campaigns import plan_run, select_trigger_items, validate_campaigns
-from proactive_recs.frequency import FrequencyRules, as_run_time, to_utc_naive
+from proactive_recs.frequency import FrequencyRules, as_run_time
+from proactive_recs.interactions import normalise_interactions
 
 __all__ = [
     "METRICS",
@@ -94,14 +95,6 @@ class BacktestResult:
     summary: pd.DataFrame
     weekly: pd.DataFrame
     sends: pd.DataFrame
-
-
-def _interactions(interactions: pd.DataFrame) -> pd.DataFrame:
-    out = interactions.copy()
-    out["user_id"] = out["user_id"].astype(str)
-    out["item_id"] = out["item_id"].astype(str)
-    out["occurred_at"] = to_utc_naive(out["occurred_at"]).to_numpy()
-    return out
 
 
 def mark_conversions(
@@ -222,7 +215,7 @@ def run_backtest_detailed(
     if not isinstance(rules, FrequencyRules):
         rules = FrequencyRules.from_dict(rules)
     n_blast = rules.push_cap_per_week if cap_push_per_week is None else int(cap_push_per_week)
-    interactions = _interactions(interactions)
+    interactions = normalise_interactions(interactions)
     all_campaigns = [c for c in validate_campaigns(campaigns) if c.is_active]
     kept = [c for c in all_campaigns if include_digests or c.campaign_type == "item_push"]
     pushes = [c for c in kept if c.campaign_type == "item_push"]

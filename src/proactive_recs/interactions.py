@@ -80,6 +80,8 @@ def normalise_interactions(interactions: pd.DataFrame | None) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols}).astype(
             {"occurred_at": "datetime64[ns]", "event_weight": float, "quantity": float}
         )
+    if _already_normalised(interactions, cols):
+        return interactions  # read-only for callers: no copy of a GB-sized frame
     df = interactions.copy()
     for col, default in (("event_type", "purchase"), ("event_weight", 1.0), ("quantity", 1.0)):
         if col not in df:
@@ -95,6 +97,33 @@ def normalise_interactions(interactions: pd.DataFrame | None) -> pd.DataFrame:
     df["quantity"] = pd.to_numeric(df["quantity"], errors="coerce").fillna(1.0)
     df = df[(df["quantity"] > 0) & (df["event_weight"] > 0)]
     return df[cols].reset_index(drop=True)
+
+
+def _already_normalised(frame: pd.DataFrame, cols: list[str]) -> bool:
+    """True when ``frame`` is what :func:`normalise_interactions` would return: these
+    columns in this order and types, text ids and no row it would drop."""
+    if list(frame.columns) != cols:
+        return False
+    expected = {
+        "user_id": np.dtype(object),
+        "item_id": np.dtype(object),
+        "occurred_at": np.dtype("datetime64[ns]"),
+        "event_type": np.dtype(object),
+        "event_weight": np.dtype(float),
+        "quantity": np.dtype(float),
+    }
+    if any(frame[col].dtype != dtype for col, dtype in expected.items()):
+        return False
+    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
+        return False
+    for col in ("user_id", "item_id"):
+        if pd.api.types.infer_dtype(frame[col], skipna=False) != "string":
+            return False
+    return bool(
+        frame["occurred_at"].notna().all()
+        and (frame["quantity"] > 0).all()
+        and (frame["event_weight"] > 0).all()
+    )
 
 
 def interactions_before(interactions: pd.DataFrame, as_of) -> pd.DataFrame:

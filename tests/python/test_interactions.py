@@ -10,6 +10,7 @@ import pytest
 
 from proactive_recs.interactions import (
     build_interaction_matrix,
+    interactions_before,
     new_pairs_matrix,
     normalise_interactions,
 )
@@ -129,3 +130,24 @@ def test_normalise_interactions():
     assert out["event_weight"].tolist() == [1.0, 1.0]
     assert out["quantity"].tolist() == [2.0, 1.0]
     assert normalise_interactions(None).empty
+
+
+def test_normalising_a_normalised_frame_returns_it_without_a_copy():
+    raw = pd.DataFrame(
+        {
+            "user_id": [1, 2, 2],
+            "item_id": ["a", "b", "c"],
+            "occurred_at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"]),
+            "event_type": ["purchase"] * 3,
+            "event_weight": [1.0, 1.0, 1.0],
+            "quantity": [1.0, 2.0, 0.0],  # the last row is dropped
+        }
+    )
+    once = normalise_interactions(raw)
+    assert once is not raw and len(once) == 2 and once["user_id"].tolist() == ["1", "2"]
+    assert normalise_interactions(once) is once
+    # every row before the date: the same frame; some after: a filtered copy
+    assert interactions_before(once, "2026-02-01") is once
+    assert len(interactions_before(once, "2026-01-02")) == 1
+    # integer ids are not normalised yet
+    assert normalise_interactions(once.assign(user_id=[1, 2])) is not once
