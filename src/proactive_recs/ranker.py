@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -40,7 +41,7 @@ from .interactions import (
     new_pairs_matrix,
 )
 from .mf import ImplicitMF
-from .topk import group_desc_key, topk_both
+from .topk import _jit, group_desc_key, topk_both
 
 __all__ = [
     "PropensityRanker",
@@ -684,7 +685,6 @@ def explain_pairs(
     similarity: sp.csr_matrix,
     u: np.ndarray,
     i: np.ndarray,
-    block: int = 1 << 22,
 ) -> np.ndarray:
     """For each pair (u, i): the item of u's history that contributes most to the
     co-purchase affinity of u for i (the ``knn`` feature sums ``similarity[j, i]`` over
@@ -692,38 +692,42 @@ def explain_pairs(
     co-purchase neighbour of i. Ties go to the lower item index."""
     u = np.asarray(u, dtype=np.int64)
     i = np.asarray(i, dtype=np.int64)
-    out = np.full(u.size, -1, dtype=np.int64)
     if u.size == 0:
-        return out
+        return np.full(0, -1, dtype=np.int64)
     seen = sp.csr_matrix(seen)
     sim = sp.csr_matrix(similarity)
     sim.sort_indices()
-    n_items = sim.shape[1]
-    keys = np.repeat(np.arange(sim.shape[0], dtype=np.int64), np.diff(sim.indptr)) * n_items
-    keys += sim.indices
-    history_len = np.diff(seen.indptr)[u]
-    # Pairs in chunks whose expansion (one entry per history item) stays under `block`.
-    ends = np.searchsorted(
-        np.cumsum(history_len), np.arange(block, history_len.sum() + block, block)
+    return _explain_kernel(
+        seen.indptr.astype(np.int64),
+        seen.indices.astype(np.int64),
+        sim.indptr.astype(np.int64),
+        sim.indices.astype(np.int64),
+        sim.data.astype(np.float32),
+        u,
+        i,
     )
-    start = 0
-    for stop in np.unique(np.append(np.minimum(ends + 1, u.size), u.size)):
-        if stop <= start:
-            continue
-        lens = history_len[start:stop]
-        pair = np.repeat(np.arange(start, stop), lens)
-        offsets = np.arange(pair.size) - np.repeat(np.cumsum(lens) - lens, lens)
-        hist = seen.indices[seen.indptr[u[pair]] + offsets].astype(np.int64)
-        key = hist * n_items + i[pair]
-        pos = np.clip(np.searchsorted(keys, key), 0, max(keys.size - 1, 0))
-        val = np.where((keys.size > 0) & (keys[pos] == key), sim.data[pos], 0.0)
-        hit = val > 0
-        pair, hist, val = pair[hit], hist[hit], val[hit]
-        # Best per pair: sort by (pair, similarity desc), lower item first among ties.
-        order = np.lexsort((hist, -val, pair))
-        pair, hist = pair[order], hist[order]
-        first = np.ones(pair.size, bool)
-        first[1:] = pair[1:] != pair[:-1]
-        out[pair[first]] = hist[first]
-        start = stop
+
+
+@_jit(parallel=True)
+def _explain_kernel(seen_ptr, seen_idx, sim_ptr, sim_idx, sim_val, u, i):
+    # One pass per pair over the user's history; similarity[j, i] by binary search in
+    # row j (about 200 sorted neighbours), so nothing of size pairs x history is built.
+    out = np.full(u.size, -1, dtype=np.int64)
+    for p in numba.prange(u.size):
+        target = i[p]
+        best_j, best_v = -1, np.float32(0.0)
+        for q in range(seen_ptr[u[p]], seen_ptr[u[p] + 1]):
+            j = seen_idx[q]
+            lo, hi = sim_ptr[j], sim_ptr[j + 1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if sim_idx[mid] < target:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < sim_ptr[j + 1] and sim_idx[lo] == target:
+                v = sim_val[lo]
+                if v > best_v or (v == best_v and v > 0 and j < best_j):
+                    best_j, best_v = j, v
+        out[p] = best_j
     return out

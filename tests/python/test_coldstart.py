@@ -121,7 +121,7 @@ def test_explanation_is_the_history_item_most_similar_to_the_recommendation():
     sim = item_similarity(seen, neighbours=6)
     u = np.repeat(np.arange(60), 4)
     i = rng.integers(0, 40, u.size)
-    got = explain_pairs(seen, sim, u, i, block=9)
+    got = explain_pairs(seen, sim, u, i)
     dense = sim.toarray()
     for p in range(u.size):
         history = seen[u[p]].indices
