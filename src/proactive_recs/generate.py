@@ -49,6 +49,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from .contract import REQUIRED_COLUMNS
+
 __all__ = [
     "COLUMNS",
     "REJECTION_REASONS",
@@ -77,31 +79,12 @@ SOURCES = (
 )
 
 # Column order of the raw files (docs/raw_data.md).
+# The contract's columns, then the extra attributes the demo data carries (they flow
+# through staging to filters, boosters and the day-0 attribute model).
+EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"users": ("loyalty_group",), "items": ("brand",)}
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "users": (
-        "user_id",
-        "email",
-        "joined_at",
-        "country",
-        "timezone",
-        "email_opt_in",
-        "unsubscribed_at",
-        "loyalty_group",
-    ),
-    "items": (
-        "item_id",
-        "title",
-        "category",
-        "price",
-        "available_from",
-        "available_until",
-        "url",
-        "image_url",
-        "brand",
-    ),
-    "transactions": ("user_id", "item_id", "occurred_at", "event_type", "quantity", "amount"),
-    "notification_sends": ("send_id", "user_id", "campaign_id", "item_id", "channel", "sent_at"),
-    "notification_events": ("send_id", "event_type", "occurred_at"),
+    source: required + EXTRA_COLUMNS.get(source, ())
+    for source, required in REQUIRED_COLUMNS.items()
 }
 
 # Rejection reasons per source, in staging's priority order (docs/raw_data.md).

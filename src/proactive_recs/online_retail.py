@@ -27,6 +27,8 @@ from pathlib import Path
 
 import duckdb
 
+from .contract import REQUIRED_COLUMNS
+
 # src/proactive_recs/online_retail.py -> the repository root is two levels above src/.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CSV = REPO_ROOT / ".." / "shared" / "datasets" / "online_retail" / "online_retail.csv.gz"
@@ -55,48 +57,15 @@ ACTIVE_WINDOW_DAYS = 60
 
 # Output columns per table: the contract columns of docs/raw_data.md in contract
 # order, then the extra columns this loader adds.
+_EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": ("loyalty_group",),
+    "items": ("brand",),
+    # the invoice (to group lines into orders) and the raw unit price
+    "transactions": ("invoice_no", "unit_price"),
+}
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "raw_users": (
-        "user_id",
-        "email",
-        "joined_at",
-        "country",
-        "timezone",
-        "email_opt_in",
-        "unsubscribed_at",
-        "loyalty_group",
-    ),
-    "raw_items": (
-        "item_id",
-        "title",
-        "category",
-        "price",
-        "available_from",
-        "available_until",
-        "url",
-        "image_url",
-        "brand",
-    ),
-    "raw_transactions": (
-        "user_id",
-        "item_id",
-        "occurred_at",
-        "event_type",
-        "quantity",
-        "amount",
-        # extras: the invoice (to group lines into orders) and the raw unit price
-        "invoice_no",
-        "unit_price",
-    ),
-    "raw_notification_sends": (
-        "send_id",
-        "user_id",
-        "campaign_id",
-        "item_id",
-        "channel",
-        "sent_at",
-    ),
-    "raw_notification_events": ("send_id", "event_type", "occurred_at"),
+    f"raw_{source}": required + _EXTRA_COLUMNS.get(source, ())
+    for source, required in REQUIRED_COLUMNS.items()
 }
 
 # Country (as spelled in the data) -> IANA zone, only where one zone obviously covers

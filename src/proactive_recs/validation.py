@@ -36,6 +36,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from .contract import REQUIRED_COLUMNS
+
 __all__ = [
     "CHANNELS",
     "OUTPUT_TABLES",
@@ -61,30 +63,7 @@ __all__ = [
 # --------------------------------------------------------------------------- contract
 
 # Required raw columns per source (docs/raw_data.md, macros/sources.sql).
-SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "users": (
-        "user_id",
-        "email",
-        "joined_at",
-        "country",
-        "timezone",
-        "email_opt_in",
-        "unsubscribed_at",
-    ),
-    "items": (
-        "item_id",
-        "title",
-        "category",
-        "price",
-        "available_from",
-        "available_until",
-        "url",
-        "image_url",
-    ),
-    "transactions": ("user_id", "item_id", "occurred_at", "event_type", "quantity", "amount"),
-    "notification_sends": ("send_id", "user_id", "campaign_id", "item_id", "channel", "sent_at"),
-    "notification_events": ("send_id", "event_type", "occurred_at"),
-}
+SOURCE_COLUMNS: dict[str, tuple[str, ...]] = REQUIRED_COLUMNS
 # Key columns that must be mostly non-null in the raw tables (null or blank = null_id).
 SOURCE_ID_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("user_id",),
