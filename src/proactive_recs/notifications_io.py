@@ -6,24 +6,15 @@ import json
 
 import pandas as pd
 
-from .campaigns import PlanResult
+from .campaigns import AUDIENCE_COLUMNS, REJECTED_COLUMNS, PlanResult
 
+# The planner's audience columns (digest items as JSON text) and the rejected candidates'
+# reason, behind the record type and the run date.
 PLAN_COLUMNS = [
     "record_type",
     "run_date",
-    "send_key",
-    "user_id",
-    "email",
-    "channel",
-    "campaign_id",
-    "item_id",
-    "rank",
-    "score",
-    "expected_value",
-    "scheduled_send_at",
-    "is_holdout",
-    "digest_items_json",
-    "reason",
+    *("digest_items_json" if c == "digest_items" else c for c in AUDIENCE_COLUMNS),
+    *(c for c in REJECTED_COLUMNS if c not in AUDIENCE_COLUMNS),
 ]
 
 
