@@ -13,7 +13,7 @@ ONLINE_RETAIL_CSV ?= ../shared/datasets/online_retail/online_retail.csv.gz
 DBT := $(BIN)/dbt
 DBT_VARS = --vars "$$(cat vars/$(DATA).yml)"
 
-.PHONY: setup demo test load-data build validate report docs summary pytest lint bench snowflake-stage clean
+.PHONY: setup demo test load-data build validate report docs summary pytest lint bench bench-pipeline snowflake-stage clean
 
 setup: $(VENV)/.installed
 
@@ -83,6 +83,13 @@ lint: setup
 SIZE ?= S
 bench: setup
 	$(BIN)/python -m proactive_recs.bench --size $(SIZE) --json
+
+# The whole dbt build on the same generated data (wall time, peak RSS, slowest nodes), one dbt
+# thread, killed above 12 GB; L uses the scale profile vars/bench_L.yml (docs/benchmark.md).
+PIPELINE_VARS = $(if $(filter L,$(SIZE)),--pipeline-vars vars/bench_L.yml,)
+bench-pipeline: setup
+	$(BIN)/python -m proactive_recs.bench --size $(SIZE) --pipeline-only $(PIPELINE_VARS) \
+		--pipeline-mem-limit-gb 12 --json
 
 # Snowflake: zip the library and PUT it on the stage the Python models import (needs SNOWFLAKE_*).
 snowflake-stage: setup
