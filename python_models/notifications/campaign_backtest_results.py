@@ -13,7 +13,11 @@ from proactive_recs.notifications_io import (
     long_backtest_frame,
     weekly_scorer,
 )
-from proactive_recs.recommender_io import item_frame_for_scoring, user_frame_for_scoring
+from proactive_recs.recommender_io import (
+    item_frame_for_scoring,
+    read_interactions,
+    user_frame_for_scoring,
+)
 
 
 def model(dbt, session):
@@ -25,7 +29,7 @@ def model(dbt, session):
     items = item_frame_for_scoring(
         to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
     )
-    interactions = to_pandas(dbt.ref("int_interactions"))
+    interactions = read_interactions(dbt.ref("int_interactions"))
     settings = json.loads(meta["backtest"])
     result = run_backtest_detailed(
         interactions,

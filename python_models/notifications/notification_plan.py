@@ -10,6 +10,7 @@ import json
 from proactive_recs.campaigns import plan_run
 from proactive_recs.dbt_io import to_pandas
 from proactive_recs.notifications_io import long_plan_frame
+from proactive_recs.recommender_io import read_interactions
 
 
 def model(dbt, session):
@@ -27,6 +28,6 @@ def model(dbt, session):
         sends=to_pandas(dbt.ref("stg_notification_sends")),
         events=to_pandas(dbt.ref("stg_notification_events")),
         run_date=meta["run_date"],
-        interactions=to_pandas(dbt.ref("int_interactions")),
+        interactions=read_interactions(dbt.ref("int_interactions")),
     )
     return long_plan_frame(plan, run_date=meta["run_date"])

@@ -9,6 +9,7 @@ from proactive_recs.recommender_io import (
     evaluation_items,
     long_evaluation_frame,
     mf_params_used,
+    read_interactions,
 )
 
 
@@ -19,7 +20,7 @@ def model(dbt, session):
     from proactive_recs.evaluation import evaluate
 
     meta = dbt.config.get("meta") or {}
-    interactions = to_pandas(dbt.ref("int_interactions"))
+    interactions = read_interactions(dbt.ref("int_interactions"))
     items = to_pandas(dbt.ref("int_item_context"))
     result = evaluate(
         interactions,

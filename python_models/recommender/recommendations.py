@@ -12,6 +12,7 @@ from proactive_recs.dbt_io import require_packages, to_pandas
 from proactive_recs.recommender_io import (
     item_frame_for_scoring,
     long_recommendation_frame,
+    read_interactions,
     user_frame_for_scoring,
 )
 
@@ -23,7 +24,7 @@ def model(dbt, session):
 
     meta = dbt.config.get("meta") or {}
     result = score(
-        interactions=to_pandas(dbt.ref("int_interactions")),
+        interactions=read_interactions(dbt.ref("int_interactions")),
         users=user_frame_for_scoring(
             to_pandas(dbt.ref("int_user_context")), to_pandas(dbt.ref("user_targeting"))
         ),

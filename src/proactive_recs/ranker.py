@@ -173,7 +173,7 @@ def _activity_features(rows, data: InteractionMatrix, as_of, horizon_days, items
     return uf.astype(np.float32), itf.astype(np.float32)
 
 
-_SIMILARITY_BLOCK_ENTRIES = 20_000_000  # co-purchase products per column block (~0.5 GB)
+_SIMILARITY_BLOCK_ENTRIES = 5_000_000  # co-purchase products per column block (~0.2 GB)
 
 
 def item_similarity(

@@ -34,6 +34,16 @@ LONG_COLUMNS = [
 ]
 
 
+def read_interactions(relation) -> pd.DataFrame:
+    """int_interactions as the normalised frame the library expects, read once: the
+    library's own normalising then returns it as it is, so a model holds one copy of the
+    interactions instead of two (a GB each at 20M rows)."""
+    from .dbt_io import to_pandas
+    from .interactions import normalise_interactions
+
+    return normalise_interactions(to_pandas(relation))
+
+
 def _targeting_for_scores(targeting: pd.DataFrame, key: str) -> pd.DataFrame:
     rows = targeting[targeting["target"] == SCORES_TARGET]
     return rows[[key, "passes_filter", "boost"]]
