@@ -3,6 +3,7 @@
 Usage::
 
     python -m proactive_recs.bench --size S|M|L [--json] [--k 50] [--factors 64] [--pipeline]
+    python -m proactive_recs.bench --size L --pipeline-only --pipeline-vars vars/bench_L.yml
 
 Synthetic data comes from :mod:`proactive_recs.generate` (dirt off):
 
@@ -41,12 +42,15 @@ alternate their order between repeats and report the fastest repeat.
    ``MemAvailable`` is refused before anything runs.
 4. ``--pipeline``: the generated raw tables are loaded as VARCHAR into a scratch DuckDB
    file (schema ``bench_raw``) and ``dbt build --exclude tag:demo_data`` runs on them with
-   the demo vars; wall time, dbt's peak RSS and per-node timings from ``run_results.json``.
+   the demo vars (``--pipeline-vars FILE`` lays a scale profile over them); wall time,
+   dbt's peak RSS and per-node timings from ``run_results.json``. ``--pipeline-only`` skips
+   steps 1-3 (generate, load, build only).
 
 With ``--json`` the last line of stdout is one JSON object with every figure. ``--save
 DIR`` writes ``DIR/<size>.json`` and ``DIR/<size>.md``; a run without ``--pipeline``
 carries the dbt figures of the file it replaces over, marked as coming from that earlier
-run (``pipeline_from_previous_run``).
+run (``pipeline_from_previous_run``); a ``--pipeline-only`` run merges its dbt figures into
+the file it finds (``pipeline_run`` names it).
 """
 
 from __future__ import annotations
