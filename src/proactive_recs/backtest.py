@@ -247,6 +247,7 @@ def run_backtest_detailed(
     )
     weekly_sends = []
     start = as_run_time(start)
+    eligible_ids = set(eligible["user_id"])
     for week in range(int(weeks)):
         t = start + pd.Timedelta(days=7 * week)
         past = interactions[interactions["occurred_at"] < t]
@@ -280,7 +281,8 @@ def run_backtest_detailed(
         configured = _configured_rows(plan.audience)
 
         popularity = past.groupby("item_id")["user_id"].nunique()
-        activity = past[past["user_id"].isin(set(eligible["user_id"]))]
+        # the eligible users' interaction counts (only the id column: no copy of past)
+        active_ids = past.loc[past["user_id"].isin(eligible_ids), "user_id"]
         blast_items = (
             trigger_pairs.assign(popularity=trigger_pairs["item_id"].map(popularity).fillna(0))
             .sort_values(["popularity", "item_id", "campaign_id"], ascending=[False, True, True])
@@ -289,7 +291,8 @@ def run_backtest_detailed(
         )
         carpet = blast_items[["campaign_id", "channel", "item_id"]].merge(eligible, how="cross")
 
-        heavy_order = activity.groupby("user_id").size().rename("n").reset_index()
+        heavy_order = active_ids.groupby(active_ids).size().rename("n")
+        heavy_order = heavy_order.rename_axis("user_id").reset_index()
         heavy_order = heavy_order.assign(order=-heavy_order["n"])[["user_id", "order"]]
         heavy = _top_per_item(trigger_pairs, heavy_order, size_of)
 
@@ -297,7 +300,7 @@ def run_backtest_detailed(
             user_id=item_user_scores["user_id"].astype(str),
             item_id=item_user_scores["item_id"].astype(str),
         )
-        scored = scored[scored["user_id"].isin(set(eligible["user_id"]))]
+        scored = scored[scored["user_id"].isin(eligible_ids)]
         scored = scored.assign(order=-pd.to_numeric(scored["score"], errors="coerce"))
         topk = _top_per_item(trigger_pairs, scored[["item_id", "user_id", "order"]], size_of)
 
@@ -328,6 +331,10 @@ def run_backtest_detailed(
                         ],
                         ignore_index=True,
                     )
+        # This week's frames go before the next week re-trains: at 1M users they hold
+        # gigabytes that the next scoring run would otherwise sit on top of.
+        del past, item_user_scores, user_item_scores, plan, scored, active_ids, carpet
+        del configured, heavy, topk, rows
 
     sends = (
         pd.concat(weekly_sends, ignore_index=True)
