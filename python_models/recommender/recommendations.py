@@ -8,7 +8,7 @@ it into the public tables. Logic: proactive_recs.serving.score.
 
 import json
 
-from proactive_recs.dbt_io import require_packages, to_pandas
+from proactive_recs.dbt_io import is_snowpark, require_packages, to_pandas
 from proactive_recs.recommender_io import (
     item_frame_for_scoring,
     long_recommendation_frame,
@@ -34,4 +34,4 @@ def model(dbt, session):
         run_date=meta.get("run_date"),
         params=json.loads(meta.get("recommender_params") or "{}"),
     )
-    return long_recommendation_frame(result)
+    return long_recommendation_frame(result, factor_arrays=not is_snowpark(session))

@@ -69,6 +69,11 @@ def _shared_values(values: np.ndarray, pool: dict) -> np.ndarray:
     return shared[codes]
 
 
+def is_snowpark(session) -> bool:
+    """True when a Python model runs on Snowflake (its session is a Snowpark Session)."""
+    return type(session).__module__.startswith("snowflake.")
+
+
 def config_value(value, default=None):
     """A config value or seed cell with '', 'None' and NaN meaning unset.
 

@@ -89,27 +89,30 @@ def item_frame_for_scoring(item_context: pd.DataFrame, item_targeting: pd.DataFr
     return items
 
 
-def _factor_rows(factors: pd.DataFrame, id_col: str, record_type: str) -> pd.DataFrame:
+def _factor_rows(
+    factors: pd.DataFrame, id_col: str, record_type: str, as_arrays: bool
+) -> pd.DataFrame:
     value_cols = [c for c in factors.columns if c != id_col]
     matrix = factors[value_cols].to_numpy(dtype=np.float64)
+    # One float64 array per row (views of the matrix) where the warehouse reads them as
+    # lists (DuckDB); Python lists of Python floats cost ~2 GB at 1M users.
+    vectors = list(matrix) if as_arrays else [row.tolist() for row in matrix]
     return pd.DataFrame(
-        {
-            "record_type": record_type,
-            id_col: factors[id_col].to_numpy(),
-            "factors": [row.tolist() for row in matrix],
-        }
+        {"record_type": record_type, id_col: factors[id_col].to_numpy(), "factors": vectors}
     )
 
 
-def long_recommendation_frame(result: ScoreResult) -> pd.DataFrame:
-    """Every output of one scoring run as rows of one frame (see LONG_COLUMNS)."""
+def long_recommendation_frame(result: ScoreResult, factor_arrays: bool = True) -> pd.DataFrame:
+    """Every output of one scoring run as rows of one frame (see LONG_COLUMNS).
+    ``factor_arrays``: factor vectors as numpy arrays (DuckDB) or Python lists (Snowpark,
+    whose DataFrame conversion does not take arrays in cells)."""
     parts = [
         result.user_item_scores.assign(record_type="user_item"),
         result.item_user_scores.assign(record_type="item_user"),
         result.prelaunch_item_user_scores.assign(record_type="prelaunch_item_user"),
         result.unscored_items.assign(record_type="unscored_item"),
-        _factor_rows(result.user_factors, "user_id", "user_factor"),
-        _factor_rows(result.item_factors, "item_id", "item_factor"),
+        _factor_rows(result.user_factors, "user_id", "user_factor", factor_arrays),
+        _factor_rows(result.item_factors, "item_id", "item_factor", factor_arrays),
         result.params.assign(record_type="parameter"),
     ]
     long = pd.concat(parts, ignore_index=True)

@@ -45,3 +45,41 @@ def test_empty_relation_keeps_columns_and_to_pandas_lower_cases():
     frame = to_pandas(con.sql('select 1 as "User_ID", \'a\' as "Item"'))
     assert list(frame.columns) == ["user_id", "item"]
     assert frame.iloc[0].tolist() == [np.int32(1), "a"]
+
+
+def test_factor_vectors_reach_duckdb_as_double_lists_either_way():
+    from proactive_recs.recommender_io import long_recommendation_frame
+    from proactive_recs.serving import score
+
+    rng = np.random.default_rng(0)
+    interactions = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 80, 3000).astype(str),
+            "item_id": rng.integers(0, 60, 3000).astype(str),
+            "occurred_at": pd.Timestamp("2026-01-01")
+            + pd.to_timedelta(rng.integers(0, 90, 3000), unit="D"),
+        }
+    )
+    result = score(interactions, params={"factors": 4, "tune": False, "second_stage": False})
+    con = duckdb.connect()
+    tables = {}
+    for arrays in (True, False):
+        frame = long_recommendation_frame(result, factor_arrays=arrays)  # noqa: F841 (read by SQL)
+        con.execute("create or replace table t as select * from frame")
+        types = dict(con.execute("select column_name, column_type from (describe t)").fetchall())
+        assert types["factors"] == "DOUBLE[]"
+        tables[arrays] = con.execute(
+            "select user_id, factors from t where record_type = 'user_factor' order by user_id"
+        ).fetchall()
+    assert len(tables[True]) == len(result.user_factors) > 0
+    assert tables[True] == tables[False]  # same numbers whichever way they travel
+    first = result.user_factors.sort_values("user_id").iloc[0]
+    assert tables[True][0][1] == [first[f"factor_{f:02d}"] for f in range(4)]
+
+
+def test_snowpark_sessions_are_recognised_by_their_module():
+    from proactive_recs.dbt_io import is_snowpark
+
+    assert not is_snowpark(duckdb.connect())
+    fake = type("Session", (), {"__module__": "snowflake.snowpark.session"})()
+    assert is_snowpark(fake)
