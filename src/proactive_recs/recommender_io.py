@@ -115,7 +115,9 @@ def long_recommendation_frame(result: ScoreResult, factor_arrays: bool = True) -
         _factor_rows(result.item_factors, "item_id", "item_factor", factor_arrays),
         result.params.assign(record_type="parameter"),
     ]
-    long = pd.concat(parts, ignore_index=True)
+    # Empty parts (no pre-launch items, nothing unscored) add nothing but a pandas warning;
+    # the columns they would have brought are added below.
+    long = pd.concat([part for part in parts if len(part)], ignore_index=True)
     for column in LONG_COLUMNS:
         if column not in long:
             long[column] = None
