@@ -36,7 +36,7 @@ endif
 
 # Step 2: every model and every dbt test, in DAG order.
 build: load-data
-	$(DBT) build --exclude tag:demo_data $(DBT_VARS)
+	$(DBT) build --exclude tag:demo_data $(DBT_VARS) $(DBT_BUILD_FLAGS)
 
 summary: setup
 	$(BIN)/python -m proactive_recs.summary --duckdb $(DUCKDB_PATH)
@@ -63,10 +63,14 @@ report: setup
 pytest: setup
 	$(BIN)/python -m pytest
 
-# The demo database is built once and shared with pytest (tests/python/conftest.py).
+# The demo database is built once and shared with pytest (tests/python/conftest.py). One dbt
+# thread: Python models run in dbt's process, and two at once share threadpoolctl's
+# process-wide BLAS/OpenMP limits, so the ranker could train with a thread count that the
+# other model set and come out slightly different; the tests compare against this build.
 test: setup
 	mkdir -p target
-	$(MAKE) --no-print-directory build DATA=demo DUCKDB_PATH=target/ci_demo.duckdb
+	$(MAKE) --no-print-directory build DATA=demo DUCKDB_PATH=target/ci_demo.duckdb \
+	  DBT_BUILD_FLAGS="--threads 1"
 	PROACTIVE_RECS_DEMO_DB=target/ci_demo.duckdb $(BIN)/python -m pytest
 	$(MAKE) --no-print-directory lint DUCKDB_PATH=target/ci_demo.duckdb
 
