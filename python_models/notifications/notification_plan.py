@@ -12,22 +12,26 @@ from proactive_recs.dbt_io import to_pandas
 from proactive_recs.notifications_io import long_plan_frame
 from proactive_recs.recommender_io import read_interactions
 
+# What the planner reads of the users and of the score tables.
+USER_COLUMNS = ["user_id", "email", "timezone", "is_eligible"]
+SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]
+
 
 def model(dbt, session):
     dbt.config(materialized="table")
     meta = dbt.config.get("meta") or {}
-    user_context = to_pandas(dbt.ref("int_user_context"))
     plan = plan_run(
         campaigns=to_pandas(dbt.ref("campaigns")),
         rules={k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
-        users=user_context[["user_id", "email", "timezone", "is_eligible"]],
+        users=to_pandas(dbt.ref("int_user_context"), columns=USER_COLUMNS),
         targeting=to_pandas(dbt.ref("user_targeting")),
         items=to_pandas(dbt.ref("int_item_context")),
-        item_user_scores=to_pandas(dbt.ref("item_user_scores")),
-        user_item_scores=to_pandas(dbt.ref("user_item_scores")),
+        item_user_scores=to_pandas(dbt.ref("item_user_scores"), columns=SCORE_COLUMNS),
+        user_item_scores=to_pandas(dbt.ref("user_item_scores"), columns=SCORE_COLUMNS),
         sends=to_pandas(dbt.ref("stg_notification_sends")),
         events=to_pandas(dbt.ref("stg_notification_events")),
         run_date=meta["run_date"],
-        interactions=read_interactions(dbt.ref("int_interactions")),
+        # Only the hidden-gem fallback reads them (a send history without conversions).
+        interactions=lambda: read_interactions(dbt.ref("int_interactions")),
     )
     return long_plan_frame(plan, run_date=meta["run_date"])

@@ -1,6 +1,6 @@
 """Train the recommender as of the run date and keep everything it serves, in one long frame.
 
-One fit feeds several outputs, and a dbt Python model returns one frame, so rows carry a
+One fit feeds several outputs, and a dbt Python model returns one table, so rows carry a
 record_type: 'user_item' / 'item_user' (top-K scores), 'user_factor' / 'item_factor'
 (MF factors as a list) and 'parameter' (what was used after tuning). Thin SQL models split
 it into the public tables. Logic: proactive_recs.serving.score.
@@ -8,10 +8,10 @@ it into the public tables. Logic: proactive_recs.serving.score.
 
 import json
 
-from proactive_recs.dbt_io import is_snowpark, require_packages, to_pandas
+from proactive_recs.dbt_io import for_session, require_packages, to_pandas
 from proactive_recs.recommender_io import (
     item_frame_for_scoring,
-    long_recommendation_frame,
+    long_recommendation_table,
     read_interactions,
     user_frame_for_scoring,
 )
@@ -19,7 +19,9 @@ from proactive_recs.recommender_io import (
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"])
+    require_packages(
+        ["numpy", "pandas", "pyarrow", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"]
+    )
     from proactive_recs.serving import score  # after the check: it imports implicit
 
     meta = dbt.config.get("meta") or {}
@@ -34,4 +36,4 @@ def model(dbt, session):
         run_date=meta.get("run_date"),
         params=json.loads(meta.get("recommender_params") or "{}"),
     )
-    return long_recommendation_frame(result, factor_arrays=not is_snowpark(session))
+    return for_session(long_recommendation_table(result), session)

@@ -29,7 +29,8 @@ Expected value of a candidate = score x boost x priority.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -289,7 +290,7 @@ def hidden_gem_stats(
     run_date,
     *,
     lookback_days: float | None = None,
-    interactions: pd.DataFrame | None = None,
+    interactions: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     prior_strength: float = 20.0,
     min_lift: float = 1.5,
     reach_quantile: float = 0.5,
@@ -299,7 +300,8 @@ def hidden_gem_stats(
     From the send history before the run (within ``lookback_days`` when given): exposures =
     sends of the item, conversions = those with a conversion event before the run, reach =
     distinct users sent the item. When that history has no conversion at all, the
-    interactions before the run stand in (exposure = a (user, item) pair with any event,
+    interactions before the run stand in (``interactions``: a frame or a function returning
+    it, called only then; exposure = a (user, item) pair with any event,
     conversion = a pair with a purchase). With neither, no item is a gem.
 
     ``rate = (conversions + m * base) / (exposures + m)`` with ``m = prior_strength`` and
@@ -328,6 +330,8 @@ def hidden_gem_stats(
     exposures = exposures.assign(converted=exposures["send_id"].isin(converted))
     if not exposures["converted"].any():
         source = None
+        if callable(interactions):
+            interactions = interactions()
         if interactions is not None and len(interactions):
             past = interactions[to_utc_naive(interactions["occurred_at"]).to_numpy() < run_time]
             past = past.assign(
@@ -379,7 +383,7 @@ def select_trigger_items(
     events: pd.DataFrame,
     run_date,
     *,
-    interactions: pd.DataFrame | None = None,
+    interactions: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
 ) -> list[str]:
     """The item ids an item-push campaign is about at this run (only items available then).
 
@@ -630,15 +634,19 @@ def digest_candidates(
     users: pd.DataFrame,
     targeting: pd.DataFrame | None,
     recent_pairs: pd.DataFrame,
+    pushable_item_ids=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One candidate digest per scored user, and the users it rejects.
 
     A user's qualifying items: available at the run, not sent to them within the item
     repeat window, ``score x boost >= min_relevance``; best first (score, then the scorer's
-    rank, then item id). ``digest_pool`` holds all of them as (item_id, score) so that
-    items pushed to the same user in this run can be swapped out later; the score is
-    computed on the first ``items_per_digest``. A user gets one rejection row (item_id
-    null): unknown_user, suppressed, no_email, filtered_out, then no_available_items (no
+    rank, then item id). ``digest_pool`` holds them as (item_id, score) so that items
+    pushed to the same user in this run can be swapped out later; the score is computed on
+    the first ``items_per_digest``. ``pushable_item_ids`` (the run's trigger items; None =
+    any item) bounds the pool: only those can be pushed, so an item that comes after
+    ``items_per_digest`` others can never reach the digest and is left out (at a million
+    users full pools are tens of millions of Python tuples). A user gets one rejection row
+    (item_id null): unknown_user, suppressed, no_email, filtered_out, then no_available_items (no
     scored item is available), item_repeat (all available ones were sent recently),
     below_min_relevance.
     """
@@ -672,6 +680,10 @@ def digest_candidates(
     pool = frame[frame["qualifies"]]
     top = pool[pool.groupby("user_id", sort=False).cumcount() < campaign.items_per_digest]
     miss = (1.0 - top["score"].clip(0.0, 1.0)).groupby(top["user_id"]).prod()
+    if pushable_item_ids is not None:
+        other = (~pool["item_id"].isin(set(pushable_item_ids))).astype(np.int64)
+        others_before = other.groupby(pool["user_id"], sort=False).cumsum() - other
+        pool = pool[(others_before < campaign.items_per_digest).to_numpy()]
     per_user["score"] = 1.0 - miss.reindex(per_user.index)  # NaN: no qualifying item
     per_user["expected_value"] = per_user["score"] * per_user["boost"] * campaign.priority
     user_reason = per_user["user_reason"].to_numpy(object)
@@ -744,7 +756,13 @@ def build_candidates(
             )
         else:
             kept, dropped = digest_candidates(
-                campaign, user_item_scores, available_item_ids, users, targeting, recent_pairs
+                campaign,
+                user_item_scores,
+                available_item_ids,
+                users,
+                targeting,
+                recent_pairs,
+                pushable_item_ids={item for ids in trigger_items.values() for item in ids},
             )
         candidates.append(kept)
         rejected.append(dropped)
@@ -821,14 +839,15 @@ def plan_run(
     events: pd.DataFrame | None,
     run_date,
     *,
-    interactions: pd.DataFrame | None = None,
+    interactions: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     trigger_items: Mapping[str, Sequence[str]] | None = None,
 ) -> PlanResult:
     """Plan one run: who gets what, when, over all active campaigns at once.
 
     ``rules`` may be a :class:`FrequencyRules` or a dict of dbt vars (None = defaults).
     ``interactions`` (optional) feed the hidden-gem fallback when the send history has no
-    conversions; ``trigger_items`` (optional, campaign_id -> item ids) overrides
+    conversions (a frame, or a function returning it: then it is read only in that case);
+    ``trigger_items`` (optional, campaign_id -> item ids) overrides
     :func:`select_trigger_items`, e.g. to hold them fixed across backtest policies.
 
     Suppressed users (``is_eligible`` false or null) and ids absent from ``users`` never
@@ -839,6 +858,8 @@ def plan_run(
     """
     if not isinstance(rules, FrequencyRules):
         rules = FrequencyRules.from_dict(rules)
+    if callable(interactions):  # read at most once, however many hidden-gem campaigns
+        interactions = functools.cache(interactions)
     run_time = as_run_time(run_date)
     active = [c for c in validate_campaigns(campaigns) if c.is_active]
     users = _users(users)

@@ -10,10 +10,16 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow.types as pa_types
 
 
-def to_pandas(frame) -> pd.DataFrame:
-    """A DuckDB relation, a Snowpark DataFrame or a pandas frame, as pandas (lower-case columns)."""
+def to_pandas(frame, columns=None) -> pd.DataFrame:
+    """A DuckDB relation, a Snowpark DataFrame or a pandas frame, as pandas (lower-case columns).
+
+    ``columns``: read only these (projected in the warehouse, before any row is fetched).
+    """
+    if columns is not None and not isinstance(frame, pd.DataFrame):
+        frame = frame.select(*columns)  # DuckDB and Snowpark alike; names are case-insensitive
     if isinstance(frame, pd.DataFrame):
         result = frame
     elif hasattr(frame, "to_pandas"):  # Snowpark DataFrame
@@ -24,7 +30,8 @@ def to_pandas(frame) -> pd.DataFrame:
         result = frame.df()
     else:
         raise TypeError(f"cannot read a {type(frame).__name__} as a pandas frame")
-    return result.rename(columns=str.lower)
+    result = result.rename(columns=str.lower)
+    return result if columns is None else result[[c.lower() for c in columns]]
 
 
 # DuckDB vectors (2,048 rows) per chunk: ~0.5M rows, a few hundred MB of Python strings.
@@ -74,6 +81,26 @@ def is_snowpark(session) -> bool:
     return type(session).__module__.startswith("snowflake.")
 
 
+def for_session(table, session):
+    """A model's Arrow output as the warehouse takes it: the table itself on DuckDB (which
+    scans Arrow without a copy), a pandas frame on Snowpark (whose ``write_pandas`` wants
+    plain cells: text as strings, list columns as Python lists, nullable ints and booleans)."""
+    if not is_snowpark(session):
+        return table
+    frame = table.to_pandas()
+    for field in table.schema:
+        name, kind = field.name, field.type
+        if pa_types.is_list(kind):
+            frame[name] = [None if cell is None else cell.tolist() for cell in frame[name]]
+        elif pa_types.is_dictionary(kind) or pa_types.is_string(kind) or pa_types.is_null(kind):
+            frame[name] = frame[name].astype(object).astype("string")
+        elif pa_types.is_integer(kind):
+            frame[name] = frame[name].astype("Int64")
+        elif pa_types.is_boolean(kind):
+            frame[name] = frame[name].astype("boolean")
+    return frame
+
+
 def config_value(value, default=None):
     """A config value or seed cell with '', 'None' and NaN meaning unset.
 
@@ -92,6 +119,7 @@ def config_value(value, default=None):
 PACKAGE_SOURCES = {
     "numpy": "Snowflake's Anaconda channel: list it in the model config `packages`",
     "pandas": "Snowflake's Anaconda channel: list it in the model config `packages`",
+    "pyarrow": "Snowflake's Anaconda channel: list it in the model config `packages`",
     "scipy": "Snowflake's Anaconda channel: list it in the model config `packages`",
     "sklearn": "Snowflake's Anaconda channel (scikit-learn): list it in `packages`",
     "threadpoolctl": "Snowflake's Anaconda channel: list it in the model config `packages`",

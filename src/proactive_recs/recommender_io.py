@@ -11,27 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 if TYPE_CHECKING:  # serving imports implicit; dbt models check for it first (require_packages)
     from .serving import ScoreResult
 
 SCORES_TARGET = "scores"  # the targeting rows that come from the vars, not a campaign
 
-LONG_COLUMNS = [
-    "record_type",
-    "user_id",
-    "item_id",
-    "rank",
-    "score",
-    "is_fallback",
-    "because_item_id",
-    "basis",
-    "reason",
-    "factors",
-    "parameter",
-    "value",
-    "stage",
-]
 
 
 def read_interactions(relation) -> pd.DataFrame:
@@ -89,55 +75,94 @@ def item_frame_for_scoring(item_context: pd.DataFrame, item_targeting: pd.DataFr
     return items
 
 
-def _factor_rows(
-    factors: pd.DataFrame, id_col: str, record_type: str, as_arrays: bool
-) -> pd.DataFrame:
-    value_cols = [c for c in factors.columns if c != id_col]
-    matrix = factors[value_cols].to_numpy(dtype=np.float64)
-    # One float64 array per row (views of the matrix) where the warehouse reads them as
-    # lists (DuckDB); Python lists of Python floats cost ~2 GB at 1M users.
-    vectors = list(matrix) if as_arrays else [row.tolist() for row in matrix]
-    return pd.DataFrame(
-        {"record_type": record_type, id_col: factors[id_col].to_numpy(), "factors": vectors}
+# The long frame's Arrow types (DuckDB reads them as VARCHAR, BIGINT, DOUBLE, BOOLEAN and
+# DOUBLE[]; dictionary-encoded text is read as VARCHAR).
+_TEXT = pa.dictionary(pa.int32(), pa.string())
+_LONG_TYPES = {
+    "record_type": _TEXT,
+    "user_id": _TEXT,
+    "item_id": _TEXT,
+    "rank": pa.int64(),
+    "score": pa.float64(),
+    "is_fallback": pa.bool_(),
+    "because_item_id": _TEXT,
+    "basis": _TEXT,
+    "reason": _TEXT,
+    "factors": pa.list_(pa.float64()),
+    "parameter": _TEXT,
+    "value": _TEXT,
+    "stage": _TEXT,
+}
+LONG_COLUMNS = list(_LONG_TYPES)
+
+
+def _text_column(values, n: int) -> pa.Array:
+    """Text as a dictionary array: one copy of each distinct value (an id repeated over 20M
+    score rows costs 4 bytes a row, not a Python string or a copy of its bytes)."""
+    if values is None:
+        return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
+    if isinstance(values, str):
+        codes = pa.array(np.zeros(n, dtype=np.int32))
+        return pa.DictionaryArray.from_arrays(codes, pa.array([values], pa.string()))
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    codes = pa.array(codes.astype(np.int32), mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(codes, pa.array(uniques.astype(str), pa.string()))
+
+
+def _factor_column(factors: pd.DataFrame, id_col: str) -> pa.Array:
+    """Each row's factor vector as one list cell, sharing the matrix's buffer."""
+    matrix = factors[[c for c in factors.columns if c != id_col]].to_numpy(dtype=np.float64)
+    n, k = matrix.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel()))
+
+
+def _arrow_part(frame: pd.DataFrame, record_type: str, stage: str) -> pa.Table:
+    """One record type's rows with every long column (absent ones null)."""
+    n = len(frame)
+    columns = {}
+    for name, kind in _LONG_TYPES.items():
+        if name == "record_type":
+            columns[name] = _text_column(record_type, n)
+        elif name == "stage":
+            columns[name] = _text_column(stage, n)
+        elif name == "factors":
+            columns[name] = pa.nulls(n, kind)
+        elif name not in frame:
+            columns[name] = _text_column(None, n) if kind == _TEXT else pa.nulls(n, kind)
+        elif kind == _TEXT:
+            columns[name] = _text_column(frame[name].to_numpy(), n)
+        else:
+            columns[name] = pa.array(frame[name], type=kind, from_pandas=True)
+    return pa.table(columns)
+
+
+def _factor_part(factors: pd.DataFrame, id_col: str, record_type: str, stage: str) -> pa.Table:
+    part = _arrow_part(factors[[id_col]], record_type, stage)
+    return part.set_column(
+        part.schema.get_field_index("factors"), "factors", _factor_column(factors, id_col)
     )
 
 
-def long_recommendation_frame(result: ScoreResult, factor_arrays: bool = True) -> pd.DataFrame:
-    """Every output of one scoring run as rows of one frame (see LONG_COLUMNS).
-    ``factor_arrays``: factor vectors as numpy arrays (DuckDB) or Python lists (Snowpark,
-    whose DataFrame conversion does not take arrays in cells)."""
+def long_recommendation_table(result: ScoreResult) -> pa.Table:
+    """Every output of one scoring run as rows of one Arrow table (see LONG_COLUMNS).
+
+    Arrow, not pandas: at 1M users the 30M rows would cost ~200 bytes each as a pandas frame
+    of object columns (plus the copy a concat makes); here each part becomes dictionary
+    encoded columns once and the parts are chained without copying. DuckDB reads the table
+    as it is; :func:`proactive_recs.dbt_io.for_session` turns it into pandas for Snowpark.
+    """
     parts = [
-        result.user_item_scores.assign(record_type="user_item"),
-        result.item_user_scores.assign(record_type="item_user"),
-        result.prelaunch_item_user_scores.assign(record_type="prelaunch_item_user"),
-        result.unscored_items.assign(record_type="unscored_item"),
-        _factor_rows(result.user_factors, "user_id", "user_factor", factor_arrays),
-        _factor_rows(result.item_factors, "item_id", "item_factor", factor_arrays),
-        result.params.assign(record_type="parameter"),
+        _arrow_part(result.user_item_scores, "user_item", result.stage),
+        _arrow_part(result.item_user_scores, "item_user", result.stage),
+        _arrow_part(result.prelaunch_item_user_scores, "prelaunch_item_user", result.stage),
+        _arrow_part(result.unscored_items, "unscored_item", result.stage),
+        _factor_part(result.user_factors, "user_id", "user_factor", result.stage),
+        _factor_part(result.item_factors, "item_id", "item_factor", result.stage),
+        _arrow_part(result.params, "parameter", result.stage),
     ]
-    # Empty parts (no pre-launch items, nothing unscored) add nothing but a pandas warning;
-    # the columns they would have brought are added below.
-    long = pd.concat([part for part in parts if len(part)], ignore_index=True)
-    for column in LONG_COLUMNS:
-        if column not in long:
-            long[column] = None
-    long["stage"] = result.stage
-    long["rank"] = long["rank"].astype("Int64")
-    long["score"] = long["score"].astype(float)
-    long["is_fallback"] = long["is_fallback"].astype("boolean")
-    for column in (
-        "record_type",
-        "user_id",
-        "item_id",
-        "because_item_id",
-        "basis",
-        "reason",
-        "parameter",
-        "value",
-        "stage",
-    ):
-        long[column] = long[column].astype("string")
-    return long[LONG_COLUMNS]
+    # Each chunk keeps its own dictionaries (same type): chaining them copies nothing.
+    return pa.concat_tables(parts)
 
 
 def evaluation_items(item_context: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,8 @@ from proactive_recs.campaigns import (
     AUDIENCE_COLUMNS,
     REJECTED_COLUMNS,
     Campaign,
+    _digest_items,
+    digest_candidates,
     hidden_gem_stats,
     plan_run,
     select_trigger_items,
@@ -231,6 +233,105 @@ def test_hidden_gems_fall_back_to_interactions_then_to_nothing():
         campaign, items, NO_SENDS, NO_EVENTS, RUN, interactions=interactions
     ) == ["gem"]
     assert select_trigger_items(campaign, items, NO_SENDS, NO_EVENTS, RUN) == []
+
+
+def test_interactions_given_as_a_function_are_read_only_for_the_fallback_and_once():
+    items = _items([(i, -60, None) for i in ("gem", "hit")])
+    interactions = pd.DataFrame(
+        [(f"w{k}", "gem", "purchase") for k in range(6)]
+        + [(f"v{k}", "hit", "view") for k in range(60)],
+        columns=["user_id", "item_id", "event_type"],
+    ).assign(occurred_at=RUN - 2 * DAY)
+    reads = []
+
+    def read():
+        reads.append(1)
+        return interactions
+
+    campaigns = _campaigns(
+        ("gems_a", "item_push", "push", "hidden_gems", None, None, 5, 0.0, 1.0, None, 1, True),
+        ("gems_b", "item_push", "email", "hidden_gems", None, None, 5, 0.0, 1.0, None, 1, True),
+    )
+    world = dict(
+        campaigns=campaigns,
+        rules=None,
+        users=pd.DataFrame({"user_id": ["w0"], "email": ["a@x"], "is_eligible": [True]}),
+        targeting=None,
+        items=items,
+        item_user_scores=pd.DataFrame(columns=["item_id", "user_id", "rank", "score"]),
+        user_item_scores=pd.DataFrame(columns=["user_id", "item_id", "rank", "score"]),
+        run_date=RUN,
+        interactions=read,
+    )
+    result = plan_run(sends=NO_SENDS, events=NO_EVENTS, **world)
+    assert len(reads) == 1  # two hidden-gem campaigns, one read
+    assert set(result.trigger_items["item_id"]) == {"gem"}
+    # With conversions in the send history the interactions are not needed: never read.
+    sends = pd.DataFrame(
+        {
+            "send_id": ["s1"],
+            "user_id": ["w0"],
+            "campaign_id": ["x"],
+            "item_id": ["hit"],
+            "channel": ["push"],
+            "sent_at": [RUN - 3 * DAY],
+        }
+    )
+    events = pd.DataFrame(
+        {"send_id": ["s1"], "event_type": ["conversion"], "occurred_at": [RUN - 2 * DAY]}
+    )
+    reads.clear()
+    plan_run(sends=sends, events=events, **world)
+    assert reads == []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scores=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 9), st.floats(0.0, 1.0)),
+        min_size=1,
+        max_size=60,
+    ),
+    pushable=st.sets(st.integers(0, 9), max_size=5),
+    pushed_draw=st.lists(st.sets(st.integers(0, 9)), min_size=4, max_size=4),
+    size=st.integers(1, 4),
+)
+def test_bounded_digest_pools_give_the_same_digests(scores, pushable, pushed_draw, size):
+    """Leaving out pool entries that come after ``size`` non-pushable items changes no
+    digest, whichever of the pushable items end up pushed to the user."""
+    campaign = Campaign("d", "digest", "email", items_per_digest=size)
+    user_item_scores = pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u, _, _ in scores],
+            "item_id": [f"i{i}" for _, i, _ in scores],
+            "rank": range(1, len(scores) + 1),
+            "score": [s for _, _, s in scores],
+        }
+    )
+    users = pd.DataFrame(
+        {"user_id": [f"u{u}" for u in range(4)], "email": "a@x", "timezone": "UTC"}
+    ).assign(is_eligible=True)
+    recent = pd.DataFrame(columns=["user_id", "item_id"])
+    available = {f"i{i}" for i in range(10)}
+    pushable_ids = {f"i{i}" for i in pushable}
+    full, rejected_full = digest_candidates(
+        campaign, user_item_scores, available, users, None, recent
+    )
+    bounded, rejected_bounded = digest_candidates(
+        campaign, user_item_scores, available, users, None, recent, pushable_ids
+    )
+    pd.testing.assert_frame_equal(
+        full.drop(columns="digest_pool"), bounded.drop(columns="digest_pool")
+    )
+    pd.testing.assert_frame_equal(rejected_full, rejected_bounded)
+    for (_, f), (_, b), pushed in zip(
+        full.iterrows(), bounded.iterrows(), pushed_draw, strict=False
+    ):
+        assert len(b["digest_pool"]) <= len(f["digest_pool"])
+        pushed_ids = {f"i{i}" for i in pushed} & pushable_ids
+        assert _digest_items(b["digest_pool"], pushed_ids, size, {}) == _digest_items(
+            f["digest_pool"], pushed_ids, size, {}
+        )
 
 
 # --------------------------------------------------------------------------- plan_run

@@ -47,8 +47,12 @@ def test_empty_relation_keeps_columns_and_to_pandas_lower_cases():
     assert frame.iloc[0].tolist() == [np.int32(1), "a"]
 
 
-def test_factor_vectors_reach_duckdb_as_double_lists_either_way():
-    from proactive_recs.recommender_io import long_recommendation_frame
+SNOWPARK_LIKE = type("Session", (), {"__module__": "snowflake.snowpark.session"})()
+
+
+def test_long_recommendation_table_holds_every_output_and_reaches_duckdb_either_way():
+    from proactive_recs.dbt_io import for_session
+    from proactive_recs.recommender_io import LONG_COLUMNS, long_recommendation_table
     from proactive_recs.serving import score
 
     rng = np.random.default_rng(0)
@@ -61,25 +65,54 @@ def test_factor_vectors_reach_duckdb_as_double_lists_either_way():
         }
     )
     result = score(interactions, params={"factors": 4, "tune": False, "second_stage": False})
+    table = long_recommendation_table(result)
+    assert table.column_names == LONG_COLUMNS
+    duckdb_side = for_session(table, duckdb.connect())
+    assert duckdb_side is table  # DuckDB scans the Arrow table as it is
+    snowpark_side = for_session(table, SNOWPARK_LIKE)
+    assert isinstance(snowpark_side, pd.DataFrame)
+    assert str(snowpark_side["rank"].dtype) == "Int64"
+    assert str(snowpark_side["user_id"].dtype) == "string"
+    assert isinstance(snowpark_side.loc[snowpark_side["factors"].notna(), "factors"].iloc[0], list)
+
     con = duckdb.connect()
     tables = {}
-    for arrays in (True, False):
-        frame = long_recommendation_frame(result, factor_arrays=arrays)  # noqa: F841 (read by SQL)
-        con.execute("create or replace table t as select * from frame")
+    for name, output in (("arrow", duckdb_side), ("pandas", snowpark_side)):  # noqa: B007
+        con.execute("create or replace table t as select * from output")
         types = dict(con.execute("select column_name, column_type from (describe t)").fetchall())
         assert types["factors"] == "DOUBLE[]"
-        tables[arrays] = con.execute(
-            "select user_id, factors from t where record_type = 'user_factor' order by user_id"
-        ).fetchall()
-    assert len(tables[True]) == len(result.user_factors) > 0
-    assert tables[True] == tables[False]  # same numbers whichever way they travel
+        assert types["rank"] == "BIGINT" and types["user_id"] == "VARCHAR"
+        tables[name] = con.execute("select * from t order by all").fetchall()
+    assert tables["arrow"] == tables["pandas"]  # same cells whichever way they travel
+
+    con.execute("create or replace table t as select * from duckdb_side")
+    counts = dict(con.execute("select record_type, count(*) from t group by 1").fetchall())
+    assert counts["user_item"] == len(result.user_item_scores) > 0
+    assert counts["item_user"] == len(result.item_user_scores) > 0
+    assert counts["user_factor"] == len(result.user_factors) > 0
+    assert counts["parameter"] == len(result.params) > 0
+    # The user -> item rows carry the scorer's values, ids and ranks included.
+    got = con.execute(
+        "select user_id, item_id, rank, score, is_fallback, because_item_id from t"
+        " where record_type = 'user_item' order by user_id, rank"
+    ).fetchall()
+    want = result.user_item_scores.sort_values(["user_id", "rank"])
+    want = want[["user_id", "item_id", "rank", "score", "is_fallback", "because_item_id"]]
+    want = [
+        tuple(None if pd.isna(v) else v for v in row)
+        for row in want.astype(object).itertuples(index=False)
+    ]
+    assert got == want
     first = result.user_factors.sort_values("user_id").iloc[0]
-    assert tables[True][0][1] == [first[f"factor_{f:02d}"] for f in range(4)]
+    vector = con.execute(
+        "select factors from t where record_type = 'user_factor' order by user_id limit 1"
+    ).fetchone()[0]
+    assert vector == [first[f"factor_{f:02d}"] for f in range(4)]
+    assert set(con.execute("select distinct stage from t").fetchall()) == {(result.stage,)}
 
 
 def test_snowpark_sessions_are_recognised_by_their_module():
     from proactive_recs.dbt_io import is_snowpark
 
     assert not is_snowpark(duckdb.connect())
-    fake = type("Session", (), {"__module__": "snowflake.snowpark.session"})()
-    assert is_snowpark(fake)
+    assert is_snowpark(SNOWPARK_LIKE)
