@@ -17,7 +17,8 @@ import numbers
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+
+from .threads import single_threaded_blas
 
 __all__ = ["ImplicitMF"]
 
@@ -108,7 +109,7 @@ class ImplicitMF:
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.ndim != 2:
             raise ValueError("X must be 2-D (users x items)")
-        with threadpool_limits(1, "blas"):
+        with single_threaded_blas():  # see proactive_recs.threads
             engine = AlternatingLeastSquares(
                 factors=int(self.factors),
                 regularization=float(self.regularization),

@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from . import metrics
 from .coldstart import (
@@ -80,6 +79,7 @@ from .ranker import (
     pair_features,
     training_frame,
 )
+from .threads import openmp_threads, single_threaded_blas
 from .topk import apply_boost, topk_both, topk_pairs
 
 __all__ = ["DEFAULT_PARAMS", "MF_KEYS", "ScoreResult", "resolve_params", "score", "tune_mf"]
@@ -500,7 +500,9 @@ def score(
 
     diagnostics: dict = {}
     threads = int(p["num_threads"]) or None
-    with warnings.catch_warnings(), threadpool_limits(limits=threads):
+    # BLAS stays single-threaded (its thread count changes implicit's factors and is
+    # process-wide); OpenMP threads are per calling thread (proactive_recs.threads).
+    with warnings.catch_warnings(), single_threaded_blas(), openmp_threads(threads):
         # implicit warns about BLAS threads even though fit limits them itself.
         warnings.simplefilter("ignore", RuntimeWarning)
         return _model_result(frame, uni, p, exclude_all, run_date, diagnostics)

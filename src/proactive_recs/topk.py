@@ -69,7 +69,8 @@ import scipy.sparse as sp
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
-from threadpoolctl import threadpool_limits
+
+from .threads import single_threaded_blas
 
 __all__ = [
     "MIN_BOOST",
@@ -550,17 +551,15 @@ class _Selector:
             )  # fmt: skip
 
 
-# One fused selection at a time per process: each already uses every core, and BLAS
-# limits are process-wide, so concurrent calls would fight over them.
+# One fused selection at a time per process: each already uses every core.
 _FUSED_LOCK = threading.Lock()
 
 
 @contextmanager
 def _one_blas_thread() -> Iterator[None]:
     """The fused kernel's section: exclusive (see ``_FUSED_LOCK``), with BLAS limited to
-    one thread (threadpoolctl; the numba threads already use every core). The limits
-    are set and restored by the calling thread."""
-    with _FUSED_LOCK, threadpool_limits(1, user_api="blas"):
+    one thread (the numba threads already use every core; see proactive_recs.threads)."""
+    with _FUSED_LOCK, single_threaded_blas():
         yield
 
 
