@@ -55,18 +55,28 @@
 
 {#
   The shared tail of every audited staging model: reason = the row's own defect, else
-  'duplicate' for every row after the first of its natural key (ranked by order_by);
-  audit_row_id numbers repeated raw keys so that exact copies stay distinguishable.
+  'duplicate' for every row after the first of its natural key (ranked by order_by, then
+  raw_key); audit_row_id numbers the copies of a raw key so that exact copies stay
+  distinguishable. Exact copies tie on every column: the copy numbered 1 is the one kept,
+  so the reason and the audit id are paired the same way in every build (two independent
+  row_number() windows would pair them at random).
 #}
 {% macro audit_row_columns(source_name, natural_key, order_by) -%}
+    {%- set copy_number -%}
+        row_number() over (partition by raw_key, row_defect order by {{ order_by }})
+    {%- endset -%}
     case
         when row_defect is not null then row_defect
-        when row_number() over (
-            partition by {{ natural_key | join(', ') }}, row_defect order by {{ order_by }}
-        ) > 1 then 'duplicate'
+        when
+            rank() over (
+                partition by {{ natural_key | join(', ') }}, row_defect
+                order by {{ order_by }}, raw_key
+            ) > 1
+            or {{ copy_number }} > 1
+            then 'duplicate'
     end as rejection_reason,
     {{ dbt.hash(dbt.concat([
-        "'" ~ source_name ~ "'", "'|'", 'raw_key', "'|'",
-        "cast(row_number() over (partition by raw_key order by " ~ order_by ~ ") as " ~ dbt.type_string() ~ ")"
+        "'" ~ source_name ~ "'", "'|'", 'raw_key', "'|'", "coalesce(row_defect, '')", "'|'",
+        "cast(" ~ copy_number ~ " as " ~ dbt.type_string() ~ ")"
     ])) }} as audit_row_id
 {%- endmacro %}
