@@ -1558,6 +1558,11 @@ def format_markdown(r: dict[str, Any]) -> str:
         f"implicit {m['implicit']}, numba {m.get('numba', '-')}, duckdb {m['duckdb']}, "
         f"dbt-core {m['dbt_core']}; BLAS {blas}.",
         "",
+        "Memory: MB = MiB (2^20 bytes) and GB = GiB throughout, the RAM above included; the "
+        "`--pipeline-mem-limit-gb 12` watchdog kills dbt above 12,288 MB. The dbt build's peak "
+        "RSS is the kernel's maximum for the process (wait4); a node's is the largest sample "
+        "(every ~0.5 s) taken while it ran.",
+        "",
     ]
     return "\n".join(lines)
 
