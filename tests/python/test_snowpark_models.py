@@ -130,3 +130,14 @@ def test_recommendations_on_snowpark_match_the_duckdb_build(session, con):
     top_ours = ours[ours["rank"] == 1].set_index("user_id")["item_id"]
     top_built = built[built["rank"] == 1].set_index("user_id")["item_id"]
     assert (top_ours == top_built.reindex(top_ours.index)).mean() > 0.9
+
+
+def test_to_pandas_projects_snowpark_frames_before_reading(session):
+    from proactive_recs.dbt_io import to_pandas
+
+    frame = session.create_dataframe(
+        pd.DataFrame({"USER_ID": ["u1", "u2"], "ITEM_ID": ["i1", "i2"], "SCORE": [0.5, 0.25]})
+    )
+    got = to_pandas(frame, columns=["score", "user_id"])
+    assert list(got.columns) == ["score", "user_id"]
+    assert got.to_dict("list") == {"score": [0.5, 0.25], "user_id": ["u1", "u2"]}
