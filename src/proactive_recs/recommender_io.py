@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # serving imports implicit; dbt models check for it first (re
 SCORES_TARGET = "scores"  # the targeting rows that come from the vars, not a campaign
 
 
-
 def read_interactions(relation) -> pd.DataFrame:
     """int_interactions as the normalised frame the library expects, read once: the
     library's own normalising then returns it as it is, so a model holds one copy of the
