@@ -90,7 +90,7 @@ def for_session(table, session):
     frame = table.to_pandas()
     for field in table.schema:
         name, kind = field.name, field.type
-        if pa_types.is_list(kind):
+        if pa_types.is_list(kind) or pa_types.is_large_list(kind):
             frame[name] = [None if cell is None else cell.tolist() for cell in frame[name]]
         elif pa_types.is_dictionary(kind) or pa_types.is_string(kind) or pa_types.is_null(kind):
             frame[name] = frame[name].astype(object).astype("string")

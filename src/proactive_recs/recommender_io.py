@@ -87,7 +87,7 @@ _LONG_TYPES = {
     "because_item_id": _TEXT,
     "basis": _TEXT,
     "reason": _TEXT,
-    "factors": pa.list_(pa.float64()),
+    "factors": pa.large_list(pa.float64()),  # 64-bit offsets: users x factors may pass 2^31
     "parameter": _TEXT,
     "value": _TEXT,
     "stage": _TEXT,
@@ -112,8 +112,8 @@ def _factor_column(factors: pd.DataFrame, id_col: str) -> pa.Array:
     """Each row's factor vector as one list cell, sharing the matrix's buffer."""
     matrix = factors[[c for c in factors.columns if c != id_col]].to_numpy(dtype=np.float64)
     n, k = matrix.shape
-    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel()))
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int64))
+    return pa.LargeListArray.from_arrays(offsets, pa.array(matrix.ravel()))
 
 
 def _arrow_part(frame: pd.DataFrame, record_type: str, stage: str) -> pa.Table:
