@@ -20,6 +20,8 @@ SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]
 def model(dbt, session):
     dbt.config(materialized="table")
     meta = dbt.config.get("meta") or {}
+    # dbt finds refs in the model's own statements (not inside a lambda); a relation is lazy.
+    interactions = dbt.ref("int_interactions")
     plan = plan_run(
         campaigns=to_pandas(dbt.ref("campaigns")),
         rules={k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
@@ -31,7 +33,7 @@ def model(dbt, session):
         sends=to_pandas(dbt.ref("stg_notification_sends")),
         events=to_pandas(dbt.ref("stg_notification_events")),
         run_date=meta["run_date"],
-        # Only the hidden-gem fallback reads them (a send history without conversions).
-        interactions=lambda: read_interactions(dbt.ref("int_interactions")),
+        # Read only if the hidden-gem fallback needs them (no conversion in the send history).
+        interactions=lambda: read_interactions(interactions),
     )
     return long_plan_frame(plan, run_date=meta["run_date"])

@@ -112,7 +112,7 @@ def _factor_column(factors: pd.DataFrame, id_col: str) -> pa.Array:
     """Each row's factor vector as one list cell, sharing the matrix's buffer."""
     matrix = factors[[c for c in factors.columns if c != id_col]].to_numpy(dtype=np.float64)
     n, k = matrix.shape
-    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int64))
+    offsets = pa.array(np.arange(n + 1, dtype=np.int64) * k)  # k = 0: no factors (fallback)
     return pa.LargeListArray.from_arrays(offsets, pa.array(matrix.ravel()))
 
 
