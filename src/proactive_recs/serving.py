@@ -98,9 +98,10 @@ DEFAULT_PARAMS: dict = {
     "alpha": 1.0,
     "iterations": 15,
     "random_state": 0,
-    # threads for implicit, the booster and BLAS; 0 = all cores. One thread is the
-    # default because on small data and busy machines extra threads cost more than
-    # they bring (Online Retail: 60 s with 1 thread, 53 s with 2).
+    # OpenMP threads for implicit and the booster; 0 = all cores (BLAS stays at one
+    # thread: proactive_recs.threads). One thread is the default because on small data
+    # and busy machines extra threads cost more than they bring (Online Retail: 60 s
+    # with 1 thread, 53 s with 2).
     "num_threads": 1,
     # MF hyper-parameters picked on the last horizon before run_date (see tune_mf)
     "tune": True,
