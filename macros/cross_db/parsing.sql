@@ -71,3 +71,20 @@
 {% macro default__star_exclude(columns, relation_alias) -%}
     {%- if relation_alias %}{{ relation_alias }}.{% endif %}* exclude ({{ columns | join(', ') }})
 {%- endmacro %}
+
+
+{#
+  A channel as the package names it: 'email' or 'push'. Spellings send tools use
+  ('E-Mail', 'e_mail', 'mail', 'Push Notification', 'mobile_push') are mapped; anything else
+  is null, and staging rejects the row as unknown_channel (counted in rejected_rows; an
+  opt-out event on such a send still suppresses, int_user_eligibility).
+#}
+{% macro normalize_channel(expression) -%}
+    {%- set squashed -%}
+        replace(replace(replace(lower({{ clean_text(expression) }}), '-', ''), '_', ''), ' ', '')
+    {%- endset -%}
+    case
+        when {{ squashed }} in ('email', 'mail') then 'email'
+        when {{ squashed }} in ('push', 'pushnotification', 'mobilepush', 'apppush') then 'push'
+    end
+{%- endmacro %}

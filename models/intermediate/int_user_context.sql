@@ -38,6 +38,8 @@ final as (
     select
         users.*,
         not eligibility.is_suppressed as is_eligible,
+        eligibility.is_email_eligible,
+        eligibility.is_push_eligible,
         eligibility.suppression_reason,
         coalesce(activity.n_interactions, 0) as n_interactions,
         activity.last_interaction_at,

@@ -1,4 +1,7 @@
 -- Every raw notification send, typed, with the reason it is rejected (null = clean).
+-- A send dated after the run date is not rejected: a send tool writes back what it really
+-- sent, and a run pinned to an earlier instant (a backfill, a late build) must still count it
+-- (int_send_ledger). Models that need the past only filter on sent_at themselves.
 with
 
 source as (
@@ -20,7 +23,8 @@ typed as (
         {{ clean_text('user_id') }} as user_id,
         {{ clean_text('campaign_id') }} as campaign_id,
         {{ clean_text('item_id') }} as item_id,
-        lower({{ clean_text('channel') }}) as channel,
+        -- a known spelling mapped to email/push; an unknown one kept as written (rejected)
+        coalesce({{ normalize_channel('channel') }}, lower({{ clean_text('channel') }})) as channel,
         {{ to_utc_timestamp('sent_at') }} as sent_at,
         {{ star_exclude(proactive_recs_required_columns()['notification_sends']) }},
 
@@ -37,7 +41,6 @@ checked as (
         case
             when typed.send_id is null or typed.user_id is null then 'null_id'
             when typed.sent_at is null then 'unparseable_value'
-            when typed.sent_at > {{ run_date() }} then 'future_timestamp'
             when typed.channel is null or typed.channel not in ('email', 'push') then 'unknown_channel'
             when clean_users.user_id is null then 'unknown_user'
         end as row_defect

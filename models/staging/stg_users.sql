@@ -10,7 +10,7 @@ audited as (
 
 final as (
 
-    select {{ star_exclude(audit_columns()) }}
+    select {{ star_exclude(audit_columns() + ['email_opt_in_raw', 'unsubscribed_at_raw']) }}
     from audited
     where rejection_reason is null
 

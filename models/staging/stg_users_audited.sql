@@ -1,5 +1,8 @@
 -- Every raw user row, typed, with the reason it is rejected (null = clean).
 -- stg_users keeps the clean rows; rejected_rows collects the others.
+-- The raw consent texts (email_opt_in_raw, unsubscribed_at_raw) stay on every row: consent is
+-- read from all rows of a user, rejected ones included, and a value that does not parse is
+-- a sign, not an absence (int_user_eligibility).
 with
 
 source as (
@@ -33,7 +36,7 @@ typed as (
 checked as (
 
     select
-        {{ star_exclude(['joined_at_raw', 'email_opt_in_raw', 'unsubscribed_at_raw']) }},
+        {{ star_exclude(['joined_at_raw']) }},
         case
             when user_id is null then 'null_id'
             when

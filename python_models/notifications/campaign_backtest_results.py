@@ -6,7 +6,7 @@ record_type 'summary' (policy, metric, value) or 'weekly'. Logic: proactive_recs
 import json
 
 from proactive_recs.backtest import run_backtest_detailed
-from proactive_recs.dbt_io import require_packages, to_pandas
+from proactive_recs.dbt_io import read_run_date, require_packages, to_pandas
 from proactive_recs.notifications_io import (
     backtest_campaigns,
     backtest_start,
@@ -38,7 +38,9 @@ def model(dbt, session):
         backtest_campaigns(to_pandas(dbt.ref("campaigns")), settings["campaigns"]),
         {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
         weekly_scorer(scoring_users, items, json.loads(meta["recommender_params"] or "{}")),
-        start=backtest_start(meta["run_date"], settings["weeks"], settings["horizon_days"]),
+        start=backtest_start(
+            read_run_date(dbt.ref("int_run_context")), settings["weeks"], settings["horizon_days"]
+        ),
         weeks=int(settings["weeks"]),
         horizon_days=float(settings["horizon_days"]),
         targeting=to_pandas(dbt.ref("user_targeting")),

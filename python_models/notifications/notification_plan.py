@@ -2,18 +2,26 @@
 
 Returns one long frame: record_type 'send' (a planned send, holdout included and flagged) or
 'rejected' (a candidate that was not planned, with the reason), split by SQL models.
-Logic: proactive_recs.campaigns.plan_run.
+Logic: proactive_recs.campaigns.plan_run. Caps, spacing and repeats count the send ledger
+(int_send_ledger), so they hold across daily runs whatever the send tool has written back.
 """
 
 import json
 
 from proactive_recs.campaigns import plan_run
-from proactive_recs.dbt_io import to_pandas
+from proactive_recs.dbt_io import read_run_date, to_pandas
 from proactive_recs.notifications_io import long_plan_frame
 from proactive_recs.recommender_io import read_interactions
 
 # What the planner reads of the users and of the score tables.
-USER_COLUMNS = ["user_id", "email", "timezone", "is_eligible"]
+USER_COLUMNS = [
+    "user_id",
+    "email",
+    "timezone",
+    "is_eligible",
+    "is_email_eligible",
+    "is_push_eligible",
+]
 SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]
 
 
@@ -22,6 +30,7 @@ def model(dbt, session):
     meta = dbt.config.get("meta") or {}
     # dbt finds refs in the model's own statements (not inside a lambda); a relation is lazy.
     interactions = dbt.ref("int_interactions")
+    run_date = read_run_date(dbt.ref("int_run_context"))
     plan = plan_run(
         campaigns=to_pandas(dbt.ref("campaigns")),
         rules={k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
@@ -30,10 +39,11 @@ def model(dbt, session):
         items=to_pandas(dbt.ref("int_item_context")),
         item_user_scores=to_pandas(dbt.ref("item_user_scores"), columns=SCORE_COLUMNS),
         user_item_scores=to_pandas(dbt.ref("user_item_scores"), columns=SCORE_COLUMNS),
-        sends=to_pandas(dbt.ref("stg_notification_sends")),
+        # the send ledger: confirmed sends plus earlier runs' planned sends not confirmed yet
+        sends=to_pandas(dbt.ref("int_send_ledger")),
         events=to_pandas(dbt.ref("stg_notification_events")),
-        run_date=meta["run_date"],
+        run_date=run_date,
         # Read only if the hidden-gem fallback needs them (no conversion in the send history).
         interactions=lambda: read_interactions(interactions),
     )
-    return long_plan_frame(plan, run_date=meta["run_date"])
+    return long_plan_frame(plan, run_date=run_date)

@@ -8,7 +8,7 @@ it into the public tables. Logic: proactive_recs.serving.score.
 
 import json
 
-from proactive_recs.dbt_io import for_session, require_packages, to_pandas
+from proactive_recs.dbt_io import for_session, read_run_date, require_packages, to_pandas
 from proactive_recs.recommender_io import (
     item_frame_for_scoring,
     long_recommendation_table,
@@ -33,7 +33,7 @@ def model(dbt, session):
         items=item_frame_for_scoring(
             to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
         ),
-        run_date=meta.get("run_date"),
+        run_date=read_run_date(dbt.ref("int_run_context")),
         params=json.loads(meta.get("recommender_params") or "{}"),
     )
     return for_session(long_recommendation_table(result), session)

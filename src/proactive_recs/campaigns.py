@@ -315,7 +315,10 @@ def hidden_gem_stats(
     run_time = as_run_time(run_date)
     candidates = available_items(items, run_time)[["item_id"]]
     history = normalize_sends(sends)
-    history = history[history["item_id"].notna() & (history["sent_at"] < run_time)]
+    # Only sends the tool confirmed: a planned send that may not have gone out exposed nobody.
+    history = history[
+        history["item_id"].notna() & (history["sent_at"] < run_time) & history["is_confirmed"]
+    ]
     if lookback_days is not None:
         history = history[history["sent_at"] >= run_time - pd.Timedelta(days=lookback_days)]
     source = "sends"
@@ -430,9 +433,16 @@ def select_trigger_items(
 # --------------------------------------------------------------------------- candidates
 
 
-def _users(users: pd.DataFrame) -> pd.DataFrame:
-    """One row per user id: email, timezone, is_eligible.
+def _is_true(values: pd.Series) -> pd.Series:
+    """Only a boolean true is true: false, null, text or numbers are not."""
+    return values.map(lambda v: isinstance(v, (bool, np.bool_)) and bool(v)).astype(bool)
 
+
+def _users(users: pd.DataFrame) -> pd.DataFrame:
+    """One row per user id: email, timezone, is_eligible and eligibility per channel.
+
+    ``is_<channel>_eligible`` (from ``int_user_eligibility``: consent per channel, one
+    account per mailbox for e-mail) default to ``is_eligible`` when absent; a send needs both.
     Only a boolean true is eligible: false, null, text or numbers all count as suppressed,
     and a user id listed twice is eligible only if every row says so. When in doubt, don't
     send.
@@ -443,15 +453,43 @@ def _users(users: pd.DataFrame) -> pd.DataFrame:
         if column not in out:
             out[column] = None
     eligible = out["is_eligible"] if "is_eligible" in out else pd.Series(False, index=out.index)
-    out["is_eligible"] = eligible.map(lambda v: isinstance(v, (bool, np.bool_)) and bool(v))
+    out["is_eligible"] = _is_true(eligible)
+    per_channel = {}
+    for channel in CHANNELS:
+        column = f"is_{channel}_eligible"
+        out[column] = out["is_eligible"] & (_is_true(out[column]) if column in out else True)
+        per_channel[column] = (column, "all")
     return (
         out.groupby("user_id", sort=True)
         .agg(
             email=("email", "first"),
             timezone=("timezone", "first"),
             is_eligible=("is_eligible", "all"),
+            **per_channel,
         )
         .reset_index()
+    )
+
+
+def mailbox_history(history: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
+    """The send history with every e-mail also counted for the other accounts of its mailbox.
+
+    A mailbox is one person: accounts sharing an address (trimmed, lower-cased) share e-mail
+    caps, spacing and the item-repeat rule. Each e-mail send to one account is copied to the
+    others, so every per-user rule also holds per mailbox.
+    """
+    if history.empty or "email" not in users:
+        return history
+    address = users["email"].map(lambda v: v.strip().lower() if isinstance(v, str) else None)
+    accounts = pd.DataFrame({"user_id": users["user_id"], "mailbox": address}).dropna()
+    shared = accounts[accounts["mailbox"].duplicated(keep=False)]
+    if shared.empty:
+        return history
+    emails = history[history["channel"] == "email"].merge(shared, on="user_id")
+    copies = emails.rename(columns={"user_id": "sent_to"}).merge(shared, on="mailbox")
+    copies = copies[copies["user_id"] != copies["sent_to"]]
+    return pd.concat(
+        [history, copies.drop(columns=["sent_to", "mailbox"])[history.columns]], ignore_index=True
     )
 
 
@@ -521,7 +559,7 @@ def _with_user_context(
     out["passes_filter"] = ~out["passes_filter"].eq(False)
     out["boost"] = pd.to_numeric(out["boost"]).fillna(1.0).astype(float)
     known = (out.pop("_user") == "both").to_numpy()
-    eligible = out["is_eligible"].eq(True).to_numpy()
+    eligible = out[f"is_{campaign.channel}_eligible"].eq(True).to_numpy()
     # Only e-mail needs an address in the users table; push tokens live in the push tool.
     email = out["email"]
     missing_email = (
@@ -863,7 +901,7 @@ def plan_run(
     run_time = as_run_time(run_date)
     active = [c for c in validate_campaigns(campaigns) if c.is_active]
     users = _users(users)
-    history = normalize_sends(sends)
+    history = mailbox_history(normalize_sends(sends), users)
     item_table = _items(items)
     available_ids = set(available_items(item_table, run_time)["item_id"])
     if trigger_items is None:
@@ -960,8 +998,13 @@ def plan_run(
         ]
     )
     chosen = chosen[~empty_digest]
-    # Defence in depth: whatever happened upstream, only eligible, known users go out.
-    eligible = chosen["user_id"].isin(set(users.loc[users["is_eligible"], "user_id"]))
+    # Defence in depth: whatever happened upstream, only users eligible on the send's
+    # channel go out.
+    eligible = pd.Series(False, index=chosen.index)
+    for channel in CHANNELS:
+        allowed = set(users.loc[users[f"is_{channel}_eligible"], "user_id"])
+        on_channel = chosen["channel"] == channel
+        eligible |= on_channel & chosen["user_id"].isin(allowed)
     rejected = _concat(
         [
             rejected,

@@ -101,6 +101,20 @@ def for_session(table, session):
     return frame
 
 
+def read_run_date(run_context) -> pd.Timestamp:
+    """The run's instant (naive UTC) from the one-row ``int_run_context`` model.
+
+    The run date has one home, the dbt macro ``run_date()``: a pinned var or, unset, the
+    invocation's start. Python models read the value SQL used instead of deciding "now"
+    themselves, so every model of a run plans for the same instant.
+    """
+    frame = to_pandas(run_context, columns=["run_date"])
+    if len(frame) != 1 or pd.isna(frame["run_date"].iloc[0]):
+        raise ValueError(f"int_run_context must hold one run_date, got {len(frame)} row(s)")
+    value = pd.Timestamp(frame["run_date"].iloc[0])
+    return value.tz_convert("UTC").tz_localize(None) if value.tzinfo is not None else value
+
+
 def config_value(value, default=None):
     """A config value or seed cell with '', 'None' and NaN meaning unset.
 

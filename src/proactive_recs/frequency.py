@@ -307,13 +307,21 @@ def make_send_key(run_time, campaign_id, user_id, item_id) -> str:
 
 
 def normalize_sends(sends: pd.DataFrame) -> pd.DataFrame:
-    """Send history with string ids and naive UTC sent_at (empty frame when None)."""
-    columns = ["send_id", "user_id", "campaign_id", "item_id", "channel", "sent_at"]
+    """Send history with string ids and naive UTC sent_at (empty frame when None).
+
+    ``is_confirmed`` (default true): false for a send an earlier run planned that the send
+    tool has not confirmed yet (the send ledger, ``int_send_ledger``). It counts for caps,
+    spacing and repeats like any send, but adaptive cadence holds no verdict on it.
+    """
+    columns = ["send_id", "user_id", "campaign_id", "item_id", "channel", "sent_at", "is_confirmed"]
     if sends is None or len(sends) == 0:
-        return pd.DataFrame(
-            {c: pd.Series(dtype="datetime64[ns]" if c == "sent_at" else object) for c in columns}
-        )
+        dtypes = {"sent_at": "datetime64[ns]", "is_confirmed": bool}
+        return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, object)) for c in columns})
     out = sends.copy()
+    if "is_confirmed" not in out:
+        out["is_confirmed"] = True
+    # When in doubt the send is unconfirmed: counted for caps, no verdict for cadence.
+    out["is_confirmed"] = out["is_confirmed"].eq(True).to_numpy(bool)
     for column in columns:
         if column not in out:
             out[column] = None
@@ -369,7 +377,11 @@ def cadence_allowance(
             responded_ids = set(ev["send_id"].astype(str))
         recent = recent.assign(responded=recent["send_id"].isin(responded_ids))
         grace = run_time - pd.Timedelta(hours=rules.cadence_grace_hours)
-        recent = recent[recent["responded"] | (recent["sent_at"] <= grace)]
+        # No verdict yet: too recent, or not confirmed by the send tool (it may not have gone
+        # out, so its silence says nothing).
+        recent = recent[
+            recent["responded"] | ((recent["sent_at"] <= grace) & recent["is_confirmed"])
+        ]
         recent = recent.sort_values(["user_id", "channel", "sent_at", "send_id"])
         # Responded sends at or after each row, counting from the end of the user's list:
         # rows with none are the ignored ones after the last response.

@@ -106,7 +106,6 @@ REJECTION_REASONS: dict[str, tuple[str, ...]] = {
     "notification_sends": (
         "null_id",
         "unparseable_value",
-        "future_timestamp",
         "unknown_channel",
         "unknown_user",
         "duplicate",

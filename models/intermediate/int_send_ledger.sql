@@ -1,0 +1,129 @@
+-- The send ledger: every send that frequency rules count. Two kinds of rows:
+--   confirmed: the clean send history (notification_sends), whatever its date, later than
+--     the run date included (a written-back send is real even when the run is pinned earlier);
+--   planned, unconfirmed: sendable rows that earlier runs put in notification_log and the
+--     send history does not confirm yet, dated at their scheduled_send_at. They count from
+--     the moment they are planned, so caps hold across daily runs whatever the write-back
+--     delay (or with no write-back at all).
+-- A logged send is confirmed by a history row with send_id = its send_key, or with the same
+-- user, campaign, channel and item sent within proactive_recs_ledger_match_hours of its
+-- scheduled time; it is then counted once, as the confirmed row.
+-- The log is read by name (macro proactive_recs_previous_log), not by ref: the log is built
+-- from this run's plan, so a ref would be a cycle. Rows the current run date logged itself
+-- (a re-run of the same date) are left out: the re-run plans them again under the same keys.
+{%- set previous_log = proactive_recs_previous_log() %}
+{%- set match_hours = var('proactive_recs_ledger_match_hours', 48) | int %}
+
+with
+
+run_context as (
+
+    select * from {{ ref('int_run_context') }}
+
+),
+
+confirmed_sends as (
+
+    select * from {{ ref('stg_notification_sends') }}
+
+),
+
+{% if previous_log is not none %}
+    logged_sends as (
+
+        select * from {{ previous_log }}
+
+    ),
+
+    planned_earlier as (
+
+        select logged_sends.*
+        from logged_sends
+        cross join run_context
+        where
+            not coalesce(logged_sends.is_holdout, false)
+            and logged_sends.scheduled_send_at is not null
+            and logged_sends.run_date < run_context.run_date
+
+    ),
+
+    matched_by_key as (
+
+        select planned_earlier.send_key
+        from planned_earlier
+        inner join confirmed_sends on planned_earlier.send_key = confirmed_sends.send_id
+
+    ),
+
+    matched_by_content as (
+
+        select planned_earlier.send_key
+        from planned_earlier
+        inner join confirmed_sends
+            on
+                planned_earlier.user_id = confirmed_sends.user_id
+                and planned_earlier.campaign_id = confirmed_sends.campaign_id
+                and planned_earlier.channel = confirmed_sends.channel
+                and coalesce(planned_earlier.item_id, '') = coalesce(confirmed_sends.item_id, '')
+                and confirmed_sends.sent_at
+                >= {{ dbt.dateadd('hour', -match_hours, 'planned_earlier.scheduled_send_at') }}
+                and confirmed_sends.sent_at
+                <= {{ dbt.dateadd('hour', match_hours, 'planned_earlier.scheduled_send_at') }}
+
+    ),
+
+    matched_keys as (
+
+        select send_key from matched_by_key
+        union
+        select send_key from matched_by_content
+
+    ),
+
+    unconfirmed as (
+
+        select
+            planned_earlier.send_key as send_id,
+            planned_earlier.user_id,
+            planned_earlier.campaign_id,
+            planned_earlier.item_id,
+            planned_earlier.channel,
+            planned_earlier.scheduled_send_at as sent_at,
+            false as is_confirmed,
+            'notification_log' as ledger_source
+
+        from planned_earlier
+        left join matched_keys on planned_earlier.send_key = matched_keys.send_key
+        where matched_keys.send_key is null
+
+    ),
+
+{% endif %}
+
+confirmed as (
+
+    select
+        send_id,
+        user_id,
+        campaign_id,
+        item_id,
+        channel,
+        sent_at,
+        true as is_confirmed,
+        'notification_sends' as ledger_source
+
+    from confirmed_sends
+
+),
+
+final as (
+
+    select * from confirmed
+    {% if previous_log is not none %}
+        union all
+        select * from unconfirmed
+    {% endif %}
+
+)
+
+select * from final
