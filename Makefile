@@ -13,7 +13,7 @@ ONLINE_RETAIL_CSV ?= ../shared/datasets/online_retail/online_retail.csv.gz
 DBT := $(BIN)/dbt
 DBT_VARS = --vars "$$(cat vars/$(DATA).yml)"
 
-.PHONY: setup demo test load-data build validate report docs summary pytest lint bench bench-pipeline snowflake-stage clean
+.PHONY: setup demo test load-data build validate report docs summary pytest lint bench bench-pipeline simulate snowflake-stage clean
 
 setup: $(VENV)/.installed
 
@@ -91,6 +91,18 @@ PIPELINE_VARS = $(if $(filter L,$(SIZE)),--pipeline-vars vars/bench_L.yml,)
 bench-pipeline: setup
 	$(BIN)/python -m proactive_recs.bench --size $(SIZE) --pipeline-only $(PIPELINE_VARS) \
 		--pipeline-mem-limit-gb 12 --json
+
+# Closed loop (docs/frequency_rules.md §11): the daily pipeline for DAYS days against a
+# simulated send tool that writes sends and responses back after DELAY days (0, 1, never);
+# every promise checked from the tool's own send records. Exit 1 on any violation.
+DAYS ?= 28
+DELAY ?= 1
+SIM_USERS ?= 600
+SIM_ITEMS ?= 200
+SEED ?= 7
+simulate: setup
+	$(BIN)/python -m proactive_recs.simulate --days $(DAYS) --write-back-delay $(DELAY) \
+	  --users $(SIM_USERS) --items $(SIM_ITEMS) --seed $(SEED) --work target/simulation_$(DELAY)
 
 # Snowflake: zip the library and PUT it on the stage the Python models import (needs SNOWFLAKE_*).
 snowflake-stage: setup

@@ -1,0 +1,588 @@
+"""Closed-loop simulation: the daily pipeline against a simulated e-mail/push tool.
+
+``python -m proactive_recs.simulate --days 28 --write-back-delay 1`` (``make simulate``):
+
+1. generates a world with :func:`proactive_recs.generate.generate` (dirty rows included) and
+   plants second accounts that share a mailbox with an existing user (the address in
+   another case), loads it into a scratch DuckDB file (schema ``sim_raw``, text columns);
+2. for each day, runs the daily part of ``dbt build`` with ``run_date`` = that day at
+   ``--run-hour`` UTC (every model and test except the evaluation and the backtest);
+3. plays the send tool: it sends every sendable row (``notification_audience``, not holdout)
+   it has not sent yet, at ``scheduled_send_at``, and draws the user's responses from the
+   generator's response model (open, click and conversion rise with the user's planted taste
+   for the item's category; unsubscribes fall with it);
+4. writes the sends, their events and the purchases they caused back into the sources once
+   ``--write-back-delay`` days have passed since they happened (0 = as soon as they
+   happen, ``never`` = nothing is ever written back);
+5. checks every promise from the tool's own send records, never from the package's tables:
+   per user and per mailbox and channel, sends in any rolling 7 days at most the adaptive
+   ceiling (the history the package was given counts too); at least
+   ``min_hours_between_sends`` between two sends to a user; no item twice to a user within the
+   repeat window; no send to a user whose opt-out the sources showed when it was planned (a
+   conservative reading of the raw rows: any row of the id or of its mailbox that is not an
+   explicit opt-in, has an unsubscribe date, or an opt-out event); no holdout user; every
+   send outside the quiet hours in the user's zone.
+
+It prints a table per day and, last, one JSON line: days, sends, violations (a count per
+rule), conversions_per_send (drawn), expected_conversions_per_send (the response model's
+mean over the sends made) and carpet_bomb_conversions_per_send (the same model's mean if every
+reachable user were sent the day's most popular available item every day).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+from .frequency import FrequencyRules, is_holdout
+
+REPO = Path(__file__).resolve().parents[2]
+RAW_SCHEMA = "sim_raw"
+SOURCES = ("users", "items", "transactions", "notification_sends", "notification_events")
+OPT_OUT_EVENTS = ("unsubscribe", "bounce", "complaint")
+RULES = (
+    "cap_per_user",
+    "cap_per_mailbox",
+    "min_spacing",
+    "item_repeat",
+    "suppressed",
+    "holdout",
+    "quiet_hours",
+)
+# The generator's response funnel (generate._make_notifications): base + slope x relevance.
+OPEN = (0.08, 0.5)
+CLICK = (0.12, 0.5)
+CONVERT = (0.08, 0.4)
+UNSUBSCRIBE = (0.002, 0.01)  # base + slope x (1 - relevance), e-mail only
+DIGEST_ITEMS_READ = 3  # a digest's relevance: the best of its first items
+
+
+@dataclass
+class World:
+    """What the simulated tool knows: the raw tables it keeps writing to and the truth."""
+
+    tables: dict[str, pd.DataFrame]
+    taste: np.ndarray  # users x categories, by the original user's row
+    categories: tuple[str, ...]
+    taste_row: dict[str, int]  # user_id (second accounts included) -> taste row
+    initial_sends: pd.DataFrame  # clean parse of the generated history (for the checks)
+    pending: list[tuple[pd.Timestamp, str, dict]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- world
+
+
+def _text(value) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def make_world(
+    users: int, items: int, history_days: int, seed: int, start: pd.Timestamp, shared_mailboxes: int
+) -> World:
+    """Generate the sources ending at ``start`` and plant accounts sharing a mailbox."""
+    from .generate import generate
+
+    data = generate(users, items, history_days, seed=seed, end=str(start.date()))
+    tables = {
+        name: frame.astype(object).where(frame.notna(), None) for name, frame in data.tables.items()
+    }
+    raw_users = tables["users"]
+    ids = raw_users["user_id"].map(_text)
+    taste_row = {f"u{i + 1:06d}": i for i in range(len(data.user_taste))}
+    # Second accounts: the same address in upper case, opted in, joined the same day.
+    reachable = raw_users[
+        ids.isin(taste_row.keys())
+        & raw_users["email"].map(_text).notna()
+        & raw_users["email_opt_in"].map(lambda v: _text(v) == "true")
+        & raw_users["unsubscribed_at"].map(_text).isna()
+    ].drop_duplicates("user_id")
+    twins = reachable.sample(n=min(shared_mailboxes, len(reachable)), random_state=seed).copy()
+    twins["email"] = twins["email"].map(lambda e: _text(e).upper())
+    twins["user_id"] = twins["user_id"].map(lambda u: f"{_text(u)}_alt")
+    for original, twin in zip(
+        twins["user_id"].str.removesuffix("_alt"), twins["user_id"], strict=True
+    ):
+        taste_row[twin] = taste_row[original]
+    tables["users"] = pd.concat([raw_users, twins], ignore_index=True)
+    # The same person shops through both accounts: the twin gets the original's history, so
+    # the recommender scores it and the mailbox rules are exercised.
+    raw_tx = tables["transactions"]
+    twin_of = dict(zip(twins["user_id"].str.removesuffix("_alt"), twins["user_id"], strict=True))
+    copied = raw_tx[raw_tx["user_id"].map(_text).isin(twin_of.keys())].copy()
+    copied["user_id"] = copied["user_id"].map(lambda u: twin_of[_text(u)])
+    tables["transactions"] = pd.concat([raw_tx, copied], ignore_index=True)
+    return World(
+        tables=tables,
+        taste=data.user_taste,
+        categories=data.categories,
+        taste_row=taste_row,
+        initial_sends=_clean_sends(tables["notification_sends"]),
+    )
+
+
+def _clean_sends(raw: pd.DataFrame) -> pd.DataFrame:
+    """The generated history as the checks read it: parseable rows, UTC, lower-case channel."""
+    out = pd.DataFrame(
+        {
+            "user_id": raw["user_id"].map(_text),
+            "channel": raw["channel"].map(lambda v: (_text(v) or "").lower()),
+            "item_id": raw["item_id"].map(_text),
+            "sent_at": pd.to_datetime(raw["sent_at"], utc=True, errors="coerce").dt.tz_localize(
+                None
+            ),
+        }
+    )
+    return out.dropna(subset=["user_id", "sent_at"]).reset_index(drop=True)
+
+
+def load(con, world: World) -> None:
+    """(Re)write the raw tables, every column text."""
+    con.execute(f"create schema if not exists {RAW_SCHEMA}")
+    for name in SOURCES:
+        frame = world.tables[name].astype("string")
+        con.register("frame", frame)
+        con.execute(f"create or replace table {RAW_SCHEMA}.raw_{name} as select * from frame")
+        con.unregister("frame")
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def run_dbt(db: Path, work: Path, run_time: pd.Timestamp, extra_vars: dict) -> float:
+    """The daily part of ``dbt build`` for one run date; raises with the log tail on failure."""
+    import yaml
+
+    values = yaml.safe_load((REPO / "vars" / "demo.yml").read_text()) or {}
+    values.update(extra_vars)
+    values.update({"proactive_recs_source_schema": RAW_SCHEMA, "run_date": run_time.isoformat()})
+    command = [
+        str(Path(sys.executable).parent / "dbt"),
+        "build",
+        "--exclude",
+        "tag:demo_data",
+        "evaluation_results+",
+        "campaign_backtest_results+",
+        "--vars",
+        json.dumps(values),
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+    ]
+    env = {**os.environ, "DUCKDB_PATH": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.splitlines()[-40:])
+        raise RuntimeError(f"dbt build failed for run_date {run_time}:\n{tail}")
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- the send tool
+
+
+def _relevance(world: World, items: pd.DataFrame, user_id: str, item_ids: list[str]) -> float:
+    row = world.taste_row.get(user_id)
+    if row is None or not item_ids:
+        return 0.0
+    cats = [items.get(i) for i in item_ids[:DIGEST_ITEMS_READ]]
+    index = [world.categories.index(c) for c in cats if c in world.categories]
+    return float(max((world.taste[row, c] for c in index), default=0.0))
+
+
+def conversion_probability(relevance: np.ndarray | float) -> np.ndarray:
+    """P(open) x P(click | open) x P(conversion | click) of the response model."""
+    r = np.asarray(relevance, dtype=float)
+    return (OPEN[0] + OPEN[1] * r) * (CLICK[0] + CLICK[1] * r) * (CONVERT[0] + CONVERT[1] * r)
+
+
+def send(
+    world: World,
+    audience: pd.DataFrame,
+    sent_keys: set,
+    rng: np.random.Generator,
+    counter: list[int],
+    delay_days: float | None,
+) -> pd.DataFrame:
+    """Send the new sendable rows; queue their write-back; return the tool's records."""
+    items = world.tables["items"]
+    category = dict(zip(items["item_id"].map(_text), items["category"].map(_text), strict=True))
+    new = audience[~audience["is_holdout"].astype(bool) & ~audience["send_key"].isin(sent_keys)]
+    records = []
+    for row in new.sort_values(["scheduled_send_at", "send_key"]).itertuples(index=False):
+        sent_keys.add(row.send_key)
+        counter[0] += 1
+        tool_id = f"sim{counter[0]:07d}"
+        at = pd.Timestamp(row.scheduled_send_at)
+        if _text(row.item_id):
+            item_ids = [row.item_id]
+        else:
+            item_ids = [d["item_id"] for d in json.loads(row.digest_items_json or "[]")]
+        relevance = _relevance(world, category, row.user_id, item_ids)
+        opened = rng.random() < OPEN[0] + OPEN[1] * relevance
+        clicked = opened and rng.random() < CLICK[0] + CLICK[1] * relevance
+        converted = clicked and rng.random() < CONVERT[0] + CONVERT[1] * relevance
+        unsubscribed = row.channel == "email" and rng.random() < (
+            UNSUBSCRIBE[0] + UNSUBSCRIBE[1] * (1 - relevance)
+        )
+        records.append(
+            {
+                "tool_send_id": tool_id,
+                "send_key": row.send_key,
+                "user_id": row.user_id,
+                "email": row.email,
+                "channel": row.channel,
+                "campaign_id": row.campaign_id,
+                "item_id": _text(row.item_id),
+                "item_ids": item_ids,
+                "sent_at": at,
+                "relevance": relevance,
+                "converted": bool(converted),
+                "unsubscribed": bool(unsubscribed),
+            }
+        )
+        if delay_days is None:
+            continue  # never written back
+        lag = pd.Timedelta(days=delay_days)
+        fmt = "%Y-%m-%d %H:%M:%S+00:00"
+        world.pending.append(
+            (
+                at + lag,
+                "notification_sends",
+                {
+                    "send_id": tool_id,
+                    "user_id": row.user_id,
+                    "campaign_id": row.campaign_id,
+                    "item_id": _text(row.item_id),
+                    "channel": row.channel,
+                    "sent_at": at.strftime(fmt),
+                },
+            )
+        )
+        events = [("delivered", at + pd.Timedelta(minutes=1))]
+        if opened:
+            events.append(("open", at + pd.Timedelta(hours=1)))
+        if clicked:
+            events.append(("click", at + pd.Timedelta(hours=1, minutes=5)))
+        if converted:
+            events.append(("conversion", at + pd.Timedelta(hours=2)))
+            world.pending.append(
+                (
+                    at + pd.Timedelta(hours=2) + lag,
+                    "transactions",
+                    {
+                        "user_id": row.user_id,
+                        "item_id": item_ids[0],
+                        "occurred_at": (at + pd.Timedelta(hours=2)).strftime(fmt),
+                        "event_type": "purchase",
+                        "quantity": "1",
+                        "amount": None,
+                    },
+                )
+            )
+        if unsubscribed:
+            events.append(("unsubscribe", at + pd.Timedelta(hours=3)))
+        for kind, when in events:
+            world.pending.append(
+                (
+                    when + lag,
+                    "notification_events",
+                    {"send_id": tool_id, "event_type": kind, "occurred_at": when.strftime(fmt)},
+                )
+            )
+    return pd.DataFrame(records)
+
+
+def write_back(world: World, until: pd.Timestamp) -> dict[str, int]:
+    """Append the queued rows that are due by ``until`` to the raw tables."""
+    due = [p for p in world.pending if p[0] <= until]
+    world.pending = [p for p in world.pending if p[0] > until]
+    counts: dict[str, int] = {}
+    for source in ("notification_sends", "notification_events", "transactions"):
+        rows = [r for _, s, r in due if s == source]
+        if rows:
+            table = world.tables[source]
+            world.tables[source] = pd.concat(
+                [table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True
+            )
+        counts[source] = len(rows)
+    return counts
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def opted_out(tables: dict[str, pd.DataFrame]) -> tuple[set, set]:
+    """User ids and mailboxes the raw sources say must not be sent (conservative reading)."""
+    users = tables["users"]
+    ids = users["user_id"].map(_text)
+    mailbox = users["email"].map(lambda v: (_text(v) or "").lower() or None)
+    no = (
+        ~users["email_opt_in"].map(lambda v: (_text(v) or "").lower() == "true")
+        | users["unsubscribed_at"].map(_text).notna()
+    )
+    out_ids = set(ids[no].dropna())
+    events = tables["notification_events"]
+    negative = events[
+        events["event_type"].map(lambda v: (_text(v) or "").lower()).isin(OPT_OUT_EVENTS)
+    ]
+    sends = tables["notification_sends"]
+    owners = dict(zip(sends["send_id"].map(_text), sends["user_id"].map(_text), strict=True))
+    out_ids |= {owners[s] for s in negative["send_id"].map(_text) if s in owners}
+    out_mailboxes = set(mailbox[ids.isin(out_ids)].dropna())
+    return out_ids, out_mailboxes
+
+
+def _zone(name, default: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(name).strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        return ZoneInfo(default)
+
+
+def check(
+    sent: pd.DataFrame, history: pd.DataFrame, users: pd.DataFrame, rules: FrequencyRules
+) -> dict[str, int]:
+    """Violations per rule over the tool's sends (``sent``: with ``suppressed_when_planned``)."""
+    violations = dict.fromkeys(RULES, 0)
+    if sent.empty:
+        return violations
+    mailbox_of = dict(
+        zip(
+            users["user_id"].map(_text),
+            users["email"].map(lambda v: (_text(v) or "").lower() or None),
+            strict=True,
+        )
+    )
+    zone_of = dict(zip(users["user_id"].map(_text), users["timezone"], strict=True))
+    mine = sent.assign(sim=True)
+    everything = pd.concat([mine, history.assign(sim=False)], ignore_index=True)[
+        ["user_id", "channel", "item_id", "sent_at", "sim"]
+    ]
+    everything["mailbox"] = everything["user_id"].map(mailbox_of)
+    week = pd.Timedelta(days=7)
+    ceiling = {"email": rules.email_cadence_ceiling, "push": rules.push_cadence_ceiling}
+    if not rules.adaptive_cadence:
+        ceiling = {"email": rules.email_cap_per_week, "push": rules.push_cap_per_week}
+    for rule, key in (("cap_per_user", "user_id"), ("cap_per_mailbox", "mailbox")):
+        frame = everything.dropna(subset=[key])
+        if rule == "cap_per_mailbox":
+            frame = frame[frame["channel"] == "email"]
+        for (_, channel), group in frame.groupby([key, "channel"]):
+            times = np.sort(group["sent_at"].to_numpy())
+            sim_times = group.loc[group["sim"], "sent_at"].to_numpy()
+            for t in sim_times:  # the window ending at each simulated send
+                n = np.count_nonzero((times > t - week) & (times <= t))
+                if n > ceiling.get(channel, 0):
+                    violations[rule] += 1
+    gap = pd.Timedelta(hours=rules.min_hours_between_sends)
+    for _, group in everything.groupby("user_id"):
+        group = group.sort_values("sent_at")
+        t = group["sent_at"].to_numpy()
+        s = group["sim"].to_numpy()
+        close = (np.diff(t) < gap.to_timedelta64()) & (s[1:] | s[:-1])
+        violations["min_spacing"] += int(np.count_nonzero(close))
+    repeat = pd.Timedelta(days=rules.item_repeat_window_days)
+    pushes = everything.dropna(subset=["item_id"])
+    for _, group in pushes.groupby(["user_id", "item_id"]):
+        if group["sim"].any() and len(group) > 1:
+            t = np.sort(group["sent_at"].to_numpy())
+            violations["item_repeat"] += int(np.count_nonzero(np.diff(t) < repeat.to_timedelta64()))
+    violations["suppressed"] = int(sent["suppressed_when_planned"].sum())
+    violations["holdout"] = int(is_holdout(sent["user_id"], rules).sum())
+    start, end = rules.quiet_hours_start, rules.quiet_hours_end
+    for user_id, at in zip(sent["user_id"], sent["sent_at"], strict=True):
+        local = at.tz_localize("UTC").astimezone(
+            _zone(zone_of.get(user_id), rules.default_timezone)
+        )
+        hour = local.hour + local.minute / 60
+        quiet = (start <= hour < end) if start < end else (hour >= start or hour < end)
+        violations["quiet_hours"] += int(start != end and quiet)
+    return violations
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def simulate(
+    days: int,
+    users: int,
+    items: int,
+    history_days: int,
+    seed: int,
+    delay: str,
+    work: Path,
+    start: str,
+    run_hour: int,
+    shared_mailboxes: int,
+    extra_vars: dict | None = None,
+    say=print,
+) -> dict[str, Any]:
+    import duckdb
+
+    delay_days = None if delay == "never" else float(delay)
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "simulation.duckdb"
+    for stale in (db, work / "simulation.duckdb.wal"):
+        stale.unlink(missing_ok=True)
+    first = pd.Timestamp(start)
+    world = make_world(users, items, history_days, seed, first, shared_mailboxes)
+    rules = FrequencyRules.from_dict(
+        {k: v for k, v in (extra_vars or {}).items() if k in FrequencyRules.__dataclass_fields__},
+        strict=False,
+    )
+    rng = np.random.default_rng(seed)
+    sent_keys: set = set()
+    counter = [0]
+    sent_frames = []
+    carpet_p = []
+    say(
+        f"{'run_date':<20} {'planned':>8} {'holdout':>8} {'sent':>6} {'written back':>13} "
+        f"{'dbt s':>6}"
+    )
+    for day in range(days):
+        run_time = first + pd.Timedelta(days=day, hours=run_hour)
+        written = write_back(world, run_time)
+        with duckdb.connect(str(db)) as con:
+            load(con, world)
+        out_ids, out_mailboxes = opted_out(world.tables)
+        seconds = run_dbt(db, work, run_time, extra_vars or {})
+        with duckdb.connect(str(db), read_only=True) as con:
+            audience = con.sql("select * from main.notification_audience").df()
+            popular = con.sql(
+                "select item_id, category from main.int_item_context where is_available "
+                "order by n_interactions desc, item_id limit 1"
+            ).df()
+        records = send(world, audience, sent_keys, rng, counter, delay_days)
+        if len(records):
+            records["suppressed_when_planned"] = records["user_id"].isin(out_ids) | (
+                (records["channel"] == "email")
+                & records["email"].map(lambda v: (_text(v) or "").lower()).isin(out_mailboxes)
+            )
+            sent_frames.append(records)
+        # Carpet bomb, same response model: every reachable user gets today's top item.
+        if len(popular):
+            category = world.categories.index(popular["category"].iloc[0])
+            reachable = [u for u in world.taste_row if u not in out_ids]
+            rows = [world.taste_row[u] for u in reachable]
+            carpet_p.append(conversion_probability(world.taste[rows, category]))
+        say(
+            f"{str(run_time):<20} {len(audience):>8} {int(audience['is_holdout'].sum()):>8} "
+            f"{len(records):>6} {sum(written.values()):>13} {seconds:>6.1f}"
+        )
+    sent = (
+        pd.concat(sent_frames, ignore_index=True)
+        if sent_frames
+        else pd.DataFrame(
+            columns=[
+                "user_id",
+                "channel",
+                "item_id",
+                "sent_at",
+                "email",
+                "suppressed_when_planned",
+                "converted",
+                "relevance",
+            ]
+        )
+    )
+    violations = check(sent, world.initial_sends, world.tables["users"], rules)
+    n = len(sent)
+    result = {
+        "days": days,
+        "write_back_delay": delay,
+        "users": users,
+        "items": items,
+        "seed": seed,
+        "sends": n,
+        "sends_per_channel": sent.groupby("channel").size().to_dict() if n else {},
+        "violations": violations,
+        "conversions": int(sent["converted"].sum()) if n else 0,
+        "conversions_per_send": round(float(sent["converted"].mean()), 5) if n else 0.0,
+        "expected_conversions_per_send": round(
+            float(conversion_probability(sent["relevance"]).mean()), 5
+        )
+        if n
+        else 0.0,
+        "carpet_bomb_conversions_per_send": round(float(np.concatenate(carpet_p).mean()), 5)
+        if carpet_p
+        else 0.0,
+    }
+    return result
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    lines = [
+        f"write-back delay {result['write_back_delay']}: {result['days']} days, "
+        f"{result['sends']} sends {result['sends_per_channel']}",
+        f"{'rule':<18} {'violations':>10}",
+    ]
+    lines += [f"{rule:<18} {count:>10}" for rule, count in result["violations"].items()]
+    lines.append(
+        f"conversions per send {result['conversions_per_send']} (model mean "
+        f"{result['expected_conversions_per_send']}); carpet bomb "
+        f"{result['carpet_bomb_conversions_per_send']}"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=28)
+    parser.add_argument("--users", type=int, default=600)
+    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--history-days", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--write-back-delay",
+        default="1",
+        help="days after a send before it and its responses reach the sources: "
+        "0, 1, 2.5, ... or never",
+    )
+    parser.add_argument("--start", default="2026-11-01", help="first run date (a day)")
+    parser.add_argument("--run-hour", type=int, default=6, help="UTC hour of the daily run")
+    parser.add_argument(
+        "--shared-mailboxes",
+        type=int,
+        default=10,
+        help="second accounts planted on existing users' addresses",
+    )
+    parser.add_argument("--work", type=Path, default=REPO / "target" / "simulation")
+    parser.add_argument("--vars", default="{}", help="extra dbt vars as JSON")
+    args = parser.parse_args(argv)
+    if args.write_back_delay != "never":
+        float(args.write_back_delay)  # a clear error for anything else
+    result = simulate(
+        days=args.days,
+        users=args.users,
+        items=args.items,
+        history_days=args.history_days,
+        seed=args.seed,
+        delay=args.write_back_delay,
+        work=args.work,
+        start=args.start,
+        run_hour=args.run_hour,
+        shared_mailboxes=args.shared_mailboxes,
+        extra_vars=json.loads(args.vars),
+    )
+    print(format_summary(result))
+    print(json.dumps(result, sort_keys=True))
+    return 1 if sum(result["violations"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
