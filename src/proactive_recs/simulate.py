@@ -7,10 +7,10 @@
    another case), loads it into a scratch DuckDB file (schema ``sim_raw``, text columns);
 2. for each day, runs the daily part of ``dbt build`` with ``run_date`` = that day at
    ``--run-hour`` UTC (every model and test except the evaluation and the backtest);
-3. plays the send tool: it sends every sendable row (``notification_audience``, not holdout)
-   it has not sent yet, at ``scheduled_send_at``, and draws the user's responses from the
-   generator's response model (open, click and conversion rise with the user's planted taste
-   for the item's category; unsubscribes fall with it);
+3. plays the send tool: it sends every row of ``notification_sync`` (the sendable rows,
+   append-only) it has not sent yet, at ``scheduled_send_at``, and draws the user's responses
+   from the generator's response model (open, click and conversion rise with the user's
+   planted taste for the item's category; unsubscribes fall with it);
 4. writes the sends, their events and the purchases they caused back into the sources once
    ``--write-back-delay`` days have passed since they happened (0 = as soon as they
    happen, ``never`` = nothing is ever written back);
@@ -462,7 +462,17 @@ def simulate(
         out_ids, out_mailboxes = opted_out(world.tables)
         seconds = run_dbt(db, work, run_time, extra_vars or {})
         with duckdb.connect(str(db), read_only=True) as con:
-            audience = con.sql("select * from main.notification_audience").df()
+            # what the sync hands the tool: every sendable row, append-only (UTC with zone)
+            audience = con.sql(
+                "select *, false as is_holdout, "
+                "timezone('UTC', scheduled_send_at) as scheduled_utc "
+                "from main.notification_sync"
+            ).df()
+            audience["scheduled_send_at"] = audience.pop("scheduled_utc")
+            holdout = con.sql(
+                "select count(*) from main.notification_holdout h join main.int_run_context r "
+                "on h.run_date = timezone('UTC', r.run_date)"
+            ).fetchone()[0]
             popular = con.sql(
                 "select item_id, category from main.int_item_context where is_available "
                 "order by n_interactions desc, item_id limit 1"
@@ -481,7 +491,7 @@ def simulate(
             rows = [world.taste_row[u] for u in reachable]
             carpet_p.append(conversion_probability(world.taste[rows, category]))
         say(
-            f"{str(run_time):<20} {len(audience):>8} {int(audience['is_holdout'].sum()):>8} "
+            f"{str(run_time):<20} {len(records) + holdout:>8} {holdout:>8} "
             f"{len(records):>6} {sum(written.values()):>13} {seconds:>6.1f}"
         )
     sent = (

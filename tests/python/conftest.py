@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ONLINE_RETAIL_CSV = REPO.parent / "shared" / "datasets" / "online_retail" / "online_retail.csv.gz"
@@ -43,7 +44,7 @@ def demo_db(tmp_path_factory) -> Path:
     if given:
         return Path(given)
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    demo_vars = {"run_date": "2026-11-01"}
+    demo_vars = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
     seeded = run_dbt(["seed", "--select", "tag:demo_data", "--full-refresh"], path)
     assert seeded.returncode == 0, seeded.stdout[-4000:]
     built = run_dbt(["build", "--exclude", "tag:demo_data"], path, demo_vars)

@@ -74,7 +74,11 @@ def test_empty_sources_build_green_with_empty_outputs(tmp_path):
     result = run_dbt(
         ["build", "--exclude", "tag:demo_data"],
         path,
-        {"proactive_recs_source_schema": "raw", "run_date": "2026-11-01"},
+        {
+            "proactive_recs_source_schema": "raw",
+            "run_date": "2026-11-01",
+            "proactive_recs_allow_empty": ["users", "items", "interactions"],
+        },
     )
     assert result.returncode == 0, result.stdout[-4000:]
     with duckdb.connect(str(path), read_only=True) as con:

@@ -1,0 +1,64 @@
+{#
+  Gates against silent loss. They run as tests on the staging and intermediate models, so
+  in `dbt build` a failure stops every model downstream before the public tables are
+  replaced: the last good audience stays published. Each stops the build with a message
+  naming the source, the reasons and the counts.
+#}
+
+{#
+  A source may lose at most a share of its raw rows to rejections: the var
+  proactive_recs_max_rejected_share, a number for every source (default 0.2) or a mapping
+  {source: share} (sources not named get 0.2). Put on stg_<source>_audited.
+#}
+{% test rejected_share_within_limit(model, source_name) %}
+    {%- set setting = var('proactive_recs_max_rejected_share', 0.2) -%}
+    {%- if setting is mapping -%}
+        {%- set limit = setting.get(source_name, 0.2) | float -%}
+    {%- else -%}
+        {%- set limit = setting | float -%}
+    {%- endif -%}
+    {%- if execute -%}
+        {%- set counts = run_query(
+            "select rejection_reason, count(*) from " ~ model ~ " group by 1 order by 2 desc") -%}
+        {%- set ns = namespace(total=0, rejected=0, reasons=[]) -%}
+        {%- for row in counts.rows -%}
+            {%- set ns.total = ns.total + row[1] -%}
+            {%- if row[0] is not none -%}
+                {%- set ns.rejected = ns.rejected + row[1] -%}
+                {%- do ns.reasons.append(row[0] ~ ' ' ~ row[1]) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if ns.total > 0 and ns.rejected / ns.total > limit -%}
+            {{ exceptions.raise_compiler_error(
+                "proactive_recs: source '" ~ source_name ~ "' lost " ~ ns.rejected ~ " of its "
+                ~ ns.total ~ " raw rows (" ~ ((100.0 * ns.rejected / ns.total) | round(1)) ~ " %), "
+                ~ "more than the allowed " ~ (100.0 * limit) ~ " %: " ~ ns.reasons | join(', ')
+                ~ ". See rejected_rows and docs/raw_data.md; if this is expected, raise the var "
+                ~ "proactive_recs_max_rejected_share (e.g. {" ~ source_name ~ ": 0.5}).") }}
+        {%- endif -%}
+    {%- endif -%}
+    select 1 as gate where 1 = 0
+{% endtest %}
+
+
+{#
+  The model must have rows, unless the var proactive_recs_allow_empty lists `name` (or is
+  true): an empty users, items or interactions table means nothing can be recommended and
+  would otherwise publish empty audiences with a green build.
+#}
+{% test not_empty_unless_allowed(model, name) %}
+    {%- set allowed = var('proactive_recs_allow_empty', []) -%}
+    {%- set is_allowed = (allowed is sameas true)
+        or (allowed is iterable and allowed is not string and name in allowed) -%}
+    {%- if execute and not is_allowed -%}
+        {%- set result = run_query("select count(*) from " ~ model) -%}
+        {%- if result.columns[0].values()[0] == 0 -%}
+            {{ exceptions.raise_compiler_error(
+                "proactive_recs: " ~ name ~ " is empty (" ~ model ~ "): every row of its source "
+                ~ "was rejected or the source is empty, so nothing would be planned. See "
+                ~ "rejected_rows; if an empty " ~ name ~ " is expected, add it to the var "
+                ~ "proactive_recs_allow_empty (e.g. [" ~ name ~ "]).") }}
+        {%- endif -%}
+    {%- endif -%}
+    select 1 as gate where 1 = 0
+{% endtest %}

@@ -1,0 +1,44 @@
+{{ config(materialized='incremental', unique_key='send_key', on_schema_change='fail') }}
+-- The holdout's counterfactual: for every run, what each holdout user would have been sent
+-- under the same rules (never sent; lift is measured against it). Append-only, one row per
+-- send_key, first_planned_at fixed, like notification_sync.
+with
+
+audience as (
+
+    select * from {{ ref('notification_audience') }}
+    where is_holdout
+
+),
+
+{% if is_incremental() %}
+    already_logged as (
+
+        select send_key as logged_send_key from {{ this }}
+
+    ),
+
+{% endif %}
+final as (
+
+    select
+        audience.send_key,
+        audience.user_id,
+        audience.channel,
+        audience.campaign_id,
+        audience.item_id,
+        audience.rank,
+        audience.score,
+        audience.expected_value,
+        {{ utc_timestamp_tz('audience.run_date') }} as run_date,
+        {{ utc_timestamp_tz('audience.updated_at') }} as first_planned_at
+
+    from audience
+    {% if is_incremental() %}
+        left join already_logged on audience.send_key = already_logged.logged_send_key
+        where already_logged.logged_send_key is null
+    {% endif %}
+
+)
+
+select * from final

@@ -1,0 +1,122 @@
+"""Promises in daily operation, on real dbt builds of the demo (issue 13).
+
+Each test runs the package the way a scheduled job does (consecutive daily runs on one
+database, run_date unset, dirty sources) and checks what a send tool would actually send
+(the sendable rows of notification_audience), not the package's own flags.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, run_dbt
+from proactive_recs.frequency import FrequencyRules
+from proactive_recs.simulate import RULES, _clean_sends, check
+
+pytestmark = pytest.mark.dbt
+
+DEMO_VARS = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
+# Everything needed to send today (the evaluation and the backtest are not).
+DAILY = ["build", "--exclude", "tag:demo_data", "evaluation_results+", "campaign_backtest_results+"]
+
+
+@pytest.fixture
+def demo_copy(demo_db, tmp_path):
+    copy = tmp_path / "daily.duckdb"
+    copy.write_bytes(demo_db.read_bytes())
+    return copy
+
+
+def _sendable(path) -> pd.DataFrame:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.sql(
+            "select user_id, email, channel, campaign_id, item_id, scheduled_send_at as sent_at "
+            "from main.notification_audience where not is_holdout"
+        ).df()
+
+
+def test_caps_hold_over_consecutive_daily_runs_without_write_back(demo_copy):
+    """Three daily runs, nothing written back: the planned sends of earlier runs still count
+    (before the send ledger one user got an e-mail every day and the digest every day)."""
+    sent = []
+    for day in ("2026-11-01T06:00:00", "2026-11-02T06:00:00", "2026-11-03T06:00:00"):
+        result = run_dbt(DAILY, demo_copy, {**DEMO_VARS, "run_date": day})
+        assert result.returncode == 0, result.stdout[-4000:]
+        sent.append(_sendable(demo_copy).assign(run=day))
+    sent = pd.concat(sent, ignore_index=True)
+    # the same planned send is not planned again by the next run
+    assert not sent.duplicated(["user_id", "campaign_id", "item_id", "sent_at"]).any()
+    with duckdb.connect(str(demo_copy), read_only=True) as con:
+        history = _clean_sends(con.sql("select * from main.raw_notification_sends").df())
+        users = con.sql("select * from main.raw_users").df()
+    violations = check(sent.assign(suppressed_when_planned=False), history, users, FrequencyRules())
+    assert violations == dict.fromkeys(RULES, 0)
+    digests = sent[sent["campaign_id"] == "weekly_digest"]
+    assert not digests["user_id"].duplicated().any(), "the weekly digest went out twice in 3 days"
+    assert sent["run"].nunique() == 3 and len(sent) > 0
+
+
+def test_run_date_unset_builds_everything_for_now(demo_copy):
+    """The production default: no run_date var means the invocation's start, in every model."""
+    unpinned = {k: v for k, v in DEMO_VARS.items() if k != "run_date"}
+    result = run_dbt(["build", "--exclude", "tag:demo_data"], demo_copy, unpinned)
+    assert result.returncode == 0, result.stdout[-4000:]
+    with duckdb.connect(str(demo_copy), read_only=True) as con:
+        (run_date, pinned) = con.execute(
+            "select run_date, is_run_date_pinned from main.int_run_context"
+        ).fetchone()
+        (audience_run,) = con.execute(
+            "select distinct run_date from main.notification_audience"
+        ).fetchone()
+        (n_scores,) = con.execute("select count(*) from main.user_item_scores").fetchone()
+    assert not pinned
+    assert abs(pd.Timestamp.now("UTC").tz_localize(None) - pd.Timestamp(run_date)) < pd.Timedelta(
+        hours=1
+    )
+    assert pd.Timestamp(audience_run) == pd.Timestamp(run_date)
+    assert n_scores > 0  # not an empty popularity fallback
+
+
+def test_a_run_date_before_the_latest_logged_run_stops_unless_backfill_is_allowed(demo_copy):
+    earlier = {**DEMO_VARS, "run_date": "2026-10-25"}
+    stopped = run_dbt(["build", "--select", "int_run_context"], demo_copy, earlier)
+    assert stopped.returncode != 0
+    assert "earlier than the latest logged run" in stopped.stdout
+    assert "proactive_recs_allow_backfill" in stopped.stdout
+    allowed = run_dbt(
+        ["build", "--select", "int_run_context"],
+        demo_copy,
+        {**earlier, "proactive_recs_allow_backfill": True},
+    )
+    assert allowed.returncode == 0, allowed.stdout[-4000:]
+
+
+@pytest.mark.parametrize("bad_run_date", ["2026-11-01'; drop table x; --", "next tuesday"])
+def test_a_run_date_that_is_not_a_date_stops_naming_the_var(demo_copy, bad_run_date):
+    result = run_dbt(
+        ["build", "--select", "int_run_context"], demo_copy, {**DEMO_VARS, "run_date": bad_run_date}
+    )
+    assert result.returncode != 0
+    assert "var run_date" in result.stdout
+
+
+def test_a_source_that_loses_most_rows_stops_before_the_public_tables_are_replaced(demo_copy):
+    """'oui'/'non' consent rejects every user (and with them every transaction and send):
+    the build must stop, name the source, reasons and counts, and leave the last audience."""
+    with duckdb.connect(str(demo_copy)) as con:
+        (before,) = con.execute("select count(*) from main.notification_audience").fetchone()
+        con.execute(
+            "update main.raw_users set email_opt_in = case when email_opt_in = 'true' "
+            "then 'oui' else 'non' end"
+        )
+    result = run_dbt(DAILY, demo_copy, DEMO_VARS)
+    assert result.returncode != 0
+    assert "source 'users' lost" in result.stdout
+    assert "unparseable_value" in result.stdout
+    with duckdb.connect(str(demo_copy), read_only=True) as con:
+        assert con.execute("select count(*) from main.notification_audience").fetchone() == (
+            before,
+        )
