@@ -62,3 +62,11 @@
     {%- endif -%}
     select 1 as gate where 1 = 0
 {% endtest %}
+
+
+{# Rows of one kind in run_diagnostics (used with severity warn: shown in dbt's output). #}
+{% test no_rows_of_kind(model, diagnostic) %}
+    select *
+    from {{ model }}
+    where diagnostic = '{{ diagnostic }}'
+{% endtest %}

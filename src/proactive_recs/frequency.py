@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, time, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,7 @@ __all__ = [
     "holdout_score",
     "in_quiet_hours",
     "is_holdout",
+    "is_known_timezone",
     "leave_quiet_hours",
     "make_send_key",
     "normalize_sends",
@@ -184,18 +186,87 @@ def to_utc_naive(values) -> pd.Series:
     return out.dt.tz_localize(None).astype("datetime64[ns]")
 
 
+# Abbreviations people write instead of a zone name, mapped to the zone they usually mean
+# (with its daylight-saving rules: "PST" written in July still means Los Angeles time).
+ZONE_ABBREVIATIONS = {
+    "utc": "UTC",
+    "gmt": "UTC",
+    "z": "UTC",
+    "zulu": "UTC",
+    "pst": "America/Los_Angeles",
+    "pdt": "America/Los_Angeles",
+    "pt": "America/Los_Angeles",
+    "mst": "America/Denver",
+    "mdt": "America/Denver",
+    "mt": "America/Denver",
+    "cst": "America/Chicago",
+    "cdt": "America/Chicago",
+    "ct": "America/Chicago",
+    "est": "America/New_York",
+    "edt": "America/New_York",
+    "et": "America/New_York",
+    "akst": "America/Anchorage",
+    "akdt": "America/Anchorage",
+    "hst": "Pacific/Honolulu",
+    "bst": "Europe/London",
+    "wet": "Europe/Lisbon",
+    "west": "Europe/Lisbon",
+    "cet": "Europe/Paris",
+    "cest": "Europe/Paris",
+    "eet": "Europe/Athens",
+    "eest": "Europe/Athens",
+    "msk": "Europe/Moscow",
+    "ist": "Asia/Kolkata",
+    "sgt": "Asia/Singapore",
+    "hkt": "Asia/Hong_Kong",
+    "jst": "Asia/Tokyo",
+    "kst": "Asia/Seoul",
+    "aest": "Australia/Sydney",
+    "aedt": "Australia/Sydney",
+    "awst": "Australia/Perth",
+    "nzst": "Pacific/Auckland",
+    "nzdt": "Pacific/Auckland",
+}
+# "-08:00", "+0530", "UTC+5:30", "GMT-8", "utc -08": a fixed offset from UTC (as people mean
+# it: GMT-8 is eight hours behind, unlike POSIX's inverted Etc/GMT+8).
+_OFFSET = re.compile(r"^(?:utc|gmt)?\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?$")
+
+
 @functools.cache
-def _zone(name) -> ZoneInfo | None:
+def _iana_by_lower_name() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
+
+
+@functools.cache
+def _zone(name) -> tzinfo | None:
+    """The zone a user's time-zone text means, or None when it means nothing known.
+
+    IANA names in any case (``america/los_angeles``), fixed offsets (``-08:00``, ``UTC+5:30``,
+    ``GMT-8``) and common abbreviations (``PST``, ``CET``) resolve.
+    """
     if not isinstance(name, str) or not name.strip():
         return None
-    try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
+    text = name.strip()
+    key = text.lower()
+    canonical = _iana_by_lower_name().get(key) or ZONE_ABBREVIATIONS.get(key)
+    if canonical is not None:
+        return ZoneInfo(canonical)
+    match = _OFFSET.match(key.replace(" ", "")) or _OFFSET.match(key)
+    if match:
+        sign, hours, minutes = match.groups()
+        offset = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if offset <= timedelta(hours=14) and int(minutes or 0) < 60:
+            return timezone(-offset if sign == "-" else offset)
+    return None
 
 
-def resolve_timezone(name, default: str = "UTC") -> ZoneInfo:
-    """The user's IANA zone, or ``default`` when null, blank or not a known zone."""
+def is_known_timezone(name) -> bool:
+    """Whether :func:`resolve_timezone` understands ``name`` (else it uses the default)."""
+    return _zone(name) is not None
+
+
+def resolve_timezone(name, default: str = "UTC") -> tzinfo:
+    """The user's zone (see :func:`_zone`), or ``default`` when null, blank or unknown."""
     return _zone(name) or _zone(default) or ZoneInfo("UTC")
 
 
@@ -212,7 +283,7 @@ def in_quiet_hours(local: datetime, start: int, end: int) -> bool:
     return hour >= start or hour < end
 
 
-def leave_quiet_hours(at: pd.Timestamp, zone: ZoneInfo, rules: FrequencyRules) -> pd.Timestamp:
+def leave_quiet_hours(at: pd.Timestamp, zone: tzinfo, rules: FrequencyRules) -> pd.Timestamp:
     """``at`` (naive UTC) if it is outside the quiet hours in ``zone``, else the end of them.
 
     The end is the first instant whose local time is ``quiet_hours_end``:00. When that wall
@@ -265,7 +336,7 @@ def send_anchors(
 
 
 def schedule_sends(
-    anchor: pd.Timestamp, n: int, zone: ZoneInfo, rules: FrequencyRules
+    anchor: pd.Timestamp, n: int, zone: tzinfo, rules: FrequencyRules
 ) -> list[pd.Timestamp]:
     """``n`` send times for one user: the anchor, then each previous + min hours, each moved
     out of quiet hours (so consecutive sends are at least ``min_hours_between_sends`` apart)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 
@@ -72,9 +73,10 @@ def _evaluate_duckdb(relation: duckdb.DuckDBPyRelation, rule, key, context_name)
         result = relation.query("context", f"select {select_list} from context")
         # Bind and type-check now, so a bad expression is reported here, not at write time.
         result.limit(0).fetchall()
+        # Values fail only when computed (a text booster: "could not convert 'x' to DOUBLE").
+        return result.df()
     except duckdb.Error as error:
         raise TargetingExpressionError(_describe_failure(rule, context_name, error)) from error
-    return result.df()
 
 
 def _evaluate_snowpark(frame, rule, key, context_name):
@@ -121,13 +123,15 @@ def evaluate_targeting(
                 frame = _evaluate_duckdb(con.from_df(context), rule, key, context_name)
         else:
             raise TypeError(f"cannot evaluate targeting on a {type(context).__name__}")
-        negative = frame["boost"] < 0
-        if negative.any():
-            example = frame.loc[negative, key].iloc[0]
-            raise TargetingExpressionError(
-                f"{rule.origin or rule.target}: booster `{rule.booster_sql}` gives a negative "
-                f"boost ({frame.loc[negative, 'boost'].iloc[0]}) for {key} {example!r}"
-            )
+        boost = pd.to_numeric(frame["boost"], errors="coerce").astype(float)
+        # inf / NaN would make expected values inf or NaN and the allocation meaningless.
+        for bad, what in ((~np.isfinite(boost), "a non-finite"), (boost < 0, "a negative")):
+            if bad.any():
+                example = frame.loc[bad, key].iloc[0]
+                raise TargetingExpressionError(
+                    f"{rule.origin or rule.target}: booster `{rule.booster_sql}` gives {what} "
+                    f"boost ({frame.loc[bad, 'boost'].iloc[0]}) for {key} {example!r}"
+                )
         frames.append(frame[["target", key, "passes_filter", "boost"]])
     if not frames:
         return pd.DataFrame({"target": [], key: [], "passes_filter": [], "boost": []})

@@ -334,3 +334,68 @@ def test_recently_sent_items_window():
     )  # digests carry no item
     pairs = recently_sent_items(sends, RUN, rules)
     assert sorted(map(tuple, pairs.to_numpy())) == [("u", "i2"), ("u", "i3")]
+
+
+# --------------------------------------------------------------------------- time zones
+
+
+@pytest.mark.parametrize(
+    "written, offset_in_january",
+    [
+        ("America/Los_Angeles", -8),
+        ("america/los_angeles", -8),  # any case
+        (" AMERICA/LOS_ANGELES ", -8),
+        ("-08:00", -8),
+        ("UTC-8", -8),
+        ("GMT-8", -8),  # as people mean it: eight hours behind
+        ("PST", -8),
+        ("pst", -8),
+        ("UTC+5:30", 5.5),
+        ("+0530", 5.5),
+        ("IST", 5.5),
+        ("CET", 1),
+        ("utc", 0),
+    ],
+)
+def test_time_zones_resolve_from_names_offsets_and_abbreviations(written, offset_in_january):
+    from datetime import datetime
+
+    from proactive_recs.frequency import is_known_timezone, resolve_timezone
+
+    zone = resolve_timezone(written, "Europe/Berlin")
+    assert is_known_timezone(written)
+    offset = datetime(2026, 1, 15, 12, tzinfo=zone).utcoffset().total_seconds() / 3600
+    assert offset == offset_in_january
+
+
+@pytest.mark.parametrize("written", ["Mars/Olympus", "GMT+99", "nowhere", "+25:00"])
+def test_unknown_time_zones_fall_back_to_the_default_and_are_diagnosed(written):
+    from datetime import datetime
+
+    from proactive_recs.diagnostics import run_diagnostics
+    from proactive_recs.frequency import is_known_timezone, resolve_timezone
+
+    assert not is_known_timezone(written)
+    zone = resolve_timezone(written, "Europe/Berlin")
+    assert datetime(2026, 1, 15, tzinfo=zone).utcoffset().total_seconds() == 3600
+    users = pd.DataFrame({"user_id": ["a", "b", "c"], "timezone": [written, "PST", None]})
+    empty = pd.DataFrame({"user_id": [], "item_id": [], "is_fallback": []})
+    diagnostics = run_diagnostics(users, empty, empty, "Europe/Berlin")
+    assert diagnostics[["diagnostic", "subject_id", "raw_value"]].values.tolist() == [
+        ["timezone_fallback", "a", written]
+    ]
+
+
+def test_quiet_hours_hold_in_a_zone_written_as_an_abbreviation():
+    """'PST' used to become UTC: a 02:00 UTC send is 18:00 in Los Angeles (allowed), but a
+    06:00 UTC send is 22:00 there and must move to 08:00 local = 16:00 UTC."""
+    from proactive_recs.frequency import leave_quiet_hours, resolve_timezone
+
+    rules = FrequencyRules()
+    zone = resolve_timezone("pst")
+    assert leave_quiet_hours(pd.Timestamp("2026-01-15 02:00"), zone, rules) == pd.Timestamp(
+        "2026-01-15 02:00"
+    )
+    assert leave_quiet_hours(pd.Timestamp("2026-01-15 06:00"), zone, rules) == pd.Timestamp(
+        "2026-01-15 16:00"
+    )

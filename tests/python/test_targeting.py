@@ -83,6 +83,22 @@ def test_negative_boost_is_refused():
         evaluate_targeting(USERS, [rule], key="user_id")
 
 
+@pytest.mark.parametrize(
+    "booster, fragment",
+    [
+        ("'inf'", "non-finite boost (inf)"),
+        ("cast('nan' as double)", "non-finite boost (nan)"),
+        ("case when loyalty_group = 'loyal' then 1e400 else 1 end", "non-finite"),
+        ("loyalty_group", "booster `loyalty_group`"),  # text: fails when computed
+    ],
+)
+def test_boosters_that_are_not_finite_numbers_stop_naming_the_campaign(booster, fragment):
+    rule = TargetingRule("c", booster_sql=booster, origin="campaign 'new_arrivals'")
+    with pytest.raises(TargetingExpressionError) as error:
+        evaluate_targeting(USERS, [rule], key="user_id", context_name="int_user_context")
+    assert "campaign 'new_arrivals'" in str(error.value) and fragment in str(error.value)
+
+
 @pytest.mark.dbt
 def test_dbt_build_stops_on_a_bad_user_filter_naming_it(tmp_path):
     path = tmp_path / "bad_filter.duckdb"

@@ -1,0 +1,22 @@
+"""What this run fell back on: time zones not understood, scores served by a fallback.
+
+Logic: proactive_recs.diagnostics.run_diagnostics. Tests with severity warn on the table
+print each kind in dbt build's output.
+"""
+
+from proactive_recs.dbt_io import config_value, for_session, to_pandas
+from proactive_recs.diagnostics import run_diagnostics
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    meta = dbt.config.get("meta") or {}
+    return for_session(
+        run_diagnostics(
+            users=to_pandas(dbt.ref("int_user_context"), columns=["user_id", "timezone"]),
+            user_item_scores=to_pandas(dbt.ref("user_item_scores")),
+            item_user_scores=to_pandas(dbt.ref("item_user_scores")),
+            default_timezone=config_value(meta.get("default_timezone"), "UTC"),
+        ),
+        session,
+    )
