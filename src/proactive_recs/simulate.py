@@ -370,7 +370,8 @@ def check(
     )
     zone_of = dict(zip(users["user_id"].map(_text), users["timezone"], strict=True))
     mine = sent.assign(sim=True)
-    everything = pd.concat([mine, history.assign(sim=False)], ignore_index=True)[
+    parts = [mine, history.assign(sim=False)]
+    everything = pd.concat([p for p in parts if len(p)], ignore_index=True)[
         ["user_id", "channel", "item_id", "sent_at", "sim"]
     ]
     everything["mailbox"] = everything["user_id"].map(mailbox_of)
