@@ -118,6 +118,7 @@ def make_world(
     ):
         taste_row[twin] = taste_row[original]
     tables["users"] = pd.concat([raw_users, twins], ignore_index=True)
+    _plant_dirty_opt_outs(tables, reachable.drop(index=twins.index), start, seed)
     # The same person shops through both accounts: the twin gets the original's history, so
     # the recommender scores it and the mailbox rules are exercised.
     raw_tx = tables["transactions"]
@@ -134,12 +135,58 @@ def make_world(
     )
 
 
+def _plant_dirty_opt_outs(tables, reachable: pd.DataFrame, start: pd.Timestamp, seed: int):
+    """Opt-outs written the way they arrive in the field, each of which once failed open:
+    an unsubscribed_at after the run date, an unsubscribe event whose time does not parse,
+    one on a send whose channel is spelled 'E-Mail', and one two hours after the first run."""
+    chosen = reachable.sample(n=min(12, len(reachable)), random_state=seed + 1)["user_id"]
+    chosen = [_text(u) for u in chosen]
+    users = tables["users"]
+    ids = users["user_id"].map(_text)
+    later = (start + pd.Timedelta(days=40)).strftime("%Y-%m-%d %H:%M:%S+00:00")
+    users.loc[ids.isin(chosen[0:3]), "unsubscribed_at"] = later
+    sends, events = [], []
+    first_run = start + pd.Timedelta(hours=8)
+    for n, user in enumerate(chosen[3:]):
+        send_id = f"dirty{n:03d}"
+        channel = "E-Mail" if n % 3 == 1 else "email"
+        sent = start - pd.Timedelta(days=3)
+        sends.append(
+            {
+                "send_id": send_id,
+                "user_id": user,
+                "campaign_id": "weekly_digest",
+                "item_id": None,
+                "channel": channel,
+                "sent_at": sent.strftime("%Y-%m-%d %H:%M:%S+00:00"),
+            }
+        )
+        occurred = (
+            "yesterday-ish"
+            if n % 3 == 0
+            else first_run.strftime("%Y-%m-%d %H:%M:%S+00:00")
+            if n % 3 == 2
+            else (sent + pd.Timedelta(hours=5)).strftime("%Y-%m-%d %H:%M:%S+00:00")
+        )
+        events.append({"send_id": send_id, "event_type": "unsubscribe", "occurred_at": occurred})
+    for name, rows in (("notification_sends", sends), ("notification_events", events)):
+        table = tables[name]
+        tables[name] = pd.concat(
+            [table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True
+        )
+
+
+def _channel(value) -> str:
+    squashed = "".join(c for c in (_text(value) or "").lower() if c.isalnum())
+    return "email" if squashed in ("email", "mail") else squashed
+
+
 def _clean_sends(raw: pd.DataFrame) -> pd.DataFrame:
     """The generated history as the checks read it: parseable rows, UTC, lower-case channel."""
     out = pd.DataFrame(
         {
             "user_id": raw["user_id"].map(_text),
-            "channel": raw["channel"].map(lambda v: (_text(v) or "").lower()),
+            "channel": raw["channel"].map(_channel),
             "item_id": raw["item_id"].map(_text),
             "sent_at": pd.to_datetime(raw["sent_at"], utc=True, errors="coerce").dt.tz_localize(
                 None
