@@ -19,6 +19,19 @@
     )
 {%- endmacro %}
 
+{# A timestamp with time zone back to a naive UTC timestamp. #}
+{% macro utc_timestamp_ntz(expression) -%}
+    {{ return(adapter.dispatch('utc_timestamp_ntz', 'proactive_recs')(expression)) }}
+{%- endmacro %}
+
+{% macro duckdb__utc_timestamp_ntz(expression) -%}
+    timezone('UTC', {{ expression }})
+{%- endmacro %}
+
+{% macro snowflake__utc_timestamp_ntz(expression) -%}
+    convert_timezone('UTC', {{ expression }})::timestamp_ntz
+{%- endmacro %}
+
 {% macro utc_timestamp_tz_type() -%}
     {{ return(adapter.dispatch('utc_timestamp_tz_type', 'proactive_recs')()) }}
 {%- endmacro %}

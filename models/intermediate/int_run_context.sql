@@ -4,7 +4,7 @@
 -- UTC. A run date earlier than the latest run in notification_log stops the build unless
 -- the var proactive_recs_allow_backfill is true: an earlier date would plan sends under
 -- other keys than the ones already synced, and its caps would not see the later runs.
-{%- set previous_log = proactive_recs_previous_log() %}
+{%- set previous_log = proactive_recs_previous_relation('notification_log') %}
 {%- set latest_logged = none %}
 {%- if execute and previous_log is not none %}
     {%- set latest = run_query(

@@ -1,17 +1,19 @@
 -- The send ledger: every send that frequency rules count. Two kinds of rows:
 --   confirmed: the clean send history (notification_sends), whatever its date, later than
 --     the run date included (a written-back send is real even when the run is pinned earlier);
---   planned, unconfirmed: sendable rows that earlier runs put in notification_log and the
---     send history does not confirm yet, dated at their scheduled_send_at. They count from
---     the moment they are planned, so caps hold across daily runs whatever the write-back
---     delay (or with no write-back at all).
+--   planned, unconfirmed: rows that earlier runs handed to the send tool (notification_sync,
+--     sendable rows only) and the send history does not confirm yet, dated at their
+--     scheduled_send_at. They count from the moment they are synced, so caps hold across
+--     daily runs whatever the write-back delay (or with no write-back at all). The sync is the
+--     run's commit point: a run killed before its sync insert handed nothing to the tool and
+--     adds nothing here; one killed after it is counted, whatever else it did not finish.
 -- A logged send is confirmed by a history row with send_id = its send_key, or with the same
 -- user, campaign, channel and item sent within proactive_recs_ledger_match_hours of its
 -- scheduled time; it is then counted once, as the confirmed row.
--- The log is read by name (macro proactive_recs_previous_log), not by ref: the log is built
--- from this run's plan, so a ref would be a cycle. Rows the current run date logged itself
--- (a re-run of the same date) are left out: the re-run plans them again under the same keys.
-{%- set previous_log = proactive_recs_previous_log() %}
+-- The sync table is read by name (macro proactive_recs_previous_relation), not by ref: it is
+-- built from this run's plan, so a ref would be a cycle. Rows of the current run date (a
+-- re-run of the same date) are left out: the re-run plans them again under the same keys.
+{%- set previous_sync = proactive_recs_previous_relation('notification_sync') %}
 {%- set match_hours = var('proactive_recs_ledger_match_hours', 48) | int %}
 
 with
@@ -28,22 +30,29 @@ confirmed_sends as (
 
 ),
 
-{% if previous_log is not none %}
-    logged_sends as (
+{% if previous_sync is not none %}
+    synced_sends as (
 
-        select * from {{ previous_log }}
+        -- timestamps back to naive UTC, like every other model
+        select
+            send_key,
+            user_id,
+            campaign_id,
+            item_id,
+            channel,
+            {{ utc_timestamp_ntz('scheduled_send_at') }} as scheduled_send_at,
+            {{ utc_timestamp_ntz('run_date') }} as run_date
+
+        from {{ previous_sync }}
 
     ),
 
     planned_earlier as (
 
-        select logged_sends.*
-        from logged_sends
+        select synced_sends.*
+        from synced_sends
         cross join run_context
-        where
-            not coalesce(logged_sends.is_holdout, false)
-            and logged_sends.scheduled_send_at is not null
-            and logged_sends.run_date < run_context.run_date
+        where synced_sends.run_date < run_context.run_date
 
     ),
 
@@ -90,7 +99,7 @@ confirmed_sends as (
             planned_earlier.channel,
             planned_earlier.scheduled_send_at as sent_at,
             false as is_confirmed,
-            'notification_log' as ledger_source
+            'notification_sync' as ledger_source
 
         from planned_earlier
         left join matched_keys on planned_earlier.send_key = matched_keys.send_key
@@ -119,7 +128,7 @@ confirmed as (
 final as (
 
     select * from confirmed
-    {% if previous_log is not none %}
+    {% if previous_sync is not none %}
         union all
         select * from unconfirmed
     {% endif %}
