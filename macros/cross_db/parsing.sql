@@ -52,11 +52,29 @@
 {%- endmacro %}
 
 {% macro duckdb__regex_search(expression, pattern) -%}
-    regexp_matches({{ expression }}, '{{ pattern }}')
+    regexp_matches({{ expression }}, {{ sql_string_literal(pattern) }})
 {%- endmacro %}
 
 {% macro snowflake__regex_search(expression, pattern) -%}
-    (regexp_instr({{ expression }}, '{{ pattern }}') > 0)
+    (regexp_instr({{ expression }}, {{ sql_string_literal(pattern) }}) > 0)
+{%- endmacro %}
+
+
+{#
+  Any text (a var such as product_item_id_pattern) as a SQL string literal that means exactly
+  that text: quotes doubled, and on Snowflake, where backslashes are escapes in string
+  constants, backslashes doubled too. Never paste a var between quotes by hand.
+#}
+{% macro sql_string_literal(text) -%}
+    {{ return(adapter.dispatch('sql_string_literal', 'proactive_recs')(text)) }}
+{%- endmacro %}
+
+{% macro default__sql_string_literal(text) -%}
+    '{{ text | string | replace("'", "''") }}'
+{%- endmacro %}
+
+{% macro snowflake__sql_string_literal(text) -%}
+    '{{ text | string | replace("\\", "\\\\") | replace("'", "''") }}'
 {%- endmacro %}
 
 
