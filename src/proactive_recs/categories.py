@@ -16,15 +16,20 @@ import pandas as pd
 from . import metrics
 from .interactions import build_interaction_matrix, interactions_before
 from .mf import ImplicitMF
+from .threads import single_threaded_blas
 
 CATEGORY_KS = (1, 3)
 
 
 def _factor_matrix(frame: pd.DataFrame, id_col: str) -> tuple[pd.Index, np.ndarray]:
-    """ids and an (n, f) matrix from a frame of id + list-of-floats ``factors``."""
-    ids = pd.Index(frame[id_col].astype(str))
+    """ids and an (n, f) matrix from a frame of id + list-of-floats ``factors``, in id
+    order: the factor tables come back from the warehouse in no particular order, and the
+    category profiles sum item factors in row order (a float sum depends on its order)."""
     if len(frame) == 0:
-        return ids, np.zeros((0, 0))
+        return pd.Index(frame[id_col].astype(str)), np.zeros((0, 0))
+    frame = frame.assign(**{id_col: frame[id_col].astype(str)})
+    frame = frame.sort_values(id_col, kind="mergesort")
+    ids = pd.Index(frame[id_col])
     return ids, np.vstack([np.asarray(v, dtype=np.float64) for v in frame["factors"]])
 
 
@@ -68,7 +73,9 @@ def user_category_scores(user_factors, item_factors, items) -> pd.DataFrame:
     categories, profiles = category_profiles(item_ids, item_matrix, items)
     if len(user_ids) == 0 or len(categories) == 0:
         return score_matrix_to_frame([], [], np.zeros((0, 0)))
-    return score_matrix_to_frame(user_ids, categories, users @ profiles.T)
+    with single_threaded_blas():  # the same bits whatever else runs in the process
+        scores = users @ profiles.T
+    return score_matrix_to_frame(user_ids, categories, scores)
 
 
 def _ranked_metrics(model, scores, relevant: np.ndarray) -> list[dict]:
@@ -131,7 +138,8 @@ def evaluate_user_to_category(
         dropna=False,
     ).to_numpy(dtype=np.float64)
     rng = np.random.default_rng(random_state)
-    served = mf.user_factors_.astype(np.float64) @ profiles.T
+    with single_threaded_blas():
+        served = mf.user_factors_.astype(np.float64) @ profiles.T
     rows = []
     for model, scores in (
         ("served", served),

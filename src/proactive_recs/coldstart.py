@@ -440,7 +440,9 @@ def cold_training_examples(
         )
         mask = (start <= snap.as_of) & (until.isna() | (until > snap.as_of))
         on_sale = catalog.index[mask.to_numpy()]
-    new_ids = unseen[unseen.isin(sold) | unseen.isin(on_sale)]
+    # Sorted: the rows below (and the negatives ``rng`` samples among them) follow this
+    # order, which must not be the order of the items frame's rows.
+    new_ids = unseen[unseen.isin(sold) | unseen.isin(on_sale)].sort_values()
     cold, _ = describe_cold_items(snap, model, items, new_ids)
     if not len(cold.item_ids):
         return None

@@ -216,10 +216,23 @@ def build_interaction_matrix(
     i = items.get_indexer(rows["item_id"])
     strength = event_strength(rows, as_of, half_life_days)
     known = (u >= 0) & (i >= 0)
-    # coo -> csr sums duplicate (user, item) entries: that is the per-pair aggregation.
-    summed = sp.coo_matrix(
-        (strength[known], (u[known], i[known])), shape=(len(users), len(items))
-    ).tocsr()
+    # The per-pair aggregation, independent of the frame's row order: a float sum depends
+    # on the order of its terms (scipy's coo -> csr adds duplicates in an order that
+    # follows the rows), so the events of a pair are added in increasing strength. Two
+    # terms add the same either way: only pairs with three or more events are reordered.
+    width = max(len(items), 1)
+    code = u[known].astype(np.int64) * width + i[known]
+    order = np.argsort(code, kind="stable")
+    code, value = code[order], strength[known][order]
+    if code.size:
+        first = np.flatnonzero(np.concatenate([[True], code[1:] != code[:-1]]))
+        events = np.diff(np.append(first, code.size))
+        many = np.flatnonzero(np.repeat(events >= 3, events))
+        if many.size:
+            value[many] = value[many][np.lexsort((value[many], code[many]))]
+        value = np.add.reduceat(value, first)
+        code = code[first]
+    summed = sp.csr_matrix((value, (code // width, code % width)), shape=(len(users), len(items)))
     summed.sum_duplicates()
     summed.sort_indices()
     seen = summed.copy()

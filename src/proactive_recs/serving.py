@@ -246,10 +246,27 @@ class _Universe:
     item_upcoming: np.ndarray  # passes the filter, on sale within prelaunch_days
 
 
+def _canonical(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """One row per ``key`` (as text), sorted by it, whatever the frame's row order.
+
+    Everything downstream indexes users and items by position (top-K ties go to the lower
+    position, day-0 examples are sampled in item order), so the universe must not follow
+    the order in which the warehouse happened to return the rows: a SQL engine gives no
+    order without an ``order by``, and two builds of the same data return different ones.
+    Among rows of one id the kept one is chosen by content (the smallest row as text), not
+    by position."""
+    frame = frame.assign(**{key: frame[key].astype(str)})
+    if frame[key].is_unique:
+        return frame.sort_values(key, kind="mergesort").reset_index(drop=True)
+    text = frame.astype(str).agg("\x1f".join, axis=1)
+    order = np.lexsort((text.to_numpy(), frame[key].to_numpy()))
+    return frame.iloc[order].drop_duplicates(key).reset_index(drop=True)
+
+
 def _universe(interactions, users, items, run_date, prelaunch_days=0.0) -> _Universe:
     if users is not None and len(users):
-        users = users.drop_duplicates("user_id")
-        user_ids = pd.Index(users["user_id"].astype(str))
+        users = _canonical(users, "user_id")
+        user_ids = pd.Index(users["user_id"])
         servable = _bool_column(users, "is_eligible") & _bool_column(users, "passes_filter")
         user_boost = _boost_column(users)
     else:
@@ -258,8 +275,7 @@ def _universe(interactions, users, items, run_date, prelaunch_days=0.0) -> _Univ
         user_boost = np.ones(len(user_ids), dtype=np.float32)
     items_norm = None
     if items is not None and len(items):
-        items_norm = items.drop_duplicates("item_id").copy()
-        items_norm["item_id"] = items_norm["item_id"].astype(str)
+        items_norm = _canonical(items, "item_id")
         item_ids = pd.Index(items_norm["item_id"])
         ok = _bool_column(items_norm, "passes_filter")
         upcoming = np.zeros(len(item_ids), dtype=bool)

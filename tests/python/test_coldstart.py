@@ -354,3 +354,54 @@ def test_cold_items_segment_in_the_evaluation(shop):
     assert cold[("served", "recall", 100)] > 2 * cold[("random", "recall", 100)]
     held = result.params.set_index(["model", "parameter"])["value"]
     assert int(held[("served", "cold_items_held_out")]) > 0
+
+
+# ------------------------------------------------------------------ reproducibility
+
+
+def _canonical_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame's rows in one order (by every column), for an order-free comparison."""
+    frame = frame.reset_index(drop=True)
+    return frame.sort_values(list(frame.columns), kind="mergesort").reset_index(drop=True)
+
+
+def test_score_does_not_depend_on_the_row_order_of_any_input(shop):
+    """Issue 13: builds of the same data differed because the warehouse returns rows in no
+    particular order. Day-0 audiences followed the items frame's order (the day-0 ranker's
+    negatives were sampled in that order), popularity ties the users / items order, and
+    the per-pair sums of event weights the interactions order."""
+    interactions, users, items, _ = shop
+    rng = np.random.default_rng(7)
+    # Unequal weights (so a pair's sum depends on the order it is added in) and boosts
+    # with ties (so equal scores need a tie-break that is not a row position).
+    interactions = interactions.assign(
+        event_weight=rng.choice([0.1, 0.7, 1.3, 5.0], len(interactions))
+    )
+    users = users.assign(boost=rng.choice([1.0, 1.5], len(users)))
+    params = {**FAST, "k_users": 20}
+    first = score(interactions, users, items, RUN_DATE, params)
+    assert (first.item_user_scores["basis"] == "attributes").any()
+    assert len(first.prelaunch_item_user_scores)
+
+    def shuffled(frame, seed):
+        return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+    second = score(
+        shuffled(interactions, 1), shuffled(users, 2), shuffled(items, 3), RUN_DATE, params
+    )
+    assert first.stage == second.stage
+    for name in (
+        "user_item_scores",
+        "item_user_scores",
+        "prelaunch_item_user_scores",
+        "unscored_items",
+        "user_factors",
+        "item_factors",
+        "params",
+    ):
+        pd.testing.assert_frame_equal(
+            _canonical_rows(getattr(first, name)),
+            _canonical_rows(getattr(second, name)),
+            check_exact=True,
+            obj=name,
+        )
