@@ -559,7 +559,11 @@ def _with_user_context(
     out["passes_filter"] = ~out["passes_filter"].eq(False)
     out["boost"] = pd.to_numeric(out["boost"]).fillna(1.0).astype(float)
     known = (out.pop("_user") == "both").to_numpy()
-    eligible = out[f"is_{campaign.channel}_eligible"].eq(True).to_numpy()
+    # per channel when the users frame says so (plan_run's _users always does)
+    per_channel = f"is_{campaign.channel}_eligible"
+    eligible = out["is_eligible"].eq(True).to_numpy()
+    if per_channel in out:
+        eligible &= out[per_channel].eq(True).to_numpy()
     # Only e-mail needs an address in the users table; push tokens live in the push tool.
     email = out["email"]
     missing_email = (

@@ -399,3 +399,64 @@ def test_quiet_hours_hold_in_a_zone_written_as_an_abbreviation():
     assert leave_quiet_hours(pd.Timestamp("2026-01-15 06:00"), zone, rules) == pd.Timestamp(
         "2026-01-15 16:00"
     )
+
+
+# --------------------------------------------------------------------------- send ledger
+
+
+def test_unconfirmed_planned_sends_count_for_caps_but_get_no_cadence_verdict():
+    """Seven old sends nobody answered take the allowance down; the same seven sends planned
+    but not confirmed by the send tool say nothing (they may not have gone out)."""
+    from proactive_recs.frequency import cadence_allowance, channel_allowance
+
+    run = pd.Timestamp("2026-11-20")
+    sent = [run - pd.Timedelta(days=d) for d in range(3, 10)]
+    sends = pd.DataFrame(
+        {
+            "send_id": [f"s{i}" for i in range(7)],
+            "user_id": "u",
+            "campaign_id": "c",
+            "item_id": None,
+            "channel": "email",
+            "sent_at": sent,
+        }
+    )
+    rules = FrequencyRules()
+    confirmed = cadence_allowance(["u"], sends, None, run, rules).set_index("channel")
+    pending = cadence_allowance(
+        ["u"], sends.assign(is_confirmed=False), None, run, rules
+    ).set_index("channel")
+    assert confirmed.loc["email", "allowance"] == 3 - 7 // 3
+    assert pending.loc["email", "allowance"] == 3
+    # both count as used sends of the rolling week, confirmed or not
+    anchors = pd.Series([run], index=pd.Index(["u"], name="user_id"))
+    for frame in (sends, sends.assign(is_confirmed=False)):
+        used = channel_allowance(anchors, frame, None, run, rules).set_index("channel")
+        assert used.loc["email", "used"] == 4  # sent 3..6 days before the run
+
+
+def test_an_email_to_one_account_counts_for_every_account_of_the_mailbox():
+    from proactive_recs.campaigns import mailbox_history
+    from proactive_recs.frequency import normalize_sends
+
+    users = pd.DataFrame(
+        {"user_id": ["a", "b", "c"], "email": ["Nina@x.com", " nina@x.com", "c@x.com"]}
+    )
+    history = normalize_sends(
+        pd.DataFrame(
+            {
+                "send_id": ["s1", "s2"],
+                "user_id": ["a", "a"],
+                "campaign_id": "c",
+                "item_id": ["i1", "i2"],
+                "channel": ["email", "push"],
+                "sent_at": pd.Timestamp("2026-11-01"),
+            }
+        )
+    )
+    out = mailbox_history(history, users)
+    assert sorted(map(tuple, out[["user_id", "send_id"]].values.tolist())) == [
+        ("a", "s1"),
+        ("a", "s2"),
+        ("b", "s1"),  # the e-mail, not the push (a device, not a mailbox)
+    ]
