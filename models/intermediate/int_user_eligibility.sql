@@ -36,7 +36,11 @@ user_rows as (
 
 send_rows as (
 
-    select send_id, user_id from {{ ref('stg_notification_sends_audited') }}
+    select
+        send_id,
+        user_id
+
+    from {{ ref('stg_notification_sends_audited') }}
     where send_id is not null and user_id is not null
 
 ),
@@ -44,7 +48,11 @@ send_rows as (
 planned_sends as (
 
     -- sends earlier runs planned, not yet in the send history (a tool may report events first)
-    select send_id, user_id from {{ ref('int_send_ledger') }}
+    select
+        send_id,
+        user_id
+
+    from {{ ref('int_send_ledger') }}
     where not is_confirmed
 
 ),
@@ -58,9 +66,17 @@ event_rows as (
 
 send_owners as (
 
-    select send_id, user_id from send_rows
+    select
+        send_id,
+        user_id
+    from send_rows
+
     union
-    select send_id, user_id from planned_sends
+
+    select
+        send_id,
+        user_id
+    from planned_sends
 
 ),
 

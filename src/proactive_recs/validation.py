@@ -661,11 +661,14 @@ def _audience_checks(
 
     _suppression_check(plan, "notification_audience", audience, eligibility)
 
+    # The send ledger (confirmed sends plus earlier runs' synced sends not confirmed yet): a
+    # check over the bare history would not see yesterday's plan and pass a carpet bomb.
+    history_table = next(
+        (t for t in ("int_send_ledger", "stg_notification_sends") if t in present), None
+    )
     history = (
-        read_table(
-            con, schema, "stg_notification_sends", ["user_id", "campaign_id", "channel", "sent_at"]
-        )
-        if "stg_notification_sends" in present
+        read_table(con, schema, history_table, ["user_id", "campaign_id", "channel", "sent_at"])
+        if history_table
         else None
     )
     if {"user_id", "channel"} <= set(audience.columns):
