@@ -7,7 +7,7 @@
 --     daily runs whatever the write-back delay (or with no write-back at all). The sync is the
 --     run's commit point: a run killed before its sync insert handed nothing to the tool and
 --     adds nothing here; one killed after it is counted, whatever else it did not finish.
--- A logged send is confirmed by a history row with send_id = its send_key, or with the same
+-- A synced send is confirmed by a history row with send_id = its send_key, or with the same
 -- user, campaign, channel and item sent within proactive_recs_ledger_match_hours of its
 -- scheduled time; it is then counted once, as the confirmed row.
 -- The sync table is read by name (macro proactive_recs_previous_relation), not by ref: it is
