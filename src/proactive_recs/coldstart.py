@@ -199,7 +199,9 @@ class ItemAttributeModel:
     def usable(self, items: pd.DataFrame) -> np.ndarray:
         """True where the item has at least one attribute the model knows."""
         self._check_fitted()
-        if self.n_features_ == 0:
+        # No rows (a snapshot without new items, found by make simulate on day 19): the
+        # vectorisers refuse an empty input.
+        if self.n_features_ == 0 or len(items) == 0:
             return np.zeros(len(items), dtype=bool)
         return np.diff(self._features(items.reset_index(drop=True)).indptr) > 0
 
@@ -443,6 +445,8 @@ def cold_training_examples(
     # Sorted: the rows below (and the negatives ``rng`` samples among them) follow this
     # order, which must not be the order of the items frame's rows.
     new_ids = unseen[unseen.isin(sold) | unseen.isin(on_sale)].sort_values()
+    if not len(new_ids):
+        return None
     cold, _ = describe_cold_items(snap, model, items, new_ids)
     if not len(cold.item_ids):
         return None

@@ -66,6 +66,8 @@ def test_attribute_model_learns_what_each_attribute_says():
         expected = centre[c] + 0.5 * word_dir[w]
         assert np.linalg.norm(pred[row] - expected) < 0.25 * np.linalg.norm(expected)
     assert "url" not in ItemAttributeModel.attribute_columns(items)
+    # no rows at all (a training window without new items): nothing usable, no error
+    assert model.usable(new.iloc[:0]).tolist() == []
 
 
 def test_attribute_model_without_any_attribute_marks_nothing_usable():
