@@ -185,6 +185,7 @@ def _clean_sends(raw: pd.DataFrame) -> pd.DataFrame:
     """The generated history as the checks read it: parseable rows, UTC, lower-case channel."""
     out = pd.DataFrame(
         {
+            "send_id": raw["send_id"].map(_text),
             "user_id": raw["user_id"].map(_text),
             "channel": raw["channel"].map(_channel),
             "item_id": raw["item_id"].map(_text),
@@ -193,7 +194,9 @@ def _clean_sends(raw: pd.DataFrame) -> pd.DataFrame:
             ),
         }
     )
-    return out.dropna(subset=["user_id", "sent_at"]).reset_index(drop=True)
+    # one row per send: the history repeats some rows (dirty duplicates of a send_id)
+    out = out.dropna(subset=["send_id", "user_id", "sent_at"])
+    return out.drop_duplicates("send_id").reset_index(drop=True)
 
 
 def load(con, world: World) -> None:
@@ -448,8 +451,11 @@ def check(
     pushes = everything.dropna(subset=["item_id"])
     for _, group in pushes.groupby(["user_id", "item_id"]):
         if group["sim"].any() and len(group) > 1:
-            t = np.sort(group["sent_at"].to_numpy())
-            violations["item_repeat"] += int(np.count_nonzero(np.diff(t) < repeat.to_timedelta64()))
+            group = group.sort_values("sent_at")
+            t = group["sent_at"].to_numpy()
+            s = group["sim"].to_numpy()
+            close = (np.diff(t) < repeat.to_timedelta64()) & (s[1:] | s[:-1])
+            violations["item_repeat"] += int(np.count_nonzero(close))
     violations["suppressed"] = int(sent["suppressed_when_planned"].sum())
     violations["holdout"] = int(is_holdout(sent["user_id"], rules).sum())
     start, end = rules.quiet_hours_start, rules.quiet_hours_end
@@ -558,6 +564,11 @@ def simulate(
             ]
         )
     )
+    # The tool's own records, kept for a second look (python -m proactive_recs.simulate
+    # --recheck WORK re-runs the checks on them).
+    sent.drop(columns=["item_ids"], errors="ignore").to_parquet(work / "tool_sends.parquet")
+    world.initial_sends.to_parquet(work / "initial_sends.parquet")
+    world.tables["users"].astype("string").to_parquet(work / "users.parquet")
     violations = check(sent, world.initial_sends, world.tables["users"], rules)
     n = len(sent)
     result = {
@@ -621,7 +632,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--work", type=Path, default=REPO / "target" / "simulation")
     parser.add_argument("--vars", default="{}", help="extra dbt vars as JSON")
+    parser.add_argument(
+        "--recheck",
+        type=Path,
+        help="only re-run the checks on the tool's records a finished simulation kept in this "
+        "work folder",
+    )
     args = parser.parse_args(argv)
+    if args.recheck:
+        rules = FrequencyRules.from_dict(
+            {
+                k: v
+                for k, v in json.loads(args.vars).items()
+                if k in FrequencyRules.__dataclass_fields__
+            }
+        )
+        violations = check(
+            pd.read_parquet(args.recheck / "tool_sends.parquet"),
+            pd.read_parquet(args.recheck / "initial_sends.parquet"),
+            pd.read_parquet(args.recheck / "users.parquet"),
+            rules,
+        )
+        print(json.dumps({"violations": violations}, sort_keys=True))
+        return 1 if sum(violations.values()) else 0
     if args.write_back_delay != "never":
         float(args.write_back_delay)  # a clear error for anything else
     result = simulate(

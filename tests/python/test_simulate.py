@@ -122,3 +122,14 @@ def test_a_short_closed_loop_keeps_every_promise(tmp_path):
     assert result["sends"] > 0
     assert result["violations"] == dict.fromkeys(RULES, 0)
     assert 0 < result["expected_conversions_per_send"] <= 1
+
+
+def test_repeats_within_the_history_alone_are_not_the_packages():
+    """The old system sent an item twice in 12 days; the package sends it 50 days later."""
+    history = _sends(
+        [("a", "push", "i1", "2026-09-11 10:00"), ("a", "push", "i1", "2026-09-23 10:00")]
+    )
+    sends = _sends([("a", "push", "i1", "2026-11-12 10:00")])
+    assert check(sends, history, USERS, RULES_)["item_repeat"] == 0
+    again = _sends([("a", "push", "i1", "2026-10-10 10:00")])
+    assert check(again, history, USERS, RULES_)["item_repeat"] == 1
