@@ -42,22 +42,22 @@
 
 
 {#
-  The model must have rows, unless the var proactive_recs_allow_empty lists `name` (or is
+  The model must have rows, unless the var proactive_recs_allow_empty lists `table_label` (or is
   true): an empty users, items or interactions table means nothing can be recommended and
   would otherwise publish empty audiences with a green build.
 #}
-{% test not_empty_unless_allowed(model, name) %}
+{% test not_empty_unless_allowed(model, table_label) %}
     {%- set allowed = var('proactive_recs_allow_empty', []) -%}
     {%- set is_allowed = (allowed is sameas true)
-        or (allowed is iterable and allowed is not string and name in allowed) -%}
+        or (allowed is iterable and allowed is not string and table_label in allowed) -%}
     {%- if execute and not is_allowed -%}
         {%- set result = run_query("select count(*) from " ~ model) -%}
         {%- if result.columns[0].values()[0] == 0 -%}
             {{ exceptions.raise_compiler_error(
-                "proactive_recs: " ~ name ~ " is empty (" ~ model ~ "): every row of its source "
+                "proactive_recs: " ~ table_label ~ " is empty (" ~ model ~ "): every row of its source "
                 ~ "was rejected or the source is empty, so nothing would be planned. See "
-                ~ "rejected_rows; if an empty " ~ name ~ " is expected, add it to the var "
-                ~ "proactive_recs_allow_empty (e.g. [" ~ name ~ "]).") }}
+                ~ "rejected_rows; if an empty " ~ table_label ~ " is expected, add it to the var "
+                ~ "proactive_recs_allow_empty (e.g. [" ~ table_label ~ "]).") }}
         {%- endif -%}
     {%- endif -%}
     select 1 as gate where 1 = 0

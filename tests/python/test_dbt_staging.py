@@ -87,6 +87,19 @@ def test_empty_sources_build_green_with_empty_outputs(tmp_path):
             assert con.execute(f"select count(*) from main.{model}").fetchone() == (0,)
 
 
+def test_empty_sources_stop_the_build_unless_a_var_says_empty_is_expected(tmp_path):
+    path = tmp_path / "empty.duckdb"
+    make_empty_sources(path)
+    result = run_dbt(
+        ["build", "--exclude", "tag:demo_data"],
+        path,
+        {"proactive_recs_source_schema": "raw", "run_date": "2026-11-01"},
+    )
+    assert result.returncode != 0
+    assert "proactive_recs: users is empty" in result.stdout
+    assert "proactive_recs_allow_empty" in result.stdout
+
+
 def test_demo_rejections_match_what_the_generator_planted(demo_con):
     manifest = json.loads((REPO / "seeds" / "demo" / "generation_manifest.json").read_text())
     for source_name in (
