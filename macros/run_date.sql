@@ -10,11 +10,10 @@
 
 {# The run date as 'YYYY-MM-DD HH:MM:SS.ffffff' text, UTC. A var that is not a date stops the build. #}
 {% macro proactive_recs_run_date_text() -%}
-    {%- set value = var('run_date', none) -%}
-    {%- if value is none or (value | string | trim) == '' -%}
+    {%- if not proactive_recs_run_date_is_pinned() -%}
         {%- set moment = run_started_at.astimezone(modules.pytz.utc).replace(tzinfo=none) -%}
     {%- else -%}
-        {%- set text = value | string | trim -%}
+        {%- set text = var('run_date') | string | trim -%}
         {#- Checked by shape before parsing: the text is pasted into SQL, so nothing else may pass. -#}
         {%- set shape = '^\\d{4}-\\d{2}-\\d{2}([ T]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?)?(Z|[+-]\\d{2}:?\\d{2})?$' -%}
         {%- if not modules.re.match(shape, text) -%}

@@ -67,11 +67,9 @@ def run_diagnostics(
         score_fallbacks(user_item_scores, "user_item_scores"),
         score_fallbacks(item_user_scores, "item_user_scores"),
     ]
-    out = (
-        pd.concat([p for p in parts if len(p)], ignore_index=True)
-        if any(len(p) for p in parts)
-        else pd.DataFrame(columns=COLUMNS)
-    )
+    # empty parts left out of the concat (pandas warns about their all-NA columns)
+    parts = [p for p in parts if len(p)] or [pd.DataFrame(columns=COLUMNS)]
+    out = pd.concat(parts, ignore_index=True)
     for column in COLUMNS[:-1]:
         out[column] = out[column].astype("string")
     out["n_rows"] = out["n_rows"].astype("int64")

@@ -40,12 +40,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
-from .frequency import FrequencyRules, is_holdout
+from .frequency import FrequencyRules, is_holdout, resolve_timezone
 
 REPO = Path(__file__).resolve().parents[2]
 RAW_SCHEMA = "sim_raw"
@@ -397,13 +396,6 @@ def opted_out(tables: dict[str, pd.DataFrame]) -> tuple[set, set]:
     return out_ids, out_mailboxes
 
 
-def _zone(name, default: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(str(name).strip())
-    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
-        return ZoneInfo(default)
-
-
 def check(
     sent: pd.DataFrame, history: pd.DataFrame, users: pd.DataFrame, rules: FrequencyRules
 ) -> dict[str, int]:
@@ -461,7 +453,7 @@ def check(
     start, end = rules.quiet_hours_start, rules.quiet_hours_end
     for user_id, at in zip(sent["user_id"], sent["sent_at"], strict=True):
         local = at.tz_localize("UTC").astimezone(
-            _zone(zone_of.get(user_id), rules.default_timezone)
+            resolve_timezone(zone_of.get(user_id), rules.default_timezone)
         )
         hour = local.hour + local.minute / 60
         quiet = (start <= hour < end) if start < end else (hour >= start or hour < end)

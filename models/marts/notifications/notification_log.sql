@@ -9,14 +9,6 @@ audience as (
 
 ),
 
-{% if is_incremental() %}
-    already_logged as (
-
-        select send_key as logged_send_key from {{ this }}
-
-    ),
-
-{% endif %}
 final as (
 
     select
@@ -33,10 +25,7 @@ final as (
         audience.updated_at as logged_at
 
     from audience
-    {% if is_incremental() %}
-        left join already_logged on audience.send_key = already_logged.logged_send_key
-        where already_logged.logged_send_key is null
-    {% endif %}
+    {{ where_send_key_is_new('audience') }}
 
 )
 

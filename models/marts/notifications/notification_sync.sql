@@ -13,22 +13,11 @@ audience as (
 
 ),
 
-{% if is_incremental() %}
-    already_synced as (
-
-        select send_key as synced_send_key from {{ this }}
-
-    ),
-
-{% endif %}
 new_sends as (
 
     select audience.*
     from audience
-    {% if is_incremental() %}
-        left join already_synced on audience.send_key = already_synced.synced_send_key
-        where already_synced.synced_send_key is null
-    {% endif %}
+    {{ where_send_key_is_new('audience') }}
 
 ),
 
