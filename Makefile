@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 # Step 1: raw tables. The demo seeds are dbt seeds; Online Retail is loaded by the library.
 load-data: setup
 ifeq ($(DATA),demo)
-	$(DBT) seed --select tag:demo_data --full-refresh --quiet
+	$(DBT) seed --select tag:demo_data --full-refresh --quiet $(DBT_VARS)
 else ifeq ($(DATA),online_retail)
 	$(BIN)/python -m proactive_recs.online_retail --csv $(ONLINE_RETAIL_CSV) --duckdb $(DUCKDB_PATH)
 else

@@ -44,6 +44,67 @@
 
 
 {#
+  Columns the package parses although they are not required: read as text like the required
+  ones when a source has them.
+#}
+{% macro proactive_recs_optional_columns() -%}
+    {{ return({
+        'users': ['push_opt_in'],
+        'items': [],
+        'transactions': [],
+        'notification_sends': [],
+        'notification_events': [],
+    }) }}
+{%- endmacro %}
+
+
+{#
+  The select list of a base view: every column the package parses (required or optional) as
+  text under its lower-case name, whatever its type in the warehouse (TIMESTAMP, TIMESTAMPTZ,
+  BOOLEAN, DOUBLE, INTEGER, VARCHAR); any other column as it is. Staging then parses one
+  kind of input, and the package's unit tests, whose fixtures dbt casts to the base view's
+  column types, hold on typed and text sources alike.
+#}
+{% macro proactive_recs_source_select(name) -%}
+    {%- if not execute -%}{{ return('*') }}{%- endif -%}
+    {%- set parsed = proactive_recs_required_columns()[name] + proactive_recs_optional_columns()[name] -%}
+    {%- set parts = [] -%}
+    {%- for column in adapter.get_columns_in_relation(source('proactive_recs', name)) -%}
+        {%- if column.name | lower in parsed -%}
+            {%- do parts.append(proactive_recs_as_text(column) ~ ' as ' ~ column.name | lower) -%}
+        {%- else -%}
+            {%- do parts.append(adapter.quote(column.name)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(parts | join(',\n    ')) }}
+{%- endmacro %}
+
+
+{#
+  A source column as text, losslessly: a timestamp with a zone keeps its offset, so staging
+  reads the same instant whatever the session's time zone.
+#}
+{% macro proactive_recs_as_text(column) -%}
+    {{ return(adapter.dispatch('proactive_recs_as_text', 'proactive_recs')(column)) }}
+{%- endmacro %}
+
+{% macro default__proactive_recs_as_text(column) -%}
+    cast({{ adapter.quote(column.name) }} as {{ dbt.type_string() }})
+{%- endmacro %}
+
+{% macro snowflake__proactive_recs_as_text(column) -%}
+    {%- set data_type = column.data_type | upper -%}
+    {%- if data_type.startswith('TIMESTAMP_TZ') or data_type.startswith('TIMESTAMP_LTZ') -%}
+        to_varchar({{ adapter.quote(column.name) }}, 'YYYY-MM-DD"T"HH24:MI:SS.FF9TZH:TZM')
+    {%- elif data_type.startswith('TIMESTAMP') -%}
+        to_varchar({{ adapter.quote(column.name) }}, 'YYYY-MM-DD HH24:MI:SS.FF9')
+    {%- else -%}
+        cast({{ adapter.quote(column.name) }} as {{ dbt.type_string() }})
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#
   Bookkeeping columns every stg_<source>_audited model adds to the raw row:
   raw_key (how to find the row in the source), audit_row_id (unique per raw row) and
   rejection_reason (null = clean). stg_<source> drops them; rejected_rows keeps them.

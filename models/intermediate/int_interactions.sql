@@ -1,5 +1,5 @@
 -- Interactions the recommender learns from: one row per clean transaction line with the
--- weight of its event type. Recency decay and log-scaling depend on the as-of date
+-- weight of its event type and whether that type is a conversion (stg_event_type_weights). Recency decay and log-scaling depend on the as-of date
 -- (run date or evaluation cutoff), so they happen in the library, not here.
 with
 
@@ -16,6 +16,7 @@ final as (
         item_id,
         occurred_at,
         event_type,
+        is_conversion,
         cast(event_weight as {{ dbt.type_float() }}) as event_weight,
         cast(quantity as {{ dbt.type_float() }}) as quantity
 

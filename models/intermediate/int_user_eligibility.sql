@@ -12,7 +12,7 @@
 --   * Pushes need push consent: push_opt_in true on every row when the source has that
 --     column; otherwise email_opt_in stands for it only if the var
 --     proactive_recs_email_opt_in_covers_push is true.
-{%- set unknown_consent = 'true' if var('assume_opt_in_when_unknown') else 'false' %}
+{%- set unknown_consent = 'true' if var('proactive_recs_assume_opt_in_when_unknown') else 'false' %}
 {%- set email_covers_push = var('proactive_recs_email_opt_in_covers_push', false) %}
 {%- set user_columns = adapter.get_columns_in_relation(ref('stg_users_audited'))
         | map(attribute='name') | map('lower') | list if execute else [] %}

@@ -40,8 +40,8 @@ checked as (
                 or (available_from_raw is not null and available_from is null)
                 or (available_until_raw is not null and available_until is null)
                 then 'unparseable_value'
-        {% if var('product_item_id_pattern') -%}
-            when not {{ regex_search('item_id', var('product_item_id_pattern')) }}
+        {% if var('proactive_recs_product_item_id_pattern') -%}
+            when not {{ regex_search('item_id', var('proactive_recs_product_item_id_pattern')) }}
                 then 'non_product_item'
             {%- endif %}
         end as row_defect

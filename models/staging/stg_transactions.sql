@@ -1,5 +1,5 @@
 -- Clean interaction lines: known user and product, parsed, in the past, deduplicated;
--- event_type lower-case with its weight from seeds/reference/event_type_weights.csv.
+-- event_type lower-case with its weight and conversion flag from stg_event_type_weights.
 with
 
 audited as (

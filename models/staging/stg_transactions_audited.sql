@@ -9,7 +9,7 @@ source as (
 
 event_type_weights as (
 
-    select * from {{ ref('event_type_weights') }}
+    select * from {{ ref('stg_event_type_weights') }}
 
 ),
 
@@ -59,6 +59,7 @@ checked as (
     select
         {{ star_exclude(['occurred_at_raw', 'quantity_raw', 'amount_raw', 'quantity_parsed'], 'typed') }},
         event_type_weights.weight as event_weight,
+        coalesce(event_type_weights.is_conversion, false) as is_conversion,
         case
             when typed.user_id is null or typed.item_id is null then 'null_id'
             when
@@ -70,8 +71,8 @@ checked as (
             when typed.event_type = 'cancellation' then 'cancellation'
             when event_type_weights.event_type is null then 'unknown_event_type'
             when typed.quantity <= 0 then 'non_positive_quantity'
-            {% if var('product_item_id_pattern') -%}
-            when not {{ regex_search('typed.item_id', var('product_item_id_pattern')) }}
+            {% if var('proactive_recs_product_item_id_pattern') -%}
+            when not {{ regex_search('typed.item_id', var('proactive_recs_product_item_id_pattern')) }}
                 then 'non_product_item'
             {%- endif %}
             when clean_users.user_id is null then 'unknown_user'

@@ -6,7 +6,7 @@ record_type 'summary' (policy, metric, value) or 'weekly'. Logic: proactive_recs
 import json
 
 from proactive_recs.backtest import run_backtest_detailed
-from proactive_recs.dbt_io import read_run_date, require_packages, to_pandas
+from proactive_recs.dbt_io import read_run_date, recommender_params, require_packages, to_pandas
 from proactive_recs.notifications_io import (
     backtest_campaigns,
     backtest_start,
@@ -35,14 +35,16 @@ def model(dbt, session):
         interactions,
         users[["user_id", "email", "timezone", "is_eligible"]],
         items,
-        backtest_campaigns(to_pandas(dbt.ref("campaigns")), settings["campaigns"]),
+        backtest_campaigns(to_pandas(dbt.ref("stg_campaigns")), settings["campaigns"]),
         {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
-        weekly_scorer(scoring_users, items, json.loads(meta["recommender_params"] or "{}")),
+        weekly_scorer(scoring_users, items, recommender_params(meta)),
         start=backtest_start(
-            read_run_date(dbt.ref("int_run_context")), settings["weeks"], settings["horizon_days"]
+            read_run_date(dbt.ref("int_run_context")),
+            settings["weeks"],
+            settings["conversion_days"],
         ),
         weeks=int(settings["weeks"]),
-        horizon_days=float(settings["horizon_days"]),
+        horizon_days=float(settings["conversion_days"]),
         targeting=to_pandas(dbt.ref("user_targeting")),
     )
     return long_backtest_frame(result)

@@ -32,7 +32,7 @@ def model(dbt, session):
     interactions = dbt.ref("int_interactions")
     run_date = read_run_date(dbt.ref("int_run_context"))
     plan = plan_run(
-        campaigns=to_pandas(dbt.ref("campaigns")),
+        campaigns=to_pandas(dbt.ref("stg_campaigns")),
         rules={k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
         users=to_pandas(dbt.ref("int_user_context"), columns=USER_COLUMNS),
         targeting=to_pandas(dbt.ref("user_targeting")),

@@ -1,10 +1,16 @@
-"""Offline evaluation (DESIGN.md §5) on a time split at the var eval_cutoff: the served
+"""Offline evaluation (DESIGN.md §5) on a time split at the var proactive_recs_eval_cutoff
+(unset: one horizon before the run date): the served
 two-stage recommender against plain ALS, popularity, heavy users and random, both directions.
 One long frame: record_type 'metric' or 'parameter'. Logic: proactive_recs.evaluation."""
 
-import json
-
-from proactive_recs.dbt_io import require_packages, to_pandas
+from proactive_recs.dbt_io import (
+    evaluation_cutoff,
+    horizon_days,
+    read_run_date,
+    recommender_params,
+    require_packages,
+    to_pandas,
+)
 from proactive_recs.recommender_io import (
     evaluation_items,
     long_evaluation_frame,
@@ -20,27 +26,29 @@ def model(dbt, session):
     from proactive_recs.evaluation import evaluate
 
     meta = dbt.config.get("meta") or {}
+    cutoff = evaluation_cutoff(meta, read_run_date(dbt.ref("int_run_context")))
+    horizon = horizon_days(meta)
     interactions = read_interactions(dbt.ref("int_interactions"))
     items = to_pandas(dbt.ref("int_item_context"))
     result = evaluate(
         interactions,
         users=None,  # quality is measured over every known user, eligible or not
         items=evaluation_items(items),
-        cutoff=meta["eval_cutoff"],
-        horizon_days=float(meta["horizon_days"]),
-        params=json.loads(meta.get("recommender_params") or "{}"),
+        cutoff=cutoff,
+        horizon_days=horizon,
+        params=recommender_params(meta),
     )
     # user_to_category, with the MF configuration the als model chose on the validation window
     category_metrics = evaluate_user_to_category(
         interactions,
         items[["item_id", "category"]],
-        cutoff=meta["eval_cutoff"],
-        horizon_days=float(meta["horizon_days"]),
+        cutoff=cutoff,
+        horizon_days=horizon,
         mf_params=mf_params_used(result.params, "als"),
     )
     return long_evaluation_frame(
         result,
-        cutoff=meta["eval_cutoff"],
-        horizon_days=meta["horizon_days"],
+        cutoff=cutoff,
+        horizon_days=horizon,
         extra_metrics=category_metrics,
     )

@@ -6,9 +6,13 @@ record_type: 'user_item' / 'item_user' (top-K scores), 'user_factor' / 'item_fac
 it into the public tables. Logic: proactive_recs.serving.score.
 """
 
-import json
-
-from proactive_recs.dbt_io import for_session, read_run_date, require_packages, to_pandas
+from proactive_recs.dbt_io import (
+    for_session,
+    read_run_date,
+    recommender_params,
+    require_packages,
+    to_pandas,
+)
 from proactive_recs.recommender_io import (
     item_frame_for_scoring,
     long_recommendation_table,
@@ -34,6 +38,6 @@ def model(dbt, session):
             to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
         ),
         run_date=read_run_date(dbt.ref("int_run_context")),
-        params=json.loads(meta.get("recommender_params") or "{}"),
+        params=recommender_params(meta),
     )
     return for_session(long_recommendation_table(result), session)

@@ -1,5 +1,5 @@
-"""Per item: passes the var item_filter, and the var item_booster's boost (target 'scores').
-Logic: proactive_recs.targeting."""
+"""Per item: passes the var proactive_recs_item_filter, and the var
+proactive_recs_item_booster's boost (target 'scores'). Logic: proactive_recs.targeting."""
 
 from proactive_recs.dbt_io import config_value
 from proactive_recs.targeting import TargetingRule, evaluate_targeting
@@ -12,7 +12,7 @@ def model(dbt, session):
         target="scores",
         filter_sql=config_value(meta.get("item_filter")),
         booster_sql=config_value(meta.get("item_booster")),
-        origin="var item_filter / item_booster",
+        origin="var proactive_recs_item_filter / proactive_recs_item_booster",
     )
     return evaluate_targeting(
         dbt.ref("int_item_context"), [rule], key="item_id", context_name="int_item_context"

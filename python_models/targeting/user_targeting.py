@@ -1,6 +1,6 @@
 """Per (target, user): passes the filter, and the boost. Target 'scores' = the vars
-user_filter / user_booster (used by the score tables); any other target is a campaign_id with
-its own filter and booster from seeds/reference/campaigns.csv. Logic: proactive_recs.targeting."""
+proactive_recs_user_filter / _user_booster (used by the score tables); any other target is a
+campaign_id with its own filter and booster from stg_campaigns. Logic: proactive_recs.targeting."""
 
 from proactive_recs.dbt_io import config_value, to_pandas
 from proactive_recs.targeting import TargetingRule, evaluate_targeting
@@ -10,14 +10,14 @@ def model(dbt, session):
     dbt.config(materialized="table")
     meta = dbt.config.get("meta") or {}
     context = dbt.ref("int_user_context")
-    campaigns = to_pandas(dbt.ref("campaigns"))
+    campaigns = to_pandas(dbt.ref("stg_campaigns"))
 
     rules = [
         TargetingRule(
             target="scores",
             filter_sql=config_value(meta.get("user_filter")),
             booster_sql=config_value(meta.get("user_booster")),
-            origin="var user_filter / user_booster",
+            origin="var proactive_recs_user_filter / proactive_recs_user_booster",
         )
     ]
     for campaign in campaigns.itertuples():
@@ -26,7 +26,7 @@ def model(dbt, session):
                 target=campaign.campaign_id,
                 filter_sql=config_value(campaign.user_filter),
                 booster_sql=config_value(campaign.user_booster),
-                origin=f"campaign '{campaign.campaign_id}' (seed campaigns)",
+                origin=f"campaign '{campaign.campaign_id}' (stg_campaigns)",
             )
         )
     return evaluate_targeting(context, rules, key="user_id", context_name="int_user_context")

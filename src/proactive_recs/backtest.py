@@ -28,8 +28,9 @@ At each week start ``t = start + 7 * w``:
    triggered by two campaigns goes out once, for the campaign first by id), on the
    channel of that campaign. Suppressed users (``is_eligible`` not true) get nothing under
    any policy.
-4. A send converts when its user interacts with the sent item (for a digest: any of its
-   items) in ``[t, t + horizon_days)``.
+4. A send converts when its user has a conversion event (``is_conversion``: the var
+   proactive_recs_conversion_event_types, default purchase) with the sent item (for a
+   digest: any of its items) in ``[t, t + horizon_days)``.
 
 Metrics per policy (rows of ``campaign_backtest``): sends, conversions,
 conversions_per_send (0 when no sends), users_reached (distinct users with a send),
@@ -103,14 +104,16 @@ def mark_conversions(
     """Add ``converted`` and ``converted_at`` to sends of one week starting at ``start``.
 
     ``sends`` carries user_id and ``sent_items`` (a tuple of item ids); a send converts when
-    its user interacts with one of them in ``[start, start + horizon_days)``;
-    ``converted_at`` is the first such interaction.
+    its user has a conversion event (``is_conversion``; every interaction when the frame
+    has no such column) with one of them in ``[start, start + horizon_days)``;
+    ``converted_at`` is the first such event.
     """
     start = as_run_time(start)
     end = start + pd.Timedelta(days=horizon_days)
-    window = interactions[
-        (interactions["occurred_at"] >= start) & (interactions["occurred_at"] < end)
-    ]
+    in_window = (interactions["occurred_at"] >= start) & (interactions["occurred_at"] < end)
+    if "is_conversion" in interactions:
+        in_window &= interactions["is_conversion"].astype(bool)
+    window = interactions[in_window]
     first = window.groupby(["user_id", "item_id"])["occurred_at"].min().rename("hit_at")
     out = sends.copy()
     if out.empty:

@@ -755,7 +755,13 @@ def _dbt_vars(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     benchmark's raw schema."""
     path = REPO / "vars" / "demo.yml"
     values = read_vars_file(path) if path.exists() else {}
-    return {**values, **(extra or {}), "proactive_recs_source_schema": RAW_SCHEMA}
+    return {
+        **values,
+        **(extra or {}),
+        "proactive_recs_source_schema": RAW_SCHEMA,
+        # the package's default campaigns: the generated raw schema has no campaign table
+        "proactive_recs_campaigns_table": None,
+    }
 
 
 def _tree_rss_mb(pid: int) -> float:

@@ -337,13 +337,18 @@ def hidden_gem_stats(
             interactions = interactions()
         if interactions is not None and len(interactions):
             past = interactions[to_utc_naive(interactions["occurred_at"]).to_numpy() < run_time]
+            # a conversion event type (the var proactive_recs_conversion_event_types)
+            if "is_conversion" in past:
+                converted_pair = past["is_conversion"].fillna(False).astype(bool)
+            else:
+                converted_pair = past.get("event_type", "purchase") == "purchase"
             past = past.assign(
                 user_id=past["user_id"].astype(str),
                 item_id=past["item_id"].astype(str),
-                purchase=past.get("event_type", "purchase") == "purchase",
+                converted_pair=converted_pair,
             )
             exposures = (
-                past.groupby(["user_id", "item_id"])["purchase"]
+                past.groupby(["user_id", "item_id"])["converted_pair"]
                 .any()
                 .rename("converted")
                 .reset_index()

@@ -6,6 +6,7 @@ DataFrames (upper-case column names). The library works on pandas, so models con
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -127,6 +128,56 @@ def config_value(value, default=None):
     if isinstance(value, str) and value.strip() in ("", "None", "none"):
         return default
     return value
+
+
+def recommender_params(meta) -> dict:
+    """The recommender settings of a run, from the model's ``config.meta``.
+
+    The var ``proactive_recs_recommender_params`` (a map) with the one horizon of the project,
+    the var ``proactive_recs_horizon_days``: the served model, its tuning windows, the
+    evaluation and the backtest's weekly model all predict that many days ahead. The horizon
+    inside the map would be a second setting with the same meaning, so it stops the build.
+    Unknown keys stop it too (``serving.resolve_params``).
+    """
+    params = json.loads(meta.get("recommender_params") or "{}") or {}
+    if not isinstance(params, dict):
+        raise ValueError(
+            "var proactive_recs_recommender_params must be a map of parameter -> value, "
+            f"got {params!r}"
+        )
+    if "horizon_days" in params:
+        raise ValueError(
+            "var proactive_recs_recommender_params sets horizon_days: set the var "
+            "proactive_recs_horizon_days instead (one horizon for the served model, its tuning, "
+            "the evaluation and the backtest)"
+        )
+    return {**params, "horizon_days": horizon_days(meta)}
+
+
+def horizon_days(meta) -> float:
+    """The var ``proactive_recs_horizon_days`` from ``config.meta``, checked."""
+    value = config_value(meta.get("horizon_days"))
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        days = float("nan")
+    if not math.isfinite(days) or days <= 0:
+        raise ValueError(
+            f"var proactive_recs_horizon_days must be a positive number, got {value!r}"
+        )
+    return days
+
+
+def evaluation_cutoff(meta, run_date: pd.Timestamp) -> pd.Timestamp:
+    """The evaluation's time split: the var ``proactive_recs_eval_cutoff``, or unset, the run
+    date less one horizon (the test window is then the last horizon before the run)."""
+    value = config_value(meta.get("eval_cutoff"))
+    if value is None:
+        return run_date - pd.Timedelta(days=horizon_days(meta))
+    cutoff = pd.Timestamp(str(value))
+    if pd.isna(cutoff):
+        raise ValueError(f"var proactive_recs_eval_cutoff is not a date: {value!r}")
+    return cutoff.tz_convert("UTC").tz_localize(None) if cutoff.tzinfo is not None else cutoff
 
 
 # How each third-party package reaches a Snowflake Python model (README "Running on Snowflake").

@@ -69,16 +69,33 @@ class InteractionMatrix:
         return self.item_ids.get_indexer(pd.Index(ids))
 
 
+# What the library reads from int_interactions, in this order.
+INTERACTION_COLUMNS = (
+    "user_id",
+    "item_id",
+    "occurred_at",
+    "event_type",
+    "event_weight",
+    "quantity",
+    "is_conversion",
+)
+
+
 def normalise_interactions(interactions: pd.DataFrame | None) -> pd.DataFrame:
     """The interactions frame in the types the library expects, whatever the warehouse
     returned: string ids, UTC-naive ``datetime64[ns]`` timestamps, float weights and
     quantities (1 when missing), and without rows that cannot be used (null keys,
     non-positive quantity or weight). An empty or None input gives an empty frame with
     the right columns."""
-    cols = ["user_id", "item_id", "occurred_at", "event_type", "event_weight", "quantity"]
+    cols = list(INTERACTION_COLUMNS)
     if interactions is None or len(interactions) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols}).astype(
-            {"occurred_at": "datetime64[ns]", "event_weight": float, "quantity": float}
+            {
+                "occurred_at": "datetime64[ns]",
+                "event_weight": float,
+                "quantity": float,
+                "is_conversion": bool,
+            }
         )
     if _already_normalised(interactions, cols):
         return interactions  # read-only for callers: no copy of a GB-sized frame
@@ -86,6 +103,11 @@ def normalise_interactions(interactions: pd.DataFrame | None) -> pd.DataFrame:
     for col, default in (("event_type", "purchase"), ("event_weight", 1.0), ("quantity", 1.0)):
         if col not in df:
             df[col] = default
+    if "is_conversion" not in df:
+        # int_interactions always carries the flag (stg_event_type_weights, the var
+        # proactive_recs_conversion_event_types); frames built by hand get its default.
+        df["is_conversion"] = df["event_type"].astype(str).str.strip().str.lower() == "purchase"
+    df["is_conversion"] = df["is_conversion"].fillna(False).astype(bool)
     df = df[df["user_id"].notna() & df["item_id"].notna() & df["occurred_at"].notna()]
     df["user_id"] = df["user_id"].astype(str)
     df["item_id"] = df["item_id"].astype(str)
@@ -111,6 +133,7 @@ def _already_normalised(frame: pd.DataFrame, cols: list[str]) -> bool:
         "event_type": np.dtype(object),
         "event_weight": np.dtype(float),
         "quantity": np.dtype(float),
+        "is_conversion": np.dtype(bool),
     }
     if any(frame[col].dtype != dtype for col, dtype in expected.items()):
         return False

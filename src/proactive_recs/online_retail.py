@@ -58,7 +58,6 @@ ACTIVE_WINDOW_DAYS = 60
 # Output columns per table: the contract columns of docs/raw_data.md in contract
 # order, then the extra columns this loader adds.
 _EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
-    "users": ("loyalty_group",),
     "items": ("brand",),
     # the invoice (to group lines into orders) and the raw unit price
     "transactions": ("invoice_no", "unit_price"),
@@ -370,8 +369,7 @@ SELECT
     c.country,
     tz.timezone,
     CAST(NULL AS VARCHAR) AS email_opt_in,
-    CAST(NULL AS VARCHAR) AS unsubscribed_at,
-    CAST(NULL AS VARCHAR) AS loyalty_group
+    CAST(NULL AS VARCHAR) AS unsubscribed_at
 FROM first_seen AS f
 LEFT JOIN main_country AS c USING (user_id)
 LEFT JOIN _or_country_timezones AS tz ON tz.country = c.country

@@ -575,12 +575,13 @@ def audience_section(con, schema: str, present: set[str]) -> str:
         )
     if "channel" in frame.columns:
         summary["channel"] = frame.groupby("campaign_id")["channel"].first()
-    if "campaigns" in present:
-        seed = read_table(con, schema, "campaigns")
-        if {"campaign_id", "audience_size"} <= set(seed.columns):
-            summary["audience_size_per_item"] = seed.set_index(seed["campaign_id"].astype(str))[
-                "audience_size"
-            ]
+    if "stg_campaigns" in present:  # the campaigns the run planned (text columns)
+        campaigns = read_table(con, schema, "stg_campaigns")
+        if {"campaign_id", "audience_size"} <= set(campaigns.columns):
+            summary["audience_size_per_item"] = pd.to_numeric(
+                campaigns.set_index(campaigns["campaign_id"].astype(str))["audience_size"],
+                errors="coerce",
+            )
     summary = summary.sort_values("sends", ascending=False)
     groups = summary.index.tolist()
     chart = bar_chart(

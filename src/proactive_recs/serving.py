@@ -193,14 +193,17 @@ def _coerce(key: str, value, default):
 
 
 def resolve_params(params: dict | None) -> dict:
-    """Defaults overlaid with ``params``. Unknown keys are ignored with a warning so that a
-    typo in a dbt var is visible but does not stop the run; values given as text are
-    coerced to the type of their default."""
+    """Defaults overlaid with ``params``; values given as text are coerced to the type of
+    their default. An unknown key raises, naming it and the known keys: a misspelt setting
+    that is silently ignored leaves the user believing it took effect."""
+    unknown = sorted(set(params or {}) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise ValueError(
+            f"recommender parameter(s) {unknown} unknown (var proactive_recs_recommender_params); "
+            f"known: {sorted(DEFAULT_PARAMS)}"
+        )
     resolved = copy.deepcopy(DEFAULT_PARAMS)
     for key, value in (params or {}).items():
-        if key not in DEFAULT_PARAMS:
-            log.warning("unknown parameter %r ignored", key)
-            continue
         resolved[key] = _coerce(key, value, DEFAULT_PARAMS[key])
     return resolved
 

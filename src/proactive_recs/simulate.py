@@ -217,7 +217,14 @@ def run_dbt(db: Path, work: Path, run_time: pd.Timestamp, extra_vars: dict) -> f
 
     values = yaml.safe_load((REPO / "vars" / "demo.yml").read_text()) or {}
     values.update(extra_vars)
-    values.update({"proactive_recs_source_schema": RAW_SCHEMA, "run_date": run_time.isoformat()})
+    values.update(
+        {
+            "proactive_recs_source_schema": RAW_SCHEMA,
+            "proactive_recs_run_date": run_time.isoformat(),
+            # the package's default campaigns: the simulated world has no campaign table
+            "proactive_recs_campaigns_table": None,
+        }
+    )
     command = [
         str(Path(sys.executable).parent / "dbt"),
         "build",
@@ -487,9 +494,9 @@ def simulate(
         stale.unlink(missing_ok=True)
     first = pd.Timestamp(start)
     world = make_world(users, items, history_days, seed, first, shared_mailboxes)
+    # the rules the pipeline plans with: the var proactive_recs_frequency_rules, if given
     rules = FrequencyRules.from_dict(
-        {k: v for k, v in (extra_vars or {}).items() if k in FrequencyRules.__dataclass_fields__},
-        strict=False,
+        (extra_vars or {}).get("proactive_recs_frequency_rules") or {}, strict=True
     )
     rng = np.random.default_rng(seed)
     sent_keys: set = set()

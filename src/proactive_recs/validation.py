@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .contract import REQUIRED_COLUMNS
+from .frequency import FrequencyRules
 
 __all__ = [
     "CHANNELS",
@@ -104,7 +105,6 @@ NOTIFICATION_EVENT_TYPES = (
     "bounce",
     "complaint",
 )
-DEFAULT_TRANSACTION_EVENT_TYPES = ("view", "wishlist", "add_to_cart", "purchase")
 DIRECTIONS = ("user_to_item", "item_to_user", "user_to_category")
 BOUNDED_METRICS = ("ndcg", "recall", "precision", "map", "coverage", "ece")
 POLICIES = ("configured", "carpet_bomb", "heavy_users", "topk_no_allocation")
@@ -116,9 +116,11 @@ BACKTEST_METRICS = (
     "p95_sends_per_user_week",
     "max_sends_per_user_week",
 )
-DEFAULT_CAPS = {"email": 3, "push": 2}
-# frequency.FrequencyRules' default ceilings, used when a vars file turns adaptive cadence on.
-DEFAULT_CEILINGS = {"email": 5, "push": 3}
+# --cap overrides these per channel: the library's default caps (frequency.FrequencyRules).
+DEFAULT_CAPS = {
+    "email": FrequencyRules().email_cap_per_week,
+    "push": FrequencyRules().push_cap_per_week,
+}
 WEEK = pd.Timedelta(days=7)
 FLOAT_MAX = sys.float_info.max
 
@@ -143,8 +145,8 @@ class Settings:
     caps: Mapping[str, int] | None = None
     caps_table: str = "frequency_caps"
     max_sends_per_user_week: int | None = None
-    id_mostly: float | None = None  # None = the var validation_id_mostly, else 0.95
-    min_purchase_share: float = 0.01
+    id_mostly: float | None = None  # None = the var proactive_recs_validation_id_mostly, else 0.95
+    min_conversion_share: float | None = None  # None = the var, else 0.01
     vars: Mapping = field(default_factory=dict)  # dbt vars read from --vars-file
 
     def source_table(self, source: str) -> str:
@@ -158,7 +160,13 @@ class Settings:
     def resolved_id_mostly(self) -> float:
         if self.id_mostly is not None:
             return float(self.id_mostly)
-        return float(self.vars.get("validation_id_mostly", 0.95))
+        return float(self.vars.get("proactive_recs_validation_id_mostly", 0.95))
+
+    @property
+    def resolved_min_conversion_share(self) -> float:
+        if self.min_conversion_share is not None:
+            return float(self.min_conversion_share)
+        return float(self.vars.get("proactive_recs_validation_min_conversion_share", 0.01))
 
     @property
     def resolved_source_schema(self) -> str:
@@ -188,9 +196,10 @@ def resolve_caps(con, settings: Settings, present: set[str]) -> tuple[dict[str, 
     """Most sends per user and channel in any rolling 7 days, and where that came from.
 
     In order: ``settings.caps`` (``--cap``); the table ``settings.caps_table`` (channel,
-    max_sends_per_week) when built; the vars (``<channel>_cap_per_week``, or
-    ``<channel>_cadence_ceiling`` when ``adaptive_cadence`` is true, since adaptive cadence may
-    raise a user's allowance up to the ceiling); else email 3 / push 2.
+    max_sends_per_week) when built; else the var ``proactive_recs_frequency_rules`` over the
+    library defaults: ``<channel>_cap_per_week``, or ``<channel>_cadence_ceiling`` when
+    ``adaptive_cadence`` is true, since adaptive cadence may raise a user's allowance up to
+    the ceiling.
     """
     if settings.caps:
         return {**DEFAULT_CAPS, **{k: int(v) for k, v in settings.caps.items()}}, "--cap"
@@ -205,21 +214,15 @@ def resolve_caps(con, settings: Settings, present: set[str]) -> tuple[dict[str, 
                 if pd.notna(v)
             }
             return {**DEFAULT_CAPS, **caps}, f"table {settings.caps_table}"
-    names = [f"{c}_cap_per_week" for c in CHANNELS]
-    adaptive = _truthy(settings.vars.get("adaptive_cadence", False))
-    if adaptive or any(settings.vars.get(n) is not None for n in names):
-        caps = {}
-        for channel in CHANNELS:
-            # A var set to null (dbt_project.yml lists them all) means the library default.
-            if adaptive:
-                value = settings.vars.get(f"{channel}_cadence_ceiling")
-                default = DEFAULT_CEILINGS[channel]
-            else:
-                value = settings.vars.get(f"{channel}_cap_per_week")
-                default = DEFAULT_CAPS[channel]
-            caps[channel] = default if value is None else int(float(value))
-        return caps, "vars" + (" (adaptive cadence ceilings)" if adaptive else "")
-    return dict(DEFAULT_CAPS), "defaults"
+    # the var proactive_recs_frequency_rules, read by the library's own FrequencyRules (one
+    # home for the rules' defaults); adaptive cadence may raise a user's allowance up to the
+    # ceiling, so that is the most a week may hold then
+    rules = FrequencyRules.from_dict(settings.vars.get("proactive_recs_frequency_rules") or {})
+    origin = "vars" if settings.vars.get("proactive_recs_frequency_rules") else "defaults"
+    if rules.adaptive_cadence:
+        caps = {"email": rules.email_cadence_ceiling, "push": rules.push_cadence_ceiling}
+        return caps, origin + " (adaptive cadence ceilings)"
+    return {"email": rules.email_cap_per_week, "push": rules.push_cap_per_week}, origin
 
 
 def _max_timestamp(con, schema: str, table: str, column: str, present: set[str]):
@@ -243,8 +246,8 @@ def resolve_run_date(con, settings: Settings, present: set[str]) -> tuple[pd.Tim
     """
     if settings.run_date:
         return _naive_utc(pd.Timestamp(settings.run_date)), "--run-date"
-    if settings.vars.get("run_date"):
-        return _naive_utc(pd.Timestamp(str(settings.vars["run_date"]))), "vars"
+    if settings.vars.get("proactive_recs_run_date"):
+        return _naive_utc(pd.Timestamp(str(settings.vars["proactive_recs_run_date"]))), "vars"
     logged = _max_timestamp(con, settings.schema, "notification_log", "run_date", present)
     if logged is not None:
         return logged, "notification_log.run_date"
@@ -493,30 +496,40 @@ def _staging_checks(
             "stg_transactions",
             ["user_id", "item_id", "occurred_at", "event_type", "quantity", "amount"],
         )
-        if "event_type_weights" in present:
-            event_types = sorted(
-                read_table(con, schema, "event_type_weights")["event_type"].dropna().astype(str)
-            )
-        else:
-            event_types = list(DEFAULT_TRANSACTION_EVENT_TYPES)
+        # The vocabulary the build used (stg_event_type_weights: the var
+        # proactive_recs_event_type_weights or the seed): no event type is hard-coded here.
+        vocabulary = (
+            read_table(con, schema, "stg_event_type_weights")
+            if "stg_event_type_weights" in present
+            else pd.DataFrame({"event_type": [], "is_conversion": []})
+        )
+        event_types = sorted(vocabulary["event_type"].dropna().astype(str))
+        conversion_types = sorted(
+            vocabulary.loc[vocabulary["is_conversion"].fillna(False).astype(bool), "event_type"]
+            .dropna()
+            .astype(str)
+        )
         check = TableCheck("staging", "stg_transactions", frame)
         check.columns_exist(SOURCE_COLUMNS["transactions"])
         check.expect("ExpectTableRowCountToBeBetween", min_value=1)
         for column in ("user_id", "item_id", "occurred_at", "event_type", "quantity"):
             check.expect("ExpectColumnValuesToNotBeNull", column=column)
-        check.expect("ExpectColumnValuesToBeInSet", column="event_type", value_set=event_types)
+        if event_types:
+            check.expect("ExpectColumnValuesToBeInSet", column="event_type", value_set=event_types)
         check.expect(
             "ExpectColumnValuesToBeBetween", column="quantity", min_value=0, strict_min=True
         )
         not_after_run(check, "occurred_at")
-        # Distribution sanity: at least min_purchase_share of the lines are purchases
-        # (``mostly`` on "is a purchase"); the upper bound of 1 always holds.
-        check.expect(
-            "ExpectColumnValuesToBeInSet",
-            column="event_type",
-            value_set=["purchase"],
-            mostly=settings.min_purchase_share,
-        )
+        # Distribution sanity: at least min_conversion_share of the lines are conversions
+        # (``mostly`` on "is a conversion type"), when the vocabulary names any (the var
+        # proactive_recs_conversion_event_types); the upper bound of 1 always holds.
+        if conversion_types:
+            check.expect(
+                "ExpectColumnValuesToBeInSet",
+                column="event_type",
+                value_set=conversion_types,
+                mostly=settings.resolved_min_conversion_share,
+            )
         plan.checks.append(check)
 
     if "stg_notification_sends" in present:
@@ -650,7 +663,8 @@ def _audience_checks(
     check.expect(
         "ExpectColumnValuesToBeBetween", column="score", min_value=-FLOAT_MAX, max_value=FLOAT_MAX
     )
-    campaigns = read_table(con, schema, "campaigns") if "campaigns" in present else None
+    # the campaigns this run planned (stg_campaigns: the user's table or the package seed)
+    campaigns = read_table(con, schema, "stg_campaigns") if "stg_campaigns" in present else None
     if campaigns is not None and "campaign_id" in campaigns.columns:
         check.expect(
             "ExpectColumnValuesToBeInSet",
@@ -692,7 +706,7 @@ def _audience_checks(
     if campaigns is None:
         plan.notes.append(
             "notification_audience: audience sizes and campaign caps not checked "
-            "(campaigns seed not built)"
+            "(stg_campaigns not built)"
         )
         return
     if {"campaign_id", "user_id"} <= set(
@@ -700,7 +714,9 @@ def _audience_checks(
     ) and "max_sends_per_user_week" in campaigns.columns:
         per_campaign = rolling_sends(audience, history, "campaign_id", run_date)
         limit = campaigns.set_index(campaigns["campaign_id"].astype(str))["max_sends_per_user_week"]
-        per_campaign["campaign_cap"] = per_campaign["campaign_id"].map(limit).astype(float)
+        per_campaign["campaign_cap"] = pd.to_numeric(
+            per_campaign["campaign_id"].map(limit), errors="coerce"
+        )
         per_campaign = per_campaign.dropna(subset=["campaign_cap"])
         derived = TableCheck(
             "outputs",
@@ -723,7 +739,7 @@ def _audience_checks(
             .reset_index()
         )
         bound = campaigns.set_index(campaigns["campaign_id"].astype(str))["audience_size"]
-        sizes["audience_size"] = sizes["campaign_id"].map(bound).astype(float)
+        sizes["audience_size"] = pd.to_numeric(sizes["campaign_id"].map(bound), errors="coerce")
         sizes = sizes.dropna(subset=["audience_size"])  # digests: no size bound
         derived = TableCheck(
             "outputs", "notification_audience [users per campaign and item]", sizes
@@ -1191,9 +1207,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         "--vars-file",
         action="append",
         default=[],
-        help="dbt vars YAML (e.g. vars/demo.yml; repeatable): run_date, source "
-        "schema/tables, <channel>_cap_per_week, adaptive_cadence, "
-        "validation_id_mostly",
+        help="dbt vars YAML (e.g. vars/demo.yml; repeatable): proactive_recs_run_date, "
+        "source schema/tables, proactive_recs_frequency_rules, "
+        "proactive_recs_validation_id_mostly",
     )
     parser.add_argument(
         "--run-date",
@@ -1248,7 +1264,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="least share of non-null ids in the raw tables (default: the var "
-        "validation_id_mostly, else 0.95)",
+        "proactive_recs_validation_id_mostly, else 0.95)",
     )
     parser.add_argument(
         "--data-docs",

@@ -45,7 +45,7 @@ def demo_db(tmp_path_factory) -> Path:
         return Path(given)
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     demo_vars = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
-    seeded = run_dbt(["seed", "--select", "tag:demo_data", "--full-refresh"], path)
+    seeded = run_dbt(["seed", "--select", "tag:demo_data", "--full-refresh"], path, demo_vars)
     assert seeded.returncode == 0, seeded.stdout[-4000:]
     built = run_dbt(["build", "--exclude", "tag:demo_data"], path, demo_vars)
     assert built.returncode == 0, built.stdout[-4000:]

@@ -116,7 +116,8 @@ def test_pipeline_only_runs_the_dbt_build_with_a_scale_profile(capsys, tmp_path)
     vars; its figures are merged into an earlier saved result of the same size."""
     profile = tmp_path / "profile.yml"
     profile.write_text(
-        "recommender_params: {tune: false, second_stage: false}\nbacktest_weeks: 1\n"
+        "proactive_recs_recommender_params: {tune: false, second_stage: false}\n"
+        "proactive_recs_backtest_weeks: 1\n"
     )
     saved = tmp_path / "results"
     assert bench.main(["--size", "tiny", "--factors", "8", "--k", "20", "--save", str(saved)]) == 0
@@ -131,8 +132,8 @@ def test_pipeline_only_runs_the_dbt_build_with_a_scale_profile(capsys, tmp_path)
     assert code == 0
     assert result["pipeline_exit_code"] == 0, result.get("pipeline_log_tail")
     assert result["pipeline_vars"] == {
-        "recommender_params": {"tune": False, "second_stage": False},
-        "backtest_weeks": 1,
+        "proactive_recs_recommender_params": {"tune": False, "second_stage": False},
+        "proactive_recs_backtest_weeks": 1,
     }
     # no fit / top-K timings in this mode: the saved and printed result keeps the earlier ones
     assert result["ours_s"] == earlier["ours_s"]
@@ -146,7 +147,7 @@ def test_pipeline_only_runs_the_dbt_build_with_a_scale_profile(capsys, tmp_path)
     assert merged["pipeline_run"]["command"].endswith("--save " + str(saved))
     markdown = (saved / "tiny.md").read_text()
     assert "The dbt figures come from a separate run" in markdown
-    assert "backtest_weeks" in markdown
+    assert "proactive_recs_backtest_weeks" in markdown
 
 
 def test_vars_file_must_be_a_mapping(tmp_path):

@@ -43,7 +43,7 @@ def test_caps_hold_over_consecutive_daily_runs_without_write_back(demo_copy):
     (before the send ledger one user got an e-mail every day and the digest every day)."""
     sent = []
     for day in ("2026-11-01T06:00:00", "2026-11-02T06:00:00", "2026-11-03T06:00:00"):
-        result = run_dbt(DAILY, demo_copy, {**DEMO_VARS, "run_date": day})
+        result = run_dbt(DAILY, demo_copy, {**DEMO_VARS, "proactive_recs_run_date": day})
         assert result.returncode == 0, result.stdout[-4000:]
         sent.append(_sendable(demo_copy).assign(run=day))
     sent = pd.concat(sent, ignore_index=True)
@@ -61,7 +61,7 @@ def test_caps_hold_over_consecutive_daily_runs_without_write_back(demo_copy):
 
 def test_run_date_unset_builds_everything_for_now(demo_copy):
     """The production default: no run_date var means the invocation's start, in every model."""
-    unpinned = {k: v for k, v in DEMO_VARS.items() if k != "run_date"}
+    unpinned = {k: v for k, v in DEMO_VARS.items() if k != "proactive_recs_run_date"}
     result = run_dbt(["build", "--exclude", "tag:demo_data"], demo_copy, unpinned)
     assert result.returncode == 0, result.stdout[-4000:]
     with duckdb.connect(str(demo_copy), read_only=True) as con:
@@ -81,7 +81,7 @@ def test_run_date_unset_builds_everything_for_now(demo_copy):
 
 
 def test_a_run_date_before_the_latest_logged_run_stops_unless_backfill_is_allowed(demo_copy):
-    earlier = {**DEMO_VARS, "run_date": "2026-10-25"}
+    earlier = {**DEMO_VARS, "proactive_recs_run_date": "2026-10-25"}
     stopped = run_dbt(["build", "--select", "int_run_context"], demo_copy, earlier)
     assert stopped.returncode != 0
     assert "earlier than the latest logged run" in stopped.stdout
@@ -97,10 +97,12 @@ def test_a_run_date_before_the_latest_logged_run_stops_unless_backfill_is_allowe
 @pytest.mark.parametrize("bad_run_date", ["2026-11-01'; drop table x; --", "next tuesday"])
 def test_a_run_date_that_is_not_a_date_stops_naming_the_var(demo_copy, bad_run_date):
     result = run_dbt(
-        ["build", "--select", "int_run_context"], demo_copy, {**DEMO_VARS, "run_date": bad_run_date}
+        ["build", "--select", "int_run_context"],
+        demo_copy,
+        {**DEMO_VARS, "proactive_recs_run_date": bad_run_date},
     )
     assert result.returncode != 0
-    assert "var run_date" in result.stdout
+    assert "var proactive_recs_run_date" in result.stdout
 
 
 def test_a_source_that_loses_most_rows_stops_before_the_public_tables_are_replaced(demo_copy):

@@ -62,7 +62,7 @@ def test_missing_required_column_stops_the_build_naming_source_and_column(tmp_pa
     result = run_dbt(
         ["build", "--exclude", "tag:demo_data"],
         path,
-        {"proactive_recs_source_schema": "raw", "run_date": "2026-11-01"},
+        {"proactive_recs_source_schema": "raw", "proactive_recs_run_date": "2026-11-01"},
     )
     assert result.returncode != 0
     assert "source 'items'" in result.stdout
@@ -77,7 +77,7 @@ def test_empty_sources_build_green_with_empty_outputs(tmp_path):
         path,
         {
             "proactive_recs_source_schema": "raw",
-            "run_date": "2026-11-01",
+            "proactive_recs_run_date": "2026-11-01",
             "proactive_recs_allow_empty": ["users", "items", "interactions"],
         },
     )
@@ -93,7 +93,7 @@ def test_empty_sources_stop_the_build_unless_a_var_says_empty_is_expected(tmp_pa
     result = run_dbt(
         ["build", "--exclude", "tag:demo_data"],
         path,
-        {"proactive_recs_source_schema": "raw", "run_date": "2026-11-01"},
+        {"proactive_recs_source_schema": "raw", "proactive_recs_run_date": "2026-11-01"},
     )
     assert result.returncode != 0
     assert "proactive_recs: users is empty" in result.stdout

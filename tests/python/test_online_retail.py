@@ -121,7 +121,6 @@ def test_users(loaded):
         "timezone": "Europe/Paris",
         "email_opt_in": None,
         "unsubscribed_at": None,
-        "loyalty_group": None,
     }
     # an unparseable date does not break joined_at
     assert users["17850"]["joined_at"] == "2010-12-01 08:26:00+00:00"

@@ -166,7 +166,7 @@ def report_tables() -> dict[str, pd.DataFrame]:
         "stg_notification_sends": history,
         "campaign_backtest": backtest,
         "rejected_rows": rejected,
-        "campaigns": campaigns,
+        "stg_campaigns": campaigns,
         "stg_users": pd.DataFrame({"user_id": users}),
     }
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import run_dbt
+from conftest import REPO, run_dbt
 from proactive_recs.targeting import TargetingExpressionError, TargetingRule, evaluate_targeting
 
 USERS = pd.DataFrame(
@@ -102,16 +103,18 @@ def test_boosters_that_are_not_finite_numbers_stop_naming_the_campaign(booster, 
 @pytest.mark.dbt
 def test_dbt_build_stops_on_a_bad_user_filter_naming_it(tmp_path):
     path = tmp_path / "bad_filter.duckdb"
-    assert run_dbt(["seed"], path).returncode == 0
+    demo_vars = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
+    assert run_dbt(["seed"], path, demo_vars).returncode == 0
     result = run_dbt(
         ["run", "--select", "+user_targeting", "--exclude", "tag:demo_data"],
         path,
-        {"run_date": "2026-11-01", "user_filter": "loyalty_grup = 'loyal'"},
+        {**demo_vars, "proactive_recs_user_filter": "loyalty_grup = 'loyal'"},
     )
     assert result.returncode != 0
-    assert "var user_filter / user_booster: filter `loyalty_grup = 'loyal'` does not compile" in (
-        result.stdout
-    )
+    assert (
+        "var proactive_recs_user_filter / proactive_recs_user_booster: "
+        "filter `loyalty_grup = 'loyal'` does not compile"
+    ) in result.stdout
 
 
 def test_missing_package_is_named_with_how_to_provide_it():

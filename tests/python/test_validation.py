@@ -153,6 +153,7 @@ def clean_tables() -> dict[str, pd.DataFrame]:
         {
             "event_type": ["view", "wishlist", "add_to_cart", "purchase"],
             "weight": [1.0, 2.0, 3.0, 5.0],
+            "is_conversion": [False, False, False, True],
         }
     )
     campaigns = pd.DataFrame(
@@ -261,8 +262,8 @@ def clean_tables() -> dict[str, pd.DataFrame]:
         "stg_notification_sends": stg_sends,
         "stg_notification_events": stg_events,
         "int_user_eligibility": eligibility,
-        "event_type_weights": weights,
-        "campaigns": campaigns,
+        "stg_event_type_weights": weights,
+        "stg_campaigns": campaigns,
         "user_item_scores": user_item_scores,
         "item_user_scores": item_user_scores,
         "model_evaluation": model_evaluation,
@@ -404,7 +405,15 @@ def test_caps_from_options_and_vars(tmp_path):
     strict = validate(db, Settings(run_date=RUN_DATE, caps={"push": 1}))
     assert any("sends per user and channel" in m for m in messages(strict))
     assert strict.context["caps_origin"] == "--cap"
-    relaxed = validate(db, Settings(vars={"run_date": RUN_DATE, "adaptive_cadence": True}))
+    relaxed = validate(
+        db,
+        Settings(
+            vars={
+                "proactive_recs_run_date": RUN_DATE,
+                "proactive_recs_frequency_rules": {"adaptive_cadence": True},
+            }
+        ),
+    )
     assert relaxed.exit_code == EXIT_OK
     assert relaxed.context["caps"] == {"email": 5, "push": 3}
 
@@ -451,7 +460,7 @@ def test_half_built_database_skips_outputs(tmp_path):
     tables = {
         k: v
         for k, v in clean_tables().items()
-        if k.startswith(("raw_", "stg_")) or k == "event_type_weights"
+        if k.startswith(("raw_", "stg_")) and k != "stg_campaigns"
     }
     db = write_db(tmp_path / "half.duckdb", tables)
     report = validate(db, SETTINGS)
@@ -545,7 +554,7 @@ def test_sources_in_another_schema(tmp_path):
         db,
         Settings(
             vars={
-                "run_date": RUN_DATE,
+                "proactive_recs_run_date": RUN_DATE,
                 "proactive_recs_source_schema": "shop",
                 **{f"proactive_recs_{s}_table": t for s, t in renamed.items()},
             }

@@ -10,7 +10,7 @@ audience as (
 
 campaigns as (
 
-    select * from {{ ref('campaigns') }}
+    select * from {{ ref('stg_campaigns') }}
 
 ),
 

@@ -1,2 +1,4 @@
--- The raw transactions source as it is, after checking its required columns (macros/sources.sql).
-select * from {{ proactive_recs_source('transactions') }}
+-- The raw transactions source after checking its required columns, with every column the package
+-- parses as text (typed and text sources alike) and any other column as it is (macros/sources.sql).
+select {{ proactive_recs_source_select('transactions') }}
+from {{ proactive_recs_source('transactions') }}
