@@ -24,9 +24,10 @@
     {%- set relation = adapter.get_relation(database=database, schema=schema, identifier=identifier) -%}
     {%- if relation is none -%}
         {%- set found = [] -%}
-        {%- for candidate in adapter.list_relations_without_caching(
+        {%- set listed = list_relations_without_caching(
                 api.Relation.create(database=database, schema=schema)) -%}
-            {%- do found.append(candidate.identifier) -%}
+        {%- for row in listed.rows -%}
+            {%- do found.append(row['name']) -%}
         {%- endfor -%}
         {{ exceptions.raise_compiler_error(
             "proactive_recs: var " ~ var_name ~ " = '" ~ value ~ "': no table or view "
