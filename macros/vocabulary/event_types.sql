@@ -50,3 +50,39 @@
     {%- endfor -%}
     {{ return(cleaned) }}
 {%- endmacro %}
+
+
+{#
+  The vocabulary as a query (event_type, weight): the var's map as literal rows, or the seed.
+#}
+{% macro proactive_recs_event_vocabulary() -%}
+    {%- set configured = var('proactive_recs_event_type_weights') -%}
+    {%- if configured is none -%}
+        select
+            lower(trim(event_type)) as event_type,
+            cast(weight as {{ dbt.type_float() }}) as weight
+        from {{ ref('event_type_weights') }}
+    {%- else -%}
+        {%- for event_type, weight in proactive_recs_checked_event_weights(configured).items() %}
+        select
+            cast({{ sql_string_literal(event_type) }} as {{ dbt.type_string() }}) as event_type,
+            cast({{ weight }} as {{ dbt.type_float() }}) as weight
+        {% if not loop.last %}union all{% endif %}
+        {%- endfor %}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{# Whether an event type expression is one of the conversion event types (a boolean). #}
+{% macro proactive_recs_is_conversion(expression) -%}
+    {%- set conversion_types = proactive_recs_conversion_event_types() -%}
+    {%- if conversion_types | length == 0 -%}
+        false
+    {%- else -%}
+        {{ expression }} in (
+            {%- for event_type in conversion_types -%}
+                {{ sql_string_literal(event_type) }}{{ ', ' if not loop.last }}
+            {%- endfor -%}
+        )
+    {%- endif -%}
+{%- endmacro %}
