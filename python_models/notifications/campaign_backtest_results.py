@@ -1,5 +1,5 @@
-"""Replay weekly runs over the last backtest_weeks before the run date with the configured
-rules and with the baselines of DESIGN.md §5 (carpet_bomb, heavy_users, topk_no_allocation).
+"""Replay weekly runs over the last proactive_recs_backtest_weeks before the run date with
+the configured rules and with the baselines of DESIGN.md §5 (carpet_bomb, heavy_users, topk_no_allocation).
 Each week re-trains the recommender on the interactions before that week. One long frame:
 record_type 'summary' (policy, metric, value) or 'weekly'. Logic: proactive_recs.backtest."""
 
@@ -44,7 +44,7 @@ def model(dbt, session):
             settings["conversion_days"],
         ),
         weeks=int(settings["weeks"]),
-        horizon_days=float(settings["conversion_days"]),
+        conversion_days=float(settings["conversion_days"]),
         targeting=to_pandas(dbt.ref("user_targeting")),
     )
     return long_backtest_frame(result)

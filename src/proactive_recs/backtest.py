@@ -30,7 +30,7 @@ At each week start ``t = start + 7 * w``:
    any policy.
 4. A send converts when its user has a conversion event (``is_conversion``: the var
    proactive_recs_conversion_event_types, default purchase) with the sent item (for a
-   digest: any of its items) in ``[t, t + horizon_days)``.
+   digest: any of its items) in ``[t, t + conversion_days)``.
 
 Metrics per policy (rows of ``campaign_backtest``): sends, conversions,
 conversions_per_send (0 when no sends), users_reached (distinct users with a send),
@@ -99,17 +99,17 @@ class BacktestResult:
 
 
 def mark_conversions(
-    sends: pd.DataFrame, interactions: pd.DataFrame, start, horizon_days: float
+    sends: pd.DataFrame, interactions: pd.DataFrame, start, conversion_days: float
 ) -> pd.DataFrame:
     """Add ``converted`` and ``converted_at`` to sends of one week starting at ``start``.
 
     ``sends`` carries user_id and ``sent_items`` (a tuple of item ids); a send converts when
     its user has a conversion event (``is_conversion``; every interaction when the frame
-    has no such column) with one of them in ``[start, start + horizon_days)``;
+    has no such column) with one of them in ``[start, start + conversion_days)``;
     ``converted_at`` is the first such event.
     """
     start = as_run_time(start)
-    end = start + pd.Timedelta(days=horizon_days)
+    end = start + pd.Timedelta(days=conversion_days)
     in_window = (interactions["occurred_at"] >= start) & (interactions["occurred_at"] < end)
     if "is_conversion" in interactions:
         in_window &= interactions["is_conversion"].astype(bool)
@@ -204,7 +204,7 @@ def run_backtest_detailed(
     score_fn: ScoreFn,
     start,
     weeks: int,
-    horizon_days: float = 7.0,
+    conversion_days: float = 7.0,
     cap_push_per_week: int | None = None,
     *,
     targeting: pd.DataFrame | None = None,
@@ -313,7 +313,7 @@ def run_backtest_detailed(
             ("heavy_users", _baseline_rows(heavy)),
             ("topk_no_allocation", _baseline_rows(topk)),
         ):
-            rows = mark_conversions(_week_sends(policy, t, rows), interactions, t, horizon_days)
+            rows = mark_conversions(_week_sends(policy, t, rows), interactions, t, conversion_days)
             weekly_sends.append(rows)
             if policy == "configured" and len(rows):
                 # The simulated history: what the next runs see as sent and converted (the
@@ -358,7 +358,7 @@ def run_backtest(
     score_fn: ScoreFn,
     start,
     weeks: int,
-    horizon_days: float = 7.0,
+    conversion_days: float = 7.0,
     cap_push_per_week: int | None = None,
     **options,
 ) -> pd.DataFrame:
@@ -373,7 +373,7 @@ def run_backtest(
         score_fn,
         start,
         weeks,
-        horizon_days,
+        conversion_days,
         cap_push_per_week,
         **options,
     ).summary

@@ -68,12 +68,12 @@ def backtest_campaigns(campaigns: pd.DataFrame, campaign_ids) -> pd.DataFrame:
     return campaigns[campaigns["campaign_id"].astype(str).isin(wanted)]
 
 
-def backtest_start(run_date, weeks, horizon_days) -> pd.Timestamp:
+def backtest_start(run_date, weeks, conversion_days) -> pd.Timestamp:
     """First week start so that the last week's conversion window ends at the run date."""
     end = pd.Timestamp(run_date)
     if pd.isna(end):
         raise ValueError("backtest_start needs a run date (int_run_context.run_date)")
-    last_week = end.normalize() - pd.Timedelta(days=float(horizon_days))
+    last_week = end.normalize() - pd.Timedelta(days=float(conversion_days))
     return last_week - pd.Timedelta(days=7 * (int(weeks) - 1))
 
 

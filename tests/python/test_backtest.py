@@ -164,7 +164,7 @@ def test_backtest_hand_checked(rules):
         score_fn,
         START,
         weeks=2,
-        horizon_days=7,
+        conversion_days=7,
         cap_push_per_week=1,
     )
     summary = result.summary
@@ -198,7 +198,7 @@ def test_backtest_hand_checked(rules):
 def test_configured_policy_is_plan_run_itself():
     rules = RULES[0]
     result = run_backtest_detailed(
-        _interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn, START, weeks=1, horizon_days=7
+        _interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn, START, weeks=1, conversion_days=7
     )
     campaign = validate_campaigns(CAMPAIGNS)[0]
     past = _interactions()[lambda f: f["occurred_at"] < START]
@@ -224,7 +224,7 @@ def test_configured_policy_is_plan_run_itself():
 def test_run_backtest_returns_the_summary_and_holdout_is_not_sent():
     rules = FrequencyRules(holdout_share=1.0)
     summary = run_backtest(
-        _interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn, START, weeks=1, horizon_days=7
+        _interactions(), USERS, ITEMS, CAMPAIGNS, rules, score_fn, START, weeks=1, conversion_days=7
     )
     values = summary.set_index(["policy", "metric"])["value"]
     assert values[("configured", "sends")] == 0
@@ -243,9 +243,26 @@ def test_mark_conversions_for_digests_and_windows():
             "occurred_at": [START + DAY, START + 3 * DAY, START - DAY],
         }
     )
-    out = mark_conversions(sends, interactions, START, horizon_days=3)
+    out = mark_conversions(sends, interactions, START, conversion_days=3)
     assert out["converted"].tolist() == [True, False, False]  # c is at the horizon: excluded
     assert out["converted_at"].iloc[0] == START + DAY
+
+
+def test_only_conversion_event_types_convert_a_send():
+    """A view of the sent item is interest, not a conversion (var
+    proactive_recs_conversion_event_types); the first conversion event is the one kept."""
+    sends = pd.DataFrame({"user_id": ["u1", "u2"], "sent_items": [("a",), ("a",)]})
+    interactions = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2"],
+            "item_id": ["a", "a", "a"],
+            "occurred_at": [START + DAY, START + 2 * DAY, START + DAY],
+            "is_conversion": [False, True, False],
+        }
+    )
+    out = mark_conversions(sends, interactions, START, conversion_days=7)
+    assert out["converted"].tolist() == [True, False]
+    assert out["converted_at"].iloc[0] == START + 2 * DAY
 
 
 def test_digests_are_replayed_on_request_and_convert_on_any_item():
@@ -277,7 +294,7 @@ def test_digests_are_replayed_on_request_and_convert_on_any_item():
         score_fn,
         START,
         weeks=1,
-        horizon_days=7,
+        conversion_days=7,
         include_digests=True,
     )
     sends = result.sends
@@ -288,6 +305,14 @@ def test_digests_are_replayed_on_request_and_convert_on_any_item():
     ) == [("u2", ("new2",), False), ("u3", ("new1",), False)]
     assert set(sends.loc[sends["policy"] != "configured", "campaign_id"]) == {"new"}
     without = run_backtest(
-        _interactions(), USERS, ITEMS, campaigns, RULES[0], score_fn, START, weeks=1, horizon_days=7
+        _interactions(),
+        USERS,
+        ITEMS,
+        campaigns,
+        RULES[0],
+        score_fn,
+        START,
+        weeks=1,
+        conversion_days=7,
     )
     assert without.set_index(["policy", "metric"])["value"][("configured", "sends")] == 4

@@ -235,6 +235,31 @@ def test_hidden_gems_fall_back_to_interactions_then_to_nothing():
     assert select_trigger_items(campaign, items, NO_SENDS, NO_EVENTS, RUN) == []
 
 
+def test_hidden_gems_read_the_users_conversion_types_not_purchase():
+    """A streaming vocabulary: 'play' is the conversion (is_conversion from
+    stg_event_type_weights); no event type is called purchase."""
+    items = _items([(i, -60, None) for i in ("gem", "hit")])
+    rows = (
+        [(f"v{k}", "hit", "view", False) for k in range(60)]
+        + [(f"v{k}", "hit", "play", True) for k in range(3)]
+        + [(f"w{k}", "gem", "view", False) for k in range(8)]
+        + [(f"w{k}", "gem", "play", True) for k in range(6)]
+    )
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "is_conversion"])
+    interactions["occurred_at"] = RUN - 2 * DAY
+    campaign = Campaign("g", "item_push", "push", trigger="hidden_gems", audience_size=5)
+    assert select_trigger_items(
+        campaign, items, NO_SENDS, NO_EVENTS, RUN, interactions=interactions
+    ) == ["gem"]
+    nothing_converts = interactions.assign(is_conversion=False)
+    assert (
+        select_trigger_items(
+            campaign, items, NO_SENDS, NO_EVENTS, RUN, interactions=nothing_converts
+        )
+        == []
+    )
+
+
 def test_interactions_given_as_a_function_are_read_only_for_the_fallback_and_once():
     items = _items([(i, -60, None) for i in ("gem", "hit")])
     interactions = pd.DataFrame(
