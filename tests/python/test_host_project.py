@@ -52,7 +52,7 @@ PUBLIC_TABLES = (
 def _source_tables(now: pd.Timestamp, seed: int = 3) -> dict[str, pd.DataFrame]:
     """A small streaming service: typed columns, its own vocabulary, extra attributes."""
     rng = np.random.default_rng(seed)
-    user_ids = [f"C{n:04d}" for n in range(N_USERS)]
+    user_ids = [100_000 + n for n in range(N_USERS)]  # BIGINT ids, as many warehouses have
     opted_in = rng.random(N_USERS) > 0.15
     unsubscribed = rng.random(N_USERS) < 0.04
     consent = pd.array(opted_in, dtype="boolean")
@@ -272,6 +272,7 @@ def test_the_sources_are_typed(host):
     assert types["titles.price"] == "DOUBLE"
     assert types["viewing_events.occurred_at"] == "TIMESTAMP_NS"
     assert types["viewing_events.quantity"] == "INTEGER"
+    assert types["customers.user_id"] == types["viewing_events.user_id"] == "BIGINT"
 
 
 def test_the_build_passes_and_names_the_undeclared_event_type(host):
@@ -316,7 +317,7 @@ def test_run_date_is_now_and_the_hosts_own_run_date_var_does_not_leak(host):
 
 
 def test_scores_name_only_known_users_and_items(host):
-    users = set(host["tables"]["customers"]["user_id"])
+    users = set(host["tables"]["customers"]["user_id"].astype(str))
     items = set(host["tables"]["titles"]["item_id"])
     with duckdb.connect(str(host["db"]), read_only=True) as con:
         for table in ("user_item_scores", "item_user_scores"):
@@ -327,13 +328,17 @@ def test_scores_name_only_known_users_and_items(host):
 
 def test_what_the_send_tool_would_send_goes_only_to_consenting_users(host):
     """From the outside: every row of notification_sync against the host's own consent data."""
-    customers = host["tables"]["customers"].set_index("user_id")
+    customers = (
+        host["tables"]["customers"]
+        .assign(user_id=lambda frame: frame["user_id"].astype(str))
+        .set_index("user_id")
+    )
     sends, events = host["tables"]["crm_sends"], host["tables"]["crm_send_events"]
     opted_out_by_event = set(
         sends.loc[
             sends["send_id"].isin(events.loc[events["event_type"] == "unsubscribe", "send_id"]),
             "user_id",
-        ]
+        ].astype(str)
     )
     with duckdb.connect(str(host["db"]), read_only=True) as con:
         synced = con.execute(
