@@ -35,8 +35,9 @@
         {%- endfor -%}
         {%- if missing -%}
             {{ exceptions.raise_compiler_error(
-                "proactive_recs: source '" ~ name ~ "' (" ~ relation ~ ") is missing required column(s): "
-                ~ missing | join(', ') ~ ". Present: " ~ present | join(', ') ~ ". See docs/raw_data.md.") }}
+                "proactive_recs: source '" ~ name ~ "' (" ~ relation ~ ", var proactive_recs_" ~ name
+                ~ "_table) is missing required column(s): " ~ missing | join(', ') ~ ". Present: "
+                ~ present | join(', ') ~ ". See docs/raw_data.md.") }}
         {%- endif -%}
     {%- endif -%}
     {{ return(relation) }}
