@@ -388,3 +388,19 @@ def test_the_weekly_models_can_be_switched_off(host):
     names = {line.rsplit(".", 1)[-1] for line in listed.stdout.split()}
     assert "notification_sync" in names
     assert not names & {"evaluation_results", "model_evaluation", "campaign_backtest_results"}
+
+
+def test_the_data_checks_follow_the_hosts_vocabulary(host):
+    """`make validate`'s GX suites on the host's warehouse: no event type is hard-coded, the
+    conversion share is checked on the host's conversion type (play)."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "proactive_recs.validation", "--duckdb", str(host["db"])]
+        + ["--schema", SCHEMA, "--vars-file", str(host["root"] / "dbt_project.yml")]
+        + ["--no-data-docs"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "stg_transactions" in done.stdout
