@@ -82,8 +82,10 @@
 
 
 {#
-  A source column as text, losslessly: a timestamp with a zone keeps its offset, so staging
-  reads the same instant whatever the session's time zone.
+  A source column as text, losslessly and with its instant pinned: a timestamp with a zone
+  keeps its offset; a timestamp or date without one is UTC (the usual warehouse convention)
+  and is written with +00:00, so staging reads the same instant whatever the session's time
+  zone. Text stays as it is (text without an offset is read in the session's zone).
 #}
 {% macro proactive_recs_as_text(column) -%}
     {{ return(adapter.dispatch('proactive_recs_as_text', 'proactive_recs')(column)) }}
@@ -93,14 +95,29 @@
     cast({{ adapter.quote(column.name) }} as {{ dbt.type_string() }})
 {%- endmacro %}
 
+{% macro duckdb__proactive_recs_as_text(column) -%}
+    {%- set data_type = column.data_type | upper -%}
+    {%- set name = adapter.quote(column.name) -%}
+    {%- if data_type in ('TIMESTAMP', 'DATETIME', 'TIMESTAMP_NS', 'TIMESTAMP_MS', 'TIMESTAMP_S') -%}
+        strftime(cast({{ name }} as timestamp), '%Y-%m-%d %H:%M:%S.%f') || '+00:00'
+    {%- elif data_type == 'DATE' -%}
+        strftime({{ name }}, '%Y-%m-%d') || ' 00:00:00+00:00'
+    {%- else -%}
+        cast({{ name }} as {{ dbt.type_string() }})
+    {%- endif -%}
+{%- endmacro %}
+
 {% macro snowflake__proactive_recs_as_text(column) -%}
     {%- set data_type = column.data_type | upper -%}
+    {%- set name = adapter.quote(column.name) -%}
     {%- if data_type.startswith('TIMESTAMP_TZ') or data_type.startswith('TIMESTAMP_LTZ') -%}
-        to_varchar({{ adapter.quote(column.name) }}, 'YYYY-MM-DD"T"HH24:MI:SS.FF9TZH:TZM')
-    {%- elif data_type.startswith('TIMESTAMP') -%}
-        to_varchar({{ adapter.quote(column.name) }}, 'YYYY-MM-DD HH24:MI:SS.FF9')
+        to_varchar({{ name }}, 'YYYY-MM-DD"T"HH24:MI:SS.FF9TZH:TZM')
+    {%- elif data_type.startswith('TIMESTAMP') or data_type.startswith('DATETIME') -%}
+        to_varchar({{ name }}, 'YYYY-MM-DD HH24:MI:SS.FF9') || '+00:00'
+    {%- elif data_type == 'DATE' -%}
+        to_varchar({{ name }}, 'YYYY-MM-DD') || ' 00:00:00+00:00'
     {%- else -%}
-        cast({{ adapter.quote(column.name) }} as {{ dbt.type_string() }})
+        cast({{ name }} as {{ dbt.type_string() }})
     {%- endif -%}
 {%- endmacro %}
 

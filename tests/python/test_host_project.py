@@ -404,3 +404,22 @@ def test_the_data_checks_follow_the_hosts_vocabulary(host):
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "stg_transactions" in done.stdout
+
+
+def test_typed_timestamps_keep_their_instant_in_a_non_utc_session(host):
+    """The host's session runs in New York: a TIMESTAMPTZ keeps its offset and a naive
+    TIMESTAMP is UTC, so staging holds the same instants as the host's tables."""
+    events = host["tables"]["viewing_events"]
+    events = events[events["event_type"] != UNDECLARED_EVENT]
+    customers = host["tables"]["customers"]
+    with duckdb.connect(str(host["db"]), read_only=True) as con:
+        first, last = con.execute(
+            f"select min(occurred_at), max(occurred_at) from {SCHEMA}.int_interactions"
+        ).fetchone()
+        joined = con.execute(
+            f"select user_id, joined_at from {SCHEMA}.stg_users where user_id = '100007'"
+        ).fetchone()
+    assert pd.Timestamp(first) == events["occurred_at"].min().floor("us")
+    assert pd.Timestamp(last) == events["occurred_at"].max().floor("us")
+    expected = customers.loc[customers["user_id"] == 100_007, "joined_at"].iloc[0]
+    assert pd.Timestamp(joined[1]) == expected.tz_convert("UTC").tz_localize(None).floor("us")

@@ -95,7 +95,7 @@ def test_user_targeting_on_snowpark_evaluates_every_campaign(session, con):
 
     def ref(name):
         frame = original_ref(name)
-        if name == "campaigns":
+        if name == "stg_campaigns":
             frame = frame.with_column("USER_FILTER", snowpark.functions.lit(None)).with_column(
                 "USER_BOOSTER", snowpark.functions.lit(None)
             )
@@ -104,7 +104,7 @@ def test_user_targeting_on_snowpark_evaluates_every_campaign(session, con):
     dbt.ref = ref
     got = model(dbt, session)
     n_users = con.execute("select count(*) from main.int_user_context").fetchone()[0]
-    n_targets = con.execute("select count(*) from main.campaigns").fetchone()[0] + 1
+    n_targets = con.execute("select count(*) from main.stg_campaigns").fetchone()[0] + 1
     assert len(got) == n_users * n_targets
     assert got["passes_filter"].all() and (got["boost"] == 1.0).all()
 
@@ -120,7 +120,7 @@ def test_recommendations_on_snowpark_match_the_duckdb_build(session, con):
         "regularization": float(chosen["regularization"]),
         "tune": False,
     }
-    meta = {"run_date": "2026-11-01", "recommender_params": json.dumps(run_params)}
+    meta = {"horizon_days": "30", "recommender_params": json.dumps(run_params)}
     got = model(SnowparkDbt(session, con, {"meta": meta}), session)
     ours = got[got["record_type"] == "user_item"][["user_id", "item_id", "rank", "score"]]
     built = con.execute("select user_id, item_id, rank, score from main.user_item_scores").df()
