@@ -1,9 +1,12 @@
 {{ config(materialized='table') }}
 -- One row: the moment this run plans for, the one value every model uses (macro run_date();
--- Python models read it here). With the var run_date unset it is the invocation's start in
--- UTC. A run date earlier than the latest run in notification_log stops the build unless
--- the var proactive_recs_allow_backfill is true: an earlier date would plan sends under
--- other keys than the ones already synced, and its caps would not see the later runs.
+-- Python models read it here). With the var proactive_recs_run_date unset it is the
+-- invocation's start in UTC. A run date earlier than the latest run in notification_log
+-- stops the build unless the var proactive_recs_allow_backfill is true: an earlier date
+-- would plan sends under other keys than the ones already synced, and its caps would not see
+-- the later runs.
+-- It also warns about vars set under their names from before issue 14 (macros/renamed_vars.sql).
+{%- do proactive_recs_warn_renamed_vars() %}
 {%- set previous_log = proactive_recs_previous_relation('notification_log') %}
 {%- set latest_logged = none %}
 {%- if execute and previous_log is not none %}

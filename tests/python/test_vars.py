@@ -140,3 +140,17 @@ def test_an_unknown_frequency_rule_stops_naming_it_and_the_known_rules(demo_copy
     )
     assert result.returncode != 0
     assert "unknown rule(s) ['email_cap_per_wek']; known: [" in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.dbt
+def test_a_var_under_its_old_name_is_named_with_its_new_one(demo_copy):
+    result = run_dbt(
+        ["run", "--select", "int_run_context"],
+        demo_copy,
+        {**DEMO_VARS, "recommender_params": {"k_items": 5}, "push_cap_per_week": 1},
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "recommender_params -> proactive_recs_recommender_params" in result.stdout
+    assert "push_cap_per_week -> proactive_recs_frequency_rules: {push_cap_per_week: ...}" in (
+        result.stdout
+    )
