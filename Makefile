@@ -29,7 +29,7 @@ load-data: setup
 ifeq ($(DATA),demo)
 	$(DBT) seed --select tag:demo_data --full-refresh --quiet $(DBT_VARS)
 else ifeq ($(DATA),online_retail)
-	$(BIN)/python -m proactive_recs.online_retail --csv $(ONLINE_RETAIL_CSV) --duckdb $(DUCKDB_PATH)
+	$(BIN)/python -m proactive_recs_tools.online_retail --csv $(ONLINE_RETAIL_CSV) --duckdb $(DUCKDB_PATH)
 else
 	@echo "DATA must be demo or online_retail (got '$(DATA)')" >&2; exit 2
 endif
@@ -39,7 +39,7 @@ build: load-data
 	$(DBT) build --exclude tag:demo_data $(DBT_VARS) $(DBT_BUILD_FLAGS)
 
 summary: setup
-	$(BIN)/python -m proactive_recs.summary --duckdb $(DUCKDB_PATH)
+	$(BIN)/python -m proactive_recs_tools.summary --duckdb $(DUCKDB_PATH)
 
 demo: build
 	$(MAKE) --no-print-directory validate report summary
@@ -47,7 +47,7 @@ demo: build
 # Great Expectations suites on sources, staging and outputs (docs/data_quality.md);
 # Data Docs under target/data_docs. A failing expectation stops here, naming it and the table.
 validate: setup
-	$(BIN)/python -m proactive_recs.validation --duckdb $(DUCKDB_PATH) \
+	$(BIN)/python -m proactive_recs_tools.validation --duckdb $(DUCKDB_PATH) \
 	  --vars-file dbt_project.yml --vars-file vars/$(DATA).yml --data-docs target/data_docs
 
 # dbt's documentation site (every public model and column documented; dbt-bouncer checks it).
@@ -57,7 +57,7 @@ docs: setup
 
 # One static page with the plots a marketer or analyst reads: target/report.html.
 report: setup
-	$(BIN)/python -m proactive_recs.report --duckdb $(DUCKDB_PATH) \
+	$(BIN)/python -m proactive_recs_tools.report --duckdb $(DUCKDB_PATH) \
 	  --vars-file dbt_project.yml --vars-file vars/$(DATA).yml --out target/report.html
 
 pytest: setup
@@ -83,13 +83,13 @@ lint: setup
 #   make bench SIZE=M
 SIZE ?= S
 bench: setup
-	$(BIN)/python -m proactive_recs.bench --size $(SIZE) --json
+	$(BIN)/python -m proactive_recs_tools.bench --size $(SIZE) --json
 
 # The whole dbt build on the same generated data (wall time, peak RSS, slowest nodes), one dbt
 # thread, killed above 12 GB; L uses the scale profile vars/bench_L.yml (docs/benchmark.md).
 PIPELINE_VARS = $(if $(filter L,$(SIZE)),--pipeline-vars vars/bench_L.yml,)
 bench-pipeline: setup
-	$(BIN)/python -m proactive_recs.bench --size $(SIZE) --pipeline-only $(PIPELINE_VARS) \
+	$(BIN)/python -m proactive_recs_tools.bench --size $(SIZE) --pipeline-only $(PIPELINE_VARS) \
 		--pipeline-mem-limit-gb 12 --json
 
 # Closed loop (docs/frequency_rules.md §11): the daily pipeline for DAYS days against a
@@ -101,12 +101,12 @@ SIM_USERS ?= 600
 SIM_ITEMS ?= 200
 SEED ?= 7
 simulate: setup
-	$(BIN)/python -m proactive_recs.simulate --days $(DAYS) --write-back-delay $(DELAY) \
+	$(BIN)/python -m proactive_recs_tools.simulate --days $(DAYS) --write-back-delay $(DELAY) \
 	  --users $(SIM_USERS) --items $(SIM_ITEMS) --seed $(SEED) --work target/simulation_$(DELAY)
 
 # Snowflake: zip the library and PUT it on the stage the Python models import (needs SNOWFLAKE_*).
 snowflake-stage: setup
-	$(BIN)/python -m proactive_recs.snowflake_stage --stage proactive_recs_stage
+	$(BIN)/python -m proactive_recs_tools.snowflake_stage --stage proactive_recs_stage
 
 clean:
 	rm -rf target logs $(VENV) *.duckdb *.duckdb.wal

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from proactive_recs import bench
+from proactive_recs_tools import bench
 
 REQUIRED_KEYS = {
     "size",
@@ -92,13 +92,13 @@ def test_estimate_grows_with_size_and_refusal_names_it():
 
 def test_saving_without_the_pipeline_keeps_the_earlier_dbt_figures():
     earlier = {
-        "command": "python -m proactive_recs.bench --size M --pipeline",
+        "command": "python -m proactive_recs_tools.bench --size M --pipeline",
         "pipeline_s": 610.5,
         "pipeline_exit_code": -9,
         "pipeline_slowest_nodes": [],
         "ours_s": 12.1,
     }
-    now = {"command": "python -m proactive_recs.bench --size M", "ours_s": 2.5}
+    now = {"command": "python -m proactive_recs_tools.bench --size M", "ours_s": 2.5}
     merged = bench.carry_pipeline_over(now, earlier)
     assert merged["ours_s"] == 2.5  # this run's figures win
     assert merged["pipeline_s"] == 610.5 and merged["pipeline_exit_code"] == -9

@@ -7,8 +7,8 @@ import ast
 import re
 from pathlib import Path
 
-from proactive_recs import generate, online_retail, validation
 from proactive_recs.contract import REQUIRED_COLUMNS
+from proactive_recs_tools import generate, online_retail, validation
 
 REPO = Path(__file__).resolve().parents[2]
 

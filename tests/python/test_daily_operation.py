@@ -14,7 +14,7 @@ import yaml
 
 from conftest import REPO, run_dbt
 from proactive_recs.frequency import FrequencyRules
-from proactive_recs.simulate import RULES, _clean_sends, check
+from proactive_recs_tools.simulate import RULES, _clean_sends, check
 
 pytestmark = pytest.mark.dbt
 

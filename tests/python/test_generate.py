@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proactive_recs import generate as gen
+from proactive_recs_tools import generate as gen
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "seeds" / "demo"
@@ -280,7 +280,7 @@ def test_manifest_is_sorted_json_with_the_canonical_command(demo_manifest):
     raw_text = (DEMO / "generation_manifest.json").read_text()
     assert raw_text == json.dumps(demo_manifest, sort_keys=True, indent=2) + "\n"
     assert demo_manifest["command"] == (
-        "python -m proactive_recs.generate --users 2000 --items 500 --days 180 --seed 42 "
+        "python -m proactive_recs_tools.generate --users 2000 --items 500 --days 180 --seed 42 "
         "--transactions 50000 --end 2026-11-01 --format csv"
     )
     assert demo_manifest["run_date"] == "2026-11-01"

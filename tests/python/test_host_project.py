@@ -396,7 +396,7 @@ def test_the_data_checks_follow_the_hosts_vocabulary(host):
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "proactive_recs.validation", "--duckdb", str(host["db"])]
+        [sys.executable, "-m", "proactive_recs_tools.validation", "--duckdb", str(host["db"])]
         + ["--schema", SCHEMA, "--vars-file", str(host["root"] / "dbt_project.yml")]
         + ["--no-data-docs"],
         capture_output=True,

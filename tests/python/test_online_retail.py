@@ -1,4 +1,4 @@
-"""Tests for the Online Retail loader (proactive_recs.online_retail)."""
+"""Tests for the Online Retail loader (proactive_recs_tools.online_retail)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from proactive_recs import online_retail
+from proactive_recs_tools import online_retail
 
 REAL_CSV = (
     Path(__file__).resolve().parents[2]

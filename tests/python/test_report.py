@@ -1,4 +1,4 @@
-"""The HTML report (proactive_recs.report): built from hand-made tables, then rendered.
+"""The HTML report (proactive_recs_tools.report): built from hand-made tables, then rendered.
 
 The rendering test opens the page in headless Chromium as a user would (Debian's
 ``chromium`` package: ``apt-get install -y chromium``) and is skipped when it is not
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proactive_recs.report import PLOT_IDS, render_report, write_report
-from proactive_recs.validation import Settings
+from proactive_recs_tools.report import PLOT_IDS, render_report, write_report
+from proactive_recs_tools.validation import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TS = pd.Timestamp
@@ -329,7 +329,15 @@ def test_cli_writes_the_report(tmp_path):
     db = write_db(tmp_path / "run.duckdb", {"stg_users": pd.DataFrame({"user_id": ["a"]})})
     out = tmp_path / "r" / "report.html"
     result = subprocess.run(
-        [sys.executable, "-m", "proactive_recs.report", "--duckdb", str(db), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "proactive_recs_tools.report",
+            "--duckdb",
+            str(db),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -341,7 +349,7 @@ def test_cli_writes_the_report(tmp_path):
         [
             sys.executable,
             "-m",
-            "proactive_recs.report",
+            "proactive_recs_tools.report",
             "--duckdb",
             str(tmp_path / "nope.duckdb"),
             "--out",

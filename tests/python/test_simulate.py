@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from proactive_recs.frequency import FrequencyRules, holdout_score
-from proactive_recs.simulate import RULES, check, simulate
+from proactive_recs_tools.simulate import RULES, check, simulate
 
 RULES_ = FrequencyRules()
 USERS = pd.DataFrame(

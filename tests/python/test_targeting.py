@@ -132,11 +132,15 @@ def test_snowflake_stage_zip_holds_an_importable_package(tmp_path):
     import sys
     import zipfile
 
-    from proactive_recs.snowflake_stage import build_zip
+    from proactive_recs_tools.snowflake_stage import build_zip
 
     path = build_zip(tmp_path / "proactive_recs.zip")
     names = zipfile.ZipFile(path).namelist()
     assert "proactive_recs/__init__.py" in names and "proactive_recs/targeting.py" in names
+    # the runtime only: no tool (bench, generator, loaders, GX suites, report) is shipped
+    assert all(name.startswith("proactive_recs/") for name in names)
+    tools = {path.name for path in (REPO / "src" / "proactive_recs_tools").glob("*.py")}
+    assert not {name.rsplit("/", 1)[-1] for name in names} & (tools - {"__init__.py"})
     # importable from the zip alone, as Snowflake's IMPORTS put it on sys.path
     code = "import proactive_recs.targeting as t; print(t.__file__)"
     out = subprocess.run(

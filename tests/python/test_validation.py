@@ -1,4 +1,4 @@
-"""GX validation (proactive_recs.validation) on small hand-made DuckDB files.
+"""GX validation (proactive_recs_tools.validation) on small hand-made DuckDB files.
 
 The in-process tests share one GX import; the CLI tests run the module as a user would and
 check its exit code and messages.
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proactive_recs.validation import (
+from proactive_recs_tools.validation import (
     EXIT_FAILED,
     EXIT_MISSING,
     EXIT_OK,
@@ -285,7 +285,7 @@ def write_db(path: Path, tables: dict[str, pd.DataFrame]) -> Path:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "proactive_recs.validation", *args],
+        [sys.executable, "-m", "proactive_recs_tools.validation", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -526,7 +526,7 @@ def test_missing_file_is_reported(tmp_path):
 @pytest.mark.dbt
 def test_demo_build_passes(demo_db, tmp_path):
     """The real pipeline on the demo seeds meets every expectation that applies to it."""
-    from proactive_recs.validation import load_vars
+    from proactive_recs_tools.validation import load_vars
 
     vars_ = load_vars([REPO / "dbt_project.yml", REPO / "vars" / "demo.yml"])
     report = validate(demo_db, Settings(vars=vars_), tmp_path / "docs")

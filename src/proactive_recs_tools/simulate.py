@@ -1,8 +1,8 @@
 """Closed-loop simulation: the daily pipeline against a simulated e-mail/push tool.
 
-``python -m proactive_recs.simulate --days 28 --write-back-delay 1`` (``make simulate``):
+``python -m proactive_recs_tools.simulate --days 28 --write-back-delay 1`` (``make simulate``):
 
-1. generates a world with :func:`proactive_recs.generate.generate` (dirty rows included) and
+1. generates a world with :func:`proactive_recs_tools.generate.generate` (dirty rows included) and
    plants second accounts that share a mailbox with an existing user (the address in
    another case), loads it into a scratch DuckDB file (schema ``sim_raw``, text columns);
 2. for each day, runs the daily part of ``dbt build`` with ``run_date`` = that day at
@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .frequency import FrequencyRules, is_holdout, resolve_timezone
+from proactive_recs.frequency import FrequencyRules, is_holdout, resolve_timezone
 
 REPO = Path(__file__).resolve().parents[2]
 RAW_SCHEMA = "sim_raw"
@@ -563,7 +563,7 @@ def simulate(
             ]
         )
     )
-    # The tool's own records, kept for a second look (python -m proactive_recs.simulate
+    # The tool's own records, kept for a second look (python -m proactive_recs_tools.simulate
     # --recheck WORK re-runs the checks on them).
     sent.drop(columns=["item_ids"], errors="ignore").to_parquet(work / "tool_sends.parquet")
     world.initial_sends.to_parquet(work / "initial_sends.parquet")

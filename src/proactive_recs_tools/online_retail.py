@@ -11,7 +11,7 @@ The mapping, its assumptions and the required attribution are in
 
 Usage::
 
-    python -m proactive_recs.online_retail \\
+    python -m proactive_recs_tools.online_retail \\
         --csv ../shared/datasets/online_retail/online_retail.csv.gz \\
         --duckdb proactive_recs.duckdb --schema online_retail
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from .contract import REQUIRED_COLUMNS
+from proactive_recs.contract import REQUIRED_COLUMNS
 
 # src/proactive_recs/online_retail.py -> the repository root is two levels above src/.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -504,7 +504,7 @@ def load(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m proactive_recs.online_retail",
+        prog="python -m proactive_recs_tools.online_retail",
         description="Load UCI Online Retail onto the raw source contract (see "
         "docs/online_retail.md).",
     )

@@ -1,6 +1,6 @@
 """Great Expectations (GX Core 1.x) checks on a built DuckDB file: sources, staging, outputs.
 
-    python -m proactive_recs.validation --duckdb proactive_recs.duckdb [--schema main]
+    python -m proactive_recs_tools.validation --duckdb proactive_recs.duckdb [--schema main]
         [--source-schema main] [--vars-file vars/demo.yml] [--run-date 2026-11-01]
         [--cap email=3 --cap push=2] [--id-mostly 0.95] [--data-docs target/data_docs]
 
@@ -36,8 +36,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .contract import REQUIRED_COLUMNS
-from .frequency import FrequencyRules
+from proactive_recs.contract import REQUIRED_COLUMNS
+from proactive_recs.frequency import FrequencyRules
 
 __all__ = [
     "CHANNELS",
@@ -1194,7 +1194,7 @@ def _parse_cap(text: str) -> tuple[str, int]:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by this CLI and ``proactive_recs.report``."""
+    """The options shared by this CLI and ``proactive_recs_tools.report``."""
     parser.add_argument("--duckdb", default=os.environ.get("DUCKDB_PATH", "proactive_recs.duckdb"))
     parser.add_argument("--schema", default="main", help="schema of the dbt models")
     parser.add_argument(
@@ -1255,7 +1255,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m proactive_recs.validation",
+        prog="python -m proactive_recs_tools.validation",
         description="Validate sources, staging and outputs of a built DuckDB file with GX.",
     )
     add_settings_arguments(parser)

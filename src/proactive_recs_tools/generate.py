@@ -18,7 +18,7 @@ benchmark can ask for millions of rows. The same arguments always give the same 
 
 Usage::
 
-    python -m proactive_recs.generate --users 2000 --items 500 --days 180 --seed 42 \\
+    python -m proactive_recs_tools.generate --users 2000 --items 500 --days 180 --seed 42 \\
         --out seeds/demo
 
     data = generate(1_000_000, 100_000, 180, n_transactions=20_000_000, dirt=False)
@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from .contract import REQUIRED_COLUMNS
+from proactive_recs.contract import REQUIRED_COLUMNS
 
 __all__ = [
     "COLUMNS",
@@ -1135,7 +1135,7 @@ def generate(
         rng_text, rng_dirt, users, items, interactions, sends, events, end_s, dirt
     )
     manifest = {
-        "generator": "proactive_recs.generate",
+        "generator": "proactive_recs_tools.generate",
         "parameters": {
             "users": int(n_users),
             "items": int(n_items),
@@ -1492,7 +1492,7 @@ def command_line(parameters: dict[str, Any], fmt: str) -> str:
     """The canonical command that regenerates these files (every option explicit; the
     output directory is left out so that the manifest does not depend on it)."""
     parts = [
-        "python -m proactive_recs.generate",
+        "python -m proactive_recs_tools.generate",
         f"--users {parameters['users']}",
         f"--items {parameters['items']}",
         f"--days {parameters['days']}",
@@ -1546,7 +1546,7 @@ def write(data: SyntheticData, out: str | Path, fmt: str = "csv") -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m proactive_recs.generate",
+        prog="python -m proactive_recs_tools.generate",
         description="Generate synthetic raw data with planted structure and planted dirt.",
     )
     parser.add_argument("--users", type=int, required=True)

@@ -1,6 +1,6 @@
 """Print what a pipeline run produced: rows per main output, rejected raw rows per reason.
 
-    python -m proactive_recs.summary --duckdb proactive_recs.duckdb [--schema main]
+    python -m proactive_recs_tools.summary --duckdb proactive_recs.duckdb [--schema main]
 
 Run by ``make demo`` after ``dbt build``. Outputs that a later stage has not built yet are
 listed as missing rather than failing, so the summary is useful on a half-built database.

@@ -1,6 +1,6 @@
 """Ship the library to a Snowflake stage so the dbt Python models can import it.
 
-    python -m proactive_recs.snowflake_stage [--stage proactive_recs_stage] [--zip-only]
+    python -m proactive_recs_tools.snowflake_stage [--stage proactive_recs_stage] [--zip-only]
 
 Builds ``target/proactive_recs.zip`` (the ``proactive_recs`` package, importable from the
 zip root as Snowflake's IMPORTS expect) and, unless ``--zip-only``, creates the stage if
@@ -16,7 +16,8 @@ import os
 import zipfile
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+# the runtime package only: the tools never reach the warehouse
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "proactive_recs"
 
 
 def build_zip(out: Path) -> Path:

@@ -1,6 +1,6 @@
 """One static, self-contained HTML page about a pipeline run, for marketers and analysts.
 
-    python -m proactive_recs.report --duckdb proactive_recs.duckdb --out target/report.html
+    python -m proactive_recs_tools.report --duckdb proactive_recs.duckdb --out target/report.html
         [--schema main] [--vars-file vars/demo.yml] [--cap email=3 --cap push=2]
 
 Plots are inline SVG drawn here (no plotting library, no scripts, no network): the page opens
@@ -34,8 +34,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from proactive_recs.summary import MAIN_OUTPUTS
-from proactive_recs.validation import (
+from .summary import MAIN_OUTPUTS
+from .validation import (
     CHANNELS,
     POLICIES,
     Settings,
@@ -801,7 +801,7 @@ def write_report(duckdb_path, out, settings: Settings | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m proactive_recs.report", description=__doc__.splitlines()[0]
+        prog="python -m proactive_recs_tools.report", description=__doc__.splitlines()[0]
     )
     add_settings_arguments(parser)
     parser.add_argument("--out", default="target/report.html")

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m proactive_recs.bench --size S|M|L [--json] [--k 50] [--factors 64] [--pipeline]
-    python -m proactive_recs.bench --size L --pipeline-only --pipeline-vars vars/bench_L.yml
+    python -m proactive_recs_tools.bench --size S|M|L [--json] [--k 50] [--factors 64] [--pipeline]
+    python -m proactive_recs_tools.bench --size L --pipeline-only --pipeline-vars vars/bench_L.yml
 
-Synthetic data comes from :mod:`proactive_recs.generate` (dirt off):
+Synthetic data comes from :mod:`proactive_recs_tools.generate` (dirt off):
 
 ====  =========  =======  ============
 size  users      items    interactions
@@ -237,7 +237,7 @@ def estimate_memory(
     factor_bytes = 6 * 4 * f * (u + i)
     # topk_both: one chunk of scores per thread; the numpy GEMM floor: one 64 MB block;
     # implicit: 100-row batches of scores over all items (users) and their filtered copies.
-    from .topk import default_block_size
+    from proactive_recs.topk import default_block_size
 
     threads = os.cpu_count() or 1
     chunk_elements = min(u, default_block_size(i)) * i
@@ -432,7 +432,7 @@ def load_interactions(path: Path):
 
 
 def _fit_ours(matrix, factors: int, threads: int, seed: int):
-    from .mf import ImplicitMF
+    from proactive_recs.mf import ImplicitMF
 
     return ImplicitMF(
         factors=factors,
@@ -515,7 +515,7 @@ def gemm_floor_per_thread(U: np.ndarray, V: np.ndarray, chunk: int | None = None
     import numba
     from threadpoolctl import threadpool_limits
 
-    from .topk import default_block_size
+    from proactive_recs.topk import default_block_size
 
     U = np.ascontiguousarray(U, dtype=np.float32)
     VT = np.ascontiguousarray(np.asarray(V, dtype=np.float32).T)
@@ -698,7 +698,7 @@ def profile_topk(U, V, seen, k) -> dict[str, float]:
       :func:`gemm_floor_per_thread`), and ``selection_s = kernel_s - products_s``;
     * ``merge_s``: merging the threads' user lists of every item.
     """
-    from . import topk
+    from proactive_recs import topk
 
     timings = {"run": 0.0, "finish": 0.0}
     originals = {name: getattr(topk._Selector, name) for name in timings}
@@ -996,7 +996,7 @@ def _warm_up(X, seen, factors: int, threads: int, seed: int, k: int) -> None:
     """One small call of everything timed, so that no timing pays for imports, the
     OpenMP/BLAS thread pools, first-touch of the libraries' code or the compilation (or
     cache load) of topk_both's numba kernel (measured apart by :func:`measure_jit`)."""
-    from .topk import topk_both
+    from proactive_recs.topk import topk_both
 
     rows = min(X.shape[0], 2_000)
     sub, sub_seen = X[:rows], seen[:rows]
@@ -1040,8 +1040,8 @@ def run(
     timings (at L they take half an hour)."""
     import scipy.sparse as sp
 
-    from .interactions import build_interaction_matrix
-    from .topk import topk_both
+    from proactive_recs.interactions import build_interaction_matrix
+    from proactive_recs.topk import topk_both
 
     def say(message: str) -> None:
         if log is not None:
@@ -1086,7 +1086,7 @@ def run(
         command = [
             sys.executable,
             "-m",
-            "proactive_recs.bench",
+            "proactive_recs_tools.bench",
             "--_generate",
             str(raw),
             "--users",
@@ -1182,7 +1182,7 @@ def run(
         backward = _implicit_model(V, U, 0)
         import numba
 
-        from .topk import default_block_size
+        from proactive_recs.topk import default_block_size
 
         block = _numpy_block_users(n_items)
         threads = max(1, numba.get_num_threads())
@@ -1456,7 +1456,7 @@ def format_markdown(r: dict[str, Any]) -> str:
         f"{r['n_users']:,} users x {r['n_items']:,} items, {r['n_interactions']:,} "
         f"interactions ({r['nnz']:,} distinct pairs); {r['factors']} factors, K = {r['k']}, "
         f"best of {r['fit_repeats']} fits and {r['repeats']} top-K runs, alternating "
-        f"the order. Produced by `{r.get('command', 'python -m proactive_recs.bench')}`.",
+        f"the order. Produced by `{r.get('command', 'python -m proactive_recs_tools.bench')}`.",
         "",
         "| figure | value | target |",
         "| --- | ---: | --- |",
@@ -1593,7 +1593,7 @@ def carry_pipeline_over(result: dict[str, Any], previous: dict[str, Any]) -> dic
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m proactive_recs.bench",
+        prog="python -m proactive_recs_tools.bench",
         description="Benchmark the MF fit, the two-way top-K and optionally the dbt pipeline.",
     )
     parser.add_argument("--size", choices=sorted(SIZES), help="S, M or L")
@@ -1705,7 +1705,7 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_REFUSED
     shown = sys.argv[1:] if argv is None else argv
-    result["command"] = " ".join(["python -m proactive_recs.bench", *map(str, shown)])
+    result["command"] = " ".join(["python -m proactive_recs_tools.bench", *map(str, shown)])
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
         saved = args.save / f"{spec.name}.json"
