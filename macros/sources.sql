@@ -1,5 +1,5 @@
 {#
-  The columns each source must have (DESIGN.md §3). Extra columns are allowed and flow
+  The columns each source must have (docs/raw_data.md). Extra columns are allowed and flow
   through staging so filters and boosters can use them.
 #}
 {% macro proactive_recs_required_columns() -%}

@@ -1,6 +1,6 @@
 {#
   No sendable row for a user who may not be sent on the row's channel, or an unknown user
-  (DESIGN.md §6), whatever the input. `channel_column` names the model's channel column;
+  (docs/frequency_rules.md), whatever the input. `channel_column` names the model's channel column;
   `channel` fixes it for a model of one channel (the e-mail digest). Returns the offending rows.
 #}
 {#

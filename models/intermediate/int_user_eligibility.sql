@@ -1,4 +1,4 @@
--- Whether each user may be sent anything, per channel (DESIGN.md §6 suppression).
+-- Whether each user may be sent anything, per channel (docs/frequency_rules.md suppression).
 -- Consent fails closed: any sign of an opt-out suppresses, wherever it is found.
 --   * Every source row of a user counts, rejected ones included (a duplicate, a row with a bad
 --     time stamp): opted in only if every row says true; unsubscribed if any row has any

@@ -1,4 +1,4 @@
-"""Offline evaluation (DESIGN.md §5) on a time split at the var proactive_recs_eval_cutoff
+"""Offline evaluation (docs/evaluation.md) on a time split at the var proactive_recs_eval_cutoff
 (unset: one horizon before the run date): the served
 two-stage recommender against plain ALS, popularity, heavy users and random, both directions.
 One long frame: record_type 'metric' or 'parameter'. Logic: proactive_recs.evaluation."""

@@ -1,6 +1,6 @@
 """Allocation: which candidate sends to keep when the caps let only some through.
 
-One decision over all of a run's campaigns at once (DESIGN.md §6): choose a subset of the
+One decision over all of a run's campaigns at once (docs/frequency_rules.md): choose a subset of the
 candidate sends maximising the total expected value subject to
 
 * ``channel``  — per (user, channel): at most ``channel_remaining`` sends;

@@ -1,4 +1,4 @@
-"""Campaign backtest (DESIGN.md §5): replay weekly runs over past weeks, four policies.
+"""Campaign backtest (docs/evaluation.md): replay weekly runs over past weeks, four policies.
 
 At each week start ``t = start + 7 * w``:
 

@@ -1,4 +1,4 @@
-"""The source contract (DESIGN.md §3, docs/raw_data.md): the columns each raw table must
+"""The source contract (docs/raw_data.md): the columns each raw table must
 have, in contract order. The one Python copy: the generator, the Online Retail loader and
 the GX checks read it; dbt's copy is the macro ``proactive_recs_required_columns`` in
 macros/sources.sql, and a test keeps the two equal."""

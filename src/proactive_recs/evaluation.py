@@ -1,4 +1,4 @@
-"""Offline evaluation with the protocol of DESIGN.md §5.
+"""Offline evaluation with the protocol of docs/evaluation.md.
 
 ``evaluate(interactions, users, items, cutoff=..., horizon_days=30, params=...)``:
 

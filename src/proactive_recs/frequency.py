@@ -66,7 +66,7 @@ WEEK = pd.Timedelta(days=7)
 
 @dataclass(frozen=True)
 class FrequencyRules:
-    """The frequency rules of DESIGN.md §6, one flat field per dbt var.
+    """The frequency rules (docs/frequency_rules.md), one flat field per rule.
 
     Flat fields (rather than dicts per channel) so that the dataclass is hashable and each
     field maps one-to-one to a dbt var; :meth:`from_dict` builds it from those vars.

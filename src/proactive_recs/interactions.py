@@ -274,7 +274,7 @@ def new_pairs_matrix(
     """Binary (users x items) matrix, over ``base``'s index, of the pairs with an
     interaction in ``[start, end)`` that ``base`` has not seen (no earlier interaction).
 
-    This is the relevance definition of DESIGN.md §5: what a user newly interacted with
+    This is the relevance definition of docs/evaluation.md: what a user newly interacted with
     in a window. Users and items outside ``base``'s index are dropped (they cannot be
     scored).
     """

@@ -1,4 +1,4 @@
-"""Ranking and calibration metrics, as defined in DESIGN.md §5.
+"""Ranking and calibration metrics, as defined in docs/evaluation.md.
 
 Conventions shared by every ranking metric here:
 

@@ -416,7 +416,7 @@ def model_metrics_section(con, schema: str, present: set[str]) -> str:
     plot_id = "plot-model-metrics"
     what = (
         "Ranking quality of the served model against its baselines on the held-out test "
-        "window (DESIGN.md §5), segment <code>all</code>. Higher is better."
+        "window (docs/evaluation.md), segment <code>all</code>. Higher is better."
     )
     if "model_evaluation" not in present:
         return _section(
@@ -669,7 +669,7 @@ def backtest_section(
 ) -> str:
     plot_id = "plot-backtest"
     what = (
-        "Weekly runs replayed over a past window (DESIGN.md §5): the project's configured "
+        "Weekly runs replayed over a past window (docs/evaluation.md): the project's configured "
         "rules against sending to everyone (carpet_bomb), to the most active users "
         "(heavy_users) and to each item's top users with no cap (topk_no_allocation)."
     )

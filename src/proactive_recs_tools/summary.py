@@ -13,7 +13,7 @@ import os
 
 import duckdb
 
-# Public outputs (DESIGN.md §4) first, then the clean staging tables they are built from.
+# Public outputs (README "Data flow") first, then the clean staging tables they are built from.
 MAIN_OUTPUTS = (
     "user_item_scores",
     "item_user_scores",

@@ -10,7 +10,7 @@ pandas datasource per suite (GX's SQL path through DuckDB is not dependable). Th
 * ``sources``: the raw tables staging reads (schema, mostly non-null ids, row counts);
 * ``staging``: the clean ``stg_*`` tables (keys, accepted values, ranges, timestamps not
   after the run date, share of purchases);
-* ``outputs``: the public outputs of DESIGN.md §4, each only when it is built, plus frames
+* ``outputs``: the public tables (README "Data flow"), each only when it is built, plus frames
   derived in pandas for rules that span rows or tables (ranks contiguous per key, no
   suppressed user in an audience, sends per user within the caps, audience sizes).
 
