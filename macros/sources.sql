@@ -44,6 +44,20 @@
 {%- endmacro %}
 
 
+{# The channels the package plans for (Python copy: proactive_recs.contract.CHANNELS). #}
+{% macro proactive_recs_channels() -%}
+    {{ return(['email', 'push']) }}
+{%- endmacro %}
+
+
+{# The channels as a SQL list: ('email', 'push'). #}
+{% macro proactive_recs_channel_list() -%}
+    ({%- for channel in proactive_recs_channels() -%}
+        '{{ channel }}'{{ ', ' if not loop.last }}
+    {%- endfor -%})
+{%- endmacro %}
+
+
 {#
   Columns the package parses although they are not required: read as text like the required
   ones when a source has them.

@@ -23,7 +23,7 @@
         or eligibility.is_suppressed
         or ({{ row_channel }} = 'email' and not eligibility.is_email_eligible)
         or ({{ row_channel }} = 'push' and not eligibility.is_push_eligible)
-        or {{ row_channel }} not in ('email', 'push')
+        or {{ row_channel }} not in {{ proactive_recs_channel_list() }}
 {% endtest %}
 
 

@@ -41,7 +41,7 @@ checked as (
         case
             when typed.send_id is null or typed.user_id is null then 'null_id'
             when typed.sent_at is null then 'unparseable_value'
-            when typed.channel is null or typed.channel not in ('email', 'push') then 'unknown_channel'
+            when typed.channel is null or typed.channel not in {{ proactive_recs_channel_list() }} then 'unknown_channel'
             when clean_users.user_id is null then 'unknown_user'
         end as row_defect
 

@@ -5,7 +5,11 @@ macros/sources.sql, and a test keeps the two equal."""
 
 from __future__ import annotations
 
-__all__ = ["REQUIRED_COLUMNS"]
+__all__ = ["CHANNELS", "REQUIRED_COLUMNS"]
+
+# The channels the package plans for, as staging names them (macro normalize_channel). dbt's
+# copy is the macro proactive_recs_channels in macros/sources.sql; a test keeps them equal.
+CHANNELS: tuple[str, ...] = ("email", "push")
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": (

@@ -35,6 +35,8 @@ from zoneinfo import ZoneInfo, available_timezones
 import numpy as np
 import pandas as pd
 
+from .contract import CHANNELS
+
 __all__ = [
     "CHANNELS",
     "RESPONSE_EVENTS",
@@ -57,7 +59,6 @@ __all__ = [
     "to_utc_naive",
 ]
 
-CHANNELS = ("email", "push")
 # Events that show the user cared about a send; delivered does not (it only says the
 # address works), and unsubscribe / bounce / complaint are handled by suppression in dbt.
 RESPONSE_EVENTS = frozenset({"open", "click", "conversion"})

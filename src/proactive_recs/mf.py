@@ -70,7 +70,7 @@ class ImplicitMF:
         self,
         factors: int = 64,
         regularization: float = 0.05,
-        alpha: float = 10.0,
+        alpha: float = 1.0,
         iterations: int = 15,
         use_cg: bool = True,
         num_threads: int = 1,

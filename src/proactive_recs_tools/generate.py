@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from proactive_recs.contract import REQUIRED_COLUMNS
+from proactive_recs.contract import CHANNELS, REQUIRED_COLUMNS
 
 __all__ = [
     "COLUMNS",
@@ -291,8 +291,7 @@ VIEW_BEFORE_PURCHASE = 0.85
 
 CAMPAIGNS = ("weekly_digest", "new_arrivals", "hidden_gems", "last_chance")
 DIGEST, NEW_ARRIVALS, HIDDEN_GEMS, LAST_CHANCE = range(4)
-CHANNELS = ("email", "push")
-EMAIL, PUSH = range(2)
+EMAIL, PUSH = range(len(CHANNELS))  # indexes into the contract's CHANNELS
 NOTIFICATION_EVENTS = (
     "delivered", "open", "click", "conversion", "unsubscribe", "bounce", "complaint",
 )  # fmt: skip

@@ -36,7 +36,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from proactive_recs.contract import REQUIRED_COLUMNS
+from proactive_recs.contract import CHANNELS, REQUIRED_COLUMNS
 from proactive_recs.frequency import FrequencyRules
 
 __all__ = [
@@ -95,7 +95,6 @@ OUTPUT_TABLES = (
     "campaign_backtest",
 )
 
-CHANNELS = ("email", "push")
 NOTIFICATION_EVENT_TYPES = (
     "delivered",
     "open",

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from proactive_recs.contract import REQUIRED_COLUMNS
+from proactive_recs.contract import CHANNELS, REQUIRED_COLUMNS
 from proactive_recs_tools import generate, online_retail, validation
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,3 +32,12 @@ def test_generator_loader_and_checks_start_from_the_contract():
         assert loaded[: len(required)] == required
     assert generate.COLUMNS["users"][-1] == "loyalty_group"
     assert online_retail.TABLE_COLUMNS["raw_transactions"][-2:] == ("invoice_no", "unit_price")
+
+
+def test_dbt_and_python_name_the_same_channels():
+    text = (REPO / "macros" / "sources.sql").read_text()
+    body = re.search(r"macro proactive_recs_channels\(\).*?return\((\[.*?\])\)", text, re.S)
+    assert body, "macro proactive_recs_channels not found"
+    assert tuple(ast.literal_eval(body.group(1))) == CHANNELS
+    # every other home reads one of the two copies
+    assert validation.CHANNELS is CHANNELS and generate.CHANNELS is CHANNELS
