@@ -34,9 +34,12 @@ else
 	@echo "DATA must be demo or online_retail (got '$(DATA)')" >&2; exit 2
 endif
 
-# Step 2: every model and every dbt test, in DAG order.
+# Step 2: the two schedules of selectors.yml, each model with its tests, in DAG order:
+# daily (everything needed to send today), then weekly (evaluation and backtest, which read
+# the daily tables). In production: `dbt build --selector daily` every day, weekly once a week.
 build: load-data
-	$(DBT) build --exclude tag:demo_data $(DBT_VARS) $(DBT_BUILD_FLAGS)
+	$(DBT) build --selector daily $(DBT_VARS) $(DBT_BUILD_FLAGS)
+	$(DBT) build --selector weekly $(DBT_VARS) $(DBT_BUILD_FLAGS)
 
 summary: setup
 	$(BIN)/python -m proactive_recs_tools.summary --duckdb $(DUCKDB_PATH)

@@ -212,7 +212,7 @@ def load(con, world: World) -> None:
 
 
 def run_dbt(db: Path, work: Path, run_time: pd.Timestamp, extra_vars: dict) -> float:
-    """The daily part of ``dbt build`` for one run date; raises with the log tail on failure."""
+    """``dbt build --selector daily`` for one run date; raises with the log tail on failure."""
     import yaml
 
     values = yaml.safe_load((REPO / "vars" / "demo.yml").read_text()) or {}
@@ -228,10 +228,8 @@ def run_dbt(db: Path, work: Path, run_time: pd.Timestamp, extra_vars: dict) -> f
     command = [
         str(Path(sys.executable).parent / "dbt"),
         "build",
-        "--exclude",
-        "tag:demo_data",
-        "evaluation_results+",
-        "campaign_backtest_results+",
+        "--selector",
+        "daily",
         "--vars",
         json.dumps(values),
         "--target-path",

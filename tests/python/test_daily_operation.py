@@ -20,7 +20,7 @@ pytestmark = pytest.mark.dbt
 
 DEMO_VARS = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
 # Everything needed to send today (the evaluation and the backtest are not).
-DAILY = ["build", "--exclude", "tag:demo_data", "evaluation_results+", "campaign_backtest_results+"]
+DAILY = ["build", "--selector", "daily"]
 
 
 @pytest.fixture

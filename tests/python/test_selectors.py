@@ -1,0 +1,61 @@
+"""The two schedules of selectors.yml: every model belongs to exactly one, the daily one holds
+everything a send needs, and the weekly one only what retrains at past dates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import DBT, REPO
+
+DEMO_VARS = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
+WEEKLY = {
+    "evaluation_results",
+    "campaign_backtest_results",
+    "model_evaluation",
+    "model_evaluation_parameters",
+    "calibration_curve",
+    "campaign_backtest",
+    "campaign_backtest_weekly",
+}
+
+
+def _ls(*args: str) -> list[dict]:
+    done = subprocess.run(
+        [DBT, "ls", "--quiet", "--output", "json", "--output-keys", "name resource_type tags"]
+        + ["--vars", json.dumps(DEMO_VARS), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.dbt
+def test_every_model_is_on_exactly_one_schedule():
+    models = _ls("--resource-type", "model")
+    schedules = {m["name"]: {"daily", "weekly"} & set(m["tags"]) for m in models}
+    assert all(len(tags) == 1 for tags in schedules.values()), schedules
+    assert {name for name, tags in schedules.items() if tags == {"weekly"}} == WEEKLY
+
+
+@pytest.mark.dbt
+def test_the_daily_selector_holds_everything_a_send_needs_and_nothing_weekly():
+    daily = {n["name"] for n in _ls("--selector", "daily", "--resource-type", "model")}
+    weekly = {n["name"] for n in _ls("--selector", "weekly", "--resource-type", "model")}
+    assert weekly == WEEKLY and not daily & weekly
+    # the sync tables and everything upstream of them
+    upstream = {
+        n["name"]
+        for n in _ls("--select", "+notification_sync +email_digest", "--resource-type", "model")
+    }
+    assert upstream <= daily
+    # unit tests and the seeds the daily models read run with them; the demo's seeds never
+    kinds = {(n["resource_type"], n["name"]) for n in _ls("--selector", "daily")}
+    assert ("seed", "campaigns") in kinds and ("seed", "event_type_weights") in kinds
+    assert not {name for kind, name in kinds if kind == "seed"} & {"raw_users", "demo_campaigns"}
+    assert any(kind == "unit_test" for kind, _ in kinds)
