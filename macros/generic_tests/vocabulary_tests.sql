@@ -7,9 +7,9 @@
 {#
   Rows of an audited staging model rejected for `reason`, grouped by the value in
   `value_column` (e.g. unknown_event_type by event_type): one failing row per value, and a
-  warning listing every value with its count.
+  warning listing every value with its count, then `hint` (what to do about it).
 #}
-{% test rejected_values_named(model, reason, value_column) %}
+{% test rejected_values_named(model, reason, value_column, hint='') %}
     {%- set grouped -%}
         select coalesce(cast({{ value_column }} as {{ dbt.type_string() }}), '<null>') as rejected_value,
                count(*) as row_count
@@ -24,8 +24,7 @@
             {%- for row in result.rows -%}{%- do named.append(row[0] ~ ' (' ~ row[1] ~ ' rows)') -%}{%- endfor -%}
             {%- do exceptions.warn(
                 "proactive_recs: " ~ model ~ ": rows rejected as " ~ reason ~ " by " ~ value_column
-                ~ ": " ~ named | join(', ') ~ ". They are in rejected_rows. For event types, list "
-                ~ "them in the var proactive_recs_event_type_weights (docs/raw_data.md).") -%}
+                ~ ": " ~ named | join(', ') ~ ". They are in rejected_rows. " ~ hint) -%}
         {%- endif -%}
     {%- endif -%}
     {{ grouped }}
@@ -40,6 +39,11 @@
 {% test conversion_event_types_occur(model) %}
     {%- set conversion_types = proactive_recs_conversion_event_types() -%}
     {%- if conversion_types | length == 0 -%}
+        {%- if execute -%}
+            {%- do exceptions.warn(
+                "proactive_recs: var proactive_recs_conversion_event_types is empty: the backtest "
+                ~ "and hidden gems will see no conversion.") -%}
+        {%- endif -%}
         select cast('<none configured>' as {{ dbt.type_string() }}) as missing_event_type
     {%- else -%}
         {%- set missing -%}

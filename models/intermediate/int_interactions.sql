@@ -16,9 +16,10 @@ final as (
         item_id,
         occurred_at,
         event_type,
-        is_conversion,
         cast(event_weight as {{ dbt.type_float() }}) as event_weight,
-        cast(quantity as {{ dbt.type_float() }}) as quantity
+        cast(quantity as {{ dbt.type_float() }}) as quantity,
+        -- last: the column order proactive_recs.interactions.INTERACTION_COLUMNS reads as is
+        is_conversion
 
     from transactions
 

@@ -135,7 +135,15 @@ def _already_normalised(frame: pd.DataFrame, cols: list[str]) -> bool:
         "quantity": np.dtype(float),
         "is_conversion": np.dtype(bool),
     }
-    if any(frame[col].dtype != dtype for col, dtype in expected.items()):
+    # Weights may be 32-bit: what a FLOAT column of the warehouse gives (DuckDB), and what
+    # normalising keeps; demanding 64 bits made every read copy the frame a second time.
+    floats = ("event_weight", "quantity")
+    if any(
+        not np.issubdtype(frame[col].dtype, np.floating)
+        if col in floats
+        else frame[col].dtype != dtype
+        for col, dtype in expected.items()
+    ):
         return False
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
         return False

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from proactive_recs.interactions import (
+    INTERACTION_COLUMNS,
     build_interaction_matrix,
     interactions_before,
     new_pairs_matrix,
@@ -151,3 +152,15 @@ def test_normalising_a_normalised_frame_returns_it_without_a_copy():
     assert len(interactions_before(once, "2026-01-02")) == 1
     # integer ids are not normalised yet
     assert normalise_interactions(once.assign(user_id=[1, 2])) is not once
+
+
+@pytest.mark.dbt
+def test_int_interactions_is_read_once_without_a_normalising_copy(demo_con):
+    """The dbt table comes in the library's own column order and types, so normalising the
+    frame read from it returns it as it is: one copy of the interactions per model."""
+    from proactive_recs.recommender_io import read_interactions
+
+    frame = read_interactions(demo_con.sql("select * from main.int_interactions"))
+    assert list(frame.columns) == list(INTERACTION_COLUMNS)
+    assert normalise_interactions(frame) is frame
+    assert frame["is_conversion"].any() and not frame["is_conversion"].all()
