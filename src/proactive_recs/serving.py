@@ -50,11 +50,13 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator
 
 from . import metrics
 from .coldstart import (
@@ -82,7 +84,15 @@ from .ranker import (
 from .threads import openmp_threads, single_threaded_blas
 from .topk import apply_boost, topk_both, topk_pairs
 
-__all__ = ["DEFAULT_PARAMS", "MF_KEYS", "ScoreResult", "resolve_params", "score", "tune_mf"]
+__all__ = [
+    "DEFAULT_PARAMS",
+    "MF_KEYS",
+    "Recommender",
+    "ScoreResult",
+    "resolve_params",
+    "score",
+    "tune_mf",
+]
 
 log = logging.getLogger(__name__)
 
@@ -470,7 +480,8 @@ def score(
     run_date=None,
     params: dict | None = None,
 ) -> ScoreResult:
-    """Score users x items as of ``run_date`` and return the served top-K frames.
+    """Score users x items as of ``run_date`` and return the served top-K frames: a
+    :class:`Recommender` fitted as of ``run_date``, then asked for its lists.
 
     Parameters
     ----------
@@ -485,47 +496,7 @@ def score(
 
     Never raises on thin or empty data: it falls back to popularity (see module doc).
     """
-    p = resolve_params(params)
-    frame = normalise_interactions(interactions)
-    if run_date is None:
-        last = frame["occurred_at"].max() if len(frame) else pd.Timestamp("1970-01-01")
-        run_date = last.normalize() + pd.Timedelta(days=1)
-    run_date = pd.Timestamp(run_date)
-    if run_date.tzinfo is not None:
-        run_date = run_date.tz_convert("UTC").tz_localize(None)
-    frame = interactions_before(frame, run_date)
-    uni = _universe(frame, users, items, run_date, p["prelaunch_days"])
-    # Interactions of users/items outside the universe cannot be served; they still
-    # inform the model (co-purchase patterns) when the universe is given explicitly.
-    exclude_all = None if p["allow_repeats"] else _seen_over(frame, uni.user_ids, uni.item_ids)
-
-    n_users_known = frame["user_id"].nunique()
-    n_items_known = frame["item_id"].nunique()
-    too_small = (
-        len(frame) < p["min_interactions"]
-        or n_users_known <= p["factors"]
-        or n_items_known <= p["factors"]
-    )
-    if too_small:
-        log.warning(
-            "falling back to popularity: %d interactions, %d users, %d items "
-            "(need >= %d interactions and more users and items than factors=%d)",
-            len(frame),
-            n_users_known,
-            n_items_known,
-            p["min_interactions"],
-            p["factors"],
-        )
-        return _popularity_result(frame, uni, p, exclude_all, run_date)
-
-    diagnostics: dict = {}
-    threads = int(p["num_threads"]) or None
-    # BLAS stays single-threaded (its thread count changes implicit's factors and is
-    # process-wide); OpenMP threads are per calling thread (proactive_recs.threads).
-    with warnings.catch_warnings(), single_threaded_blas(), openmp_threads(threads):
-        # implicit warns about BLAS threads even though fit limits them itself.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return _model_result(frame, uni, p, exclude_all, run_date, diagnostics)
+    return Recommender(params).fit(interactions, users, items, as_of=run_date).recommend()
 
 
 def _popularity_result(frame, uni, p, exclude_all, run_date) -> ScoreResult:
@@ -560,228 +531,349 @@ def _popularity_result(frame, uni, p, exclude_all, run_date) -> ScoreResult:
     )
 
 
-def _model_result(frame, uni, p, exclude_all, run_date, diagnostics) -> ScoreResult:
-    horizon = float(p["horizon_days"])
-    mf_params = _mf_params(p)
-    if p["tune"] and p["tune_grid"]:
-        mf_params, tried = tune_mf(
-            frame,
-            run_date,
-            horizon_days=horizon,
-            base_params=mf_params,
-            grid=p["tune_grid"],
-            half_life_days=p["half_life_days"],
-            block_size=p["block_size"],
+@contextmanager
+def _model_threads(p: dict):
+    """BLAS stays single-threaded (its thread count changes implicit's factors and is
+    process-wide); OpenMP threads are per calling thread (proactive_recs.threads)."""
+    threads = int(p["num_threads"]) or None
+    with warnings.catch_warnings(), single_threaded_blas(), openmp_threads(threads):
+        # implicit warns about BLAS threads even though fit limits them itself.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+class Recommender(BaseEstimator):
+    """The served recommender as an estimator: ``fit`` once as of a date, then ``recommend``.
+
+    ``fit`` resolves the parameters, tunes MF on the last horizon before ``as_of``, builds
+    the as-of snapshot (MF factors, similarity, activity) and trains the second stage and
+    the day-0 ranker on past windows; ``recommend`` scores the candidates and returns the
+    served frames (:class:`ScoreResult`). :func:`score` is the two in one call.
+
+    Parameters
+    ----------
+    params : dict or None
+        Overrides of :data:`DEFAULT_PARAMS` (unknown keys raise, text is coerced).
+
+    Attributes (after ``fit``)
+    --------------------------
+    params_ : dict, the resolved parameters; params_used_ : the same after tuning (the MF
+        keys replaced by ``mf_params_``), what ``model_parameters`` shows
+    as_of_ : pd.Timestamp, naive UTC
+    stage_ : 'two_stage', 'mf' or 'popularity' (too little data: no model is fitted)
+    snapshot_ : ranker.Snapshot or None
+    ranker_ : PropensityRanker or None; cold_ranker_ : ColdItemRanker or None
+    diagnostics_ : dict (tuning table, training rows, candidates, ...)
+    """
+
+    def __init__(self, params: dict | None = None):
+        self.params = params
+
+    def fit(self, interactions, users=None, items=None, as_of=None) -> Recommender:
+        p = resolve_params(self.params)
+        frame = normalise_interactions(interactions)
+        if as_of is None:
+            last = frame["occurred_at"].max() if len(frame) else pd.Timestamp("1970-01-01")
+            as_of = last.normalize() + pd.Timedelta(days=1)
+        as_of = pd.Timestamp(as_of)
+        if as_of.tzinfo is not None:
+            as_of = as_of.tz_convert("UTC").tz_localize(None)
+        frame = interactions_before(frame, as_of)
+        self.as_of_ = as_of
+        self.interactions_ = frame
+        self.universe_ = _universe(frame, users, items, as_of, p["prelaunch_days"])
+        # Interactions of users/items outside the universe cannot be served; they still
+        # inform the model (co-purchase patterns) when the universe is given explicitly.
+        self.exclude_all_ = (
+            None
+            if p["allow_repeats"]
+            else _seen_over(frame, self.universe_.user_ids, self.universe_.item_ids)
         )
-        diagnostics["tuning"] = tried
-    used = {**p, **mf_params}
+        self.params_ = p
+        self.diagnostics_ = {}
+        self.snapshot_ = self.ranker_ = self.cold_ranker_ = None
 
-    snap = build_snapshot(
-        frame,
-        run_date,
-        horizon_days=horizon,
-        mf_params=mf_params,
-        half_life_days=p["half_life_days"],
-        items=uni.items,
-    )
-    # Map the universe onto the snapshot's index (users/items with history).
-    u_pos = uni.user_ids.get_indexer(snap.data.user_ids)
-    i_pos = uni.item_ids.get_indexer(snap.data.item_ids)
-    u_in, i_in = u_pos >= 0, i_pos >= 0
-    user_mask = np.where(u_in, uni.user_servable[np.maximum(u_pos, 0)], False)
-    item_mask = np.where(i_in, uni.item_servable[np.maximum(i_pos, 0)], False)
-    user_boost = np.where(u_in, uni.user_boost[np.maximum(u_pos, 0)], 1.0).astype(np.float32)
-    item_boost = np.where(i_in, uni.item_boost[np.maximum(i_pos, 0)], 1.0).astype(np.float32)
-    exclude = None if p["allow_repeats"] else snap.data.seen
+        n_users_known = frame["user_id"].nunique()
+        n_items_known = frame["item_id"].nunique()
+        if (
+            len(frame) < p["min_interactions"]
+            or n_users_known <= p["factors"]
+            or n_items_known <= p["factors"]
+        ):
+            log.warning(
+                "falling back to popularity: %d interactions, %d users, %d items "
+                "(need >= %d interactions and more users and items than factors=%d)",
+                len(frame),
+                n_users_known,
+                n_items_known,
+                p["min_interactions"],
+                p["factors"],
+            )
+            self.stage_ = "popularity"
+            return self
+        with _model_threads(p):
+            self._fit_models()
+        return self
 
-    ranker = cold_ranker = None
-    cand = dict(
-        per_user=p["candidates_per_user"],
-        per_item=p["candidates_per_item"],
-        active_per_item=p["active_candidates_per_item"],
-        popular_per_user=p["popular_candidates_per_user"],
-        block_size=p["block_size"],
-    )
-    if p["second_stage"]:
-        td = training_frame(
+    def recommend(self) -> ScoreResult:
+        """The served frames as of ``as_of_``: top-K both ways, day-0 and pre-launch
+        audiences, factors and the parameters used."""
+        if not hasattr(self, "stage_"):
+            raise RuntimeError("Recommender.recommend() before fit()")
+        if self.stage_ == "popularity":
+            return _popularity_result(
+                self.interactions_, self.universe_, self.params_, self.exclude_all_, self.as_of_
+            )
+        with _model_threads(self.params_):
+            return self._serve()
+
+    def _fit_models(self) -> None:
+        """Tune MF, build the as-of snapshot, train the second stage and the day-0 ranker."""
+        frame, uni, p = self.interactions_, self.universe_, self.params_
+        run_date, diagnostics = self.as_of_, self.diagnostics_
+        horizon = float(p["horizon_days"])
+        mf_params = _mf_params(p)
+        if p["tune"] and p["tune_grid"]:
+            mf_params, tried = tune_mf(
+                frame,
+                run_date,
+                horizon_days=horizon,
+                base_params=mf_params,
+                grid=p["tune_grid"],
+                half_life_days=p["half_life_days"],
+                block_size=p["block_size"],
+            )
+            diagnostics["tuning"] = tried
+        used = {**p, **mf_params}
+
+        snap = build_snapshot(
             frame,
             run_date,
             horizon_days=horizon,
-            windows=int(p["training_windows"]),
             mf_params=mf_params,
-            candidate_params=cand,
             half_life_days=p["half_life_days"],
             items=uni.items,
-            negative_rate=p["negative_rate"],
-            cold_items=bool(p["cold_items"]),
-            random_state=p["random_state"],
         )
-        diagnostics["training_rows"] = int(len(td.y))
-        diagnostics["training_positives"] = int(td.y.sum())
-        diagnostics["cold_training_positives"] = int(td.y_cold.sum())
-        ranker_params = dict(
-            max_iter=p["ranker_max_iter"],
-            learning_rate=p["ranker_learning_rate"],
-            negative_weight=1.0 / p["negative_rate"],
-            random_state=p["random_state"],
-        )
-        if td.y.sum() >= p["min_positives"]:
-            # The last window before the run date calibrates the probabilities.
-            ranker = PropensityRanker(
-                calibration=p["calibration"] or "none",
-                **ranker_params,
-            ).fit(td.X, td.y, window=td.window)
-            # What the validation window decided, for model_parameters.
-            used["calibration_applied"] = ranker.calibrator_ is not None
-            for name, value in ranker.calibration_check_.items():
-                used[f"validation_{name}"] = round(value, 6)
-        else:
-            log.warning(
-                "second stage skipped: %d positive examples in %d past windows (need %d);"
-                " serving plain MF scores",
-                int(td.y.sum()),
-                p["training_windows"],
-                p["min_positives"],
-            )
-        if td.y_cold.sum() >= p["min_positives"]:
-            cold_ranker = ColdItemRanker(negative_weight=1.0 / p["negative_rate"]).fit(
-                td.X_cold, td.y_cold
-            )
-        elif p["cold_items"]:
-            log.warning(
-                "day-0 ranker skipped: %d buyers of new items in %d past windows (need %d);"
-                " new items get category-weighted active users",
-                int(td.y_cold.sum()),
-                p["training_windows"],
-                p["min_positives"],
-            )
+        # Map the universe onto the snapshot's index (users/items with history).
+        u_pos = uni.user_ids.get_indexer(snap.data.user_ids)
+        i_pos = uni.item_ids.get_indexer(snap.data.item_ids)
+        u_in, i_in = u_pos >= 0, i_pos >= 0
+        user_mask = np.where(u_in, uni.user_servable[np.maximum(u_pos, 0)], False)
+        item_mask = np.where(i_in, uni.item_servable[np.maximum(i_pos, 0)], False)
+        user_boost = np.where(u_in, uni.user_boost[np.maximum(u_pos, 0)], 1.0).astype(np.float32)
+        item_boost = np.where(i_in, uni.item_boost[np.maximum(i_pos, 0)], 1.0).astype(np.float32)
+        exclude = None if p["allow_repeats"] else snap.data.seen
 
-    n_u, n_i = snap.data.n_users, snap.data.n_items
-    if ranker is not None:
-        u, i = candidate_pairs(
-            snap,
-            exclude=exclude,
-            user_mask=user_mask,
-            item_mask=item_mask,
-            user_boost=user_boost,
-            item_boost=item_boost,
-            **cand,
-        )
-        prob = _predict_pairs(ranker, snap, u, i)
-        boosted = apply_boost(prob, user_boost[u] * item_boost[i])
-        ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, p["k_items"])
-        iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, p["k_users"])
-        stage = "two_stage"
-        diagnostics["candidates"] = int(u.size)
-    else:
-        top = topk_both(
-            snap.mf.user_factors_,
-            snap.mf.item_factors_,
-            k_items=p["k_items"],
-            k_users=p["k_users"],
-            exclude=exclude,
-            user_mask=user_mask,
-            item_mask=item_mask,
-            user_boost=user_boost,
-            item_boost=item_boost,
+        ranker = cold_ranker = None
+        cand = dict(
+            per_user=p["candidates_per_user"],
+            per_item=p["candidates_per_item"],
+            active_per_item=p["active_candidates_per_item"],
+            popular_per_user=p["popular_candidates_per_user"],
             block_size=p["block_size"],
         )
-        ui_lists, ui_scores, iu_lists, iu_scores = (
-            top.user_items,
-            top.user_item_scores,
-            top.item_users,
-            top.item_user_scores,
-        )
-        stage = "mf"
-    # Only servable users get a list (masked users have empty rows already).
-    ui = _frame(
-        snap.data.user_ids,
-        snap.data.item_ids,
-        ui_lists,
-        ui_scores,
-        np.zeros(n_u, bool),
-        "user_id",
-        "item_id",
-    )
-    ui["because_item_id"] = _because(snap, ui_lists)
-    iu = _frame(
-        snap.data.item_ids,
-        snap.data.user_ids,
-        iu_lists,
-        iu_scores,
-        np.zeros(n_i, bool),
-        "item_id",
-        "user_id",
-    ).assign(basis="history")
-
-    # Cold users: servable but without history before run_date -> popularity lists.
-    cold_users = uni.user_servable & ~uni.user_ids.isin(snap.data.user_ids)
-    # Cold items: servable (or about to go on sale) without history -> day-0 audiences.
-    no_history = ~uni.item_ids.isin(snap.data.item_ids)
-    cold_items = uni.item_servable & no_history
-    upcoming = uni.item_upcoming & no_history
-    new_items = _new_item_audiences(
-        snap, uni, p, cold_ranker, cold_items | upcoming, user_mask, user_boost
-    )
-    # Items the day-0 ranker did not score (no ranker, or the cold path off) fall back to
-    # category-weighted active users, unless nothing at all is known about them.
-    heuristic = (
-        cold_items & ~uni.item_ids.isin(new_items.scored) & ~uni.item_ids.isin(new_items.unusable)
-    )
-    parts_ui, parts_iu = [ui], [iu]
-    if cold_users.any() or heuristic.any():
-        by_pop, by_act = _popularity_lists(
-            frame, uni, p, run_date, cold_users, heuristic, exclude_all
-        )
-        if cold_users.any():
-            parts_ui.append(
-                _frame(
-                    uni.user_ids,
-                    uni.item_ids,
-                    by_pop.user_items,
-                    by_pop.user_item_scores,
-                    np.ones(len(uni.user_ids), bool),
-                    "user_id",
-                    "item_id",
+        if p["second_stage"]:
+            td = training_frame(
+                frame,
+                run_date,
+                horizon_days=horizon,
+                windows=int(p["training_windows"]),
+                mf_params=mf_params,
+                candidate_params=cand,
+                half_life_days=p["half_life_days"],
+                items=uni.items,
+                negative_rate=p["negative_rate"],
+                cold_items=bool(p["cold_items"]),
+                random_state=p["random_state"],
+            )
+            diagnostics["training_rows"] = int(len(td.y))
+            diagnostics["training_positives"] = int(td.y.sum())
+            diagnostics["cold_training_positives"] = int(td.y_cold.sum())
+            ranker_params = dict(
+                max_iter=p["ranker_max_iter"],
+                learning_rate=p["ranker_learning_rate"],
+                negative_weight=1.0 / p["negative_rate"],
+                random_state=p["random_state"],
+            )
+            if td.y.sum() >= p["min_positives"]:
+                # The last window before the run date calibrates the probabilities.
+                ranker = PropensityRanker(
+                    calibration=p["calibration"] or "none",
+                    **ranker_params,
+                ).fit(td.X, td.y, window=td.window)
+                # What the validation window decided, for model_parameters.
+                used["calibration_applied"] = ranker.calibrator_ is not None
+                for name, value in ranker.calibration_check_.items():
+                    used[f"validation_{name}"] = round(value, 6)
+            else:
+                log.warning(
+                    "second stage skipped: %d positive examples in %d past windows (need %d);"
+                    " serving plain MF scores",
+                    int(td.y.sum()),
+                    p["training_windows"],
+                    p["min_positives"],
                 )
-            )
-        if heuristic.any():
-            parts_iu.append(
-                _frame(
-                    uni.item_ids,
-                    uni.user_ids,
-                    by_act.item_users,
-                    by_act.item_user_scores,
-                    np.ones(len(uni.item_ids), bool),
-                    "item_id",
-                    "user_id",
-                ).assign(basis="heuristic")
-            )
-    on_sale = new_items.frame["item_id"].isin(uni.item_ids[cold_items]).to_numpy()
-    if on_sale.any():
-        parts_iu.append(new_items.frame[on_sale])
-    ui = pd.concat(parts_ui, ignore_index=True)
-    iu = pd.concat(parts_iu, ignore_index=True)
-    prelaunch = new_items.frame[new_items.frame["item_id"].isin(uni.item_ids[upcoming]).to_numpy()]
-    unscored = pd.DataFrame(
-        {
-            "item_id": np.asarray(new_items.unusable, dtype=object),
-            "reason": "no_interactions_and_no_usable_attributes",
-        }
-    )
-    diagnostics["cold_items_scored"] = int(len(new_items.scored))
+            if td.y_cold.sum() >= p["min_positives"]:
+                cold_ranker = ColdItemRanker(negative_weight=1.0 / p["negative_rate"]).fit(
+                    td.X_cold, td.y_cold
+                )
+            elif p["cold_items"]:
+                log.warning(
+                    "day-0 ranker skipped: %d buyers of new items in %d past windows (need %d);"
+                    " new items get category-weighted active users",
+                    int(td.y_cold.sum()),
+                    p["training_windows"],
+                    p["min_positives"],
+                )
+        self.mf_params_ = mf_params
+        self.params_used_ = used
+        self.snapshot_ = snap
+        self.candidate_params_ = cand
+        self.ranker_, self.cold_ranker_ = ranker, cold_ranker
+        self.stage_ = "two_stage" if ranker is not None else "mf"
+        # The run's universe on the snapshot's index, for recommend().
+        self.masks_ = (user_mask, item_mask, user_boost, item_boost, exclude)
 
-    return ScoreResult(
-        user_item_scores=ui,
-        item_user_scores=iu,
-        user_factors=_factor_frame(snap.data.user_ids, snap.mf.user_factors_, "user_id"),
-        item_factors=_factor_frame(snap.data.item_ids, snap.mf.item_factors_, "item_id"),
-        params=_params_frame(used),
-        stage=stage,
-        diagnostics=diagnostics,
-        prelaunch_item_user_scores=prelaunch.reset_index(drop=True),
-        unscored_items=unscored,
-    )
+    def _serve(self) -> ScoreResult:
+        """Score the candidates and assemble the served frames."""
+        frame, uni, p = self.interactions_, self.universe_, self.params_
+        run_date, diagnostics, exclude_all = self.as_of_, self.diagnostics_, self.exclude_all_
+        snap, ranker, cold_ranker, cand = (
+            self.snapshot_,
+            self.ranker_,
+            self.cold_ranker_,
+            self.candidate_params_,
+        )
+        user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
+        used = self.params_used_
+        n_u, n_i = snap.data.n_users, snap.data.n_items
+        if ranker is not None:
+            u, i = candidate_pairs(
+                snap,
+                exclude=exclude,
+                user_mask=user_mask,
+                item_mask=item_mask,
+                user_boost=user_boost,
+                item_boost=item_boost,
+                **cand,
+            )
+            prob = _predict_pairs(ranker, snap, u, i)
+            boosted = apply_boost(prob, user_boost[u] * item_boost[i])
+            ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, p["k_items"])
+            iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, p["k_users"])
+            diagnostics["candidates"] = int(u.size)
+        else:
+            top = topk_both(
+                snap.mf.user_factors_,
+                snap.mf.item_factors_,
+                k_items=p["k_items"],
+                k_users=p["k_users"],
+                exclude=exclude,
+                user_mask=user_mask,
+                item_mask=item_mask,
+                user_boost=user_boost,
+                item_boost=item_boost,
+                block_size=p["block_size"],
+            )
+            ui_lists, ui_scores, iu_lists, iu_scores = (
+                top.user_items,
+                top.user_item_scores,
+                top.item_users,
+                top.item_user_scores,
+            )
+        # Only servable users get a list (masked users have empty rows already).
+        ui = _frame(
+            snap.data.user_ids,
+            snap.data.item_ids,
+            ui_lists,
+            ui_scores,
+            np.zeros(n_u, bool),
+            "user_id",
+            "item_id",
+        )
+        ui["because_item_id"] = _because(snap, ui_lists)
+        iu = _frame(
+            snap.data.item_ids,
+            snap.data.user_ids,
+            iu_lists,
+            iu_scores,
+            np.zeros(n_i, bool),
+            "item_id",
+            "user_id",
+        ).assign(basis="history")
+
+        # Cold users: servable but without history before run_date -> popularity lists.
+        cold_users = uni.user_servable & ~uni.user_ids.isin(snap.data.user_ids)
+        # Cold items: servable (or about to go on sale) without history -> day-0 audiences.
+        no_history = ~uni.item_ids.isin(snap.data.item_ids)
+        cold_items = uni.item_servable & no_history
+        upcoming = uni.item_upcoming & no_history
+        new_items = _new_item_audiences(
+            snap, uni, p, cold_ranker, cold_items | upcoming, user_mask, user_boost
+        )
+        # Items the day-0 ranker did not score (no ranker, or the cold path off) fall back to
+        # category-weighted active users, unless nothing at all is known about them.
+        heuristic = (
+            cold_items
+            & ~uni.item_ids.isin(new_items.scored)
+            & ~uni.item_ids.isin(new_items.unusable)
+        )
+        parts_ui, parts_iu = [ui], [iu]
+        if cold_users.any() or heuristic.any():
+            by_pop, by_act = _popularity_lists(
+                frame, uni, p, run_date, cold_users, heuristic, exclude_all
+            )
+            if cold_users.any():
+                parts_ui.append(
+                    _frame(
+                        uni.user_ids,
+                        uni.item_ids,
+                        by_pop.user_items,
+                        by_pop.user_item_scores,
+                        np.ones(len(uni.user_ids), bool),
+                        "user_id",
+                        "item_id",
+                    )
+                )
+            if heuristic.any():
+                parts_iu.append(
+                    _frame(
+                        uni.item_ids,
+                        uni.user_ids,
+                        by_act.item_users,
+                        by_act.item_user_scores,
+                        np.ones(len(uni.item_ids), bool),
+                        "item_id",
+                        "user_id",
+                    ).assign(basis="heuristic")
+                )
+        on_sale = new_items.frame["item_id"].isin(uni.item_ids[cold_items]).to_numpy()
+        if on_sale.any():
+            parts_iu.append(new_items.frame[on_sale])
+        ui = pd.concat(parts_ui, ignore_index=True)
+        iu = pd.concat(parts_iu, ignore_index=True)
+        prelaunch = new_items.frame[
+            new_items.frame["item_id"].isin(uni.item_ids[upcoming]).to_numpy()
+        ]
+        unscored = pd.DataFrame(
+            {
+                "item_id": np.asarray(new_items.unusable, dtype=object),
+                "reason": "no_interactions_and_no_usable_attributes",
+            }
+        )
+        diagnostics["cold_items_scored"] = int(len(new_items.scored))
+
+        return ScoreResult(
+            user_item_scores=ui,
+            item_user_scores=iu,
+            user_factors=_factor_frame(snap.data.user_ids, snap.mf.user_factors_, "user_id"),
+            item_factors=_factor_frame(snap.data.item_ids, snap.mf.item_factors_, "item_id"),
+            params=_params_frame(used),
+            stage=self.stage_,
+            diagnostics=diagnostics,
+            prelaunch_item_user_scores=prelaunch.reset_index(drop=True),
+            unscored_items=unscored,
+        )
 
 
 _PAIRS_PER_CHUNK = 1 << 21  # ~2M candidate pairs (~350 MB of features) scored at a time

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proactive_recs.serving import DEFAULT_PARAMS, score
+from proactive_recs.serving import DEFAULT_PARAMS, Recommender, score
 
 RUN_DATE = pd.Timestamp("2024-07-01")
 SCORE_COLUMNS = ["rank", "score", "is_fallback"]
@@ -160,6 +160,26 @@ def test_deterministic(data, two_stage):
     again = score(interactions, users, items, RUN_DATE, FAST)
     pd.testing.assert_frame_equal(two_stage.user_item_scores, again.user_item_scores)
     pd.testing.assert_frame_equal(two_stage.item_user_scores, again.item_user_scores)
+
+
+def test_the_recommender_fits_once_and_serves_what_score_serves(data, two_stage):
+    """score() is Recommender(params).fit(...).recommend(): same frames; the fitted state is
+    kept, recommend() may be called again without refitting, and the estimator follows
+    scikit-learn's conventions."""
+    interactions, users, items = data
+    model = Recommender(FAST)
+    assert model.get_params() == {"params": FAST}
+    with pytest.raises(RuntimeError, match="before fit"):
+        model.recommend()
+    assert model.fit(interactions, users, items, as_of=RUN_DATE) is model
+    assert model.stage_ == "two_stage" and model.as_of_ == RUN_DATE
+    assert model.ranker_ is not None and model.snapshot_ is not None
+    first, second = model.recommend(), model.recommend()
+    for frames in (first, second):
+        pd.testing.assert_frame_equal(frames.user_item_scores, two_stage.user_item_scores)
+        pd.testing.assert_frame_equal(frames.item_user_scores, two_stage.item_user_scores)
+        pd.testing.assert_frame_equal(frames.params, two_stage.params)
+    assert model.set_params(params={**FAST, "k_items": 3}).params["k_items"] == 3
 
 
 def _boosted_first(frame, owner, member, boosted, exclude_owners):
