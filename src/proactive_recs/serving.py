@@ -47,7 +47,6 @@ before the top-K cut, so K rows come back whenever K candidates pass.
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from contextlib import contextmanager
@@ -81,6 +80,7 @@ from .ranker import (
     pair_features,
     training_frame,
 )
+from .recommender_config import RecommenderConfig
 from .threads import openmp_threads, single_threaded_blas
 from .topk import apply_boost, topk_both, topk_pairs
 
@@ -96,54 +96,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARAMS: dict = {
-    # output
-    "k_items": 20,
-    "k_users": 100,
-    "allow_repeats": False,
-    # confidence matrix and matrix factorization
-    "half_life_days": None,
-    "factors": 64,
-    "regularization": 0.05,
-    "alpha": 1.0,
-    "iterations": 15,
-    "random_state": 0,
-    # OpenMP threads for implicit and the booster; 0 = all cores (BLAS stays at one
-    # thread: proactive_recs.threads). One thread is the default because on small data
-    # and busy machines extra threads cost more than they bring (Online Retail: 60 s
-    # with 1 thread, 53 s with 2).
-    "num_threads": 1,
-    # MF hyper-parameters picked on the last horizon before run_date (see tune_mf)
-    "tune": True,
-    "tune_grid": [
-        {"factors": 32},
-        {"factors": 64},
-        {"factors": 128},
-        {"factors": 64, "alpha": 4.0},
-    ],
-    # second stage
-    "second_stage": True,
-    "horizon_days": 30,
-    "training_windows": 3,
-    "candidates_per_user": 200,
-    "candidates_per_item": 300,
-    "active_candidates_per_item": 300,
-    "popular_candidates_per_user": 100,
-    "negative_rate": 0.1,
-    "ranker_max_iter": 100,
-    "ranker_learning_rate": 0.1,
-    "min_positives": 50,
-    # probability calibration on the last window before run_date: auto (chosen by replaying
-    # one window back), logistic or none (see PropensityRanker)
-    "calibration": "auto",
-    # brand-new items: attribute model + day-0 ranker (see coldstart.py)
-    "cold_items": True,
-    "prelaunch_days": 14,
-    # fallback
-    "min_interactions": 20,
-    # memory: users per block of the top-K pass (None = about 64 MB of scores)
-    "block_size": None,
-}
+# Every setting and its default: proactive_recs.recommender_config.RecommenderConfig (the one
+# home of the defaults); this plain dict is how the library reads them.
+DEFAULT_PARAMS: dict = RecommenderConfig().as_dict()
 
 MF_KEYS = ("factors", "regularization", "alpha", "iterations", "random_state", "num_threads")
 
@@ -182,40 +137,10 @@ class ScoreResult:
     )
 
 
-def _coerce(key: str, value, default):
-    """dbt vars sometimes arrive as text: turn "64" / "0.5" / "true" / "none" into the
-    type of the default."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip().lower()
-    if text in ("none", "null", ""):
-        return None
-    if isinstance(default, bool):
-        if text not in ("true", "false", "1", "0"):
-            raise ValueError(f"parameter {key!r}: expected a boolean, got {value!r}")
-        return text in ("true", "1")
-    if isinstance(default, int) or key in ("half_life_days", "block_size"):
-        number = float(text)
-        return int(number) if number.is_integer() and not isinstance(default, float) else number
-    if isinstance(default, float):
-        return float(text)
-    return value
-
-
 def resolve_params(params: dict | None) -> dict:
-    """Defaults overlaid with ``params``; values given as text are coerced to the type of
-    their default. An unknown key raises, naming it and the known keys: a misspelt setting
-    that is silently ignored leaves the user believing it took effect."""
-    unknown = sorted(set(params or {}) - set(DEFAULT_PARAMS))
-    if unknown:
-        raise ValueError(
-            f"recommender parameter(s) {unknown} unknown (var proactive_recs_recommender_params); "
-            f"known: {sorted(DEFAULT_PARAMS)}"
-        )
-    resolved = copy.deepcopy(DEFAULT_PARAMS)
-    for key, value in (params or {}).items():
-        resolved[key] = _coerce(key, value, DEFAULT_PARAMS[key])
-    return resolved
+    """Defaults overlaid with ``params``, checked (:meth:`RecommenderConfig.from_dict`: an
+    unknown key raises naming it and the known keys; text is coerced to the field's type)."""
+    return RecommenderConfig.from_dict(params).as_dict()
 
 
 def _mf_params(p: dict) -> dict:

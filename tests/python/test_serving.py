@@ -360,3 +360,29 @@ def test_parameters_given_as_text_are_coerced():
     assert p["factors"] == 16 and p["alpha"] == 2.5 and p["second_stage"] is False
     assert p["half_life_days"] == 30
     assert resolve_params({"half_life_days": "none"})["half_life_days"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"k_items": -1}, "'k_items' must be >= 0"),
+        ({"factors": 0}, "'factors' must be >= 1"),
+        ({"negative_rate": 0}, "'negative_rate' must be in"),
+        ({"calibration": "isotonic"}, "'calibration' must be one of"),
+        ({"tune_grid": "factors=32"}, "'tune_grid' must be a list of maps"),
+        ({"second_stage": "maybe"}, "expected a boolean, got 'maybe'"),
+    ],
+)
+def test_a_bad_recommender_setting_stops_naming_it(params, message):
+    with pytest.raises(ValueError, match=message):
+        score(None, params=params)
+
+
+def test_the_defaults_have_one_home():
+    from proactive_recs.recommender_config import RecommenderConfig
+
+    assert DEFAULT_PARAMS == RecommenderConfig().as_dict()
+    # a deep copy each time: a caller mutating its dict cannot change the defaults
+    resolved = RecommenderConfig.from_dict({"factors": "16"}).as_dict()
+    resolved["tune_grid"].append({"factors": 8})
+    assert len(RecommenderConfig().tune_grid) == 4 and resolved["factors"] == 16

@@ -1,0 +1,155 @@
+"""The recommender's settings: one typed, validated config with one default per key.
+
+:class:`RecommenderConfig` is to the recommender what :class:`~proactive_recs.frequency.
+FrequencyRules` is to the frequency rules. In dbt it is built from the var
+``proactive_recs_recommender_params`` (with ``horizon_days`` from ``proactive_recs_horizon_days``,
+:func:`proactive_recs.dbt_io.recommender_params`); the library reads it as a plain dict
+(:data:`proactive_recs.serving.DEFAULT_PARAMS`, :func:`proactive_recs.serving.resolve_params`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+
+__all__ = ["RecommenderConfig"]
+
+CALIBRATIONS = ("auto", "logistic", "none")
+
+
+def _default_tune_grid() -> list[dict]:
+    return [{"factors": 32}, {"factors": 64}, {"factors": 128}, {"factors": 64, "alpha": 4.0}]
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    """Every setting of the served recommender, with its default.
+
+    Build it with :meth:`from_dict`: unknown keys raise naming them and the known keys,
+    values given as text (dbt vars sometimes arrive so) are coerced to the field's type, and
+    every value is checked.
+    """
+
+    # output
+    k_items: int = 20
+    k_users: int = 100
+    allow_repeats: bool = False
+    # confidence matrix and matrix factorisation
+    half_life_days: float | None = None  # recency half-life; None = no decay
+    factors: int = 64
+    regularization: float = 0.05
+    alpha: float = 1.0
+    iterations: int = 15
+    random_state: int = 0
+    # OpenMP threads for implicit and the booster; 0 = all cores (BLAS stays at one thread:
+    # proactive_recs.threads). One thread is the default because on small data and busy
+    # machines extra threads cost more than they bring (Online Retail: 60 s with 1 thread,
+    # 53 s with 2).
+    num_threads: int = 1
+    # MF hyper-parameters picked on the last horizon before the run date (serving.tune_mf)
+    tune: bool = True
+    tune_grid: list = field(default_factory=_default_tune_grid)
+    # second stage
+    second_stage: bool = True
+    horizon_days: float = 30
+    training_windows: int = 3
+    candidates_per_user: int = 200
+    candidates_per_item: int = 300
+    active_candidates_per_item: int = 300
+    popular_candidates_per_user: int = 100
+    negative_rate: float = 0.1
+    ranker_max_iter: int = 100
+    ranker_learning_rate: float = 0.1
+    min_positives: int = 50
+    # probability calibration on the last window before the run date: auto (chosen by
+    # replaying one window back), logistic or none (None = none; see PropensityRanker)
+    calibration: str | None = "auto"
+    # brand-new items: attribute model + day-0 ranker (see coldstart.py)
+    cold_items: bool = True
+    prelaunch_days: float = 14
+    # fallback: fewer interactions than this serve popularity
+    min_interactions: int = 20
+    # memory: users per block of the top-K pass (None = about 64 MB of scores)
+    block_size: int | None = None
+
+    def __post_init__(self):
+        for name in (
+            "k_items",
+            "k_users",
+            "iterations",
+            "candidates_per_user",
+            "candidates_per_item",
+            "active_candidates_per_item",
+            "popular_candidates_per_user",
+            "ranker_max_iter",
+            "min_positives",
+            "min_interactions",
+            "training_windows",
+            "num_threads",
+        ):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"recommender parameter {name!r} must be >= 0")
+        if int(self.factors) < 1:
+            raise ValueError("recommender parameter 'factors' must be >= 1")
+        for name in ("regularization", "alpha", "horizon_days", "ranker_learning_rate"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"recommender parameter {name!r} must be > 0")
+        if not 0 < float(self.negative_rate) <= 1:
+            raise ValueError("recommender parameter 'negative_rate' must be in (0, 1]")
+        if self.prelaunch_days is not None and float(self.prelaunch_days) < 0:
+            raise ValueError("recommender parameter 'prelaunch_days' must be >= 0")
+        if self.calibration is not None and self.calibration not in CALIBRATIONS:
+            raise ValueError(
+                f"recommender parameter 'calibration' must be one of {CALIBRATIONS}, "
+                f"got {self.calibration!r}"
+            )
+        if not isinstance(self.tune_grid, list) or not all(
+            isinstance(entry, Mapping) for entry in self.tune_grid
+        ):
+            raise ValueError("recommender parameter 'tune_grid' must be a list of maps")
+
+    @classmethod
+    def from_dict(cls, values: Mapping | None) -> RecommenderConfig:
+        """Defaults overlaid with ``values``; unknown keys raise, naming them and the
+        known keys (a misspelt setting that is silently ignored leaves the user believing
+        it took effect)."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"recommender parameter(s) {unknown} unknown "
+                f"(var proactive_recs_recommender_params); known: {sorted(known)}"
+            )
+        defaults = cls()
+        return cls(
+            **{
+                key: _coerce(key, copy.deepcopy(value), getattr(defaults, key))
+                for key, value in values.items()
+            }
+        )
+
+    def as_dict(self) -> dict:
+        """The settings as a plain dict (a deep copy), the form the library reads."""
+        return asdict(self)
+
+
+def _coerce(key: str, value, default):
+    """dbt vars sometimes arrive as text: turn "64" / "0.5" / "true" / "none" into the type
+    of the default."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if text in ("none", "null", ""):
+        return None
+    if isinstance(default, bool):
+        if text not in ("true", "false", "1", "0"):
+            raise ValueError(f"parameter {key!r}: expected a boolean, got {value!r}")
+        return text in ("true", "1")
+    if isinstance(default, int) or key in ("half_life_days", "block_size"):
+        number = float(text)
+        return int(number) if number.is_integer() and not isinstance(default, float) else number
+    if isinstance(default, float):
+        return float(text)
+    return value
