@@ -88,12 +88,15 @@ SIZE ?= S
 bench: setup
 	$(BIN)/python -m proactive_recs_tools.bench --size $(SIZE) --json
 
-# The whole dbt build on the same generated data (wall time, peak RSS, slowest nodes), one dbt
-# thread, killed above 12 GB; L uses the scale profile vars/bench_L.yml (docs/benchmark.md).
-PIPELINE_VARS = $(if $(filter L,$(SIZE)),--pipeline-vars vars/bench_L.yml,)
+# The dbt build on the same generated data, one selector of selectors.yml (SELECTOR=daily,
+# weekly or all): wall time against the floor (implicit's fit and two recommend() calls on the
+# same interactions, timed in the same run), peak RSS, slowest nodes; one dbt thread, killed
+# above 12 GB. Results in bench/results/pipeline_<SIZE>_<SELECTOR>.json (docs/benchmark.md).
+SELECTOR ?= daily
+PIPELINE_VARS ?=
 bench-pipeline: setup
 	$(BIN)/python -m proactive_recs_tools.bench --size $(SIZE) --pipeline-only $(PIPELINE_VARS) \
-		--pipeline-mem-limit-gb 12 --json
+		--pipeline-selector $(SELECTOR) --pipeline-mem-limit-gb 12 --save bench/results --json
 
 # Closed loop (docs/frequency_rules.md §11): the daily pipeline for DAYS days against a
 # simulated send tool that writes sends and responses back after DELAY days (0, 1, never);

@@ -92,6 +92,7 @@ REGULARIZATION = 0.05
 ALPHA = 1.0
 ITERATIONS = 15
 RAW_SCHEMA = "bench_raw"
+PIPELINE_SELECTORS = ("all", "daily", "weekly")
 EXIT_REFUSED = 3
 MIN_FREE_MB = 1024  # dbt is killed if the machine's available memory falls under this
 MB = 1 << 20
@@ -920,10 +921,15 @@ def run_pipeline(
     timeout_s: float | None = None,
     threads: int = 1,
     extra_vars: dict[str, Any] | None = None,
+    selector: str = "all",
 ) -> dict[str, Any]:
     """Load the raw parquet files into a scratch DuckDB file (schema ``bench_raw``, every
-    column VARCHAR) and run ``dbt build --exclude tag:demo_data`` on them in its own
-    process, killed if its memory goes over ``limit_mb`` or it outlasts ``timeout_s``."""
+    column VARCHAR) and run ``dbt build`` on them in its own process, killed if its memory
+    goes over ``limit_mb`` or it outlasts ``timeout_s``.
+
+    ``selector``: ``all`` (every model but the demo seeds), ``daily`` or ``weekly`` (the
+    selectors of selectors.yml). ``weekly`` reads the daily tables, so a daily build runs
+    first, untimed (its seconds are kept as ``pipeline_setup_daily_s``)."""
     import duckdb
 
     if not (REPO / "dbt_project.yml").exists():
@@ -939,11 +945,13 @@ def run_pipeline(
             )
     load_s = time.perf_counter() - start
     dbt = str(Path(sys.executable).parent / "dbt")
+    if selector not in PIPELINE_SELECTORS:
+        raise ValueError(f"selector must be one of {PIPELINE_SELECTORS}, got {selector!r}")
+    selection = ["--exclude", "tag:demo_data"] if selector == "all" else ["--selector", selector]
     command = [
         dbt,
         "build",
-        "--exclude",
-        "tag:demo_data",
+        *selection,
         "--vars",
         json.dumps(_dbt_vars(extra_vars)),
         "--threads",
@@ -960,8 +968,25 @@ def run_pipeline(
         # DuckDB's buffer pool lives in the dbt process, next to the Python models' frames.
         "DUCKDB_MEMORY_LIMIT": os.environ.get("DUCKDB_MEMORY_LIMIT", "4GB"),
     }
+    setup: dict[str, Any] = {}
+    if selector == "weekly":
+        daily = [*command[:2], "--selector", "daily", *command[4:]]
+        first = _watch_child(daily, work / "dbt_daily.log", limit_mb, timeout_s, cwd=REPO, env=env)
+        setup = {
+            "pipeline_setup_daily_s": round(first["seconds"], 2),
+            "pipeline_setup_daily_exit_code": first["exit_code"],
+        }
+        if first["exit_code"] != 0:
+            log = (work / "dbt_daily.log").read_text(errors="replace").splitlines()
+            return {
+                **setup,
+                "pipeline_exit_code": first["exit_code"],
+                "pipeline_log_tail": log[-30:],
+            }
     run_ = _watch_child(command, work / "dbt_build.log", limit_mb, timeout_s, cwd=REPO, env=env)
     out: dict[str, Any] = {
+        **setup,
+        "pipeline_selector": selector,
         "pipeline_load_s": round(load_s, 2),
         "pipeline_s": round(run_["seconds"], 2),
         "pipeline_peak_rss_mb": round(run_["peak_rss_mb"], 1),
@@ -1033,6 +1058,7 @@ def run(
     pipeline_threads: int = 1,
     pipeline_vars: dict[str, Any] | None = None,
     pipeline_only: bool = False,
+    pipeline_selector: str = "all",
     log=None,
 ) -> dict[str, Any]:
     """Run the benchmark for one size and return every figure (see the module doc).
@@ -1123,6 +1149,9 @@ def run(
             }
         )
         if pipeline_only:
+            say("the floor: implicit's fit and its two recommend() calls")
+            with stages("floor"):
+                result.update(implicit_floor(X, seen, factors, fit_threads, seed, k))
             del inter, X, seen
             result["stage_s"] = {key: round(v, 3) for key, v in stages.seconds.items()}
             result["stage_peak_rss_mb"] = dict(stages.peak_mb)
@@ -1136,6 +1165,7 @@ def run(
                 pipeline_threads,
                 pipeline_vars,
                 say,
+                selector=pipeline_selector,
             )
 
         say("compiling topk's numba kernel in fresh processes (one-time cost, timed apart)")
@@ -1278,17 +1308,56 @@ def run(
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _finish_pipeline(result, raw, work, limit_mb, timeout_min, threads, extra_vars, say):
-    say("dbt pipeline (own process)")
+def _finish_pipeline(
+    result, raw, work, limit_mb, timeout_min, threads, extra_vars, say, selector="all"
+):
+    say(f"dbt pipeline, selector {selector} (own process)")
     limit = limit_mb
     if limit is None:  # leave 1.5 GB to everything else on the machine
         limit = mem_available_bytes() / MB - 1536
     timeout = None if timeout_min is None else 60.0 * timeout_min
-    result.update(run_pipeline(raw, work, limit, timeout, threads=threads, extra_vars=extra_vars))
+    result.update(
+        run_pipeline(
+            raw, work, limit, timeout, threads=threads, extra_vars=extra_vars, selector=selector
+        )
+    )
     peaks = [result["bench_peak_rss_mb"], result["generator_peak_rss_mb"]]
-    result["peak_rss_mb"] = round(max(peaks + [result["pipeline_peak_rss_mb"]]), 1)
+    result["peak_rss_mb"] = round(max(peaks + [result.get("pipeline_peak_rss_mb") or 0.0]), 1)
+    # The figures of the pipeline benchmark, measured in this one run: the dbt build's wall
+    # time against the floor (implicit alone), and the dbt process tree's peak memory.
+    wall = result.get("pipeline_s")
+    floor = result.get("floor_s")
+    result["selector"] = selector
+    result["wall_s"] = wall
+    result["ratio_vs_floor"] = round(wall / floor, 2) if wall and floor else None
+    result["dbt_peak_rss_mb"] = result.get("pipeline_peak_rss_mb")
+    result["slowest_nodes"] = [
+        {key: node[key] for key in ("node", "seconds", "peak_rss_mb")}
+        for node in result.get("pipeline_slowest_nodes", [])[:5]
+    ]
     result["machine"] = machine_info()
     return result
+
+
+def implicit_floor(X, seen, factors: int, threads: int, seed: int, k: int) -> dict[str, Any]:
+    """What a bare recommender costs on the same interactions: implicit's ALS fit plus its
+    two batch ``recommend()`` calls (items per user, users per item). The pipeline's wall
+    time is read against it (``ratio_vs_floor``)."""
+    import scipy.sparse as sp
+
+    start = time.perf_counter()
+    model = _fit_implicit(X, factors, threads, seed)
+    fit_s = time.perf_counter() - start
+    backward = _implicit_model(model.item_factors, model.user_factors, threads)
+    seen_t = sp.csr_matrix(seen.T)
+    _, _, users_s, items_s = implicit_two_way(model, backward, seen, seen_t, k)
+    return {
+        "floor_fit_s": round(fit_s, 2),
+        "floor_recommend_s": round(users_s + items_s, 2),
+        "floor_s": round(fit_s + users_s + items_s, 2),
+        "floor_k": k,
+        "floor_factors": factors,
+    }
 
 
 # ------------------------------------------------------------------------------ output
@@ -1385,6 +1454,16 @@ def format_pipeline_table(r: dict[str, Any]) -> str:
         f"  dbt build ({r['pipeline_threads']} thread(s))   {r['pipeline_s']:>10.1f} s  "
         f"{r['pipeline_peak_rss_mb']:>9,.0f} MB peak RSS, exit {r['pipeline_exit_code']}",
     ]
+    if r.get("pipeline_selector", "all") != "all":
+        lines.insert(3, f"  selector: {r['pipeline_selector']}")
+    if r.get("pipeline_setup_daily_s") is not None:
+        lines.append(f"  (daily build first, untimed  {r['pipeline_setup_daily_s']:>8.1f} s)")
+    if r.get("floor_s"):
+        lines.append(
+            f"  floor: implicit fit + 2 recommend() {r['floor_s']:>6.1f} s  "
+            f"(fit {r['floor_fit_s']:.1f} s, k {r['floor_k']}); "
+            f"ratio_vs_floor {_fmt(r.get('ratio_vs_floor'))}"
+        )
     if r.get("pipeline_killed_over_limit") or r.get("pipeline_killed_timeout"):
         why = "memory limit" if r.get("pipeline_killed_over_limit") else "timeout"
         lines.append(
@@ -1644,6 +1723,12 @@ def _parser() -> argparse.ArgumentParser:
         help="generate the data and run the dbt build only (no fit / top-K timings); with "
         "--save, its figures are merged into the saved <size>.json",
     )
+    parser.add_argument(
+        "--pipeline-selector",
+        choices=PIPELINE_SELECTORS,
+        default="all",
+        help="what the dbt build runs: all (default), daily or weekly (selectors.yml)",
+    )
     parser.add_argument("--save", type=Path, default=None, help="write <size>.json and .md here")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch dir (kept)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir")
@@ -1699,6 +1784,7 @@ def main(argv: list[str] | None = None) -> int:
             pipeline_threads=args.pipeline_threads,
             pipeline_vars=read_vars_file(args.pipeline_vars),
             pipeline_only=args.pipeline_only,
+            pipeline_selector=args.pipeline_selector,
             log=sys.stderr,
         )
     except InsufficientMemory as exc:
@@ -1709,7 +1795,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.save is not None:
         args.save.mkdir(parents=True, exist_ok=True)
         saved = args.save / f"{spec.name}.json"
-        if args.pipeline_only:
+        markdown_path = args.save / f"{spec.name}.md"
+        if args.pipeline_only and args.pipeline_selector != "all":
+            # one file per size and selector, never merged: pipeline_<size>_<selector>.json
+            saved = args.save / f"pipeline_{spec.name}_{args.pipeline_selector}.json"
+            markdown_path = saved.with_suffix(".md")
+            table = format_pipeline_table(result)
+            markdown = (
+                f"# dbt pipeline, size {spec.name}, selector {args.pipeline_selector}\n\n"
+                f"```\n{table}\n```\n"
+            )
+        elif args.pipeline_only:
             if saved.exists():
                 result = merge_pipeline_run(json.loads(saved.read_text()), result)
                 markdown = format_markdown(result)
@@ -1724,7 +1820,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"not carrying dbt figures over from {saved}: {exc}", file=sys.stderr)
             markdown = format_markdown(result)
         saved.write_text(json.dumps(result, indent=2) + "\n")
-        (args.save / f"{spec.name}.md").write_text(markdown)
+        markdown_path.write_text(markdown)
     print(
         format_pipeline_table(result)
         if args.pipeline_only and "ours_s" not in result

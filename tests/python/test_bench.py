@@ -150,6 +150,39 @@ def test_pipeline_only_runs_the_dbt_build_with_a_scale_profile(capsys, tmp_path)
     assert "proactive_recs_backtest_weeks" in markdown
 
 
+def test_the_weekly_selector_runs_after_a_daily_build_and_reads_against_the_floor(capsys, tmp_path):
+    """--pipeline-selector weekly: a daily build first (untimed), then the weekly models,
+    timed against implicit's fit and two recommend() calls on the same interactions,
+    measured in the same run; the last line is one JSON object with the summary keys."""
+    profile = tmp_path / "profile.yml"
+    profile.write_text(
+        "proactive_recs_recommender_params: {tune: false, second_stage: false}\n"
+        "proactive_recs_backtest_weeks: 1\n"
+    )
+    saved = tmp_path / "results"
+    code = bench.main(
+        ["--size", "tiny", "--json", "--pipeline-only", "--pipeline-selector", "weekly"]
+        + ["--pipeline-vars", str(profile), "--factors", "8", "--k", "20"]
+        + ["--pipeline-mem-limit-gb", "8", "--save", str(saved)]
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and result["pipeline_exit_code"] == 0, result.get("pipeline_log_tail")
+    assert result["pipeline_setup_daily_exit_code"] == 0 and result["pipeline_setup_daily_s"] > 0
+    assert result["size"] == "tiny" and result["selector"] == "weekly"
+    assert result["floor_s"] == pytest.approx(
+        result["floor_fit_s"] + result["floor_recommend_s"], abs=0.02
+    )
+    assert result["ratio_vs_floor"] == pytest.approx(result["wall_s"] / result["floor_s"], rel=0.01)
+    assert result["peak_rss_mb"] >= result["dbt_peak_rss_mb"] > 0
+    slowest = result["slowest_nodes"]
+    assert 0 < len(slowest) <= 5 and {"node", "seconds", "peak_rss_mb"} <= set(slowest[0])
+    # only weekly nodes were timed: the evaluation and the backtest, none of the daily ones
+    names = {row["node"].split(".")[-1] for row in result["pipeline_slowest_nodes"]}
+    assert {"evaluation_results", "campaign_backtest_results"} & names
+    assert not names & {"recommendations", "notification_plan", "stg_transactions_audited"}
+    assert json.loads((saved / "pipeline_tiny_weekly.json").read_text())["selector"] == "weekly"
+
+
 def test_vars_file_must_be_a_mapping(tmp_path):
     path = tmp_path / "bad.yml"
     path.write_text("- tune\n- false\n")

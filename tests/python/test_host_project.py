@@ -375,6 +375,25 @@ def test_the_hosts_vocabulary_and_horizon_reach_every_model(host):
     assert [float(v) for (v,) in served_horizon] == [14.0]
 
 
+def test_the_host_selects_the_daily_and_weekly_sets_by_tag(host):
+    """dbt reads selectors.yml from the root project only: a host selects by the tags."""
+    sets = {}
+    for schedule in ("daily", "weekly"):
+        listed = _dbt(
+            host["root"],
+            "ls",
+            "--resource-type",
+            "model",
+            "--select",
+            f"package:proactive_recs,tag:{schedule}",
+        )
+        assert listed.returncode == 0, listed.stdout[-2000:]
+        sets[schedule] = {line.rsplit(".", 1)[-1] for line in listed.stdout.split() if "." in line}
+    assert {"notification_sync", "int_send_ledger", "recommendations"} <= sets["daily"]
+    assert {"evaluation_results", "campaign_backtest_results"} <= sets["weekly"]
+    assert not sets["daily"] & sets["weekly"]
+
+
 def test_the_weekly_models_can_be_switched_off(host):
     listed = _dbt(
         host["root"],
