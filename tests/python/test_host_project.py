@@ -382,13 +382,16 @@ def test_the_host_selects_the_daily_and_weekly_sets_by_tag(host):
         listed = _dbt(
             host["root"],
             "ls",
+            "--quiet",
+            "--output",
+            "name",
             "--resource-type",
             "model",
             "--select",
             f"package:proactive_recs,tag:{schedule}",
         )
         assert listed.returncode == 0, listed.stdout[-2000:]
-        sets[schedule] = {line.rsplit(".", 1)[-1] for line in listed.stdout.split() if "." in line}
+        sets[schedule] = set(listed.stdout.split())
     assert {"notification_sync", "int_send_ledger", "recommendations"} <= sets["daily"]
     assert {"evaluation_results", "campaign_backtest_results"} <= sets["weekly"]
     assert not sets["daily"] & sets["weekly"]
@@ -398,13 +401,16 @@ def test_the_weekly_models_can_be_switched_off(host):
     listed = _dbt(
         host["root"],
         "ls",
+        "--quiet",
+        "--output",
+        "name",
         "--resource-type",
         "model",
         "--vars",
         json.dumps({"proactive_recs_enable_evaluation": False}),
     )
     assert listed.returncode == 0, listed.stdout[-2000:]
-    names = {line.rsplit(".", 1)[-1] for line in listed.stdout.split()}
+    names = set(listed.stdout.split())
     assert "notification_sync" in names
     assert not names & {"evaluation_results", "model_evaluation", "campaign_backtest_results"}
 
