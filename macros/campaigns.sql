@@ -9,14 +9,25 @@
 
 {#
   The campaigns table of this run: the relation the var proactive_recs_campaigns_table names,
-  or the package seed. A table without campaign_id, campaign_type or channel stops the build
-  naming the var, the table and the columns it has.
+  or the package seed.
 #}
 {% macro proactive_recs_campaigns_relation() -%}
     {%- if not var('proactive_recs_campaigns_table') -%}
         {{ return(ref('campaigns')) }}
     {%- endif -%}
-    {%- set relation = proactive_recs_relation_from_var('proactive_recs_campaigns_table') -%}
+    {{ return(proactive_recs_relation_from_var('proactive_recs_campaigns_table')) }}
+{%- endmacro %}
+
+
+{#
+  The select list of stg_campaigns, from the table's columns read once: a table without
+  campaign_id, campaign_type or channel stops the build naming the var, the table and the
+  columns it has. Then every known campaign column as trimmed text (type, channel and
+  trigger lower-cased); a column the table lacks is null, except is_active: a table without
+  it runs every campaign.
+#}
+{% macro proactive_recs_campaign_columns(relation) -%}
+    {%- set present = [] -%}
     {%- if execute -%}
         {%- set present = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
         {%- set missing = ['campaign_id', 'campaign_type', 'channel'] | reject('in', present) | list -%}
@@ -26,19 +37,6 @@
                 ~ " (var proactive_recs_campaigns_table) lacks column(s) " ~ missing | join(', ')
                 ~ ". Found: " ~ present | join(', ') ~ ". See seeds/reference/_reference_seeds.yml.") }}
         {%- endif -%}
-    {%- endif -%}
-    {{ return(relation) }}
-{%- endmacro %}
-
-
-{#
-  Every known campaign column as trimmed text (type, channel and trigger lower-cased); a
-  column the table lacks is null, except is_active: a table without it runs every campaign.
-#}
-{% macro proactive_recs_campaign_columns(relation) -%}
-    {%- set present = [] -%}
-    {%- if execute -%}
-        {%- set present = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
     {%- endif -%}
     {%- set parts = [] -%}
     {%- for column in proactive_recs_campaign_columns_known() -%}

@@ -13,37 +13,6 @@
 {%- endmacro %}
 
 
-{#
-  source('proactive_recs', name), after checking at run time that the table has every
-  required column. A missing column stops the build here, naming the source, the table and
-  the column, instead of surfacing as a SQL error several models later.
-#}
-{% macro proactive_recs_source(name) -%}
-    {%- set relation = source('proactive_recs', name) -%}
-    {%- if execute -%}
-        {%- set columns = adapter.get_columns_in_relation(relation) -%}
-        {%- if columns | length == 0 -%}
-            {{ exceptions.raise_compiler_error(
-                "proactive_recs: source '" ~ name ~ "' (" ~ relation ~ ") was not found or has no columns. "
-                ~ "Load it, or point the package at it with the var proactive_recs_" ~ name ~ "_table "
-                ~ "(and proactive_recs_source_schema / proactive_recs_source_database).") }}
-        {%- endif -%}
-        {%- set present = columns | map(attribute='name') | map('lower') | list -%}
-        {%- set missing = [] -%}
-        {%- for column in proactive_recs_required_columns()[name] -%}
-            {%- if column not in present -%}{%- do missing.append(column) -%}{%- endif -%}
-        {%- endfor -%}
-        {%- if missing -%}
-            {{ exceptions.raise_compiler_error(
-                "proactive_recs: source '" ~ name ~ "' (" ~ relation ~ ", var proactive_recs_" ~ name
-                ~ "_table) is missing required column(s): " ~ missing | join(', ') ~ ". Present: "
-                ~ present | join(', ') ~ ". See docs/raw_data.md.") }}
-        {%- endif -%}
-    {%- endif -%}
-    {{ return(relation) }}
-{%- endmacro %}
-
-
 {# The channels the package plans for (Python copy: proactive_recs.contract.CHANNELS). #}
 {% macro proactive_recs_channels() -%}
     {{ return(['email', 'push']) }}
@@ -52,9 +21,7 @@
 
 {# The channels as a SQL list: ('email', 'push'). #}
 {% macro proactive_recs_channel_list() -%}
-    ({%- for channel in proactive_recs_channels() -%}
-        '{{ channel }}'{{ ', ' if not loop.last }}
-    {%- endfor -%})
+    {{ sql_string_list(proactive_recs_channels()) }}
 {%- endmacro %}
 
 
@@ -74,17 +41,36 @@
 
 
 {#
-  The select list of a base view: every column the package parses (required or optional) as
-  text under its lower-case name, whatever its type in the warehouse (TIMESTAMP, TIMESTAMPTZ,
-  BOOLEAN, DOUBLE, INTEGER, VARCHAR); any other column as it is. Staging then parses one
+  The select list of a base view, from the source's columns read once at run time: a source
+  that is missing, or lacks a required column, stops the build here, naming the source, the
+  table, the var that points at it and the columns found (instead of a SQL error several
+  models later). Then every column the package parses (required or optional) comes as text
+  under its lower-case name, whatever its type in the warehouse (TIMESTAMP, TIMESTAMPTZ,
+  BOOLEAN, DOUBLE, INTEGER, VARCHAR), and any other column as it is. Staging then parses one
   kind of input, and the package's unit tests, whose fixtures dbt casts to the base view's
   column types, hold on typed and text sources alike.
 #}
 {% macro proactive_recs_source_select(name) -%}
     {%- if not execute -%}{{ return('*') }}{%- endif -%}
+    {%- set relation = source('proactive_recs', name) -%}
+    {%- set columns = adapter.get_columns_in_relation(relation) -%}
+    {%- if columns | length == 0 -%}
+        {{ exceptions.raise_compiler_error(
+            "proactive_recs: source '" ~ name ~ "' (" ~ relation ~ ") was not found or has no columns. "
+            ~ "Load it, or point the package at it with the var proactive_recs_" ~ name ~ "_table "
+            ~ "(and proactive_recs_source_schema / proactive_recs_source_database).") }}
+    {%- endif -%}
+    {%- set present = columns | map(attribute='name') | map('lower') | list -%}
+    {%- set missing = proactive_recs_required_columns()[name] | reject('in', present) | list -%}
+    {%- if missing -%}
+        {{ exceptions.raise_compiler_error(
+            "proactive_recs: source '" ~ name ~ "' (" ~ relation ~ ", var proactive_recs_" ~ name
+            ~ "_table) is missing required column(s): " ~ missing | join(', ') ~ ". Present: "
+            ~ present | join(', ') ~ ". See docs/raw_data.md.") }}
+    {%- endif -%}
     {%- set parsed = proactive_recs_required_columns()[name] + proactive_recs_optional_columns()[name] -%}
     {%- set parts = [] -%}
-    {%- for column in adapter.get_columns_in_relation(source('proactive_recs', name)) -%}
+    {%- for column in columns -%}
         {%- if column.name | lower in parsed -%}
             {%- do parts.append(proactive_recs_as_text(column) ~ ' as ' ~ column.name | lower) -%}
         {%- else -%}

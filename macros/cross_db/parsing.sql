@@ -78,6 +78,14 @@
 {%- endmacro %}
 
 
+{# Texts as a SQL list of string literals: ('a', 'b'). #}
+{% macro sql_string_list(texts) -%}
+    ({%- for text in texts -%}
+        {{ sql_string_literal(text) }}{{ ', ' if not loop.last }}
+    {%- endfor -%})
+{%- endmacro %}
+
+
 {#
   All columns of the relation in scope except the named ones: how extra source columns
   (any user or item attribute) travel through staging untouched.

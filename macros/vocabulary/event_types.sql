@@ -79,10 +79,6 @@
     {%- if conversion_types | length == 0 -%}
         false
     {%- else -%}
-        {{ expression }} in (
-            {%- for event_type in conversion_types -%}
-                {{ sql_string_literal(event_type) }}{{ ', ' if not loop.last }}
-            {%- endfor -%}
-        )
+        {{ expression }} in {{ sql_string_list(conversion_types) }}
     {%- endif -%}
 {%- endmacro %}

@@ -19,6 +19,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 ONLINE_RETAIL_CSV = REPO.parent / "shared" / "datasets" / "online_retail" / "online_retail.csv.gz"
 DBT = str(Path(sys.executable).parent / "dbt")
+# The demo's dbt vars (read-only: tests lay their own over a copy, {**DEMO_VARS, ...}).
+DEMO_VARS = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
 
 
 def run_dbt(
@@ -44,10 +46,9 @@ def demo_db(tmp_path_factory) -> Path:
     if given:
         return Path(given)
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    demo_vars = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
-    seeded = run_dbt(["seed", "--select", "tag:demo_data", "--full-refresh"], path, demo_vars)
+    seeded = run_dbt(["seed", "--select", "tag:demo_data", "--full-refresh"], path, DEMO_VARS)
     assert seeded.returncode == 0, seeded.stdout[-4000:]
-    built = run_dbt(["build", "--exclude", "tag:demo_data"], path, demo_vars)
+    built = run_dbt(["build", "--exclude", "tag:demo_data"], path, DEMO_VARS)
     assert built.returncode == 0, built.stdout[-4000:]
     return path
 
@@ -56,3 +57,11 @@ def demo_db(tmp_path_factory) -> Path:
 def demo_con(demo_db):
     with duckdb.connect(str(demo_db), read_only=True) as con:
         yield con
+
+
+@pytest.fixture
+def demo_copy(demo_db, tmp_path):
+    """A private copy of the demo database, for tests that build on it."""
+    copy = tmp_path / "demo_copy.duckdb"
+    copy.write_bytes(demo_db.read_bytes())
+    return copy

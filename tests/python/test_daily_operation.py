@@ -10,24 +10,15 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO, run_dbt
+from conftest import DEMO_VARS, run_dbt
 from proactive_recs.frequency import FrequencyRules
 from proactive_recs_tools.simulate import RULES, _clean_sends, check
 
 pytestmark = pytest.mark.dbt
 
-DEMO_VARS = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
 # Everything needed to send today (the evaluation and the backtest are not).
 DAILY = ["build", "--selector", "daily"]
-
-
-@pytest.fixture
-def demo_copy(demo_db, tmp_path):
-    copy = tmp_path / "daily.duckdb"
-    copy.write_bytes(demo_db.read_bytes())
-    return copy
 
 
 def _sendable(path) -> pd.DataFrame:

@@ -6,9 +6,8 @@ import json
 
 import duckdb
 import pytest
-import yaml
 
-from conftest import REPO, run_dbt
+from conftest import DEMO_VARS, REPO, run_dbt
 
 pytestmark = pytest.mark.dbt
 
@@ -130,8 +129,7 @@ def test_notification_log_rerun_of_the_same_run_date_adds_nothing(demo_db, tmp_p
         (before,) = con.execute(count).fetchone()
         (planned,) = con.execute("select count(*) from main.notification_audience").fetchone()
     assert before == planned > 0
-    demo_vars = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
-    rerun = run_dbt(["build", "--select", "notification_plan+"], copy, demo_vars)
+    rerun = run_dbt(["build", "--select", "notification_plan+"], copy, DEMO_VARS)
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     with duckdb.connect(str(copy), read_only=True) as con:
         assert con.execute(count).fetchone() == (before,)

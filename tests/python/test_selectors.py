@@ -7,11 +7,9 @@ import json
 import subprocess
 
 import pytest
-import yaml
 
-from conftest import DBT, REPO
+from conftest import DBT, DEMO_VARS, REPO
 
-DEMO_VARS = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
 WEEKLY = {
     "evaluation_results",
     "campaign_backtest_results",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO, run_dbt
+from conftest import DEMO_VARS, REPO, run_dbt
 from proactive_recs.targeting import TargetingExpressionError, TargetingRule, evaluate_targeting
 
 USERS = pd.DataFrame(
@@ -103,12 +102,11 @@ def test_boosters_that_are_not_finite_numbers_stop_naming_the_campaign(booster, 
 @pytest.mark.dbt
 def test_dbt_build_stops_on_a_bad_user_filter_naming_it(tmp_path):
     path = tmp_path / "bad_filter.duckdb"
-    demo_vars = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
-    assert run_dbt(["seed"], path, demo_vars).returncode == 0
+    assert run_dbt(["seed"], path, DEMO_VARS).returncode == 0
     result = run_dbt(
         ["run", "--select", "+user_targeting", "--exclude", "tag:demo_data"],
         path,
-        {**demo_vars, "proactive_recs_user_filter": "loyalty_grup = 'loyal'"},
+        {**DEMO_VARS, "proactive_recs_user_filter": "loyalty_grup = 'loyal'"},
     )
     assert result.returncode != 0
     assert (

@@ -4,22 +4,15 @@ one setting has one meaning (the horizon)."""
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import fields
 
 import duckdb
 import pytest
-import yaml
 
-from conftest import REPO, run_dbt
+from conftest import DEMO_VARS, REPO, run_dbt
 from proactive_recs.dbt_io import evaluation_cutoff, recommender_params
-
-DEMO_VARS = yaml.safe_load((REPO / "vars" / "demo.yml").read_text())
-
-
-@pytest.fixture
-def demo_copy(demo_db, tmp_path):
-    copy = tmp_path / "vars.duckdb"
-    copy.write_bytes(demo_db.read_bytes())
-    return copy
+from proactive_recs.frequency import FrequencyRules
 
 
 def test_the_horizon_var_reaches_the_served_model_and_a_second_horizon_stops():
@@ -154,3 +147,11 @@ def test_a_var_under_its_old_name_is_named_with_its_new_one(demo_copy):
     assert "push_cap_per_week -> proactive_recs_frequency_rules: {push_cap_per_week: ...}" in (
         result.stdout
     )
+
+
+def test_the_renamed_vars_warning_knows_every_frequency_rule():
+    """The warning's list of old frequency-rule vars (macros/renamed_vars.sql) is the rules of
+    FrequencyRules, so a rule added later is not forgotten there."""
+    text = (REPO / "macros" / "renamed_vars.sql").read_text()
+    listed = re.search(r"for rule in \[(.*?)\]", text, re.S).group(1)
+    assert set(re.findall(r"'([a-z_]+)'", listed)) == {f.name for f in fields(FrequencyRules)}

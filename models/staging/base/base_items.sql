@@ -1,4 +1,4 @@
 -- The raw items source after checking its required columns, with every column the package
 -- parses as text (typed and text sources alike) and any other column as it is (macros/sources.sql).
 select {{ proactive_recs_source_select('items') }}
-from {{ proactive_recs_source('items') }}
+from {{ source('proactive_recs', 'items') }}

@@ -1,4 +1,4 @@
 -- The raw notification_sends source after checking its required columns, with every column the package
 -- parses as text (typed and text sources alike) and any other column as it is (macros/sources.sql).
 select {{ proactive_recs_source_select('notification_sends') }}
-from {{ proactive_recs_source('notification_sends') }}
+from {{ source('proactive_recs', 'notification_sends') }}
