@@ -18,7 +18,8 @@ final as (
         event_type,
         cast(event_weight as {{ dbt.type_float() }}) as event_weight,
         cast(quantity as {{ dbt.type_float() }}) as quantity,
-        -- last: the column order proactive_recs.interactions.INTERACTION_COLUMNS reads as is
+        -- last: the column order that proactive_recs.data.interactions.INTERACTION_COLUMNS
+        -- reads as is
         is_conversion
 
     from transactions

@@ -4,8 +4,8 @@ Logic: proactive_recs.diagnostics.run_diagnostics. Tests with severity warn on t
 print each kind in dbt build's output.
 """
 
-from proactive_recs.dbt_io import config_value, for_session, to_pandas
 from proactive_recs.diagnostics import run_diagnostics
+from proactive_recs.warehouse.dbt_io import config_value, for_session, to_pandas
 
 
 def model(dbt, session):

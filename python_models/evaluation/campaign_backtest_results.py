@@ -2,19 +2,24 @@
 the configured rules and with the baselines of docs/evaluation.md (carpet_bomb, heavy_users,
 topk_no_allocation). Each week re-trains the recommender on the interactions before that week.
 One long frame: record_type 'summary' (policy, metric, value) or 'weekly'.
-Logic: proactive_recs.backtest."""
+Logic: proactive_recs.notifications.backtest."""
 
 import json
 
-from proactive_recs.backtest import run_backtest_detailed
-from proactive_recs.dbt_io import read_run_date, recommender_params, require_packages, to_pandas
-from proactive_recs.notifications_io import (
+from proactive_recs.notifications.backtest import run_backtest_detailed
+from proactive_recs.warehouse.dbt_io import (
+    read_run_date,
+    recommender_params,
+    require_packages,
+    to_pandas,
+)
+from proactive_recs.warehouse.notifications_io import (
     backtest_campaigns,
     backtest_start,
     long_backtest_frame,
     weekly_scorer,
 )
-from proactive_recs.recommender_io import (
+from proactive_recs.warehouse.recommender_io import (
     item_frame_for_scoring,
     read_interactions,
     user_frame_for_scoring,

@@ -1,9 +1,9 @@
 """Offline evaluation (docs/evaluation.md) on a time split at the var proactive_recs_eval_cutoff
 (unset: one horizon before the run date): the served
 two-stage recommender against plain ALS, popularity, heavy users and random, both directions.
-One long frame: record_type 'metric' or 'parameter'. Logic: proactive_recs.evaluation."""
+One long frame: record_type 'metric' or 'parameter'. Logic: proactive_recs.evaluation.protocol."""
 
-from proactive_recs.dbt_io import (
+from proactive_recs.warehouse.dbt_io import (
     evaluation_cutoff,
     horizon_days,
     read_run_date,
@@ -11,7 +11,7 @@ from proactive_recs.dbt_io import (
     require_packages,
     to_pandas,
 )
-from proactive_recs.recommender_io import (
+from proactive_recs.warehouse.recommender_io import (
     evaluation_items,
     long_evaluation_frame,
     mf_params_used,
@@ -22,8 +22,10 @@ from proactive_recs.recommender_io import (
 def model(dbt, session):
     dbt.config(materialized="table")
     require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"])
-    from proactive_recs.categories import evaluate_user_to_category  # these import implicit
-    from proactive_recs.evaluation import evaluate
+    from proactive_recs.evaluation.protocol import evaluate
+    from proactive_recs.recommender.categories import (
+        evaluate_user_to_category,  # these import implicit
+    )
 
     meta = dbt.config.get("meta") or {}
     cutoff = evaluation_cutoff(meta, read_run_date(dbt.ref("int_run_context")))

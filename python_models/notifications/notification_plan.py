@@ -2,16 +2,17 @@
 
 Returns one long frame: record_type 'send' (a planned send, holdout included and flagged) or
 'rejected' (a candidate that was not planned, with the reason), split by SQL models.
-Logic: proactive_recs.campaigns.plan_run. Caps, spacing and repeats count the send ledger
-(int_send_ledger), so they hold across daily runs whatever the send tool has written back.
+Logic: proactive_recs.notifications.campaigns.plan_run. Caps, spacing and repeats count the
+send ledger (int_send_ledger), so they hold across daily runs whatever the send tool has
+written back.
 """
 
 import json
 
-from proactive_recs.campaigns import plan_run
-from proactive_recs.dbt_io import read_run_date, to_pandas
-from proactive_recs.notifications_io import long_plan_frame
-from proactive_recs.recommender_io import read_interactions
+from proactive_recs.notifications.campaigns import plan_run
+from proactive_recs.warehouse.dbt_io import read_run_date, to_pandas
+from proactive_recs.warehouse.notifications_io import long_plan_frame
+from proactive_recs.warehouse.recommender_io import read_interactions
 
 # What the planner reads of the users and of the score tables.
 USER_COLUMNS = [

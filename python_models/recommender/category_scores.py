@@ -1,8 +1,8 @@
 """Every (user, category) scored from the run's factors: the mean MF score the user gives the
-category's items. Logic: proactive_recs.categories."""
+category's items. Logic: proactive_recs.recommender.categories."""
 
-from proactive_recs.categories import user_category_scores
-from proactive_recs.dbt_io import to_pandas
+from proactive_recs.recommender.categories import user_category_scores
+from proactive_recs.warehouse.dbt_io import to_pandas
 
 
 def model(dbt, session):

@@ -3,17 +3,17 @@
 One fit feeds several outputs, and a dbt Python model returns one table, so rows carry a
 record_type: 'user_item' / 'item_user' (top-K scores), 'user_factor' / 'item_factor'
 (MF factors as a list) and 'parameter' (what was used after tuning). Thin SQL models split
-it into the public tables. Logic: proactive_recs.serving.score.
+it into the public tables. Logic: proactive_recs.recommender.two_stage.score.
 """
 
-from proactive_recs.dbt_io import (
+from proactive_recs.warehouse.dbt_io import (
     for_session,
     read_run_date,
     recommender_params,
     require_packages,
     to_pandas,
 )
-from proactive_recs.recommender_io import (
+from proactive_recs.warehouse.recommender_io import (
     item_frame_for_scoring,
     long_recommendation_table,
     read_interactions,
@@ -26,7 +26,7 @@ def model(dbt, session):
     require_packages(
         ["numpy", "pandas", "pyarrow", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"]
     )
-    from proactive_recs.serving import score  # after the check: it imports implicit
+    from proactive_recs.recommender.two_stage import score  # after the check: it imports implicit
 
     meta = dbt.config.get("meta") or {}
     result = score(

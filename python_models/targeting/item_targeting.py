@@ -1,8 +1,9 @@
 """Per item: passes the var proactive_recs_item_filter, and the var
-proactive_recs_item_booster's boost (target 'scores'). Logic: proactive_recs.targeting."""
+proactive_recs_item_booster's boost (target 'scores').
+Logic: proactive_recs.notifications.targeting."""
 
-from proactive_recs.dbt_io import config_value
-from proactive_recs.targeting import TargetingRule, evaluate_targeting
+from proactive_recs.notifications.targeting import TargetingRule, evaluate_targeting
+from proactive_recs.warehouse.dbt_io import config_value
 
 
 def model(dbt, session):

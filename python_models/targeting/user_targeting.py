@@ -1,9 +1,10 @@
 """Per (target, user): passes the filter, and the boost. Target 'scores' = the vars
 proactive_recs_user_filter / _user_booster (used by the score tables); any other target is a
-campaign_id with its own filter and booster from stg_campaigns. Logic: proactive_recs.targeting."""
+campaign_id with its own filter and booster from stg_campaigns.
+Logic: proactive_recs.notifications.targeting."""
 
-from proactive_recs.dbt_io import config_value, to_pandas
-from proactive_recs.targeting import TargetingRule, evaluate_targeting
+from proactive_recs.notifications.targeting import TargetingRule, evaluate_targeting
+from proactive_recs.warehouse.dbt_io import config_value, to_pandas
 
 
 def model(dbt, session):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .frequency import is_known_timezone
+from proactive_recs.notifications.frequency import is_known_timezone
 
 COLUMNS = ["diagnostic", "subject_type", "subject_id", "raw_value", "detail", "n_rows"]
 

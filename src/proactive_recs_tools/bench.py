@@ -19,11 +19,11 @@ Everything timed is timed in this one process, and only ratios of times measured
 same run are reported as ratios (the machine may be shared). Sections that are repeated
 alternate their order between repeats and report the fastest repeat.
 
-1. **Fit**: our :class:`~proactive_recs.mf.ImplicitMF` against ``implicit``'s ALS alone on
-   the same confidence matrix with the same hyper-parameters (both with one BLAS thread):
+1. **Fit**: our :class:`~proactive_recs.estimators.mf.ImplicitMF` against ``implicit``'s ALS
+   alone on the same confidence matrix with the same hyper-parameters (both with one BLAS thread):
    ``fit_ours_s``, ``fit_implicit_s``, ``ratio_fit``.
 2. **Two-way top-K** on our fitted factors, excluding already-seen pairs: our
-   :func:`~proactive_recs.topk.topk_both` (``ours_s``) against ``implicit``'s batch
+   :func:`~proactive_recs.estimators.topk.topk_both` (``ours_s``) against ``implicit``'s batch
    ``recommend()`` for every user plus ``recommend()`` of the transposed model for every
    item (``implicit_s``), and against the floor of the bare float32 ``users x items``
    products (``gemm_s``): the faster of the products as topk_both computes them (each
@@ -171,7 +171,7 @@ def machine_info() -> dict[str, Any]:
     """Cores, memory, CPU model, BLAS and library versions."""
     from threadpoolctl import threadpool_info
 
-    import proactive_recs.mf  # noqa: F401 - loads implicit's OpenMP runtime for the listing
+    import proactive_recs.estimators.mf  # noqa: F401 - loads implicit's OpenMP runtime for the listing
 
     try:
         import implicit.cpu.als  # noqa: F401
@@ -238,7 +238,7 @@ def estimate_memory(
     factor_bytes = 6 * 4 * f * (u + i)
     # topk_both: one chunk of scores per thread; the numpy GEMM floor: one 64 MB block;
     # implicit: 100-row batches of scores over all items (users) and their filtered copies.
-    from proactive_recs.topk import default_block_size
+    from proactive_recs.estimators.topk import default_block_size
 
     threads = os.cpu_count() or 1
     chunk_elements = min(u, default_block_size(i)) * i
@@ -433,7 +433,7 @@ def load_interactions(path: Path):
 
 
 def _fit_ours(matrix, factors: int, threads: int, seed: int):
-    from proactive_recs.mf import ImplicitMF
+    from proactive_recs.estimators.mf import ImplicitMF
 
     return ImplicitMF(
         factors=factors,
@@ -516,7 +516,7 @@ def gemm_floor_per_thread(U: np.ndarray, V: np.ndarray, chunk: int | None = None
     import numba
     from threadpoolctl import threadpool_limits
 
-    from proactive_recs.topk import default_block_size
+    from proactive_recs.estimators.topk import default_block_size
 
     U = np.ascontiguousarray(U, dtype=np.float32)
     VT = np.ascontiguousarray(np.asarray(V, dtype=np.float32).T)
@@ -540,7 +540,7 @@ def measure_jit() -> dict[str, Any]:
     code = (
         "import time, numpy as np\n"
         "t0 = time.perf_counter()\n"
-        "from proactive_recs.topk import topk_both\n"
+        "from proactive_recs.estimators.topk import topk_both\n"
         "t1 = time.perf_counter()\n"
         "U, V = np.ones((5, 2)), np.ones((4, 2))\n"
         "topk_both(U, V, k_items=2, k_users=2)\n"
@@ -699,7 +699,7 @@ def profile_topk(U, V, seen, k) -> dict[str, float]:
       :func:`gemm_floor_per_thread`), and ``selection_s = kernel_s - products_s``;
     * ``merge_s``: merging the threads' user lists of every item.
     """
-    from proactive_recs import topk
+    from proactive_recs.estimators import topk
 
     timings = {"run": 0.0, "finish": 0.0}
     originals = {name: getattr(topk._Selector, name) for name in timings}
@@ -1021,7 +1021,7 @@ def _warm_up(X, seen, factors: int, threads: int, seed: int, k: int) -> None:
     """One small call of everything timed, so that no timing pays for imports, the
     OpenMP/BLAS thread pools, first-touch of the libraries' code or the compilation (or
     cache load) of topk_both's numba kernel (measured apart by :func:`measure_jit`)."""
-    from proactive_recs.topk import topk_both
+    from proactive_recs.estimators.topk import topk_both
 
     rows = min(X.shape[0], 2_000)
     sub, sub_seen = X[:rows], seen[:rows]
@@ -1066,8 +1066,8 @@ def run(
     timings (at L they take half an hour)."""
     import scipy.sparse as sp
 
-    from proactive_recs.interactions import build_interaction_matrix
-    from proactive_recs.topk import topk_both
+    from proactive_recs.data.interactions import build_interaction_matrix
+    from proactive_recs.estimators.topk import topk_both
 
     def say(message: str) -> None:
         if log is not None:
@@ -1212,7 +1212,7 @@ def run(
         backward = _implicit_model(V, U, 0)
         import numba
 
-        from proactive_recs.topk import default_block_size
+        from proactive_recs.estimators.topk import default_block_size
 
         block = _numpy_block_users(n_items)
         threads = max(1, numba.get_num_threads())

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from proactive_recs.frequency import FrequencyRules, is_holdout, resolve_timezone
+from proactive_recs.notifications.frequency import FrequencyRules, is_holdout, resolve_timezone
 
 REPO = Path(__file__).resolve().parents[2]
 RAW_SCHEMA = "sim_raw"

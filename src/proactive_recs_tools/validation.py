@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from proactive_recs.contract import CHANNELS, REQUIRED_COLUMNS
-from proactive_recs.frequency import FrequencyRules
+from proactive_recs.data.instants import utc_instant
+from proactive_recs.notifications.frequency import FrequencyRules
 
 __all__ = [
     "CHANNELS",
@@ -233,36 +234,23 @@ def _max_timestamp(con, schema: str, table: str, column: str, present: set[str])
         ).fetchone()
     except duckdb.Error:
         return None
-    return None if value is None else _naive_utc(pd.Timestamp(value))
+    return None if value is None else utc_instant(value, name=f"{table}.{column}")
 
 
 def resolve_run_date(con, settings: Settings, present: set[str]) -> tuple[pd.Timestamp | None, str]:
-    """The moment the run planned for, and where it came from.
+    """The moment the checked run planned for, and where it came from.
 
-    In order: ``--run-date``; the ``run_date`` var; the latest ``notification_log.run_date``;
-    else the latest timestamp in the clean staging tables (then "not after the run date"
-    only checks the tables against each other).
+    ``--run-date`` when given (checking a run other than the last one); else the run's own
+    instant, ``int_run_context.run_date``: the one value every model of that run used, pinned
+    by the var or the invocation's start. Without that table there is no run to check the
+    time stamps against, and the checks that need a run date say so instead of guessing.
     """
     if settings.run_date:
-        return _naive_utc(pd.Timestamp(settings.run_date)), "--run-date"
-    if settings.vars.get("proactive_recs_run_date"):
-        return _naive_utc(pd.Timestamp(str(settings.vars["proactive_recs_run_date"]))), "vars"
-    logged = _max_timestamp(con, settings.schema, "notification_log", "run_date", present)
+        return utc_instant(settings.run_date, name="--run-date"), "--run-date"
+    logged = _max_timestamp(con, settings.schema, "int_run_context", "run_date", present)
     if logged is not None:
-        return logged, "notification_log.run_date"
-    candidates = [
-        _max_timestamp(con, settings.schema, table, column, present)
-        for table, column in (
-            ("stg_transactions", "occurred_at"),
-            ("stg_notification_sends", "sent_at"),
-            ("stg_notification_events", "occurred_at"),
-            ("stg_users", "joined_at"),
-        )
-    ]
-    candidates = [c for c in candidates if c is not None]
-    if candidates:
-        return max(candidates), "latest timestamp in staging"
-    return None, "unknown"
+        return logged, "int_run_context.run_date"
+    return None, "unknown (no int_run_context table)"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -274,10 +262,6 @@ def _ident(name: str) -> str:
 
 def _qualified(schema: str, table: str) -> str:
     return f"{_ident(schema)}.{_ident(table)}"
-
-
-def _naive_utc(value: pd.Timestamp) -> pd.Timestamp:
-    return value.tz_convert("UTC").tz_localize(None) if value.tzinfo is not None else value
 
 
 def list_tables(con, schema: str) -> set[str]:

@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proactive_recs.allocation import allocate_exact, allocate_greedy
+from proactive_recs.notifications.allocation import allocate_exact, allocate_greedy
 
 # HiGHS proves optimality up to an absolute gap of 1e-6 on the objective (its default, which
 # scipy's milp does not expose): candidates worth less than that may be left out by "exact".

@@ -5,15 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from proactive_recs.backtest import (
+from proactive_recs.notifications.backtest import (
     METRICS,
     POLICIES,
     mark_conversions,
     run_backtest,
     run_backtest_detailed,
 )
-from proactive_recs.campaigns import plan_run, select_trigger_items, validate_campaigns
-from proactive_recs.frequency import FrequencyRules
+from proactive_recs.notifications.campaigns import (
+    plan_run,
+    select_trigger_items,
+    validate_campaigns,
+)
+from proactive_recs.notifications.frequency import FrequencyRules
 
 START = pd.Timestamp("2026-01-05")
 DAY = pd.Timedelta(days=1)

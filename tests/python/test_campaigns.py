@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proactive_recs.campaigns import (
+from proactive_recs.notifications.campaigns import (
     AUDIENCE_COLUMNS,
     REJECTED_COLUMNS,
     Campaign,
@@ -22,7 +22,7 @@ from proactive_recs.campaigns import (
     select_trigger_items,
     validate_campaigns,
 )
-from proactive_recs.frequency import (
+from proactive_recs.notifications.frequency import (
     FrequencyRules,
     cadence_allowance,
     holdout_score,

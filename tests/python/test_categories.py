@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from proactive_recs.categories import user_category_scores
+from proactive_recs.recommender.categories import user_category_scores
 
 
 def test_scores_are_user_factor_dot_mean_item_factor_of_the_category():

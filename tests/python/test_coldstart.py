@@ -1,4 +1,4 @@
-"""Day-0 audiences: the attribute model, fold-in, the day-0 ranker through serving.score,
+"""Day-0 audiences: the attribute model, fold-in, the day-0 ranker through two_stage.score,
 explanations, calibration and the cold_items evaluation segment."""
 
 import numpy as np
@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from proactive_recs.coldstart import ItemAttributeModel, category_affinity_vectors
-from proactive_recs.evaluation import evaluate
-from proactive_recs.mf import ImplicitMF
-from proactive_recs.ranker import PropensityRanker, explain_pairs, item_similarity
-from proactive_recs.serving import score
+from proactive_recs.estimators.coldstart import ItemAttributeModel, category_affinity_vectors
+from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.ranker import PropensityRanker, explain_pairs, item_similarity
+from proactive_recs.evaluation.protocol import evaluate
+from proactive_recs.recommender.two_stage import score
 
 RUN_DATE = pd.Timestamp("2024-06-01")
 GROUP_WORDS = ["alpha", "beta", "gamma", "delta"]

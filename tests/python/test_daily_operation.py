@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import DEMO_VARS, run_dbt
-from proactive_recs.frequency import FrequencyRules
+from proactive_recs.notifications.frequency import FrequencyRules
 from proactive_recs_tools.simulate import RULES, _clean_sends, check
 
 pytestmark = pytest.mark.dbt

@@ -6,7 +6,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from proactive_recs.dbt_io import duckdb_to_pandas, to_pandas
+from proactive_recs.warehouse.dbt_io import duckdb_to_pandas, to_pandas
 
 
 def _relation(con):
@@ -51,9 +51,9 @@ SNOWPARK_LIKE = type("Session", (), {"__module__": "snowflake.snowpark.session"}
 
 
 def test_long_recommendation_table_holds_every_output_and_reaches_duckdb_either_way():
-    from proactive_recs.dbt_io import for_session
-    from proactive_recs.recommender_io import LONG_COLUMNS, long_recommendation_table
-    from proactive_recs.serving import score
+    from proactive_recs.recommender.two_stage import score
+    from proactive_recs.warehouse.dbt_io import for_session
+    from proactive_recs.warehouse.recommender_io import LONG_COLUMNS, long_recommendation_table
 
     rng = np.random.default_rng(0)
     interactions = pd.DataFrame(
@@ -112,7 +112,7 @@ def test_long_recommendation_table_holds_every_output_and_reaches_duckdb_either_
 
 
 def test_snowpark_sessions_are_recognised_by_their_module():
-    from proactive_recs.dbt_io import is_snowpark
+    from proactive_recs.warehouse.dbt_io import is_snowpark
 
     assert not is_snowpark(duckdb.connect())
     assert is_snowpark(SNOWPARK_LIKE)

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proactive_recs import evaluation, serving
-from proactive_recs.evaluation import evaluate
+from proactive_recs.evaluation import protocol as evaluation
+from proactive_recs.evaluation.protocol import evaluate
+from proactive_recs.recommender import two_stage
 
 CUTOFF = pd.Timestamp("2024-01-10")
 
@@ -113,7 +114,7 @@ def test_served_falls_back_to_popularity_on_tiny_data_and_is_scored_the_same(han
 
 def test_served_sees_only_training_rows_and_the_cutoff(monkeypatch):
     calls = {}
-    real = serving.score
+    real = two_stage.score
 
     def spy(interactions, users=None, items=None, run_date=None, params=None):
         calls["max_time"] = interactions["occurred_at"].max()
@@ -121,7 +122,7 @@ def test_served_sees_only_training_rows_and_the_cutoff(monkeypatch):
         calls["params"] = params
         return real(interactions, users, items, run_date, params)
 
-    monkeypatch.setattr(evaluation.serving, "score", spy)
+    monkeypatch.setattr(evaluation.two_stage, "score", spy)
     evaluate(SPLIT, cutoff=CUTOFF, horizon_days=10, models=("served",), params={"k_items": 5})
     assert calls["max_time"] < CUTOFF and calls["run_date"] == CUTOFF
     # list lengths are raised to what the metrics need
@@ -131,7 +132,7 @@ def test_served_sees_only_training_rows_and_the_cutoff(monkeypatch):
 def test_ranked_lists_never_contain_seen_pairs_or_unknown_ids():
     # The served frames mapped onto the evaluation's index: unknown ids disappear,
     # seen pairs are absent (serving excluded them).
-    result = serving.score(SPLIT[SPLIT.occurred_at < CUTOFF], run_date=CUTOFF)
+    result = two_stage.score(SPLIT[SPLIT.occurred_at < CUTOFF], run_date=CUTOFF)
     users = pd.Index(["u1", "u2", "u3"])
     items = pd.Index(["i1", "i2", "i3", "i4"])
     ui, _, iu, _ = evaluation.served_lists(result, users, items)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proactive_recs.frequency import (
+from proactive_recs.notifications.frequency import (
     FrequencyRules,
     cadence_allowance,
     campaign_allowance,
@@ -360,7 +360,7 @@ def test_recently_sent_items_window():
 def test_time_zones_resolve_from_names_offsets_and_abbreviations(written, offset_in_january):
     from datetime import datetime
 
-    from proactive_recs.frequency import is_known_timezone, resolve_timezone
+    from proactive_recs.notifications.frequency import is_known_timezone, resolve_timezone
 
     zone = resolve_timezone(written, "Europe/Berlin")
     assert is_known_timezone(written)
@@ -373,7 +373,7 @@ def test_unknown_time_zones_fall_back_to_the_default_and_are_diagnosed(written):
     from datetime import datetime
 
     from proactive_recs.diagnostics import run_diagnostics
-    from proactive_recs.frequency import is_known_timezone, resolve_timezone
+    from proactive_recs.notifications.frequency import is_known_timezone, resolve_timezone
 
     assert not is_known_timezone(written)
     zone = resolve_timezone(written, "Europe/Berlin")
@@ -389,7 +389,7 @@ def test_unknown_time_zones_fall_back_to_the_default_and_are_diagnosed(written):
 def test_quiet_hours_hold_in_a_zone_written_as_an_abbreviation():
     """'PST' used to become UTC: a 02:00 UTC send is 18:00 in Los Angeles (allowed), but a
     06:00 UTC send is 22:00 there and must move to 08:00 local = 16:00 UTC."""
-    from proactive_recs.frequency import leave_quiet_hours, resolve_timezone
+    from proactive_recs.notifications.frequency import leave_quiet_hours, resolve_timezone
 
     rules = FrequencyRules()
     zone = resolve_timezone("pst")
@@ -407,7 +407,7 @@ def test_quiet_hours_hold_in_a_zone_written_as_an_abbreviation():
 def test_unconfirmed_planned_sends_count_for_caps_but_get_no_cadence_verdict():
     """Seven old sends nobody answered take the allowance down; the same seven sends planned
     but not confirmed by the send tool say nothing (they may not have gone out)."""
-    from proactive_recs.frequency import cadence_allowance, channel_allowance
+    from proactive_recs.notifications.frequency import cadence_allowance, channel_allowance
 
     run = pd.Timestamp("2026-11-20")
     sent = [run - pd.Timedelta(days=d) for d in range(3, 10)]
@@ -436,8 +436,8 @@ def test_unconfirmed_planned_sends_count_for_caps_but_get_no_cadence_verdict():
 
 
 def test_an_email_to_one_account_counts_for_every_account_of_the_mailbox():
-    from proactive_recs.campaigns import mailbox_history
-    from proactive_recs.frequency import normalize_sends
+    from proactive_recs.notifications.campaigns import mailbox_history
+    from proactive_recs.notifications.frequency import normalize_sends
 
     users = pd.DataFrame(
         {"user_id": ["a", "b", "c"], "email": ["Nina@x.com", " nina@x.com", "c@x.com"]}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proactive_recs.interactions import (
+from proactive_recs.data.interactions import (
     INTERACTION_COLUMNS,
     build_interaction_matrix,
     interactions_before,
@@ -158,7 +158,7 @@ def test_normalising_a_normalised_frame_returns_it_without_a_copy():
 def test_int_interactions_is_read_once_without_a_normalising_copy(demo_con):
     """The dbt table comes in the library's own column order and types, so normalising the
     frame read from it returns it as it is: one copy of the interactions per model."""
-    from proactive_recs.recommender_io import read_interactions
+    from proactive_recs.warehouse.recommender_io import read_interactions
 
     frame = read_interactions(demo_con.sql("select * from main.int_interactions"))
     assert list(frame.columns) == list(INTERACTION_COLUMNS)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from proactive_recs import metrics
+from proactive_recs.evaluation import metrics
 
 # Three queries, lists of length 3 (-1 = empty slot):
 #   q0 ranks [0, 1, 2], relevant {0, 2, 3}  -> hits [1, 0, 1], 3 relevant

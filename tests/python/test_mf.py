@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from proactive_recs.mf import ImplicitMF
+from proactive_recs.estimators.mf import ImplicitMF
 
 
 def _two_groups(seed=0, n_users=60, n_items=40):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from proactive_recs.frequency import FrequencyRules, holdout_score
+from proactive_recs.notifications.frequency import FrequencyRules, holdout_score
 from proactive_recs_tools.simulate import RULES, check, simulate
 
 RULES_ = FrequencyRules()

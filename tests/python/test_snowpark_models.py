@@ -133,7 +133,7 @@ def test_recommendations_on_snowpark_match_the_duckdb_build(session, con):
 
 
 def test_to_pandas_projects_snowpark_frames_before_reading(session):
-    from proactive_recs.dbt_io import to_pandas
+    from proactive_recs.warehouse.dbt_io import to_pandas
 
     frame = session.create_dataframe(
         pd.DataFrame({"USER_ID": ["u1", "u2"], "ITEM_ID": ["i1", "i2"], "SCORE": [0.5, 0.25]})

@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 
 from conftest import DEMO_VARS, REPO, run_dbt
-from proactive_recs.targeting import TargetingExpressionError, TargetingRule, evaluate_targeting
+from proactive_recs.notifications.targeting import (
+    TargetingExpressionError,
+    TargetingRule,
+    evaluate_targeting,
+)
 
 USERS = pd.DataFrame(
     {
@@ -116,7 +120,7 @@ def test_dbt_build_stops_on_a_bad_user_filter_naming_it(tmp_path):
 
 
 def test_missing_package_is_named_with_how_to_provide_it():
-    from proactive_recs.dbt_io import require_packages
+    from proactive_recs.warehouse.dbt_io import require_packages
 
     require_packages(["numpy", "pandas"])  # present: no error
     with pytest.raises(ModuleNotFoundError) as error:
@@ -134,13 +138,16 @@ def test_snowflake_stage_zip_holds_an_importable_package(tmp_path):
 
     path = build_zip(tmp_path / "proactive_recs.zip")
     names = zipfile.ZipFile(path).namelist()
-    assert "proactive_recs/__init__.py" in names and "proactive_recs/targeting.py" in names
+    assert (
+        "proactive_recs/__init__.py" in names
+        and "proactive_recs/notifications/targeting.py" in names
+    )
     # the runtime only: no tool (bench, generator, loaders, GX suites, report) is shipped
     assert all(name.startswith("proactive_recs/") for name in names)
     tools = {path.name for path in (REPO / "src" / "proactive_recs_tools").glob("*.py")}
     assert not {name.rsplit("/", 1)[-1] for name in names} & (tools - {"__init__.py"})
     # importable from the zip alone, as Snowflake's IMPORTS put it on sys.path
-    code = "import proactive_recs.targeting as t; print(t.__file__)"
+    code = "import proactive_recs.notifications.targeting as t; print(t.__file__)"
     out = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(path)!r}); {code}"],
         capture_output=True,

@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from proactive_recs.mf import ImplicitMF
-from proactive_recs.threads import openmp_threads, single_threaded_blas
+from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.threads import openmp_threads, single_threaded_blas
 
 
 def _threads(api: str) -> set[int]:

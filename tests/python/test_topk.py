@@ -8,8 +8,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proactive_recs import topk as topk_module
-from proactive_recs.topk import apply_boost, topk_both, topk_pairs, topk_rows
+from proactive_recs.estimators import topk as topk_module
+from proactive_recs.estimators.topk import apply_boost, topk_both, topk_pairs, topk_rows
 
 
 def _brute_lists(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -480,7 +480,7 @@ def test_buffer_compaction_keeps_the_best():
     # The pivot of a compaction comes from a sample; whatever the order of the buffer
     # (sorted, reversed, random, the best at the sampled positions or away from them),
     # the k best keys stay and the threshold is the score of a kept key ranked >= k.
-    from proactive_recs.topk import _compact, _key, _key_score
+    from proactive_recs.estimators.topk import _compact, _key, _key_score
 
     rng = np.random.default_rng(0)
     for n, k in [(116, 50), (36, 10), (17, 1), (216, 100)]:

@@ -11,8 +11,8 @@ import duckdb
 import pytest
 
 from conftest import DEMO_VARS, REPO, run_dbt
-from proactive_recs.dbt_io import evaluation_cutoff, recommender_params
-from proactive_recs.frequency import FrequencyRules
+from proactive_recs.notifications.frequency import FrequencyRules
+from proactive_recs.warehouse.dbt_io import evaluation_cutoff, recommender_params
 
 
 def test_the_horizon_var_reaches_the_served_model_and_a_second_horizon_stops():

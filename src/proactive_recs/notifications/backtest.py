@@ -46,9 +46,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from proactive_recs.campaigns import plan_run, select_trigger_items, validate_campaigns
-from proactive_recs.frequency import FrequencyRules, as_run_time
-from proactive_recs.interactions import normalise_interactions
+from proactive_recs.data.instants import utc_instant
+from proactive_recs.data.interactions import normalise_interactions
+from proactive_recs.notifications.campaigns import (
+    plan_run,
+    select_trigger_items,
+    validate_campaigns,
+)
+from proactive_recs.notifications.frequency import FrequencyRules
 
 __all__ = [
     "METRICS",
@@ -108,7 +113,7 @@ def mark_conversions(
     has no such column) with one of them in ``[start, start + conversion_days)``;
     ``converted_at`` is the first such event.
     """
-    start = as_run_time(start)
+    start = utc_instant(start)
     end = start + pd.Timedelta(days=conversion_days)
     in_window = (interactions["occurred_at"] >= start) & (interactions["occurred_at"] < end)
     if "is_conversion" in interactions:
@@ -249,7 +254,7 @@ def run_backtest_detailed(
         }
     )
     weekly_sends = []
-    start = as_run_time(start)
+    start = utc_instant(start)
     eligible_ids = set(eligible["user_id"])
     for week in range(int(weeks)):
         t = start + pd.Timedelta(days=7 * week)
@@ -403,7 +408,7 @@ def summarize_sends(sends: pd.DataFrame) -> pd.DataFrame:
 
 def weekly_detail(sends: pd.DataFrame, start, weeks: int) -> pd.DataFrame:
     """One row per (policy, week_start), weeks without sends included (zeros)."""
-    starts = [as_run_time(start) + pd.Timedelta(days=7 * w) for w in range(int(weeks))]
+    starts = [utc_instant(start) + pd.Timedelta(days=7 * w) for w in range(int(weeks))]
     grid = pd.MultiIndex.from_product([list(POLICIES), starts], names=["policy", "week_start"])
     grouped = sends.groupby(["policy", "week_start"])
     out = (

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from proactive_recs.data.instants import utc_naive
+
 __all__ = [
     "InteractionMatrix",
     "build_interaction_matrix",
@@ -111,10 +113,7 @@ def normalise_interactions(interactions: pd.DataFrame | None) -> pd.DataFrame:
     df = df[df["user_id"].notna() & df["item_id"].notna() & df["occurred_at"].notna()]
     df["user_id"] = df["user_id"].astype(str)
     df["item_id"] = df["item_id"].astype(str)
-    occurred = pd.to_datetime(df["occurred_at"])
-    if getattr(occurred.dt, "tz", None) is not None:
-        occurred = occurred.dt.tz_convert("UTC").dt.tz_localize(None)
-    df["occurred_at"] = occurred.astype("datetime64[ns]")
+    df["occurred_at"] = utc_naive(df["occurred_at"])
     df["event_weight"] = pd.to_numeric(df["event_weight"], errors="coerce").fillna(1.0)
     df["quantity"] = pd.to_numeric(df["quantity"], errors="coerce").fillna(1.0)
     df = df[(df["quantity"] > 0) & (df["event_weight"] > 0)]

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import metrics
-from .interactions import build_interaction_matrix, interactions_before
-from .mf import ImplicitMF
-from .threads import single_threaded_blas
+from proactive_recs.data.interactions import build_interaction_matrix, interactions_before
+from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.threads import single_threaded_blas
+from proactive_recs.evaluation import metrics
 
 CATEGORY_KS = (1, 3)
 

@@ -1,4 +1,4 @@
-"""Shaping frames between the dbt models and :func:`proactive_recs.serving.score`.
+"""Shaping frames between the dbt models and :func:`proactive_recs.recommender.two_stage.score`.
 
 The dbt side hands over context tables (int_user_context, int_item_context) and the
 evaluated filters/boosters (user_targeting, item_targeting); the scorer wants one frame per
@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 if TYPE_CHECKING:  # serving imports implicit; dbt models check for it first (require_packages)
-    from .serving import ScoreResult
+    from proactive_recs.recommender.two_stage import ScoreResult
 
 SCORES_TARGET = "scores"  # the targeting rows that come from the vars, not a campaign
 
@@ -23,8 +23,8 @@ def read_interactions(relation) -> pd.DataFrame:
     """int_interactions as the normalised frame the library expects, read once: the
     library's own normalising then returns it as it is, so a model holds one copy of the
     interactions instead of two (a GB each at 20M rows)."""
-    from .dbt_io import to_pandas
-    from .interactions import normalise_interactions
+    from proactive_recs.data.interactions import normalise_interactions
+    from proactive_recs.warehouse.dbt_io import to_pandas
 
     return normalise_interactions(to_pandas(relation))
 
@@ -59,7 +59,7 @@ _RUN_COLUMNS = [
 
 def _item_attributes(item_context: pd.DataFrame) -> pd.DataFrame:
     """item_id, title, category, price, availability and every extra attribute column
-    (the day-0 model learns from them; see proactive_recs.coldstart)."""
+    (the day-0 model learns from them; see proactive_recs.estimators.coldstart)."""
     return item_context.drop(columns=[c for c in _RUN_COLUMNS if c in item_context])
 
 
@@ -149,7 +149,7 @@ def long_recommendation_table(result: ScoreResult) -> pa.Table:
     Arrow, not pandas: at 1M users the 30M rows would cost ~200 bytes each as a pandas frame
     of object columns (plus the copy a concat makes); here each part becomes dictionary
     encoded columns once and the parts are chained without copying. DuckDB reads the table
-    as it is; :func:`proactive_recs.dbt_io.for_session` turns it into pandas for Snowpark.
+    as it is; :func:`proactive_recs.warehouse.dbt_io.for_session` turns it into pandas for Snowpark.
     """
     parts = [
         _arrow_part(result.user_item_scores, "user_item", result.stage),

@@ -1,10 +1,12 @@
 """The recommender's settings: one typed, validated config with one default per key.
 
-:class:`RecommenderConfig` is to the recommender what :class:`~proactive_recs.frequency.
-FrequencyRules` is to the frequency rules. In dbt it is built from the var
+:class:`RecommenderConfig` is to the recommender what
+:class:`~proactive_recs.notifications.frequency.FrequencyRules` is to the frequency rules.
+In dbt it is built from the var
 ``proactive_recs_recommender_params`` (with ``horizon_days`` from ``proactive_recs_horizon_days``,
-:func:`proactive_recs.dbt_io.recommender_params`); the library reads it as a plain dict
-(:data:`proactive_recs.serving.DEFAULT_PARAMS`, :func:`proactive_recs.serving.resolve_params`).
+:func:`proactive_recs.warehouse.dbt_io.recommender_params`); the library reads it as a plain dict
+(:data:`~proactive_recs.recommender.two_stage.DEFAULT_PARAMS`,
+:func:`~proactive_recs.recommender.two_stage.resolve_params`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class RecommenderConfig:
     iterations: int = 15
     random_state: int = 0
     # OpenMP threads for implicit and the booster; 0 = all cores (BLAS stays at one thread:
-    # proactive_recs.threads). One thread is the default because on small data and busy
+    # proactive_recs.estimators.threads). One thread is the default because on small data and busy
     # machines extra threads cost more than they bring (Online Retail: 60 s with 1 thread,
     # 53 s with 2).
     num_threads: int = 1

@@ -70,7 +70,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from .threads import single_threaded_blas
+from proactive_recs.estimators.threads import single_threaded_blas
 
 __all__ = [
     "MIN_BOOST",
@@ -558,7 +558,7 @@ _FUSED_LOCK = threading.Lock()
 @contextmanager
 def _one_blas_thread() -> Iterator[None]:
     """The fused kernel's section: exclusive (see ``_FUSED_LOCK``), with BLAS limited to
-    one thread (the numba threads already use every core; see proactive_recs.threads)."""
+    one thread (the numba threads already use every core; see proactive_recs.estimators.threads)."""
     with _FUSED_LOCK, single_threaded_blas():
         yield
 

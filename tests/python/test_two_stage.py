@@ -1,4 +1,4 @@
-"""serving.score: business rules, boosts, fallbacks and the two-stage path."""
+"""two_stage.score: business rules, boosts, fallbacks and the two-stage path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proactive_recs.serving import DEFAULT_PARAMS, Recommender, score
+from proactive_recs.recommender.two_stage import DEFAULT_PARAMS, Recommender, score
 
 RUN_DATE = pd.Timestamp("2024-07-01")
 SCORE_COLUMNS = ["rank", "score", "is_fallback"]
@@ -352,7 +352,7 @@ def test_a_brand_new_item_goes_to_active_buyers_of_its_category(data):
 
 
 def test_parameters_given_as_text_are_coerced():
-    from proactive_recs.serving import resolve_params
+    from proactive_recs.recommender.two_stage import resolve_params
 
     p = resolve_params(
         {"factors": "16", "alpha": "2.5", "second_stage": "false", "half_life_days": "30"}
@@ -379,7 +379,7 @@ def test_a_bad_recommender_setting_stops_naming_it(params, message):
 
 
 def test_the_defaults_have_one_home():
-    from proactive_recs.recommender_config import RecommenderConfig
+    from proactive_recs.recommender.config import RecommenderConfig
 
     assert DEFAULT_PARAMS == RecommenderConfig().as_dict()
     # a deep copy each time: a caller mutating its dict cannot change the defaults

@@ -35,13 +35,14 @@ from zoneinfo import ZoneInfo, available_timezones
 import numpy as np
 import pandas as pd
 
-from .contract import CHANNELS
+from proactive_recs.contract import CHANNELS
+from proactive_recs.data.instants import utc_instant, utc_naive
 
 __all__ = [
     "CHANNELS",
     "RESPONSE_EVENTS",
     "FrequencyRules",
-    "as_run_time",
+    "utc_instant",
     "cadence_allowance",
     "campaign_allowance",
     "channel_allowance",
@@ -56,7 +57,7 @@ __all__ = [
     "resolve_timezone",
     "schedule_sends",
     "send_anchors",
-    "to_utc_naive",
+    "utc_naive",
 ]
 
 # Events that show the user cared about a send; delivered does not (it only says the
@@ -171,20 +172,6 @@ class FrequencyRules:
 
 
 # --------------------------------------------------------------------------- time helpers
-
-
-def as_run_time(run_date) -> pd.Timestamp:
-    """The run's instant as a naive UTC Timestamp (a date means midnight UTC)."""
-    ts = pd.Timestamp(run_date)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts
-
-
-def to_utc_naive(values) -> pd.Series:
-    """A Series of naive UTC datetimes, whatever the input (strings, aware, naive)."""
-    out = pd.to_datetime(pd.Series(values), utc=True)
-    return out.dt.tz_localize(None).astype("datetime64[ns]")
 
 
 # Abbreviations people write instead of a zone name, mapped to the zone they usually mean
@@ -315,7 +302,7 @@ def send_anchors(
     user's quiet hours. The last send counts every channel and also sends scheduled after
     the run time (planned by an earlier run and not yet sent).
     """
-    run_time = as_run_time(run_time)
+    run_time = utc_instant(run_time)
     users = users.assign(user_id=users["user_id"].astype(str)).drop_duplicates("user_id")
     user_ids = pd.Index(users["user_id"], name="user_id")
     zones = (
@@ -371,7 +358,7 @@ def make_send_key(run_time, campaign_id, user_id, item_id) -> str:
     """sha256 of ``run_time.isoformat()|campaign_id|user_id|item_id`` (item '' when null),
     first 32 hex characters: unique per planned send and identical on a re-run."""
     item = "" if item_id is None or (not isinstance(item_id, str) and pd.isna(item_id)) else item_id
-    text = f"{as_run_time(run_time).isoformat()}|{campaign_id}|{user_id}|{item}"
+    text = f"{utc_instant(run_time).isoformat()}|{campaign_id}|{user_id}|{item}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -402,7 +389,7 @@ def normalize_sends(sends: pd.DataFrame) -> pd.DataFrame:
     out["item_id"] = pd.Series(
         [None if pd.isna(v) else str(v) for v in out["item_id"]], index=out.index, dtype=object
     )
-    out["sent_at"] = to_utc_naive(out["sent_at"]).to_numpy()
+    out["sent_at"] = utc_naive(out["sent_at"]).to_numpy()
     return out[columns]
 
 
@@ -425,7 +412,7 @@ def cadence_allowance(
     A channel whose cap is 0 stays at 0 (switched off), and with ``adaptive_cadence`` off the
     allowance is the cap. Columns: user_id, channel, cap, bonus, ignored_streak, allowance.
     """
-    run_time = as_run_time(run_time)
+    run_time = utc_instant(run_time)
     ids = pd.Index(pd.unique(pd.Series(list(user_ids), dtype=object).astype(str)), name="user_id")
     grid = pd.MultiIndex.from_product([ids, list(CHANNELS)], names=["user_id", "channel"])
     out = pd.DataFrame(index=grid).reset_index()
@@ -444,7 +431,7 @@ def cadence_allowance(
         if events is not None and len(events):
             ev = events[
                 events["event_type"].astype(str).isin(RESPONSE_EVENTS)
-                & (to_utc_naive(events["occurred_at"]).to_numpy() < run_time)
+                & (utc_naive(events["occurred_at"]).to_numpy() < run_time)
             ]
             responded_ids = set(ev["send_id"].astype(str))
         recent = recent.assign(responded=recent["send_id"].isin(responded_ids))
@@ -550,6 +537,6 @@ def recently_sent_items(sends: pd.DataFrame, run_time, rules: FrequencyRules) ->
     (already scheduled) count too.
     """
     history = normalize_sends(sends)
-    since = as_run_time(run_time) - pd.Timedelta(days=rules.item_repeat_window_days)
+    since = utc_instant(run_time) - pd.Timedelta(days=rules.item_repeat_window_days)
     recent = history[(history["sent_at"] > since) & history["item_id"].notna()]
     return recent[["user_id", "item_id"]].drop_duplicates().reset_index(drop=True)

@@ -36,11 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from proactive_recs.allocation import allocate_greedy, allocation_order
-from proactive_recs.frequency import (
+from proactive_recs.data.instants import utc_instant, utc_naive
+from proactive_recs.notifications.allocation import allocate_greedy, allocation_order
+from proactive_recs.notifications.frequency import (
     CHANNELS,
     FrequencyRules,
-    as_run_time,
     campaign_allowance,
     channel_allowance,
     is_holdout,
@@ -50,7 +50,6 @@ from proactive_recs.frequency import (
     resolve_timezone,
     schedule_sends,
     send_anchors,
-    to_utc_naive,
 )
 
 __all__ = [
@@ -267,7 +266,7 @@ def _items(items: pd.DataFrame) -> pd.DataFrame:
     out["item_id"] = out["item_id"].astype(str)
     for column in ("available_from", "available_until"):
         out[column] = (
-            to_utc_naive(out[column]).to_numpy()
+            utc_naive(out[column]).to_numpy()
             if column in out
             else np.array([np.datetime64("NaT")] * len(out), dtype="datetime64[ns]")
         )
@@ -276,7 +275,7 @@ def _items(items: pd.DataFrame) -> pd.DataFrame:
 
 def available_items(items: pd.DataFrame, run_date) -> pd.DataFrame:
     """Items available at the run: ``available_from <= run < available_until`` (null = open)."""
-    run_time = as_run_time(run_date)
+    run_time = utc_instant(run_date)
     items = _items(items)
     starts = items["available_from"].isna() | (items["available_from"] <= run_time)
     ends = items["available_until"].isna() | (items["available_until"] > run_time)
@@ -312,7 +311,7 @@ def hidden_gem_stats(
     most items were never pushed, and then nothing could qualify). Columns: item_id,
     exposures, conversions, reach, rate, source, is_gem.
     """
-    run_time = as_run_time(run_date)
+    run_time = utc_instant(run_date)
     candidates = available_items(items, run_time)[["item_id"]]
     history = normalize_sends(sends)
     # Only sends the tool confirmed: a planned send that may not have gone out exposed nobody.
@@ -327,7 +326,7 @@ def hidden_gem_stats(
     if events is not None and len(events):
         ev = events[
             (events["event_type"].astype(str) == "conversion")
-            & (to_utc_naive(events["occurred_at"]).to_numpy() < run_time)
+            & (utc_naive(events["occurred_at"]).to_numpy() < run_time)
         ]
         converted = set(ev["send_id"].astype(str))
     exposures = exposures.assign(converted=exposures["send_id"].isin(converted))
@@ -336,7 +335,7 @@ def hidden_gem_stats(
         if callable(interactions):
             interactions = interactions()
         if interactions is not None and len(interactions):
-            past = interactions[to_utc_naive(interactions["occurred_at"]).to_numpy() < run_time]
+            past = interactions[utc_naive(interactions["occurred_at"]).to_numpy() < run_time]
             # a conversion event type (the var proactive_recs_conversion_event_types)
             if "is_conversion" in past:
                 converted_pair = past["is_conversion"].fillna(False).astype(bool)
@@ -405,7 +404,7 @@ def select_trigger_items(
     """
     if campaign.campaign_type != "item_push":
         return []
-    run_time = as_run_time(run_date)
+    run_time = utc_instant(run_date)
     available = available_items(items, run_time)
     days = pd.Timedelta(days=campaign.trigger_days or 0)
     if campaign.trigger == "new_items":
@@ -907,7 +906,7 @@ def plan_run(
         rules = FrequencyRules.from_dict(rules)
     if callable(interactions):  # read at most once, however many hidden-gem campaigns
         interactions = functools.cache(interactions)
-    run_time = as_run_time(run_date)
+    run_time = utc_instant(run_date)
     active = [c for c in validate_campaigns(campaigns) if c.is_active]
     users = _users(users)
     history = mailbox_history(normalize_sends(sends), users)

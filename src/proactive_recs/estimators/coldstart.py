@@ -18,7 +18,7 @@ known category, ...); an item without any usable attribute gets no vector — th
 lists it with a reason instead of guessing.
 
 Items with a few interactions can be *folded in*: see
-:meth:`proactive_recs.mf.ImplicitMF.fold_in_items`, which takes this model's
+:meth:`proactive_recs.estimators.mf.ImplicitMF.fold_in_items`, which takes this model's
 prediction as the prior.
 """
 
@@ -346,7 +346,7 @@ def cold_candidates(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, cold item) pairs sorted by (item, user): each cold item's best
     users by predicted-factor affinity, by category share, and the most active users."""
-    from .topk import topk_both
+    from proactive_recs.estimators.topk import topk_both
 
     n_cold = len(cold.item_ids)
     if n_cold == 0:

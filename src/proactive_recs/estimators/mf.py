@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from .threads import single_threaded_blas
+from proactive_recs.estimators.threads import single_threaded_blas
 
 __all__ = ["ImplicitMF"]
 
@@ -109,7 +109,7 @@ class ImplicitMF:
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.ndim != 2:
             raise ValueError("X must be 2-D (users x items)")
-        with single_threaded_blas():  # see proactive_recs.threads
+        with single_threaded_blas():  # see proactive_recs.estimators.threads
             engine = AlternatingLeastSquares(
                 factors=int(self.factors),
                 regularization=float(self.regularization),
@@ -140,7 +140,7 @@ class ImplicitMF:
         item with a few interactions gets a vector without a retrain. ``item_users`` is an
         (n_new x n_users) matrix of raw interaction strengths (confidence = ``alpha`` x
         value, as in :meth:`fit`). With ``prior`` (n_new x factors, e.g. predicted from
-        attributes by :class:`~proactive_recs.coldstart.ItemAttributeModel`) the solve
+        attributes by :class:`~proactive_recs.estimators.coldstart.ItemAttributeModel`) the solve
         is pulled towards it with weight ``prior_weight`` (default: the mean diagonal of
         the users' Gram matrix, i.e. as much as one average user's worth of evidence per
         factor), so an item with no interaction keeps most of its prior and each new

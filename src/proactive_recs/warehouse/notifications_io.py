@@ -1,4 +1,4 @@
-"""Shaping :func:`proactive_recs.campaigns.plan_run` output for dbt: one long frame."""
+"""Shaping :func:`~proactive_recs.notifications.campaigns.plan_run` output for dbt."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from .campaigns import AUDIENCE_COLUMNS, REJECTED_COLUMNS, PlanResult
+from proactive_recs.notifications.campaigns import AUDIENCE_COLUMNS, REJECTED_COLUMNS, PlanResult
 
 # The planner's audience columns (digest items as JSON text) and the rejected candidates'
 # reason, behind the record type and the run date.
@@ -84,7 +84,7 @@ def weekly_scorer(users: pd.DataFrame, items: pd.DataFrame, params: dict):
     learns from one past window instead of several, to keep the replay's cost near one
     two-stage fit per week.
     """
-    from .serving import score
+    from proactive_recs.recommender.two_stage import score
 
     weekly_params = {**params, "tune": False, "training_windows": 1}
 

@@ -20,7 +20,7 @@
   (items by number of distinct buyers; user_to_item), ``heavy_users`` (users by number
   of distinct items; item_to_user), ``random`` (scores are dot products of random
   Gaussian vectors, i.e. an independent random order per query), and ``served``: the
-  frames :func:`proactive_recs.serving.score` returns when called as of the cutoff on
+  frames :func:`proactive_recs.recommender.two_stage.score` returns when called as of the cutoff on
   the training rows, with the caller's ``users``/``items``/``params`` — the same code
   path as the dbt models, so its numbers are those of the served product (including
   its business rules). For ``served`` the expected calibration error of its
@@ -39,7 +39,7 @@
   not before the cutoff.
 
 Metrics are averaged over queries with at least one relevant target (see
-:mod:`proactive_recs.metrics`). The result also holds the hyper-parameters used, one row
+:mod:`proactive_recs.evaluation.metrics`). The result also holds the hyper-parameters used, one row
 per (model, parameter).
 """
 
@@ -52,16 +52,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import metrics, serving
-from .coldstart import category_affinity_vectors
-from .interactions import (
+from proactive_recs.data.interactions import (
     build_interaction_matrix,
     interactions_before,
     new_pairs_matrix,
     normalise_interactions,
 )
-from .mf import ImplicitMF
-from .topk import topk_both
+from proactive_recs.estimators.coldstart import category_affinity_vectors
+from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.topk import topk_both
+from proactive_recs.evaluation import metrics
+from proactive_recs.recommender import two_stage
 
 __all__ = ["MODELS", "EvaluationResult", "evaluate", "served_lists"]
 
@@ -114,7 +115,7 @@ def _score_lists(model, direction, lists, truth, n_catalog):
     return _rows(model, direction, values)
 
 
-def served_lists(result: serving.ScoreResult, user_ids: pd.Index, item_ids: pd.Index):
+def served_lists(result: two_stage.ScoreResult, user_ids: pd.Index, item_ids: pd.Index):
     """The served frames as index lists over the evaluation's known users and items.
 
     Rows for users/items unknown at the cutoff are dropped (they are not queries); an
@@ -180,7 +181,7 @@ def evaluate(
     frame = normalise_interactions(interactions)
     frame = frame[frame["occurred_at"] < end]
     train = interactions_before(frame, cutoff)
-    p = serving.resolve_params(params)
+    p = two_stage.resolve_params(params)
     # Without an items frame there is nothing to build a day-0 audience from: no segment.
     fraction = cold_item_fraction if items is not None and len(items) else 0.0
     cold_ids = _pick_cold_items(frame, train, cutoff, end, fraction, random_state)
@@ -210,9 +211,9 @@ def evaluate(
         )
 
     if "als" in models:
-        mf_params = {key: p[key] for key in serving.MF_KEYS}
+        mf_params = {key: p[key] for key in two_stage.MF_KEYS}
         if p["tune"] and p["tune_grid"]:
-            mf_params, _ = serving.tune_mf(
+            mf_params, _ = two_stage.tune_mf(
                 train,
                 cutoff,
                 horizon_days=horizon_days,
@@ -267,7 +268,7 @@ def evaluate(
             "k_items": max(int(p["k_items"]), K_ITEMS),
             "k_users": max(int(p["k_users"]), K_USERS),
         }
-        result = serving.score(train, users, items, run_date=cutoff, params=served_params)
+        result = two_stage.score(train, users, items, run_date=cutoff, params=served_params)
         ui, ui_s, iu, iu_s = served_lists(result, base.user_ids, base.item_ids)
         rows += _score_lists("served", "user_to_item", ui, truth_ui, n_i)
         rows += _score_lists("served", "item_to_user", iu, truth_iu, n_i)

@@ -5,11 +5,11 @@ depends on how active the user is, how recent and how popular the item is, and o
 short-term co-purchase patterns. The second stage learns that mix from the past:
 
 1. A :class:`Snapshot` is the state of the shop as of a date: the confidence matrix,
-   an :class:`~proactive_recs.mf.ImplicitMF` fitted on it, per-user activity features,
+   an :class:`~proactive_recs.estimators.mf.ImplicitMF` fitted on it, per-user activity features,
    per-item popularity features and an item-item co-purchase similarity.
 2. :func:`candidate_pairs` proposes (user, item) pairs: each user's MF top items and the
    currently popular items, each item's MF top users and the most active users. Both
-   directions come from single passes of :func:`~proactive_recs.topk.topk_both`.
+   directions come from single passes of :func:`~proactive_recs.estimators.topk.topk_both`.
 3. :func:`pair_features` describes every candidate pair by MF and co-purchase affinity
    plus the user's and the item's features.
 4. :func:`training_frame` replays this at earlier dates (``run_date - w * horizon`` for
@@ -19,7 +19,7 @@ short-term co-purchase patterns. The second stage learns that mix from the past:
    of the run is used.
 
 At serving time the same candidates and features are built as of ``run_date`` and the
-ranker's probability is the score (see ``serving.py``). Because the score is a
+ranker's probability is the score (see ``recommender/two_stage.py``). Because the score is a
 calibrated probability of the same event for every pair, one model orders both
 directions: a user's items and an item's users.
 """
@@ -34,14 +34,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .interactions import (
+from proactive_recs.data.interactions import (
     InteractionMatrix,
     build_interaction_matrix,
     interactions_before,
     new_pairs_matrix,
 )
-from .mf import ImplicitMF
-from .topk import _jit, group_desc_key, topk_both
+from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.topk import _jit, group_desc_key, topk_both
 
 __all__ = [
     "PropensityRanker",
@@ -428,7 +428,7 @@ class TrainingData:
     X, y, window : warm pairs (candidates of items with history), their labels and the
         window each row comes from (1 = the last horizon before the run date).
     X_cold, y_cold : pairs of items that were brand-new at their snapshot (see
-        :func:`proactive_recs.coldstart.cold_training_examples`); empty when not asked
+        :func:`proactive_recs.estimators.coldstart.cold_training_examples`); empty when not asked
         for or when no past snapshot had a new item with a buyer.
     """
 
@@ -463,7 +463,7 @@ def training_frame(
     ``cold_items`` (and an ``items`` frame) the same snapshots also yield examples for
     items that were new at the time.
     """
-    from .coldstart import cold_training_examples
+    from proactive_recs.estimators.coldstart import cold_training_examples
 
     run_date = pd.Timestamp(run_date)
     rng = np.random.default_rng(random_state)

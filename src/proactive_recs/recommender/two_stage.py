@@ -9,12 +9,12 @@
 What serves (``ScoreResult.stage``):
 
 ``two_stage`` (default)
-    MF candidates + :class:`~proactive_recs.ranker.PropensityRanker` trained on past
+    MF candidates + :class:`~proactive_recs.estimators.ranker.PropensityRanker` trained on past
     windows; the score is the probability that the user newly interacts with the item
     within ``horizon_days``, times the boosts.
 ``mf``
     Plain MF dot products (``second_stage`` off, or not enough labelled history to
-    train the ranker), boosted with the sign-aware rule of :mod:`proactive_recs.topk`.
+    train the ranker), boosted with the sign-aware rule of :mod:`proactive_recs.estimators.topk`.
 ``popularity``
     Too little data to factorise (fewer than ``min_interactions`` rows, or no more
     users / items than ``factors``): items by number of distinct buyers (last horizon
@@ -25,7 +25,7 @@ What serves (``ScoreResult.stage``):
 Within ``two_stage`` / ``mf``, a servable user without any interaction before
 ``run_date`` gets the popularity list (``is_fallback`` True). A servable item without
 any interaction (a brand-new item) gets a day-0 audience from its attributes
-(:mod:`proactive_recs.coldstart`: factors predicted from title words, category, price
+(:mod:`proactive_recs.estimators.coldstart`: factors predicted from title words, category, price
 band and other attributes; a day-0 ranker trained on the items that were new at past
 windows turns them into probabilities; ``basis`` 'attributes'). Without enough past
 new items to train that ranker it gets the category-weighted heavy-users list
@@ -36,7 +36,7 @@ audiences in ``prelaunch_item_user_scores`` (never in the sendable item_user_sco
 
 The two-stage probabilities are calibrated: the ranker is trained on the older past
 windows and a logistic map of its log-odds is fitted on the last window before
-``run_date`` (see :class:`~proactive_recs.ranker.PropensityRanker`).
+``run_date`` (see :class:`~proactive_recs.estimators.ranker.PropensityRanker`).
 
 Business rules, applied in every stage: a user is servable when ``is_eligible`` and
 ``passes_filter``; an item when ``passes_filter`` and ``available_from <= run_date <
@@ -57,22 +57,22 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
-from . import metrics
-from .coldstart import (
+from proactive_recs.data.instants import utc_instant, utc_naive
+from proactive_recs.data.interactions import (
+    build_interaction_matrix,
+    interactions_before,
+    new_pairs_matrix,
+    normalise_interactions,
+)
+from proactive_recs.estimators.coldstart import (
     ColdItemRanker,
     cold_candidates,
     cold_pair_features,
     describe_cold_items,
     fit_attribute_model,
 )
-from .interactions import (
-    build_interaction_matrix,
-    interactions_before,
-    new_pairs_matrix,
-    normalise_interactions,
-)
-from .mf import ImplicitMF
-from .ranker import (
+from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.ranker import (
     PropensityRanker,
     build_snapshot,
     candidate_pairs,
@@ -80,9 +80,10 @@ from .ranker import (
     pair_features,
     training_frame,
 )
-from .recommender_config import RecommenderConfig
-from .threads import openmp_threads, single_threaded_blas
-from .topk import apply_boost, topk_both, topk_pairs
+from proactive_recs.estimators.threads import openmp_threads, single_threaded_blas
+from proactive_recs.estimators.topk import apply_boost, topk_both, topk_pairs
+from proactive_recs.evaluation import metrics
+from proactive_recs.recommender.config import RecommenderConfig
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -96,7 +97,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Every setting and its default: proactive_recs.recommender_config.RecommenderConfig (the one
+# Every setting and its default: proactive_recs.recommender.config.RecommenderConfig (the one
 # home of the defaults); this plain dict is how the library reads them.
 DEFAULT_PARAMS: dict = RecommenderConfig().as_dict()
 
@@ -148,13 +149,6 @@ def _mf_params(p: dict) -> dict:
 
 
 # ------------------------------------------------------------------- input hygiene
-
-
-def _naive_utc(values: pd.Series) -> pd.Series:
-    out = pd.to_datetime(values)
-    if getattr(out.dt, "tz", None) is not None:
-        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
-    return out
 
 
 def _bool_column(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -218,13 +212,13 @@ def _universe(interactions, users, items, run_date, prelaunch_days=0.0) -> _Univ
         ok = _bool_column(items_norm, "passes_filter")
         upcoming = np.zeros(len(item_ids), dtype=bool)
         if "available_from" in items_norm:
-            start = _naive_utc(items_norm["available_from"])
+            start = utc_naive(items_norm["available_from"])
             items_norm["available_from"] = start
             horizon = run_date + pd.Timedelta(days=float(prelaunch_days or 0))
             upcoming = ok & ((start > run_date) & (start <= horizon)).to_numpy()
             ok &= (start.isna() | (start <= run_date)).to_numpy()
         if "available_until" in items_norm:
-            until = _naive_utc(items_norm["available_until"])
+            until = utc_naive(items_norm["available_until"])
             items_norm["available_until"] = until
             ok &= (until.isna() | (until > run_date)).to_numpy()
             upcoming &= (until.isna() | (until > start)).to_numpy()
@@ -459,7 +453,7 @@ def _popularity_result(frame, uni, p, exclude_all, run_date) -> ScoreResult:
 @contextmanager
 def _model_threads(p: dict):
     """BLAS stays single-threaded (its thread count changes implicit's factors and is
-    process-wide); OpenMP threads are per calling thread (proactive_recs.threads)."""
+    process-wide); OpenMP threads are per calling thread (proactive_recs.estimators.threads)."""
     threads = int(p["num_threads"]) or None
     with warnings.catch_warnings(), single_threaded_blas(), openmp_threads(threads):
         # implicit warns about BLAS threads even though fit limits them itself.
@@ -500,9 +494,7 @@ class Recommender(BaseEstimator):
         if as_of is None:
             last = frame["occurred_at"].max() if len(frame) else pd.Timestamp("1970-01-01")
             as_of = last.normalize() + pd.Timedelta(days=1)
-        as_of = pd.Timestamp(as_of)
-        if as_of.tzinfo is not None:
-            as_of = as_of.tz_convert("UTC").tz_localize(None)
+        as_of = utc_instant(as_of, name="as_of")
         frame = interactions_before(frame, as_of)
         self.as_of_ = as_of
         self.interactions_ = frame

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.types as pa_types
 
+from proactive_recs.data.instants import utc_instant
+
 
 def to_pandas(frame, columns=None) -> pd.DataFrame:
     """A DuckDB relation, a Snowpark DataFrame or a pandas frame, as pandas (lower-case columns).
@@ -112,8 +114,7 @@ def read_run_date(run_context) -> pd.Timestamp:
     frame = to_pandas(run_context, columns=["run_date"])
     if len(frame) != 1 or pd.isna(frame["run_date"].iloc[0]):
         raise ValueError(f"int_run_context must hold one run_date, got {len(frame)} row(s)")
-    value = pd.Timestamp(frame["run_date"].iloc[0])
-    return value.tz_convert("UTC").tz_localize(None) if value.tzinfo is not None else value
+    return utc_instant(frame["run_date"].iloc[0], name="int_run_context.run_date")
 
 
 def config_value(value, default=None):
@@ -137,7 +138,7 @@ def recommender_params(meta) -> dict:
     the var ``proactive_recs_horizon_days``: the served model, its tuning windows, the
     evaluation and the backtest's weekly model all predict that many days ahead. The horizon
     inside the map would be a second setting with the same meaning, so it stops the build.
-    Unknown keys stop it too (``serving.resolve_params``).
+    Unknown keys stop it too (``two_stage.resolve_params``).
     """
     params = json.loads(meta.get("recommender_params") or "{}") or {}
     if not isinstance(params, dict):
@@ -174,10 +175,7 @@ def evaluation_cutoff(meta, run_date: pd.Timestamp) -> pd.Timestamp:
     value = config_value(meta.get("eval_cutoff"))
     if value is None:
         return run_date - pd.Timedelta(days=horizon_days(meta))
-    cutoff = pd.Timestamp(str(value))
-    if pd.isna(cutoff):
-        raise ValueError(f"var proactive_recs_eval_cutoff is not a date: {value!r}")
-    return cutoff.tz_convert("UTC").tz_localize(None) if cutoff.tzinfo is not None else cutoff
+    return utc_instant(str(value), name="var proactive_recs_eval_cutoff")
 
 
 # How each third-party package reaches a Snowflake Python model (README "Running on Snowflake").
