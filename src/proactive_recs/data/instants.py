@@ -32,10 +32,9 @@ def utc_naive(values) -> pd.Series:
     """
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     if not pd.api.types.is_datetime64_any_dtype(series):
-        try:  # ISO 8601 in any of its variants (what the warehouse writes), fast
-            series = pd.to_datetime(series, utc=True, format="ISO8601")
-        except ValueError:  # anything else pandas reads, value by value
-            series = pd.to_datetime(series, utc=True, format="mixed")
+        # value by value: with format="ISO8601", pandas 2.3 reads a naive value that follows
+        # an aware one in that value's offset instead of UTC (tested)
+        series = pd.to_datetime(series, utc=True, format="mixed")
     if getattr(series.dt, "tz", None) is not None:
         series = series.dt.tz_convert("UTC").dt.tz_localize(None)
     return series if series.dtype == "datetime64[ns]" else series.astype("datetime64[ns]")
