@@ -39,6 +39,7 @@ final as (
         items.*,
         availability.availability_status,
         availability.availability_status = 'available' as is_available,
+        availability.availability_as_of,
         coalesce(popularity.n_interactions, 0) as n_interactions,
         coalesce(popularity.n_users, 0) as n_users,
         {{ dbt.datediff('items.available_from', run_date(), 'day') }}             as days_since_available

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from proactive_recs.data.availability import available_at
+
 __all__ = [
     "NON_ATTRIBUTE_COLUMNS",
     "ColdItemRanker",
@@ -56,6 +58,7 @@ NON_ATTRIBUTE_COLUMNS = frozenset(
         "available_until",
         "availability_status",
         "is_available",
+        "availability_as_of",
         "n_interactions",
         "n_users",
         "days_since_available",
@@ -432,16 +435,8 @@ def cold_training_examples(
     catalog = items.drop_duplicates("item_id").set_index("item_id")
     unseen = catalog.index[~catalog.index.isin(snap.data.item_ids)]
     sold = pd.Index(future["item_id"].unique())
-    on_sale = pd.Index([])
-    if "available_from" in catalog:
-        start = pd.to_datetime(catalog["available_from"])
-        until = (
-            pd.to_datetime(catalog["available_until"])
-            if "available_until" in catalog
-            else pd.Series(pd.NaT, index=catalog.index)
-        )
-        mask = (start <= snap.as_of) & (until.isna() | (until > snap.as_of))
-        on_sale = catalog.index[mask.to_numpy()]
+    # the availability rule's one home (a null available_from is open: on sale)
+    on_sale = catalog.index[available_at(catalog, snap.as_of)]
     # Sorted: the rows below (and the negatives ``rng`` samples among them) follow this
     # order, which must not be the order of the items frame's rows.
     new_ids = unseen[unseen.isin(sold) | unseen.isin(on_sale)].sort_values()

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from proactive_recs.data.availability import available_at
 from proactive_recs.data.instants import utc_instant, utc_naive
 from proactive_recs.notifications.allocation import allocate_greedy, allocation_order
 from proactive_recs.notifications.frequency import (
@@ -274,12 +275,10 @@ def _items(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def available_items(items: pd.DataFrame, run_date) -> pd.DataFrame:
-    """Items available at the run: ``available_from <= run < available_until`` (null = open)."""
-    run_time = utc_instant(run_date)
+    """Items available at the run (:func:`proactive_recs.data.availability.available_at`:
+    int_item_context's flag for this run, else the rule on the dates)."""
     items = _items(items)
-    starts = items["available_from"].isna() | (items["available_from"] <= run_time)
-    ends = items["available_until"].isna() | (items["available_until"] > run_time)
-    return items[starts & ends].reset_index(drop=True)
+    return items[available_at(items, run_date)].reset_index(drop=True)
 
 
 def hidden_gem_stats(

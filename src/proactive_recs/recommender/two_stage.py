@@ -57,6 +57,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
+from proactive_recs.data.availability import available_at, upcoming_within
 from proactive_recs.data.instants import utc_instant, utc_naive
 from proactive_recs.data.interactions import (
     build_interaction_matrix,
@@ -209,19 +210,12 @@ def _universe(interactions, users, items, run_date, prelaunch_days=0.0) -> _Univ
     if items is not None and len(items):
         items_norm = _canonical(items, "item_id")
         item_ids = pd.Index(items_norm["item_id"])
-        ok = _bool_column(items_norm, "passes_filter")
-        upcoming = np.zeros(len(item_ids), dtype=bool)
-        if "available_from" in items_norm:
-            start = utc_naive(items_norm["available_from"])
-            items_norm["available_from"] = start
-            horizon = run_date + pd.Timedelta(days=float(prelaunch_days or 0))
-            upcoming = ok & ((start > run_date) & (start <= horizon)).to_numpy()
-            ok &= (start.isna() | (start <= run_date)).to_numpy()
-        if "available_until" in items_norm:
-            until = utc_naive(items_norm["available_until"])
-            items_norm["available_until"] = until
-            ok &= (until.isna() | (until > run_date)).to_numpy()
-            upcoming &= (until.isna() | (until > start)).to_numpy()
+        passes = _bool_column(items_norm, "passes_filter")
+        for column in ("available_from", "available_until"):
+            if column in items_norm:
+                items_norm[column] = utc_naive(items_norm[column])
+        ok = passes & available_at(items_norm, run_date)
+        upcoming = passes & upcoming_within(items_norm, run_date, prelaunch_days)
         item_boost = _boost_column(items_norm)
     else:
         item_ids = pd.Index(np.sort(interactions["item_id"].unique()))

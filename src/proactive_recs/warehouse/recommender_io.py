@@ -46,11 +46,12 @@ def user_frame_for_scoring(user_context: pd.DataFrame, user_targeting: pd.DataFr
     return users
 
 
-# int_item_context columns that describe this run or the item's history, not the item:
-# the scorer computes its own history features, so they are not handed over.
+# int_item_context columns that describe the item's history, not the item: the scorer
+# computes its own history features, so they are not handed over. SQL's availability flag
+# and the instant it holds for (is_available, availability_as_of) are: the library reads the
+# flag at that instant instead of deciding availability again (data/availability.py).
 _RUN_COLUMNS = [
     "availability_status",
-    "is_available",
     "n_interactions",
     "n_users",
     "days_since_available",
