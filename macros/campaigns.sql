@@ -54,3 +54,9 @@
     {%- endfor -%}
     {{ return(parts | join(',\n        ')) }}
 {%- endmacro %}
+
+
+{# A campaign problem as text: 'column <column> <rule>, got <the value as given>'. #}
+{% macro proactive_recs_campaign_problem(column, rule) -%}
+    'column {{ column }} {{ rule }}, got ' || coalesce({{ column }}{{ '' if column in ['campaign_type', 'channel', 'trigger'] else '_text' }}, 'null')
+{%- endmacro %}

@@ -1,10 +1,12 @@
 """Offline evaluation (docs/evaluation.md) on a time split at the var proactive_recs_eval_cutoff
 (unset: one horizon before the run date): the served
 two-stage recommender against plain ALS, popularity, heavy users and random, both directions.
-One long frame: record_type 'metric' or 'parameter'. Logic: proactive_recs.evaluation.protocol."""
+One long table: record_type 'metric', 'parameter' or 'calibration'.
+Logic: proactive_recs.evaluation.protocol."""
 
 from proactive_recs.warehouse.dbt_io import (
     evaluation_cutoff,
+    for_session,
     horizon_days,
     read_run_date,
     recommender_params,
@@ -13,7 +15,7 @@ from proactive_recs.warehouse.dbt_io import (
 )
 from proactive_recs.warehouse.recommender_io import (
     evaluation_items,
-    long_evaluation_frame,
+    long_evaluation_table,
     mf_params_used,
     read_interactions,
 )
@@ -48,9 +50,10 @@ def model(dbt, session):
         horizon_days=horizon,
         mf_params=mf_params_used(result.params, "als"),
     )
-    return long_evaluation_frame(
+    table = long_evaluation_table(
         result,
         cutoff=cutoff,
         horizon_days=horizon,
         extra_metrics=category_metrics,
     )
+    return for_session(table, session)

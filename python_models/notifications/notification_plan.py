@@ -1,7 +1,7 @@
 """Plan this run's notifications over all active campaigns at once, under the frequency rules.
 
-Returns one long frame: record_type 'send' (a planned send, holdout included and flagged) or
-'rejected' (a candidate that was not planned, with the reason), split by SQL models.
+Returns one row per candidate with its decision: 'planned' (a send, holdout included and
+flagged) or 'rejected' (not planned, with the reason); SQL models select each.
 Logic: proactive_recs.notifications.campaigns.plan_run. Caps, spacing and repeats count the
 send ledger (int_send_ledger), so they hold across daily runs whatever the send tool has
 written back.
@@ -11,7 +11,7 @@ import json
 
 from proactive_recs.notifications.campaigns import plan_run
 from proactive_recs.warehouse.dbt_io import read_run_date, to_pandas
-from proactive_recs.warehouse.notifications_io import long_plan_frame
+from proactive_recs.warehouse.notifications_io import plan_frame
 from proactive_recs.warehouse.recommender_io import read_interactions
 
 # What the planner reads of the users and of the score tables.
@@ -47,4 +47,4 @@ def model(dbt, session):
         # Read only if the hidden-gem fallback needs them (no conversion in the send history).
         interactions=lambda: read_interactions(interactions),
     )
-    return long_plan_frame(plan, run_date=run_date)
+    return plan_frame(plan, run_date=run_date)

@@ -114,17 +114,17 @@ def test_served_falls_back_to_popularity_on_tiny_data_and_is_scored_the_same(han
 
 def test_served_sees_only_training_rows_and_the_cutoff(monkeypatch):
     calls = {}
-    real = two_stage.score
+    real_fit = two_stage.Recommender.fit
 
-    def spy(interactions, users=None, items=None, run_date=None, params=None):
+    def spy(self, interactions, users=None, items=None, as_of=None):
         calls["max_time"] = interactions["occurred_at"].max()
-        calls["run_date"] = run_date
-        calls["params"] = params
-        return real(interactions, users, items, run_date, params)
+        calls["as_of"] = as_of
+        calls["params"] = self.params
+        return real_fit(self, interactions, users, items, as_of)
 
-    monkeypatch.setattr(evaluation.two_stage, "score", spy)
+    monkeypatch.setattr(two_stage.Recommender, "fit", spy)
     evaluate(SPLIT, cutoff=CUTOFF, horizon_days=10, models=("served",), params={"k_items": 5})
-    assert calls["max_time"] < CUTOFF and calls["run_date"] == CUTOFF
+    assert calls["max_time"] < CUTOFF and calls["as_of"] == CUTOFF
     # list lengths are raised to what the metrics need
     assert calls["params"]["k_items"] == 20 and calls["params"]["k_users"] == 100
 

@@ -182,6 +182,36 @@ def test_the_recommender_fits_once_and_serves_what_score_serves(data, two_stage)
     assert model.set_params(params={**FAST, "k_items": 3}).params["k_items"] == 3
 
 
+def test_a_saved_recommender_serves_the_same_lists_without_refitting(data, two_stage, tmp_path):
+    """save/load (and to_bytes/from_bytes, what a warehouse table stores) keep the fitted
+    state: the loaded model serves frames equal to the original's, with no fit call."""
+    interactions, users, items = data
+    model = Recommender(FAST).fit(interactions, users, items, as_of=RUN_DATE)
+    model.save(tmp_path / "recommender.bin")
+    loaded = Recommender.load(tmp_path / "recommender.bin")
+    assert (
+        loaded is not model
+        and loaded.as_of_ == RUN_DATE
+        and loaded.get_params() == model.get_params()
+    )
+    served = loaded.recommend()
+    pd.testing.assert_frame_equal(served.user_item_scores, two_stage.user_item_scores)
+    pd.testing.assert_frame_equal(served.item_user_scores, two_stage.item_user_scores)
+    pd.testing.assert_frame_equal(loaded.recommend_items(), two_stage.user_item_scores)
+    pd.testing.assert_frame_equal(loaded.recommend_users(), two_stage.item_user_scores)
+
+
+def test_stored_bytes_from_another_version_or_no_recommender_stop_clearly():
+    with pytest.raises(RuntimeError, match="before fit"):
+        Recommender(FAST).to_bytes()
+    with pytest.raises(ValueError, match="not a stored proactive_recs Recommender"):
+        Recommender.from_bytes(b"\x00\x00\x00\x05hello")
+    header = b'{"format": 1, "version": "0.0.1"}'
+    old = len(header).to_bytes(4, "big") + header + b"..."
+    with pytest.raises(ValueError, match="written by proactive_recs 0.0.1.*fit it again"):
+        Recommender.from_bytes(old)
+
+
 def _boosted_first(frame, owner, member, boosted, exclude_owners):
     """Per owner list: the boosted member is first, or (MF scores) its raw score is
     negative, so its boosted score s / b sits just below 0: only positive scores may be

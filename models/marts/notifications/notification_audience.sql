@@ -18,7 +18,7 @@ items as (
 planned_sends as (
 
     select * from plan
-    where record_type = 'send'
+    where decision = 'planned'
 
 ),
 

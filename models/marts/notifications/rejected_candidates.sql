@@ -21,7 +21,7 @@ final as (
         reason
 
     from plan
-    where record_type = 'rejected'
+    where decision = 'rejected'
 
 )
 

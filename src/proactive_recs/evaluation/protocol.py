@@ -268,7 +268,8 @@ def evaluate(
             "k_items": max(int(p["k_items"]), K_ITEMS),
             "k_users": max(int(p["k_users"]), K_USERS),
         }
-        result = two_stage.score(train, users, items, run_date=cutoff, params=served_params)
+        served = two_stage.Recommender(served_params).fit(train, users, items, as_of=cutoff)
+        result = served.recommend()
         ui, ui_s, iu, iu_s = served_lists(result, base.user_ids, base.item_ids)
         rows += _score_lists("served", "user_to_item", ui, truth_ui, n_i)
         rows += _score_lists("served", "item_to_user", iu, truth_iu, n_i)

@@ -168,9 +168,10 @@ def _boolean(value, column, campaign_id) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     text = str(value).strip().lower()
-    if text in ("true", "t", "1", "yes"):
+    # the words macro parse_boolean reads (stg_campaigns)
+    if text in ("true", "t", "yes", "y", "1"):
         return True
-    if text in ("false", "f", "0", "no"):
+    if text in ("false", "f", "no", "n", "0"):
         return False
     raise ValueError(f"campaign {campaign_id!r}: column {column} is not a boolean: {value!r}")
 
@@ -189,6 +190,14 @@ def validate_campaigns(campaigns: pd.DataFrame) -> list[Campaign]:
     """
     if "campaign_id" not in campaigns:
         raise ValueError("campaigns: column campaign_id is required")
+    if "campaign_problem" in campaigns:
+        # stg_campaigns has judged every row (the rules' home in a dbt run): use its verdict
+        bad = campaigns[campaigns["campaign_problem"].notna()]
+        if len(bad):
+            row = bad.iloc[0]
+            raise ValueError(
+                f"campaign {row['campaign_id']!r}: {row['campaign_problem']} (stg_campaigns)"
+            )
     out, seen = [], set()
     for position, row in enumerate(campaigns.to_dict("records")):
         cid = row.get("campaign_id")

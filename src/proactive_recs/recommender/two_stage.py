@@ -47,16 +47,20 @@ before the top-K cut, so K rows come back whenever K candidates pass.
 
 from __future__ import annotations
 
+import json
 import logging
+import pickle
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
+from proactive_recs import __version__
 from proactive_recs.data.availability import available_at, upcoming_within
 from proactive_recs.data.instants import utc_instant, utc_naive
 from proactive_recs.data.interactions import (
@@ -97,6 +101,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_FORMAT = 1  # the layout of Recommender.to_bytes; raise it when the header or pickle changes
 
 # Every setting and its default: proactive_recs.recommender.config.RecommenderConfig (the one
 # home of the defaults); this plain dict is how the library reads them.
@@ -537,6 +542,57 @@ class Recommender(BaseEstimator):
             )
         with _model_threads(self.params_):
             return self._serve()
+
+    def recommend_items(self) -> pd.DataFrame:
+        """user -> items: each servable user's top ``k_items`` (``user_item_scores``).
+        :meth:`recommend` returns both directions from one pass; this is its one half."""
+        return self.recommend().user_item_scores
+
+    def recommend_users(self) -> pd.DataFrame:
+        """item -> users: each servable item's top ``k_users`` (``item_user_scores``)."""
+        return self.recommend().item_user_scores
+
+    # ------------------------------------------------------------------ persistence
+
+    def to_bytes(self) -> bytes:
+        """The fitted recommender as bytes (a header with the format and library version, then
+        a pickle): what a warehouse table or a file stores to serve later without refitting.
+        Load only bytes you wrote: unpickling runs code."""
+        if not hasattr(self, "stage_"):
+            raise RuntimeError("Recommender.to_bytes() before fit()")
+        header = json.dumps({"format": _FORMAT, "version": __version__}).encode()
+        return len(header).to_bytes(4, "big") + header + pickle.dumps(self, protocol=5)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Recommender:
+        """A recommender written by :meth:`to_bytes` with this library version (another
+        version stops, naming both: its estimators may not read the same)."""
+        size = int.from_bytes(data[:4], "big")
+        try:
+            header = json.loads(data[4 : 4 + size])
+        except ValueError as error:
+            raise ValueError("not a stored proactive_recs Recommender") from error
+        if header.get("format") != _FORMAT or header.get("version") != __version__:
+            raise ValueError(
+                f"stored Recommender was written by proactive_recs {header.get('version')} "
+                f"(format {header.get('format')}); this is {__version__} (format {_FORMAT}): "
+                "fit it again"
+            )
+        model = pickle.loads(data[4 + size :])
+        if not isinstance(model, cls):
+            raise ValueError(f"stored object is a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def save(self, path) -> None:
+        """Write :meth:`to_bytes` to a file."""
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path) -> Recommender:
+        """Read a file written by :meth:`save`."""
+        return cls.from_bytes(Path(path).read_bytes())
+
+    # ------------------------------------------------------------------ fitting
 
     def _fit_models(self) -> None:
         """Tune MF, build the as-of snapshot, train the second stage and the day-0 ranker."""

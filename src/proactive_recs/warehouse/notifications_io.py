@@ -8,10 +8,11 @@ import pandas as pd
 
 from proactive_recs.notifications.campaigns import AUDIENCE_COLUMNS, REJECTED_COLUMNS, PlanResult
 
-# The planner's audience columns (digest items as JSON text) and the rejected candidates'
-# reason, behind the record type and the run date.
+# One row per candidate the planner judged: its decision ('planned': a send, holdout users
+# included and flagged; 'rejected': not sent, with the reason), the run date, the audience
+# columns (digest items as JSON text) and the reason.
 PLAN_COLUMNS = [
-    "record_type",
+    "decision",
     "run_date",
     *("digest_items_json" if c == "digest_items" else c for c in AUDIENCE_COLUMNS),
     *(c for c in REJECTED_COLUMNS if c not in AUDIENCE_COLUMNS),
@@ -25,11 +26,12 @@ def _digest_json(items) -> str | None:
     return json.dumps(list(items), default=str, sort_keys=True)
 
 
-def long_plan_frame(plan: PlanResult, run_date) -> pd.DataFrame:
-    """Planned sends (record_type 'send') and rejected candidates ('rejected') in one frame."""
-    sends = plan.audience.assign(record_type="send")
+def plan_frame(plan: PlanResult, run_date) -> pd.DataFrame:
+    """Every candidate of the run with its decision: planned sends and rejected candidates
+    are the same grain (one candidate), told apart by ``decision``, not by a record type."""
+    sends = plan.audience.assign(decision="planned")
     sends["digest_items_json"] = sends["digest_items"].map(_digest_json)
-    rejected = plan.rejected_candidates.assign(record_type="rejected")
+    rejected = plan.rejected_candidates.assign(decision="rejected")
     long = pd.concat([sends.drop(columns=["digest_items"]), rejected], ignore_index=True)
     long["run_date"] = pd.Timestamp(run_date)
     for column in PLAN_COLUMNS:
@@ -38,7 +40,7 @@ def long_plan_frame(plan: PlanResult, run_date) -> pd.DataFrame:
     # Text columns typed as strings even when all null (e.g. no e-mails in the data), so the
     # warehouse table gets VARCHAR columns and the marts' contracts hold.
     for column in (
-        "record_type",
+        "decision",
         "send_key",
         "user_id",
         "email",

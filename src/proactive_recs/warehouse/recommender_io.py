@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from proactive_recs.warehouse.long_tables import TEXT, long_table
+
 if TYPE_CHECKING:  # serving imports implicit; dbt models check for it first (require_packages)
     from proactive_recs.recommender.two_stage import ScoreResult
 
@@ -75,73 +77,35 @@ def item_frame_for_scoring(item_context: pd.DataFrame, item_targeting: pd.DataFr
     return items
 
 
-# The long frame's Arrow types (DuckDB reads them as VARCHAR, BIGINT, DOUBLE, BOOLEAN and
-# DOUBLE[]; dictionary-encoded text is read as VARCHAR).
-_TEXT = pa.dictionary(pa.int32(), pa.string())
-_LONG_TYPES = {
-    "record_type": _TEXT,
-    "user_id": _TEXT,
-    "item_id": _TEXT,
+# The recommendations model's long table (warehouse/long_tables.py): one row per score,
+# factor vector or parameter, by record_type.
+RECOMMENDATION_TYPES = {
+    "record_type": TEXT,
+    "user_id": TEXT,
+    "item_id": TEXT,
     "rank": pa.int64(),
     "score": pa.float64(),
     "is_fallback": pa.bool_(),
-    "because_item_id": _TEXT,
-    "basis": _TEXT,
-    "reason": _TEXT,
+    "because_item_id": TEXT,
+    "basis": TEXT,
+    "reason": TEXT,
     "factors": pa.large_list(pa.float64()),  # 64-bit offsets: users x factors may pass 2^31
-    "parameter": _TEXT,
-    "value": _TEXT,
-    "stage": _TEXT,
+    "parameter": TEXT,
+    "value": TEXT,
+    "stage": TEXT,
 }
-LONG_COLUMNS = list(_LONG_TYPES)
+LONG_COLUMNS = list(RECOMMENDATION_TYPES)
 
 
-def _text_column(values, n: int) -> pa.Array:
-    """Text as a dictionary array: one copy of each distinct value (an id repeated over 20M
-    score rows costs 4 bytes a row, not a Python string or a copy of its bytes)."""
-    if values is None:
-        return pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
-    if isinstance(values, str):
-        codes = pa.array(np.zeros(n, dtype=np.int32))
-        return pa.DictionaryArray.from_arrays(codes, pa.array([values], pa.string()))
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
-    codes = pa.array(codes.astype(np.int32), mask=codes < 0)
-    return pa.DictionaryArray.from_arrays(codes, pa.array(uniques.astype(str), pa.string()))
-
-
-def _factor_column(factors: pd.DataFrame, id_col: str) -> pa.Array:
-    """Each row's factor vector as one list cell, sharing the matrix's buffer."""
+def _factor_part(factors: pd.DataFrame, id_col: str) -> dict:
+    """Each row's id and factor vector as one list cell, sharing the matrix's buffer."""
     matrix = factors[[c for c in factors.columns if c != id_col]].to_numpy(dtype=np.float64)
     n, k = matrix.shape
     offsets = pa.array(np.arange(n + 1, dtype=np.int64) * k)  # k = 0: no factors (fallback)
-    return pa.LargeListArray.from_arrays(offsets, pa.array(matrix.ravel()))
-
-
-def _arrow_part(frame: pd.DataFrame, record_type: str, stage: str) -> pa.Table:
-    """One record type's rows with every long column (absent ones null)."""
-    n = len(frame)
-    columns = {}
-    for name, kind in _LONG_TYPES.items():
-        if name == "record_type":
-            columns[name] = _text_column(record_type, n)
-        elif name == "stage":
-            columns[name] = _text_column(stage, n)
-        elif name == "factors":
-            columns[name] = pa.nulls(n, kind)
-        elif name not in frame:
-            columns[name] = _text_column(None, n) if kind == _TEXT else pa.nulls(n, kind)
-        elif kind == _TEXT:
-            columns[name] = _text_column(frame[name].to_numpy(), n)
-        else:
-            columns[name] = pa.array(frame[name], type=kind, from_pandas=True)
-    return pa.table(columns)
-
-
-def _factor_part(factors: pd.DataFrame, id_col: str, record_type: str, stage: str) -> pa.Table:
-    part = _arrow_part(factors[[id_col]], record_type, stage)
-    return part.set_column(
-        part.schema.get_field_index("factors"), "factors", _factor_column(factors, id_col)
-    )
+    return {
+        id_col: factors[id_col],
+        "factors": pa.LargeListArray.from_arrays(offsets, pa.array(matrix.ravel())),
+    }
 
 
 def long_recommendation_table(result: ScoreResult) -> pa.Table:
@@ -153,16 +117,15 @@ def long_recommendation_table(result: ScoreResult) -> pa.Table:
     as it is; :func:`proactive_recs.warehouse.dbt_io.for_session` turns it into pandas for Snowpark.
     """
     parts = [
-        _arrow_part(result.user_item_scores, "user_item", result.stage),
-        _arrow_part(result.item_user_scores, "item_user", result.stage),
-        _arrow_part(result.prelaunch_item_user_scores, "prelaunch_item_user", result.stage),
-        _arrow_part(result.unscored_items, "unscored_item", result.stage),
-        _factor_part(result.user_factors, "user_id", "user_factor", result.stage),
-        _factor_part(result.item_factors, "item_id", "item_factor", result.stage),
-        _arrow_part(result.params, "parameter", result.stage),
+        ("user_item", result.user_item_scores),
+        ("item_user", result.item_user_scores),
+        ("prelaunch_item_user", result.prelaunch_item_user_scores),
+        ("unscored_item", result.unscored_items),
+        ("user_factor", _factor_part(result.user_factors, "user_id")),
+        ("item_factor", _factor_part(result.item_factors, "item_id")),
+        ("parameter", result.params),
     ]
-    # Each chunk keeps its own dictionaries (same type): chaining them copies nothing.
-    return pa.concat_tables(parts)
+    return long_table(RECOMMENDATION_TYPES, parts, constants={"stage": result.stage})
 
 
 def evaluation_items(item_context: pd.DataFrame) -> pd.DataFrame:
@@ -172,23 +135,26 @@ def evaluation_items(item_context: pd.DataFrame) -> pd.DataFrame:
     return _item_attributes(item_context).assign(passes_filter=True, boost=1.0)
 
 
-EVALUATION_COLUMNS = [
-    "record_type",
-    "model",
-    "direction",
-    "segment",
-    "metric",
-    "k",
-    "value",
-    "parameter",
-    "parameter_value",
-    "bin",
-    "mean_predicted",
-    "observed_rate",
-    "n",
-    "eval_cutoff",
-    "horizon_days",
-]
+# The evaluation_results model's long table: one row per metric, hyper-parameter used or
+# calibration bin, by record_type.
+EVALUATION_TYPES = {
+    "record_type": TEXT,
+    "model": TEXT,
+    "direction": TEXT,
+    "segment": TEXT,
+    "metric": TEXT,
+    "k": pa.int64(),
+    "value": pa.float64(),
+    "parameter": TEXT,
+    "parameter_value": TEXT,
+    "bin": pa.int64(),
+    "mean_predicted": pa.float64(),
+    "observed_rate": pa.float64(),
+    "n": pa.int64(),
+    "eval_cutoff": pa.timestamp("us"),
+    "horizon_days": pa.float64(),
+}
+EVALUATION_COLUMNS = list(EVALUATION_TYPES)
 
 
 MF_PARAMETERS = {"factors": int, "regularization": float, "alpha": float, "iterations": int}
@@ -200,34 +166,13 @@ def mf_params_used(params: pd.DataFrame, model: str) -> dict:
     return {name: kind(float(rows[name])) for name, kind in MF_PARAMETERS.items() if name in rows}
 
 
-def long_evaluation_frame(result, cutoff, horizon_days, extra_metrics=None) -> pd.DataFrame:
-    """Metrics (record_type 'metric') and hyper-parameters used ('parameter') in one frame."""
-    metrics = pd.concat([result.metrics, extra_metrics], ignore_index=True).assign(
-        record_type="metric"
-    )
-    params = result.params.rename(columns={"value": "parameter_value"}).assign(
-        record_type="parameter"
-    )
+def long_evaluation_table(result, cutoff, horizon_days, extra_metrics=None) -> pa.Table:
+    """Metrics ('metric'), hyper-parameters used ('parameter') and calibration curves
+    ('calibration') of one evaluation, with its cutoff and horizon on every row."""
+    metrics = pd.concat([result.metrics, extra_metrics], ignore_index=True)
+    params = result.params.rename(columns={"value": "parameter_value"})
+    params["parameter_value"] = params["parameter_value"].astype("string")
     curves = result.calibration if result.calibration is not None else pd.DataFrame()
-    long = pd.concat([metrics, params, curves.assign(record_type="calibration")], ignore_index=True)
-    for column in EVALUATION_COLUMNS:
-        if column not in long:
-            long[column] = None
-    long["eval_cutoff"] = pd.Timestamp(cutoff)
-    long["horizon_days"] = float(horizon_days)
-    for column in ("k", "bin", "n"):
-        long[column] = long[column].astype("Int64")
-    for column in ("mean_predicted", "observed_rate"):
-        long[column] = long[column].astype(float)
-    long["value"] = long["value"].astype(float)
-    for column in (
-        "record_type",
-        "model",
-        "direction",
-        "segment",
-        "metric",
-        "parameter",
-        "parameter_value",
-    ):
-        long[column] = long[column].astype("string")
-    return long[EVALUATION_COLUMNS]
+    parts = [("metric", metrics), ("parameter", params), ("calibration", curves)]
+    constants = {"eval_cutoff": pd.Timestamp(cutoff), "horizon_days": float(horizon_days)}
+    return long_table(EVALUATION_TYPES, parts, constants)
