@@ -21,7 +21,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,snowflake]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,tools,snowflake]"
 	touch $@
 
 # Step 1: raw tables. The demo seeds are dbt seeds; Online Retail is loaded by the library.

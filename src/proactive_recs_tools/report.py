@@ -3,10 +3,11 @@
     python -m proactive_recs_tools.report --duckdb proactive_recs.duckdb --out target/report.html
         [--schema main] [--vars-file vars/demo.yml] [--cap email=3 --cap push=2]
 
-Plots are inline SVG drawn here (no plotting library, no scripts, no network): the page opens
-from a file or an e-mail attachment as it is. Each plot sits in an element with a stable id
-and is drawn from its table when present; when the table is not built yet the element holds a
-"Not built yet" note instead:
+Charts are Plotly figures (hover values, zoom; :mod:`proactive_recs_tools.charts`) with
+plotly.js embedded once in the page: it opens offline, from a file or an e-mail attachment,
+and fetches nothing. Each plot sits in an element with a stable id and is drawn from its
+table when present; when the table is not built yet the element holds a "Not built yet"
+note instead:
 
 * ``plot-model-metrics``: ndcg@k / recall@k per model, one chart per direction
   (model_evaluation, segment 'all');
@@ -34,6 +35,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .charts import bar_chart, line_chart, plotly_js
 from .summary import MAIN_OUTPUTS
 from .validation import (
     CHANNELS,
@@ -57,21 +59,6 @@ PLOT_IDS = (
     "plot-sends-per-user",
     "plot-backtest",
 )
-PALETTE = (
-    "#2563eb",
-    "#f97316",
-    "#16a34a",
-    "#dc2626",
-    "#9333ea",
-    "#0891b2",
-    "#ca8a04",
-    "#db2777",
-    "#4b5563",
-    "#65a30d",
-)
-REFERENCE = "#b91c1c"
-FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
-
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f8fafc;
 color:#0f172a}
@@ -83,9 +70,7 @@ section{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:16px 
 margin:16px 0}
 section h2{margin:0 0 4px;font-size:18px}
 p.what{margin:0 0 12px;color:#475569;font-size:14px}
-.plot svg{max-width:100%;height:auto}
 .row{display:flex;flex-wrap:wrap;gap:16px}
-.row>svg{flex:1 1 460px}
 .note{background:#fef9c3;border:1px solid #fde047;border-radius:6px;padding:10px 14px;
 color:#713f12;font-size:14px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
@@ -96,7 +81,7 @@ details{margin-top:8px;font-size:13px}
 """
 
 
-# --------------------------------------------------------------------------- SVG charts
+# --------------------------------------------------------------------------- formatting
 
 
 def _e(text) -> str:
@@ -116,261 +101,6 @@ def _fmt(value: float) -> str:
     if abs(value) >= 1:
         return f"{value:.2f}"
     return f"{value:.3f}"
-
-
-def _nice_ticks(top: float, n: int = 5) -> list[float]:
-    """Round tick values from 0 to at least ``top``."""
-    if not top > 0 or not math.isfinite(top):
-        top = 1.0
-    raw = top / n
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    count = math.ceil(top / step - 1e-9)
-    return [round(i * step, 10) for i in range(count + 1)]
-
-
-def _tick_format(ticks: Sequence[float]):
-    """A formatter showing every tick with the same, smallest exact number of decimals."""
-    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-    decimals = next((d for d in range(6) if abs(round(step, d) - step) < 1e-9), 6)
-    return lambda value: f"{value:,.{decimals}f}"
-
-
-def _short(label: str, size: int = 18) -> str:
-    label = str(label)
-    return label if len(label) <= size else label[: size - 1] + "…"
-
-
-def bar_chart(
-    groups: Sequence[str],
-    series: Sequence[tuple[str, Sequence[float]]],
-    *,
-    title: str,
-    y_label: str = "",
-    ref_value: float | None = None,
-    ref_label: str = "",
-    vline_after: int | None = None,
-    vline_label: str = "",
-    width: int = 720,
-    height: int = 340,
-    value_labels: bool = True,
-) -> str:
-    """Grouped vertical bars as an SVG string.
-
-    ``series`` is (name, one value per group); ``ref_value`` draws a dashed horizontal line
-    (e.g. a cap); ``vline_after`` a dashed vertical line after that group index (e.g. a cap
-    on a histogram of counts).
-    """
-    n_groups = max(len(groups), 1)
-    longest = max((len(_short(g)) for g in groups), default=0)
-    rotate = n_groups > 8 or longest * 6.5 > (width - 80) / n_groups
-    left, right, top = 64, 16, 44
-    bottom = 40 + (int(longest * 4.5) if rotate else 0)
-    height += bottom - 40
-    plot_w, plot_h = width - left - right, height - top - bottom
-    values = [v for _, vals in series for v in vals if v is not None and math.isfinite(v)]
-    highest = max(values + ([ref_value] if ref_value is not None else []) + [0.0])
-    ticks = _nice_ticks(highest * 1.05 if highest > 0 else 1.0)
-    tick_text = _tick_format(ticks)
-    y_top = ticks[-1]
-
-    def y(value: float) -> float:
-        return top + plot_h - plot_h * (value / y_top)
-
-    out = [
-        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-label="{_e(title)}" style="{FONT}">',
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{left}" y="20" font-size="15" font-weight="600" fill="#0f172a">'
-        f"{_e(title)}</text>",
-    ]
-    for tick in ticks:
-        out.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" '
-            f'y2="{y(tick):.1f}" stroke="#e2e8f0"/>'
-        )
-        out.append(
-            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" '
-            f'text-anchor="end" fill="#475569">{_e(tick_text(tick))}</text>'
-        )
-    if y_label:
-        out.append(
-            f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="12" fill="#475569" '
-            f'text-anchor="middle" transform="rotate(-90 14 {top + plot_h / 2:.1f})">'
-            f"{_e(y_label)}</text>"
-        )
-    slot = plot_w / n_groups
-    n_series = max(len(series), 1)
-    bar_w = max(min(slot * 0.8 / n_series, 60), 1.0)
-    for gi, group in enumerate(groups):
-        start = left + gi * slot + (slot - bar_w * n_series) / 2
-        for si, (name, vals) in enumerate(series):
-            value = vals[gi]
-            if value is None or not math.isfinite(value):
-                continue
-            x = start + si * bar_w
-            y0 = y(max(value, 0))
-            bar_h = max(top + plot_h - y0, 0.0)
-            color = PALETTE[si % len(PALETTE)]
-            out.append(
-                f'<rect x="{x:.1f}" y="{y0:.1f}" width="{max(bar_w - 2, 1):.1f}" '
-                f'height="{bar_h:.1f}" fill="{color}"><title>{_e(name)} · {_e(group)}: '
-                f"{_e(_fmt(value))}</title></rect>"
-            )
-            if value_labels and bar_w >= 18:
-                out.append(
-                    f'<text x="{x + bar_w / 2 - 1:.1f}" y="{y0 - 4:.1f}" font-size="10" '
-                    f'text-anchor="middle" fill="#334155">{_e(_fmt(value))}</text>'
-                )
-        cx = left + gi * slot + slot / 2
-        label_y = top + plot_h + 16
-        if rotate:
-            out.append(
-                f'<text x="{cx:.1f}" y="{label_y}" font-size="11" fill="#334155" '
-                f'text-anchor="end" transform="rotate(-35 {cx:.1f} {label_y})">'
-                f"{_e(_short(group))}</text>"
-            )
-        else:
-            out.append(
-                f'<text x="{cx:.1f}" y="{label_y}" font-size="11" fill="#334155" '
-                f'text-anchor="middle">{_e(_short(group, 24))}</text>'
-            )
-    out.append(
-        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" '
-        'stroke="#64748b"/>'
-    )
-    if ref_value is not None:
-        out.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(ref_value):.1f}" '
-            f'y2="{y(ref_value):.1f}" stroke="{REFERENCE}" stroke-width="2" '
-            'stroke-dasharray="6 4"/>'
-        )
-        out.append(
-            f'<text x="{left + 4}" y="{y(ref_value) - 6:.1f}" font-size="11" '
-            f'fill="{REFERENCE}">{_e(ref_label)}</text>'
-        )
-    if vline_after is not None:
-        vx = left + (vline_after + 1) * slot
-        out.append(
-            f'<line x1="{vx:.1f}" x2="{vx:.1f}" y1="{top}" y2="{top + plot_h}" '
-            f'stroke="{REFERENCE}" stroke-width="2" stroke-dasharray="6 4"/>'
-        )
-        out.append(
-            f'<text x="{vx + 4:.1f}" y="{top + 12}" font-size="11" fill="{REFERENCE}">'
-            f"{_e(vline_label)}</text>"
-        )
-    if len(series) > 1:
-        lx = left + plot_w
-        for si, (name, _) in reversed(list(enumerate(series))):
-            text = _short(name, 22)
-            lx -= 16 + 7 * len(text) + 12
-            out.append(
-                f'<rect x="{lx:.1f}" y="28" width="11" height="11" '
-                f'fill="{PALETTE[si % len(PALETTE)]}"/>'
-            )
-            out.append(
-                f'<text x="{lx + 15:.1f}" y="38" font-size="11" fill="#334155">{_e(text)}</text>'
-            )
-    out.append("</svg>")
-    return "".join(out)
-
-
-def line_chart(
-    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
-    *,
-    title: str,
-    x_label: str,
-    y_label: str,
-    diagonal: bool = True,
-    width: int = 560,
-    height: int = 420,
-) -> str:
-    """Lines with points, axes from 0 to 1 (or the data's maximum), as an SVG string."""
-    left, right, top, bottom = 64, 24, 44, 56
-    plot_w, plot_h = width - left - right, height - top - bottom
-    xs = [x for _, vx, _ in series for x in vx if math.isfinite(x)]
-    ys = [y for _, _, vy in series for y in vy if math.isfinite(y)]
-    x_top = _nice_ticks(max(xs + [1.0]))[-1]
-    y_top = _nice_ticks(max(ys + [1.0]))[-1]
-    x_ticks, y_ticks = _nice_ticks(x_top), _nice_ticks(y_top)
-    x_text, y_text = _tick_format(x_ticks), _tick_format(y_ticks)
-
-    def px(x: float) -> float:
-        return left + plot_w * x / x_top
-
-    def py(y: float) -> float:
-        return top + plot_h - plot_h * y / y_top
-
-    out = [
-        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-label="{_e(title)}" style="{FONT}">',
-        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{left}" y="20" font-size="15" font-weight="600" fill="#0f172a">'
-        f"{_e(title)}</text>",
-    ]
-    for tick in y_ticks:
-        out.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" '
-            f'y2="{py(tick):.1f}" stroke="#e2e8f0"/>'
-        )
-        out.append(
-            f'<text x="{left - 6}" y="{py(tick) + 4:.1f}" font-size="11" '
-            f'text-anchor="end" fill="#475569">{_e(y_text(tick))}</text>'
-        )
-    for tick in x_ticks:
-        out.append(
-            f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top}" '
-            f'y2="{top + plot_h}" stroke="#f1f5f9"/>'
-        )
-        out.append(
-            f'<text x="{px(tick):.1f}" y="{top + plot_h + 16}" font-size="11" '
-            f'text-anchor="middle" fill="#475569">{_e(x_text(tick))}</text>'
-        )
-    out.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{height - 12}" font-size="12" '
-        f'text-anchor="middle" fill="#475569">{_e(x_label)}</text>'
-    )
-    out.append(
-        f'<text x="14" y="{top + plot_h / 2:.1f}" font-size="12" fill="#475569" '
-        f'text-anchor="middle" transform="rotate(-90 14 {top + plot_h / 2:.1f})">'
-        f"{_e(y_label)}</text>"
-    )
-    if diagonal:
-        end = min(x_top, y_top)
-        out.append(
-            f'<line x1="{px(0):.1f}" y1="{py(0):.1f}" x2="{px(end):.1f}" '
-            f'y2="{py(end):.1f}" stroke="#94a3b8" stroke-width="1.5" '
-            'stroke-dasharray="5 4"><title>perfect calibration</title></line>'
-        )
-    for si, (name, vx, vy) in enumerate(series):
-        color = PALETTE[si % len(PALETTE)]
-        points = [
-            (x, y) for x, y in zip(vx, vy, strict=True) if math.isfinite(x) and math.isfinite(y)
-        ]
-        if len(points) > 1:
-            path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
-            out.append(
-                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2.5"/>'
-            )
-        for x, y in points:
-            out.append(
-                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4.5" fill="{color}">'
-                f"<title>{_e(name)}: predicted {_fmt(x)}, observed {_fmt(y)}</title>"
-                "</circle>"
-            )
-    if len(series) > 1:
-        for si, (name, _, _) in enumerate(series):
-            ly = top + 8 + 16 * si
-            out.append(
-                f'<rect x="{left + 10}" y="{ly}" width="11" height="11" '
-                f'fill="{PALETTE[si % len(PALETTE)]}"/>'
-            )
-            out.append(
-                f'<text x="{left + 26}" y="{ly + 10}" font-size="11" fill="#334155">'
-                f"{_e(_short(name, 28))}</text>"
-            )
-    out.append("</svg>")
-    return "".join(out)
 
 
 # --------------------------------------------------------------------------- sections
@@ -781,7 +511,8 @@ def render_report(con, settings: Settings | None = None, source: str = "") -> st
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>proactive_recs run report</title>"
-        f"<style>{CSS}</style></head><body>"
+        f"<style>{CSS}</style>"
+        f'<script type="text/javascript">{plotly_js()}</script></head><body>'
         "<header><h1>proactive_recs run report</h1>"
         f"<p>{_e(source)} · schema {_e(schema)} · {_e(run_text)} · generated "
         f"{_e(generated)}</p></header>"
