@@ -19,7 +19,8 @@ balance as (
         select
             '{{ source_name }}' as source_name,
             (select count(*) from {{ ref('base_' ~ source_name) }}) as raw_rows,
-            (select count(*) from {{ ref('stg_' ~ source_name) }}) as clean_rows
+            -- the clean rows: staging's, less those naming an unknown id (int_orphan_rows)
+            (select count(*) from {{ ref(('stg_' if source_name in ['users', 'items'] else 'int_') ~ source_name) }}) as clean_rows
         {% if not loop.last %}union all{% endif %}
     {% endfor %}
 

@@ -8,7 +8,9 @@
 {#
   A source may lose at most a share of its raw rows to rejections: the var
   proactive_recs_max_rejected_share, a number for every source (default 0.2) or a mapping
-  {source: share} (sources not named get 0.2). Put on stg_<source>_audited.
+  {source: share} (sources not named get 0.2). Put on the last model that decides about the
+  source's rows: stg_<source>_audited for users and items; int_<source> for transactions,
+  sends and events, whose rows may also be orphans (int_orphan_rows), counted here too.
 #}
 {% test rejected_share_within_limit(model, source_name) %}
     {%- set setting = var('proactive_recs_max_rejected_share', 0.2) -%}
@@ -17,9 +19,22 @@
     {%- else -%}
         {%- set limit = setting | float -%}
     {%- endif -%}
+    {#- refs outside `execute`, so that dbt sees them when it parses the test -#}
+    {%- set audited = ref('stg_' ~ source_name ~ '_audited') -%}
+    {%- set orphan_rows = ref('int_orphan_rows') if source_name in ['transactions', 'notification_sends', 'notification_events'] else none -%}
     {%- if execute -%}
-        {%- set counts = run_query(
-            "select rejection_reason, count(*) from " ~ model ~ " group by 1 order by 2 desc") -%}
+        {%- if source_name in ['transactions', 'notification_sends', 'notification_events'] -%}
+            {%- set reasons -%}
+                select coalesce(orphans.rejection_reason, audited.rejection_reason), count(*)
+                from {{ audited }} as audited
+                left join {{ orphan_rows }} as orphans
+                    on audited.audit_row_id = orphans.audit_row_id
+                group by 1 order by 2 desc
+            {%- endset -%}
+        {%- else -%}
+            {%- set reasons = "select rejection_reason, count(*) from " ~ audited ~ " group by 1 order by 2 desc" -%}
+        {%- endif -%}
+        {%- set counts = run_query(reasons) -%}
         {%- set ns = namespace(total=0, rejected=0, reasons=[]) -%}
         {%- for row in counts.rows -%}
             {%- set ns.total = ns.total + row[1] -%}

@@ -5,7 +5,7 @@ with
 
 transactions as (
 
-    select * from {{ ref('stg_transactions') }}
+    select * from {{ ref('int_transactions') }}
 
 ),
 

@@ -26,7 +26,7 @@ run_context as (
 
 confirmed_sends as (
 
-    select * from {{ ref('stg_notification_sends') }}
+    select * from {{ ref('int_notification_sends') }}
 
 ),
 

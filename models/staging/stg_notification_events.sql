@@ -1,4 +1,5 @@
--- Clean notification events: one row per (send_id, event_type, occurred_at) of a known send.
+-- Notification events clean by this source's own rules: one row per (send_id, event_type,
+-- occurred_at) (whether the send exists: int_notification_events).
 with
 
 audited as (
@@ -9,7 +10,8 @@ audited as (
 
 final as (
 
-    select {{ star_exclude(audit_columns()) }}
+    -- audit_row_id stays: int_orphan_rows names the rows whose ids are unknown by it
+    select {{ star_exclude(['raw_key', 'rejection_reason']) }}
     from audited
     where rejection_reason is null
 

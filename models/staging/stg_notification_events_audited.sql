@@ -1,15 +1,10 @@
 -- Every raw notification event, typed, with the reason it is rejected (null = clean).
+-- Whether the send exists is a question across sources, answered in int_orphan_rows.
 with
 
 source as (
 
     select * from {{ ref('base_notification_events') }}
-
-),
-
-clean_sends as (
-
-    select send_id from {{ ref('stg_notification_sends') }}
 
 ),
 
@@ -42,11 +37,9 @@ checked as (
             when typed.event_type is null or typed.event_type not in (
                 'delivered', 'open', 'click', 'conversion', 'unsubscribe', 'bounce', 'complaint'
             ) then 'unknown_event_type'
-            when clean_sends.send_id is null then 'unknown_send'
         end as row_defect
 
     from typed
-    left join clean_sends on typed.send_id = clean_sends.send_id
 
 ),
 

@@ -1,4 +1,5 @@
--- Clean send history: one row per send_id, sent to a known user on 'email' or 'push'.
+-- Send history clean by this source's own rules: one row per send_id on 'email' or 'push'
+-- (whether the user exists: int_notification_sends).
 with
 
 audited as (
@@ -9,7 +10,8 @@ audited as (
 
 final as (
 
-    select {{ star_exclude(audit_columns()) }}
+    -- audit_row_id stays: int_orphan_rows names the rows whose ids are unknown by it
+    select {{ star_exclude(['raw_key', 'rejection_reason']) }}
     from audited
     where rejection_reason is null
 

@@ -2,17 +2,12 @@
 -- A send dated after the run date is not rejected: a send tool writes back what it really
 -- sent, and a run pinned to an earlier instant (a backfill, a late build) must still count it
 -- (int_send_ledger). Models that need the past only filter on sent_at themselves.
+-- Whether the user exists is a question across sources, answered in int_orphan_rows.
 with
 
 source as (
 
     select * from {{ ref('base_notification_sends') }}
-
-),
-
-clean_users as (
-
-    select user_id from {{ ref('stg_users') }}
 
 ),
 
@@ -42,11 +37,9 @@ checked as (
             when typed.send_id is null or typed.user_id is null then 'null_id'
             when typed.sent_at is null then 'unparseable_value'
             when typed.channel is null or typed.channel not in {{ proactive_recs_channel_list() }} then 'unknown_channel'
-            when clean_users.user_id is null then 'unknown_user'
         end as row_defect
 
     from typed
-    left join clean_users on typed.user_id = clean_users.user_id
 
 ),
 

@@ -1,4 +1,6 @@
 -- Every raw transaction line, typed and normalised, with the reason it is rejected (null = clean).
+-- Only this source's own rules (and its event vocabulary); whether the user and the item exist
+-- is a question across sources, answered in int_orphan_rows.
 with
 
 source as (
@@ -10,18 +12,6 @@ source as (
 event_type_weights as (
 
     select * from {{ ref('stg_event_type_weights') }}
-
-),
-
-clean_users as (
-
-    select user_id from {{ ref('stg_users') }}
-
-),
-
-clean_items as (
-
-    select item_id from {{ ref('stg_items') }}
 
 ),
 
@@ -71,18 +61,14 @@ checked as (
             when typed.event_type = 'cancellation' then 'cancellation'
             when event_type_weights.event_type is null then 'unknown_event_type'
             when typed.quantity <= 0 then 'non_positive_quantity'
-            {% if var('proactive_recs_product_item_id_pattern') -%}
+            {%- if var('proactive_recs_product_item_id_pattern') %}
             when not {{ regex_search('typed.item_id', var('proactive_recs_product_item_id_pattern')) }}
                 then 'non_product_item'
             {%- endif %}
-            when clean_users.user_id is null then 'unknown_user'
-            when clean_items.item_id is null then 'unknown_item'
         end as row_defect
 
     from typed
     left join event_type_weights on typed.event_type = event_type_weights.event_type
-    left join clean_users on typed.user_id = clean_users.user_id
-    left join clean_items on typed.item_id = clean_items.item_id
 
 ),
 

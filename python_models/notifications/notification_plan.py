@@ -42,7 +42,7 @@ def model(dbt, session):
         user_item_scores=to_pandas(dbt.ref("user_item_scores"), columns=SCORE_COLUMNS),
         # the send ledger: confirmed sends plus earlier runs' planned sends not confirmed yet
         sends=to_pandas(dbt.ref("int_send_ledger")),
-        events=to_pandas(dbt.ref("stg_notification_events")),
+        events=to_pandas(dbt.ref("int_notification_events")),
         run_date=run_date,
         # Read only if the hidden-gem fallback needs them (no conversion in the send history).
         interactions=lambda: read_interactions(interactions),

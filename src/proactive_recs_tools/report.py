@@ -15,7 +15,7 @@ note instead:
   (calibration_curve: bin, mean_predicted, observed_rate, n);
 * ``plot-audience-size``: sends and holdouts per campaign (notification_audience);
 * ``plot-sends-per-user``: users by their most sends in a rolling 7 days (history + this
-  run) per channel, against the cap (notification_audience, stg_notification_sends);
+  run) per channel, against the cap (notification_audience, int_notification_sends);
 * ``plot-backtest``: conversions per send and max sends per user-week per policy
   (campaign_backtest);
 
@@ -338,7 +338,7 @@ def sends_per_user_section(
     what = (
         "For each user who gets a send in this run: the most sends on the channel within "
         "any rolling 7 days ending at one of this run's sends, counting the send history "
-        "(<code>stg_notification_sends</code>) and this run. The dashed line is the cap "
+        "(<code>int_notification_sends</code>) and this run. The dashed line is the cap "
         f"({_e(caps_origin)}); every bar must stay left of it."
     )
     if "notification_audience" not in present:
@@ -354,9 +354,9 @@ def sends_per_user_section(
         )
     history = (
         read_table(
-            con, schema, "stg_notification_sends", ["user_id", "campaign_id", "channel", "sent_at"]
+            con, schema, "int_notification_sends", ["user_id", "campaign_id", "channel", "sent_at"]
         )
-        if "stg_notification_sends" in present
+        if "int_notification_sends" in present
         else None
     )
     counts = rolling_sends(audience, history, "channel", run_date)

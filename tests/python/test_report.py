@@ -163,7 +163,7 @@ def report_tables() -> dict[str, pd.DataFrame]:
         "model_evaluation": model_evaluation,
         "calibration_curve": calibration,
         "notification_audience": audience,
-        "stg_notification_sends": history,
+        "int_notification_sends": history,
         "campaign_backtest": backtest,
         "rejected_rows": rejected,
         "stg_campaigns": campaigns,

@@ -32,6 +32,12 @@ __all__ = [
     "recall_at_k",
 ]
 
+# The one choice of cutoffs that "better" means everywhere a model is picked on a validation
+# window (MF tuning; the same pair the evaluation reports): user -> item ndcg@10 plus
+# item -> user recall@100, because one set of factors serves both directions.
+OBJECTIVE_K_ITEMS = 10
+OBJECTIVE_K_USERS = 100
+
 
 def hits_matrix(ranked: np.ndarray, relevant: sp.spmatrix) -> np.ndarray:
     """``hits[q, j]`` = the j-th ranked target of query q is relevant to q.

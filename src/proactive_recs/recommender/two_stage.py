@@ -150,8 +150,8 @@ def resolve_params(params: dict | None) -> dict:
     return RecommenderConfig.from_dict(params).as_dict()
 
 
-def _mf_params(p: dict) -> dict:
-    return {key: p[key] for key in MF_KEYS}
+def _mf_params(settings: dict) -> dict:
+    return {key: settings[key] for key in MF_KEYS}
 
 
 # ------------------------------------------------------------------- input hygiene
@@ -271,19 +271,22 @@ def tune_mf(
         top = topk_both(
             mf.user_factors_,
             mf.item_factors_,
-            k_items=10,
-            k_users=100,
+            k_items=metrics.OBJECTIVE_K_ITEMS,
+            k_users=metrics.OBJECTIVE_K_USERS,
             exclude=base.seen,
             block_size=block_size,
         )
+        k_items, k_users = metrics.OBJECTIVE_K_ITEMS, metrics.OBJECTIVE_K_USERS
         ndcg = metrics.ranking_metrics(
-            top.user_items[users_q], truth[users_q], ks=[10], metrics=("ndcg",)
-        )[("ndcg", 10)]
+            top.user_items[users_q], truth[users_q], ks=[k_items], metrics=("ndcg",)
+        )[("ndcg", k_items)]
         recall = metrics.ranking_metrics(
-            top.item_users[items_q], truth_t[items_q], ks=[100], metrics=("recall",)
-        )[("recall", 100)]
+            top.item_users[items_q], truth_t[items_q], ks=[k_users], metrics=("recall",)
+        )[("recall", k_users)]
         value = ndcg + recall
-        rows.append({**entry, "ndcg@10": ndcg, "recall@100": recall, "objective": value})
+        rows.append(
+            {**entry, f"ndcg@{k_items}": ndcg, f"recall@{k_users}": recall, "objective": value}
+        )
         if value > best_value:
             best, best_value = params, value
     return best, pd.DataFrame(rows)
@@ -322,7 +325,9 @@ def _seen_over(interactions, user_ids, item_ids) -> sp.csr_matrix:
 _MAX_AFFINITY_CELLS = 50_000_000  # users x categories above which category affinity is skipped
 
 
-def _popularity_lists(interactions, uni: _Universe, p, run_date, users_sel, items_sel, exclude):
+def _popularity_lists(
+    interactions, universe: _Universe, settings, run_date, users_sel, items_sel, exclude
+):
     """Heuristic lists for users and items the model cannot score.
 
     Users get the most popular items: distinct buyers over the last ``horizon_days``,
@@ -332,30 +337,32 @@ def _popularity_lists(interactions, uni: _Universe, p, run_date, users_sel, item
     audience for a brand-new item is the active buyers of its category. Boosts,
     masks and exclusions apply as everywhere.
     """
-    seen = _seen_over(interactions, uni.user_ids, uni.item_ids)
+    seen = _seen_over(interactions, universe.user_ids, universe.item_ids)
     recent_rows = interactions[
-        interactions["occurred_at"] >= run_date - pd.Timedelta(days=float(p["horizon_days"]))
+        interactions["occurred_at"] >= run_date - pd.Timedelta(days=float(settings["horizon_days"]))
     ]
-    recent = _seen_over(recent_rows, uni.user_ids, uni.item_ids)
+    recent = _seen_over(recent_rows, universe.user_ids, universe.item_ids)
     item_pop = np.asarray(recent.sum(axis=0)).ravel() + 1e-3 * np.asarray(seen.sum(axis=0)).ravel()
     user_act = np.asarray(seen.sum(axis=1)).ravel().astype(np.float32)
-    n_u, n_i = len(uni.user_ids), len(uni.item_ids)
+    n_u, n_i = len(universe.user_ids), len(universe.item_ids)
     by_pop = topk_both(
         np.ones((n_u, 1)),
         item_pop[:, None],
-        k_items=p["k_items"],
+        k_items=settings["k_items"],
         k_users=0,
         exclude=exclude,
-        user_mask=uni.user_servable & users_sel,
-        item_mask=uni.item_servable,
-        user_boost=uni.user_boost,
-        item_boost=uni.item_boost,
-        block_size=p["block_size"],
+        user_mask=universe.user_servable & users_sel,
+        item_mask=universe.item_servable,
+        user_boost=universe.user_boost,
+        item_boost=universe.item_boost,
+        block_size=settings["block_size"],
     )
     user_vecs, item_vecs = user_act[:, None], np.ones((n_i, 1), np.float32)
     category = None
-    if uni.items is not None and "category" in uni.items:
-        category = pd.factorize(uni.items.set_index("item_id")["category"].reindex(uni.item_ids))[0]
+    if universe.items is not None and "category" in universe.items:
+        category = pd.factorize(
+            universe.items.set_index("item_id")["category"].reindex(universe.item_ids)
+        )[0]
     if category is not None and (category >= 0).any():
         n_cat = int(category.max()) + 1
         if n_u * n_cat <= _MAX_AFFINITY_CELLS:
@@ -376,19 +383,21 @@ def _popularity_lists(interactions, uni: _Universe, p, run_date, users_sel, item
         user_vecs,
         item_vecs,
         k_items=0,
-        k_users=p["k_users"],
+        k_users=settings["k_users"],
         exclude=exclude,
-        user_mask=uni.user_servable,
-        item_mask=uni.item_servable & items_sel,
-        user_boost=uni.user_boost,
-        item_boost=uni.item_boost,
-        block_size=p["block_size"],
+        user_mask=universe.user_servable,
+        item_mask=universe.item_servable & items_sel,
+        user_boost=universe.user_boost,
+        item_boost=universe.item_boost,
+        block_size=settings["block_size"],
     )
     return by_pop, by_act
 
 
-def _params_frame(p: dict) -> pd.DataFrame:
-    return pd.DataFrame({"parameter": list(p.keys()), "value": [str(v) for v in p.values()]})
+def _params_frame(settings: dict) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"parameter": list(settings.keys()), "value": [str(v) for v in settings.values()]}
+    )
 
 
 def score(
@@ -417,13 +426,15 @@ def score(
     return Recommender(params).fit(interactions, users, items, as_of=run_date).recommend()
 
 
-def _popularity_result(frame, uni, p, exclude_all, run_date) -> ScoreResult:
-    everyone_u = np.ones(len(uni.user_ids), dtype=bool)
-    everyone_i = np.ones(len(uni.item_ids), dtype=bool)
-    by_pop, by_act = _popularity_lists(frame, uni, p, run_date, everyone_u, everyone_i, exclude_all)
+def _popularity_result(frame, universe, settings, exclude_all, run_date) -> ScoreResult:
+    everyone_u = np.ones(len(universe.user_ids), dtype=bool)
+    everyone_i = np.ones(len(universe.item_ids), dtype=bool)
+    by_pop, by_act = _popularity_lists(
+        frame, universe, settings, run_date, everyone_u, everyone_i, exclude_all
+    )
     ui = _frame(
-        uni.user_ids,
-        uni.item_ids,
+        universe.user_ids,
+        universe.item_ids,
         by_pop.user_items,
         by_pop.user_item_scores,
         everyone_u,
@@ -431,8 +442,8 @@ def _popularity_result(frame, uni, p, exclude_all, run_date) -> ScoreResult:
         "item_id",
     )
     iu = _frame(
-        uni.item_ids,
-        uni.user_ids,
+        universe.item_ids,
+        universe.user_ids,
         by_act.item_users,
         by_act.item_user_scores,
         everyone_i,
@@ -444,16 +455,16 @@ def _popularity_result(frame, uni, p, exclude_all, run_date) -> ScoreResult:
         item_user_scores=iu,
         user_factors=pd.DataFrame({"user_id": pd.Series(dtype=object)}),
         item_factors=pd.DataFrame({"item_id": pd.Series(dtype=object)}),
-        params=_params_frame(p),
+        params=_params_frame(settings),
         stage="popularity",
     )
 
 
 @contextmanager
-def _model_threads(p: dict):
+def _model_threads(settings: dict):
     """BLAS stays single-threaded (its thread count changes implicit's factors and is
     process-wide); OpenMP threads are per calling thread (proactive_recs.estimators.threads)."""
-    threads = int(p["num_threads"]) or None
+    threads = int(settings["num_threads"]) or None
     with warnings.catch_warnings(), single_threaded_blas(), openmp_threads(threads):
         # implicit warns about BLAS threads even though fit limits them itself.
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -488,7 +499,7 @@ class Recommender(BaseEstimator):
         self.params = params
 
     def fit(self, interactions, users=None, items=None, as_of=None) -> Recommender:
-        p = resolve_params(self.params)
+        settings = resolve_params(self.params)
         frame = normalise_interactions(interactions)
         if as_of is None:
             last = frame["occurred_at"].max() if len(frame) else pd.Timestamp("1970-01-01")
@@ -497,24 +508,24 @@ class Recommender(BaseEstimator):
         frame = interactions_before(frame, as_of)
         self.as_of_ = as_of
         self.interactions_ = frame
-        self.universe_ = _universe(frame, users, items, as_of, p["prelaunch_days"])
+        self.universe_ = _universe(frame, users, items, as_of, settings["prelaunch_days"])
         # Interactions of users/items outside the universe cannot be served; they still
         # inform the model (co-purchase patterns) when the universe is given explicitly.
         self.exclude_all_ = (
             None
-            if p["allow_repeats"]
+            if settings["allow_repeats"]
             else _seen_over(frame, self.universe_.user_ids, self.universe_.item_ids)
         )
-        self.params_ = p
+        self.params_ = settings
         self.diagnostics_ = {}
         self.snapshot_ = self.ranker_ = self.cold_ranker_ = None
 
         n_users_known = frame["user_id"].nunique()
         n_items_known = frame["item_id"].nunique()
         if (
-            len(frame) < p["min_interactions"]
-            or n_users_known <= p["factors"]
-            or n_items_known <= p["factors"]
+            len(frame) < settings["min_interactions"]
+            or n_users_known <= settings["factors"]
+            or n_items_known <= settings["factors"]
         ):
             log.warning(
                 "falling back to popularity: %d interactions, %d users, %d items "
@@ -522,12 +533,12 @@ class Recommender(BaseEstimator):
                 len(frame),
                 n_users_known,
                 n_items_known,
-                p["min_interactions"],
-                p["factors"],
+                settings["min_interactions"],
+                settings["factors"],
             )
             self.stage_ = "popularity"
             return self
-        with _model_threads(p):
+        with _model_threads(settings):
             self._fit_models()
         return self
 
@@ -596,78 +607,82 @@ class Recommender(BaseEstimator):
 
     def _fit_models(self) -> None:
         """Tune MF, build the as-of snapshot, train the second stage and the day-0 ranker."""
-        frame, uni, p = self.interactions_, self.universe_, self.params_
+        frame, universe, settings = self.interactions_, self.universe_, self.params_
         run_date, diagnostics = self.as_of_, self.diagnostics_
-        horizon = float(p["horizon_days"])
-        mf_params = _mf_params(p)
-        if p["tune"] and p["tune_grid"]:
+        horizon = float(settings["horizon_days"])
+        mf_params = _mf_params(settings)
+        if settings["tune"] and settings["tune_grid"]:
             mf_params, tried = tune_mf(
                 frame,
                 run_date,
                 horizon_days=horizon,
                 base_params=mf_params,
-                grid=p["tune_grid"],
-                half_life_days=p["half_life_days"],
-                block_size=p["block_size"],
+                grid=settings["tune_grid"],
+                half_life_days=settings["half_life_days"],
+                block_size=settings["block_size"],
             )
             diagnostics["tuning"] = tried
-        used = {**p, **mf_params}
+        used = {**settings, **mf_params}
 
-        snap = build_snapshot(
+        snapshot = build_snapshot(
             frame,
             run_date,
             horizon_days=horizon,
             mf_params=mf_params,
-            half_life_days=p["half_life_days"],
-            items=uni.items,
+            half_life_days=settings["half_life_days"],
+            items=universe.items,
         )
         # Map the universe onto the snapshot's index (users/items with history).
-        u_pos = uni.user_ids.get_indexer(snap.data.user_ids)
-        i_pos = uni.item_ids.get_indexer(snap.data.item_ids)
+        u_pos = universe.user_ids.get_indexer(snapshot.data.user_ids)
+        i_pos = universe.item_ids.get_indexer(snapshot.data.item_ids)
         u_in, i_in = u_pos >= 0, i_pos >= 0
-        user_mask = np.where(u_in, uni.user_servable[np.maximum(u_pos, 0)], False)
-        item_mask = np.where(i_in, uni.item_servable[np.maximum(i_pos, 0)], False)
-        user_boost = np.where(u_in, uni.user_boost[np.maximum(u_pos, 0)], 1.0).astype(np.float32)
-        item_boost = np.where(i_in, uni.item_boost[np.maximum(i_pos, 0)], 1.0).astype(np.float32)
-        exclude = None if p["allow_repeats"] else snap.data.seen
+        user_mask = np.where(u_in, universe.user_servable[np.maximum(u_pos, 0)], False)
+        item_mask = np.where(i_in, universe.item_servable[np.maximum(i_pos, 0)], False)
+        user_boost = np.where(u_in, universe.user_boost[np.maximum(u_pos, 0)], 1.0).astype(
+            np.float32
+        )
+        item_boost = np.where(i_in, universe.item_boost[np.maximum(i_pos, 0)], 1.0).astype(
+            np.float32
+        )
+        exclude = None if settings["allow_repeats"] else snapshot.data.seen
 
         ranker = cold_ranker = None
         cand = dict(
-            per_user=p["candidates_per_user"],
-            per_item=p["candidates_per_item"],
-            active_per_item=p["active_candidates_per_item"],
-            popular_per_user=p["popular_candidates_per_user"],
-            block_size=p["block_size"],
+            per_user=settings["candidates_per_user"],
+            per_item=settings["candidates_per_item"],
+            active_per_item=settings["active_candidates_per_item"],
+            popular_per_user=settings["popular_candidates_per_user"],
+            block_size=settings["block_size"],
         )
-        if p["second_stage"]:
-            td = training_frame(
+        if settings["second_stage"]:
+            training = training_frame(
                 frame,
                 run_date,
                 horizon_days=horizon,
-                windows=int(p["training_windows"]),
+                windows=int(settings["training_windows"]),
                 mf_params=mf_params,
                 candidate_params=cand,
-                half_life_days=p["half_life_days"],
-                items=uni.items,
-                negative_rate=p["negative_rate"],
-                cold_items=bool(p["cold_items"]),
-                random_state=p["random_state"],
+                half_life_days=settings["half_life_days"],
+                items=universe.items,
+                negative_rate=settings["negative_rate"],
+                cold_items=bool(settings["cold_items"]),
+                random_state=settings["random_state"],
             )
-            diagnostics["training_rows"] = int(len(td.y))
-            diagnostics["training_positives"] = int(td.y.sum())
-            diagnostics["cold_training_positives"] = int(td.y_cold.sum())
+            diagnostics["training_rows"] = int(len(training.y))
+            diagnostics["training_positives"] = int(training.y.sum())
+            diagnostics["cold_training_positives"] = int(training.y_cold.sum())
             ranker_params = dict(
-                max_iter=p["ranker_max_iter"],
-                learning_rate=p["ranker_learning_rate"],
-                negative_weight=1.0 / p["negative_rate"],
-                random_state=p["random_state"],
+                max_iter=settings["ranker_max_iter"],
+                learning_rate=settings["ranker_learning_rate"],
+                negative_weight=1.0 / settings["negative_rate"],
+                random_state=settings["random_state"],
             )
-            if td.y.sum() >= p["min_positives"]:
+            if training.y.sum() >= settings["min_positives"]:
                 # The last window before the run date calibrates the probabilities.
                 ranker = PropensityRanker(
-                    calibration=p["calibration"] or "none",
+                    calibration=settings["calibration"] or "none",
                     **ranker_params,
-                ).fit(td.X, td.y, window=td.window)
+                ).fit(training.X, training.y, window=training.window)
                 # What the validation window decided, for model_parameters.
                 used["calibration_applied"] = ranker.calibrator_ is not None
                 for name, value in ranker.calibration_check_.items():
@@ -676,25 +691,25 @@ class Recommender(BaseEstimator):
                 log.warning(
                     "second stage skipped: %d positive examples in %d past windows (need %d);"
                     " serving plain MF scores",
-                    int(td.y.sum()),
-                    p["training_windows"],
-                    p["min_positives"],
+                    int(training.y.sum()),
+                    settings["training_windows"],
+                    settings["min_positives"],
                 )
-            if td.y_cold.sum() >= p["min_positives"]:
-                cold_ranker = ColdItemRanker(negative_weight=1.0 / p["negative_rate"]).fit(
-                    td.X_cold, td.y_cold
+            if training.y_cold.sum() >= settings["min_positives"]:
+                cold_ranker = ColdItemRanker(negative_weight=1.0 / settings["negative_rate"]).fit(
+                    training.X_cold, training.y_cold
                 )
-            elif p["cold_items"]:
+            elif settings["cold_items"]:
                 log.warning(
                     "day-0 ranker skipped: %d buyers of new items in %d past windows (need %d);"
                     " new items get category-weighted active users",
-                    int(td.y_cold.sum()),
-                    p["training_windows"],
-                    p["min_positives"],
+                    int(training.y_cold.sum()),
+                    settings["training_windows"],
+                    settings["min_positives"],
                 )
         self.mf_params_ = mf_params
         self.params_used_ = used
-        self.snapshot_ = snap
+        self.snapshot_ = snapshot
         self.candidate_params_ = cand
         self.ranker_, self.cold_ranker_ = ranker, cold_ranker
         self.stage_ = "two_stage" if ranker is not None else "mf"
@@ -703,9 +718,9 @@ class Recommender(BaseEstimator):
 
     def _serve(self) -> ScoreResult:
         """Score the candidates and assemble the served frames."""
-        frame, uni, p = self.interactions_, self.universe_, self.params_
+        frame, universe, settings = self.interactions_, self.universe_, self.params_
         run_date, diagnostics, exclude_all = self.as_of_, self.diagnostics_, self.exclude_all_
-        snap, ranker, cold_ranker, cand = (
+        snapshot, ranker, cold_ranker, cand = (
             self.snapshot_,
             self.ranker_,
             self.cold_ranker_,
@@ -713,10 +728,10 @@ class Recommender(BaseEstimator):
         )
         user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
         used = self.params_used_
-        n_u, n_i = snap.data.n_users, snap.data.n_items
+        n_u, n_i = snapshot.data.n_users, snapshot.data.n_items
         if ranker is not None:
             u, i = candidate_pairs(
-                snap,
+                snapshot,
                 exclude=exclude,
                 user_mask=user_mask,
                 item_mask=item_mask,
@@ -724,23 +739,23 @@ class Recommender(BaseEstimator):
                 item_boost=item_boost,
                 **cand,
             )
-            prob = _predict_pairs(ranker, snap, u, i)
+            prob = _predict_pairs(ranker, snapshot, u, i)
             boosted = apply_boost(prob, user_boost[u] * item_boost[i])
-            ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, p["k_items"])
-            iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, p["k_users"])
+            ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, settings["k_items"])
+            iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, settings["k_users"])
             diagnostics["candidates"] = int(u.size)
         else:
             top = topk_both(
-                snap.mf.user_factors_,
-                snap.mf.item_factors_,
-                k_items=p["k_items"],
-                k_users=p["k_users"],
+                snapshot.mf.user_factors_,
+                snapshot.mf.item_factors_,
+                k_items=settings["k_items"],
+                k_users=settings["k_users"],
                 exclude=exclude,
                 user_mask=user_mask,
                 item_mask=item_mask,
                 user_boost=user_boost,
                 item_boost=item_boost,
-                block_size=p["block_size"],
+                block_size=settings["block_size"],
             )
             ui_lists, ui_scores, iu_lists, iu_scores = (
                 top.user_items,
@@ -750,18 +765,18 @@ class Recommender(BaseEstimator):
             )
         # Only servable users get a list (masked users have empty rows already).
         ui = _frame(
-            snap.data.user_ids,
-            snap.data.item_ids,
+            snapshot.data.user_ids,
+            snapshot.data.item_ids,
             ui_lists,
             ui_scores,
             np.zeros(n_u, bool),
             "user_id",
             "item_id",
         )
-        ui["because_item_id"] = _because(snap, ui_lists)
+        ui["because_item_id"] = _because(snapshot, ui_lists)
         iu = _frame(
-            snap.data.item_ids,
-            snap.data.user_ids,
+            snapshot.data.item_ids,
+            snapshot.data.user_ids,
             iu_lists,
             iu_scores,
             np.zeros(n_i, bool),
@@ -770,34 +785,34 @@ class Recommender(BaseEstimator):
         ).assign(basis="history")
 
         # Cold users: servable but without history before run_date -> popularity lists.
-        cold_users = uni.user_servable & ~uni.user_ids.isin(snap.data.user_ids)
+        cold_users = universe.user_servable & ~universe.user_ids.isin(snapshot.data.user_ids)
         # Cold items: servable (or about to go on sale) without history -> day-0 audiences.
-        no_history = ~uni.item_ids.isin(snap.data.item_ids)
-        cold_items = uni.item_servable & no_history
-        upcoming = uni.item_upcoming & no_history
+        no_history = ~universe.item_ids.isin(snapshot.data.item_ids)
+        cold_items = universe.item_servable & no_history
+        upcoming = universe.item_upcoming & no_history
         new_items = _new_item_audiences(
-            snap, uni, p, cold_ranker, cold_items | upcoming, user_mask, user_boost
+            snapshot, universe, settings, cold_ranker, cold_items | upcoming, user_mask, user_boost
         )
         # Items the day-0 ranker did not score (no ranker, or the cold path off) fall back to
         # category-weighted active users, unless nothing at all is known about them.
         heuristic = (
             cold_items
-            & ~uni.item_ids.isin(new_items.scored)
-            & ~uni.item_ids.isin(new_items.unusable)
+            & ~universe.item_ids.isin(new_items.scored)
+            & ~universe.item_ids.isin(new_items.unusable)
         )
         parts_ui, parts_iu = [ui], [iu]
         if cold_users.any() or heuristic.any():
             by_pop, by_act = _popularity_lists(
-                frame, uni, p, run_date, cold_users, heuristic, exclude_all
+                frame, universe, settings, run_date, cold_users, heuristic, exclude_all
             )
             if cold_users.any():
                 parts_ui.append(
                     _frame(
-                        uni.user_ids,
-                        uni.item_ids,
+                        universe.user_ids,
+                        universe.item_ids,
                         by_pop.user_items,
                         by_pop.user_item_scores,
-                        np.ones(len(uni.user_ids), bool),
+                        np.ones(len(universe.user_ids), bool),
                         "user_id",
                         "item_id",
                     )
@@ -805,22 +820,22 @@ class Recommender(BaseEstimator):
             if heuristic.any():
                 parts_iu.append(
                     _frame(
-                        uni.item_ids,
-                        uni.user_ids,
+                        universe.item_ids,
+                        universe.user_ids,
                         by_act.item_users,
                         by_act.item_user_scores,
-                        np.ones(len(uni.item_ids), bool),
+                        np.ones(len(universe.item_ids), bool),
                         "item_id",
                         "user_id",
                     ).assign(basis="heuristic")
                 )
-        on_sale = new_items.frame["item_id"].isin(uni.item_ids[cold_items]).to_numpy()
+        on_sale = new_items.frame["item_id"].isin(universe.item_ids[cold_items]).to_numpy()
         if on_sale.any():
             parts_iu.append(new_items.frame[on_sale])
         ui = pd.concat(parts_ui, ignore_index=True)
         iu = pd.concat(parts_iu, ignore_index=True)
         prelaunch = new_items.frame[
-            new_items.frame["item_id"].isin(uni.item_ids[upcoming]).to_numpy()
+            new_items.frame["item_id"].isin(universe.item_ids[upcoming]).to_numpy()
         ]
         unscored = pd.DataFrame(
             {
@@ -833,8 +848,12 @@ class Recommender(BaseEstimator):
         return ScoreResult(
             user_item_scores=ui,
             item_user_scores=iu,
-            user_factors=_factor_frame(snap.data.user_ids, snap.mf.user_factors_, "user_id"),
-            item_factors=_factor_frame(snap.data.item_ids, snap.mf.item_factors_, "item_id"),
+            user_factors=_factor_frame(
+                snapshot.data.user_ids, snapshot.mf.user_factors_, "user_id"
+            ),
+            item_factors=_factor_frame(
+                snapshot.data.item_ids, snapshot.mf.item_factors_, "item_id"
+            ),
             params=_params_frame(used),
             stage=self.stage_,
             diagnostics=diagnostics,
@@ -846,26 +865,26 @@ class Recommender(BaseEstimator):
 _PAIRS_PER_CHUNK = 1 << 21  # ~2M candidate pairs (~350 MB of features) scored at a time
 
 
-def _predict_pairs(ranker, snap, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+def _predict_pairs(ranker, snapshot, u: np.ndarray, i: np.ndarray) -> np.ndarray:
     """The ranker's probability for every candidate pair, computed in chunks so that
     only one chunk's feature frame exists at a time (pairs are sorted by user, and so
     is every chunk, as pair_features requires)."""
     prob = np.empty(u.size, dtype=np.float32)
     for start in range(0, u.size, _PAIRS_PER_CHUNK):
         stop = min(start + _PAIRS_PER_CHUNK, u.size)
-        features = pair_features(snap, u[start:stop], i[start:stop])
+        features = pair_features(snapshot, u[start:stop], i[start:stop])
         prob[start:stop] = ranker.predict_proba(features)[:, 1]
     return prob
 
 
-def _because(snap, ui_lists: np.ndarray) -> np.ndarray:
+def _because(snapshot, ui_lists: np.ndarray) -> np.ndarray:
     """``because_item_id`` per row of the user-item frame (same order as :func:`_frame`)."""
     n_u, k = ui_lists.shape
     owner = np.repeat(np.arange(n_u), k)
     member = ui_lists.ravel()
     ok = member >= 0
-    best = explain_pairs(snap.data.seen, snap.similarity, owner[ok], member[ok])
-    ids = np.asarray(snap.data.item_ids, dtype=object)
+    best = explain_pairs(snapshot.data.seen, snapshot.similarity, owner[ok], member[ok])
+    ids = np.asarray(snapshot.data.item_ids, dtype=object)
     return np.where(best >= 0, ids[np.maximum(best, 0)], None)
 
 
@@ -876,7 +895,7 @@ class _NewItemAudiences:
     unusable: pd.Index  # new items without a usable attribute
 
 
-def _new_item_audiences(snap, uni, p, cold_ranker, wanted, user_mask, user_boost):
+def _new_item_audiences(snapshot, universe, settings, cold_ranker, wanted, user_mask, user_boost):
     """Day-0 audiences of items without history (on sale or upcoming): the day-0 ranker's
     probability over candidates from predicted factors, category share and activity."""
     empty = _NewItemAudiences(
@@ -884,30 +903,30 @@ def _new_item_audiences(snap, uni, p, cold_ranker, wanted, user_mask, user_boost
         pd.Index([]),
         pd.Index([]),
     )
-    if not wanted.any() or not p["cold_items"] or uni.items is None:
+    if not wanted.any() or not settings["cold_items"] or universe.items is None:
         return empty
-    ids = uni.item_ids[wanted]
-    model = fit_attribute_model(snap, uni.items)
-    cold, unusable = describe_cold_items(snap, model, uni.items, ids)
+    ids = universe.item_ids[wanted]
+    model = fit_attribute_model(snapshot, universe.items)
+    cold, unusable = describe_cold_items(snapshot, model, universe.items, ids)
     if cold_ranker is None or not len(cold.item_ids):
         return _NewItemAudiences(empty.frame, pd.Index([]), unusable)
-    boost = uni.item_boost[uni.item_ids.get_indexer(cold.item_ids)]
+    boost = universe.item_boost[universe.item_ids.get_indexer(cold.item_ids)]
     u, j = cold_candidates(
-        snap,
+        snapshot,
         cold,
-        per_item=p["candidates_per_item"],
-        active_per_item=p["active_candidates_per_item"],
+        per_item=settings["candidates_per_item"],
+        active_per_item=settings["active_candidates_per_item"],
         user_mask=user_mask,
         user_boost=user_boost,
         item_boost=boost,
-        block_size=p["block_size"],
+        block_size=settings["block_size"],
     )
-    prob = cold_ranker.predict_proba(cold_pair_features(snap, cold, u, j))[:, 1]
+    prob = cold_ranker.predict_proba(cold_pair_features(snapshot, cold, u, j))[:, 1]
     boosted = apply_boost(prob.astype(np.float32), user_boost[u] * boost[j])
-    lists, scores = topk_pairs(j, u, boosted, len(cold.item_ids), p["k_users"])
+    lists, scores = topk_pairs(j, u, boosted, len(cold.item_ids), settings["k_users"])
     frame = _frame(
         cold.item_ids,
-        snap.data.user_ids,
+        snapshot.data.user_ids,
         lists,
         scores,
         np.zeros(len(cold.item_ids), bool),

@@ -1,0 +1,28 @@
+-- Interaction lines clean by their own rules whose user and item exist: what the recommender and
+-- every other model read as the transactions.
+-- The rows left out are in int_orphan_rows (and rejected_rows) with their reason.
+with
+
+staged as (
+
+    select * from {{ ref('stg_transactions') }}
+
+),
+
+orphans as (
+
+    select audit_row_id from {{ ref('int_orphan_rows') }}
+    where source_name = 'transactions'
+
+),
+
+final as (
+
+    select {{ star_exclude(['audit_row_id'], 'staged') }}
+    from staged
+    left join orphans on staged.audit_row_id = orphans.audit_row_id
+    where orphans.audit_row_id is null
+
+)
+
+select * from final
