@@ -6,7 +6,7 @@
 -- campaign_problem names the first column that breaks one (null = valid), and the test
 -- campaigns_are_valid stops the build naming each bad campaign, its column and its value.
 -- The library's Campaign config reads this verdict instead of judging the row again
--- (proactive_recs.notifications.campaigns.validate_campaigns).
+-- (proactive_recs.notifications.campaign.validate_campaigns).
 -- depends_on: {{ ref('campaigns') }}
 {%- set campaigns_relation = proactive_recs_campaigns_relation() %}
 {%- set campaign_types = ['digest', 'item_push'] %}

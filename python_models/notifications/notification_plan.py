@@ -2,14 +2,14 @@
 
 Returns one row per candidate with its decision: 'planned' (a send, holdout included and
 flagged) or 'rejected' (not planned, with the reason); SQL models select each.
-Logic: proactive_recs.notifications.campaigns.plan_run. Caps, spacing and repeats count the
+Logic: proactive_recs.notifications.planner.plan_run. Caps, spacing and repeats count the
 send ledger (int_send_ledger), so they hold across daily runs whatever the send tool has
 written back.
 """
 
 import json
 
-from proactive_recs.notifications.campaigns import plan_run
+from proactive_recs.notifications.planner import plan_run
 from proactive_recs.warehouse.dbt_io import read_run_date, to_pandas
 from proactive_recs.warehouse.notifications_io import plan_frame
 from proactive_recs.warehouse.recommender_io import read_interactions

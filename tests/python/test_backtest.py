@@ -12,12 +12,10 @@ from proactive_recs.notifications.backtest import (
     run_backtest,
     run_backtest_detailed,
 )
-from proactive_recs.notifications.campaigns import (
-    plan_run,
-    select_trigger_items,
-    validate_campaigns,
-)
+from proactive_recs.notifications.campaign import validate_campaigns
 from proactive_recs.notifications.frequency import FrequencyRules
+from proactive_recs.notifications.planner import plan_run
+from proactive_recs.notifications.triggers import select_trigger_items
 
 START = pd.Timestamp("2026-01-05")
 DAY = pd.Timedelta(days=1)

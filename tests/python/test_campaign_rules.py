@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import DEMO_VARS, run_dbt
-from proactive_recs.notifications.campaigns import validate_campaigns
+from proactive_recs.notifications.campaign import validate_campaigns
 
 COLUMNS = [
     "campaign_id",

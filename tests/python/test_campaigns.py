@@ -11,17 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proactive_recs.notifications.campaigns import (
-    AUDIENCE_COLUMNS,
-    REJECTED_COLUMNS,
-    Campaign,
-    _digest_items,
-    digest_candidates,
-    hidden_gem_stats,
-    plan_run,
-    select_trigger_items,
-    validate_campaigns,
-)
+from proactive_recs.notifications.campaign import Campaign, validate_campaigns
+from proactive_recs.notifications.candidates import REJECTED_COLUMNS, digest_candidates
 from proactive_recs.notifications.frequency import (
     FrequencyRules,
     cadence_allowance,
@@ -29,6 +20,8 @@ from proactive_recs.notifications.frequency import (
     in_quiet_hours,
     resolve_timezone,
 )
+from proactive_recs.notifications.planner import AUDIENCE_COLUMNS, _digest_items, plan_run
+from proactive_recs.notifications.triggers import hidden_gem_stats, select_trigger_items
 
 RUN = pd.Timestamp("2026-11-02 00:00")
 DAY = pd.Timedelta(days=1)

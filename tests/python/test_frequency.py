@@ -436,7 +436,7 @@ def test_unconfirmed_planned_sends_count_for_caps_but_get_no_cadence_verdict():
 
 
 def test_an_email_to_one_account_counts_for_every_account_of_the_mailbox():
-    from proactive_recs.notifications.campaigns import mailbox_history
+    from proactive_recs.notifications.candidates import mailbox_history
     from proactive_recs.notifications.frequency import normalize_sends
 
     users = pd.DataFrame(

@@ -48,12 +48,10 @@ import pandas as pd
 
 from proactive_recs.data.instants import utc_instant
 from proactive_recs.data.interactions import normalise_interactions
-from proactive_recs.notifications.campaigns import (
-    plan_run,
-    select_trigger_items,
-    validate_campaigns,
-)
+from proactive_recs.notifications.campaign import validate_campaigns
 from proactive_recs.notifications.frequency import FrequencyRules
+from proactive_recs.notifications.planner import plan_run
+from proactive_recs.notifications.triggers import select_trigger_items
 
 __all__ = [
     "METRICS",

@@ -1,4 +1,4 @@
-"""Shaping :func:`~proactive_recs.notifications.campaigns.plan_run` output for dbt."""
+"""Shaping :func:`~proactive_recs.notifications.planner.plan_run` output for dbt."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 
 import pandas as pd
 
-from proactive_recs.notifications.campaigns import AUDIENCE_COLUMNS, REJECTED_COLUMNS, PlanResult
+from proactive_recs.notifications.candidates import REJECTED_COLUMNS
+from proactive_recs.notifications.planner import AUDIENCE_COLUMNS, PlanResult
 
 # One row per candidate the planner judged: its decision ('planned': a send, holdout users
 # included and flagged; 'rejected': not sent, with the reason), the run date, the audience

@@ -1,0 +1,436 @@
+"""Candidate sends per campaign, each with its value or the reason it cannot be sent.
+
+* **item_push**: for every trigger item (:func:`~proactive_recs.notifications.triggers.
+select_trigger_items`), each user scored for it in ``item_user_scores``. Value
+``score x boost`` must reach ``min_relevance``; the audience size is *not* cut here but in
+the allocation, so that when a top user is capped the slot goes to the next best one.
+* **digest**: one candidate per user scored in ``user_item_scores``, holding the user's
+qualifying items (available at the run, not sent to the user within the item-repeat window,
+``score x boost >= min_relevance``) best first. Its score is the probability that at least
+one of the top ``items_per_digest`` items gets an interaction,
+``1 - prod(1 - clip(score_i, 0, 1))`` assuming independence: on the same [0, 1] scale as an
+item push's score, so one allocation can compare a digest with a push, and unlike a sum it
+does not grow without bound with the digest length.
+
+Expected value of a candidate = score x boost x priority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from proactive_recs.notifications.campaign import Campaign
+from proactive_recs.notifications.frequency import (
+    CHANNELS,
+)
+
+REJECTED_COLUMNS = [
+    "campaign_id",
+    "channel",
+    "user_id",
+    "item_id",
+    "score",
+    "expected_value",
+    "reason",
+]
+CANDIDATE_COLUMNS = [
+    "campaign_id",
+    "campaign_type",
+    "channel",
+    "user_id",
+    "item_id",
+    "score",
+    "boost",
+    "expected_value",
+    "audience_size",
+    "campaign_cap",
+    "digest_pool",
+]
+DIGEST_ITEM_FIELDS = ("title", "url", "price", "image_url")
+
+
+def _is_true(values: pd.Series) -> pd.Series:
+    """Only a boolean true is true: false, null, text or numbers are not."""
+    return values.map(lambda v: isinstance(v, (bool, np.bool_)) and bool(v)).astype(bool)
+
+
+def normalise_users(users: pd.DataFrame) -> pd.DataFrame:
+    """One row per user id: email, timezone, is_eligible and eligibility per channel.
+
+    ``is_<channel>_eligible`` (from ``int_user_eligibility``: consent per channel, one
+    account per mailbox for e-mail) default to ``is_eligible`` when absent; a send needs both.
+    Only a boolean true is eligible: false, null, text or numbers all count as suppressed,
+    and a user id listed twice is eligible only if every row says so. When in doubt, don't
+    send.
+    """
+    out = users.copy()
+    out["user_id"] = out["user_id"].astype(str)
+    for column in ("email", "timezone"):
+        if column not in out:
+            out[column] = None
+    eligible = out["is_eligible"] if "is_eligible" in out else pd.Series(False, index=out.index)
+    out["is_eligible"] = _is_true(eligible)
+    per_channel = {}
+    for channel in CHANNELS:
+        column = f"is_{channel}_eligible"
+        out[column] = out["is_eligible"] & (_is_true(out[column]) if column in out else True)
+        per_channel[column] = (column, "all")
+    return (
+        out.groupby("user_id", sort=True)
+        .agg(
+            email=("email", "first"),
+            timezone=("timezone", "first"),
+            is_eligible=("is_eligible", "all"),
+            **per_channel,
+        )
+        .reset_index()
+    )
+
+
+def mailbox_history(history: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
+    """The send history with every e-mail also counted for the other accounts of its mailbox.
+
+    A mailbox is one person: accounts sharing an address (trimmed, lower-cased) share e-mail
+    caps, spacing and the item-repeat rule. Each e-mail send to one account is copied to the
+    others, so every per-user rule also holds per mailbox.
+    """
+    if history.empty or "email" not in users:
+        return history
+    address = users["email"].map(lambda v: v.strip().lower() if isinstance(v, str) else None)
+    accounts = pd.DataFrame({"user_id": users["user_id"], "mailbox": address}).dropna()
+    shared = accounts[accounts["mailbox"].duplicated(keep=False)]
+    if shared.empty:
+        return history
+    emails = history[history["channel"] == "email"].merge(shared, on="user_id")
+    copies = emails.rename(columns={"user_id": "sent_to"}).merge(shared, on="mailbox")
+    copies = copies[copies["user_id"] != copies["sent_to"]]
+    return pd.concat(
+        [history, copies.drop(columns=["sent_to", "mailbox"])[history.columns]], ignore_index=True
+    )
+
+
+def _targeting(targeting: pd.DataFrame | None, campaign_id: str) -> pd.DataFrame:
+    """(user_id, passes_filter, boost) of one campaign; null filter = fails, boost >= 0.
+
+    The campaign column may be called ``campaign_id`` or ``target`` (as in the
+    ``user_targeting`` model, whose other target, 'scores', then matches no campaign).
+    """
+    if targeting is not None and "campaign_id" not in targeting and "target" in targeting:
+        targeting = targeting.rename(columns={"target": "campaign_id"})
+    if targeting is None or len(targeting) == 0:
+        return pd.DataFrame(
+            {
+                "user_id": pd.Series(dtype=object),
+                "passes_filter": pd.Series(dtype=bool),
+                "boost": pd.Series(dtype=float),
+            }
+        )
+    rows = targeting[targeting["campaign_id"].astype(str) == campaign_id]
+    passes = rows["passes_filter"] if "passes_filter" in rows else True
+    boost = rows["boost"] if "boost" in rows else 1.0
+    out = pd.DataFrame(
+        {
+            "user_id": rows["user_id"].astype(str),
+            "passes_filter": pd.Series(passes, index=rows.index).eq(True),
+            "boost": pd.to_numeric(pd.Series(boost, index=rows.index), errors="coerce")
+            .fillna(1.0)
+            .clip(lower=0.0),
+        }
+    )
+    return out.drop_duplicates("user_id")
+
+
+def _scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Scores with string ids, float score, one row per (user, item) (the best one)."""
+    if scores is None or len(scores) == 0:
+        return pd.DataFrame(
+            {
+                "user_id": pd.Series(dtype=object),
+                "item_id": pd.Series(dtype=object),
+                "rank": pd.Series(dtype=float),
+                "score": pd.Series(dtype=float),
+            }
+        )
+    out = pd.DataFrame(
+        {
+            "user_id": scores["user_id"].astype(str),
+            "item_id": scores["item_id"].astype(str),
+            "rank": pd.to_numeric(scores["rank"], errors="coerce") if "rank" in scores else np.nan,
+            "score": pd.to_numeric(scores["score"], errors="coerce"),
+        }
+    )
+    out = out.sort_values(
+        ["user_id", "item_id", "score"], ascending=[True, True, False], na_position="last"
+    )
+    return out.drop_duplicates(["user_id", "item_id"]).reset_index(drop=True)
+
+
+def _with_user_context(
+    frame: pd.DataFrame, campaign: Campaign, users: pd.DataFrame, targeting: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Join users and the campaign's targeting; add the user-level rejection reason."""
+    out = frame.merge(users, on="user_id", how="left", indicator="_user")
+    out = out.merge(_targeting(targeting, campaign.campaign_id), on="user_id", how="left")
+    # No targeting row = passes with boost 1 (the brief's contract for missing rows).
+    out["passes_filter"] = ~out["passes_filter"].eq(False)
+    out["boost"] = pd.to_numeric(out["boost"]).fillna(1.0).astype(float)
+    known = (out.pop("_user") == "both").to_numpy()
+    # per channel when the users frame says so (plan_run's _users always does)
+    per_channel = f"is_{campaign.channel}_eligible"
+    eligible = out["is_eligible"].eq(True).to_numpy()
+    if per_channel in out:
+        eligible &= out[per_channel].eq(True).to_numpy()
+    # Only e-mail needs an address in the users table; push tokens live in the push tool.
+    email = out["email"]
+    missing_email = (
+        (email.isna() | email.astype(str).str.strip().eq("")).to_numpy(bool)
+        if campaign.channel == "email"
+        else np.zeros(len(out), bool)
+    )
+    out["user_reason"] = _first_reason(
+        [~known, ~eligible, missing_email, ~out["passes_filter"].to_numpy(bool)],
+        ["unknown_user", "suppressed", "no_email", "filtered_out"],
+    )
+    return out
+
+
+def _first_reason(conditions, reasons) -> np.ndarray:
+    """Object array: the reason of the first true condition per row, else None."""
+    out = np.full(len(conditions[0]) if conditions else 0, None, dtype=object)
+    for condition, reason in zip(reversed(conditions), reversed(reasons), strict=True):
+        out[np.asarray(condition, dtype=bool)] = reason
+    return out
+
+
+def _rejected(frame: pd.DataFrame, campaign: Campaign, reason) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "campaign_id": campaign.campaign_id,
+            "channel": campaign.channel,
+            "user_id": frame["user_id"].to_numpy(),
+            "item_id": frame["item_id"].to_numpy() if "item_id" in frame else None,
+            "score": frame["score"].to_numpy(float),
+            "expected_value": frame["expected_value"].to_numpy(float),
+            "reason": reason,
+        },
+        index=frame.index,
+    )
+    return out[REJECTED_COLUMNS]
+
+
+def empty_frame(columns) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def item_push_candidates(
+    campaign: Campaign,
+    trigger_items: Sequence[str],
+    item_user_scores: pd.DataFrame,
+    users: pd.DataFrame,
+    targeting: pd.DataFrame | None,
+    recent_pairs: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Candidate sends of one item push and the scored pairs it rejects.
+
+    Every (trigger item, user) score row is a candidate or a rejection with the first
+    reason that applies: unknown_user, suppressed, no_email (email campaigns), filtered_out,
+    item_repeat, below_min_relevance (``score x boost < min_relevance``, or no score).
+    ``users`` and ``recent_pairs`` as prepared by :func:`plan_run`.
+    """
+    if item_user_scores is None or len(item_user_scores) == 0:
+        return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
+    # Keep the trigger items' rows before normalising: the table holds every item's top-K.
+    scores = _scores(
+        item_user_scores[item_user_scores["item_id"].astype(str).isin(set(map(str, trigger_items)))]
+    )
+    if scores.empty:
+        return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
+    frame = _with_user_context(scores, campaign, users, targeting)
+    repeat = (
+        pd.MultiIndex.from_frame(frame[["user_id", "item_id"]]).isin(
+            pd.MultiIndex.from_frame(recent_pairs[["user_id", "item_id"]])
+        )
+        if len(recent_pairs)
+        else np.zeros(len(frame), bool)
+    )
+    boosted = frame["score"] * frame["boost"]
+    frame["expected_value"] = boosted * campaign.priority
+    low = ~(boosted >= campaign.min_relevance).to_numpy()  # NaN scores fail too
+    user_reason = frame["user_reason"].to_numpy(object)
+    reason = pd.Series(
+        _first_reason(
+            [pd.notna(user_reason), repeat, low], [None, "item_repeat", "below_min_relevance"]
+        ),
+        index=frame.index,
+        dtype=object,
+    )
+    reason[pd.notna(user_reason)] = user_reason[pd.notna(user_reason)]
+    kept = frame[reason.isna()]
+    candidates = pd.DataFrame(
+        {
+            "campaign_id": campaign.campaign_id,
+            "campaign_type": campaign.campaign_type,
+            "channel": campaign.channel,
+            "user_id": kept["user_id"],
+            "item_id": kept["item_id"],
+            "score": kept["score"].astype(float),
+            "boost": kept["boost"],
+            "expected_value": kept["expected_value"].astype(float),
+            "audience_size": campaign.audience_size,
+            "campaign_cap": campaign.max_sends_per_user_week,
+            "digest_pool": None,
+        }
+    )[CANDIDATE_COLUMNS]
+    rejected = _rejected(frame[reason.notna()], campaign, reason[reason.notna()])
+    return candidates.reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def digest_candidates(
+    campaign: Campaign,
+    user_item_scores: pd.DataFrame,
+    available_item_ids,
+    users: pd.DataFrame,
+    targeting: pd.DataFrame | None,
+    recent_pairs: pd.DataFrame,
+    pushable_item_ids=None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One candidate digest per scored user, and the users it rejects.
+
+    A user's qualifying items: available at the run, not sent to them within the item
+    repeat window, ``score x boost >= min_relevance``; best first (score, then the scorer's
+    rank, then item id). ``digest_pool`` holds them as (item_id, score) so that items
+    pushed to the same user in this run can be swapped out later; the score is computed on
+    the first ``items_per_digest``. ``pushable_item_ids`` (the run's trigger items; None =
+    any item) bounds the pool: only those can be pushed, so an item that comes after
+    ``items_per_digest`` others can never reach the digest and is left out (at a million
+    users full pools are tens of millions of Python tuples). A user gets one rejection row
+    (item_id null): unknown_user, suppressed, no_email, filtered_out, then no_available_items (no
+    scored item is available), item_repeat (all available ones were sent recently),
+    below_min_relevance.
+    """
+    scores = _scores(user_item_scores)
+    if scores.empty:
+        return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
+    frame = _with_user_context(scores, campaign, users, targeting)
+    frame["available"] = frame["item_id"].isin(set(available_item_ids))
+    frame["repeat"] = (
+        pd.MultiIndex.from_frame(frame[["user_id", "item_id"]]).isin(
+            pd.MultiIndex.from_frame(recent_pairs[["user_id", "item_id"]])
+        )
+        if len(recent_pairs)
+        else False
+    )
+    frame["relevant"] = (frame["score"] * frame["boost"]) >= campaign.min_relevance
+    frame["fresh"] = frame["available"] & ~frame["repeat"]
+    frame["qualifies"] = frame["fresh"] & frame["relevant"]
+    frame = frame.sort_values(
+        ["user_id", "score", "rank", "item_id"],
+        ascending=[True, False, True, True],
+        na_position="last",
+    )
+    per_user = frame.groupby("user_id", sort=True).agg(
+        user_reason=("user_reason", "first"),
+        boost=("boost", "first"),
+        any_available=("available", "any"),
+        any_fresh=("fresh", "any"),
+        any_qualifies=("qualifies", "any"),
+    )
+    pool = frame[frame["qualifies"]]
+    top = pool[pool.groupby("user_id", sort=False).cumcount() < campaign.items_per_digest]
+    miss = (1.0 - top["score"].clip(0.0, 1.0)).groupby(top["user_id"]).prod()
+    if pushable_item_ids is not None:
+        other = (~pool["item_id"].isin(set(pushable_item_ids))).astype(np.int64)
+        others_before = other.groupby(pool["user_id"], sort=False).cumsum() - other
+        pool = pool[(others_before < campaign.items_per_digest).to_numpy()]
+    per_user["score"] = 1.0 - miss.reindex(per_user.index)  # NaN: no qualifying item
+    per_user["expected_value"] = per_user["score"] * per_user["boost"] * campaign.priority
+    user_reason = per_user["user_reason"].to_numpy(object)
+    reason = _first_reason(
+        [~per_user["any_available"], ~per_user["any_fresh"], ~per_user["any_qualifies"]],
+        ["no_available_items", "item_repeat", "below_min_relevance"],
+    )
+    reason[pd.notna(user_reason)] = user_reason[pd.notna(user_reason)]
+    per_user["reason"] = pd.Series(reason, index=per_user.index, dtype=object)
+    per_user = per_user.reset_index()
+    kept = per_user[per_user["reason"].isna()]
+    candidates = pd.DataFrame(
+        {
+            "campaign_id": campaign.campaign_id,
+            "campaign_type": campaign.campaign_type,
+            "channel": campaign.channel,
+            "user_id": kept["user_id"],
+            "item_id": None,
+            "score": kept["score"].astype(float),
+            "boost": kept["boost"].astype(float),
+            "expected_value": kept["expected_value"].astype(float),
+            "audience_size": None,
+            "campaign_cap": campaign.max_sends_per_user_week,
+            "digest_pool": _pools(
+                pool[pool["user_id"].isin(set(kept["user_id"]))], kept["user_id"]
+            ),
+        }
+    )[CANDIDATE_COLUMNS]
+    dropped = per_user[per_user["reason"].notna()].assign(item_id=None)
+    rejected = _rejected(dropped, campaign, dropped["reason"])
+    return candidates.reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def _pools(pool: pd.DataFrame, user_ids) -> list[list[tuple[str, float]]]:
+    """Each user's (item_id, score) list from ``pool`` (sorted by user, best item first)."""
+    users = pool["user_id"].to_numpy()
+    item_ids = pool["item_id"].tolist()
+    scores = pool["score"].astype(float).tolist()
+    cuts = np.flatnonzero(users[1:] != users[:-1]) + 1 if len(users) else np.array([], int)
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(users)]
+    by_user = {
+        users[a]: list(zip(item_ids[a:b], scores[a:b], strict=True))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        if b > a
+    }
+    return [by_user[u] for u in user_ids]
+
+
+def build_candidates(
+    campaigns: Sequence[Campaign],
+    trigger_items: Mapping[str, Sequence[str]],
+    users: pd.DataFrame,
+    targeting: pd.DataFrame | None,
+    available_item_ids,
+    item_user_scores: pd.DataFrame,
+    user_item_scores: pd.DataFrame,
+    recent_pairs: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Candidates and rejections of all campaigns, concatenated in campaign order."""
+    candidates, rejected = [empty_frame(CANDIDATE_COLUMNS)], [empty_frame(REJECTED_COLUMNS)]
+    for campaign in campaigns:
+        if campaign.campaign_type == "item_push":
+            kept, dropped = item_push_candidates(
+                campaign,
+                trigger_items.get(campaign.campaign_id, []),
+                item_user_scores,
+                users,
+                targeting,
+                recent_pairs,
+            )
+        else:
+            kept, dropped = digest_candidates(
+                campaign,
+                user_item_scores,
+                available_item_ids,
+                users,
+                targeting,
+                recent_pairs,
+                pushable_item_ids={item for ids in trigger_items.values() for item in ids},
+            )
+        candidates.append(kept)
+        rejected.append(dropped)
+    return concat_frames(candidates), concat_frames(rejected)
+
+
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate, leaving empty frames out (they would blur the column dtypes)."""
+    nonempty = [f for f in frames if len(f)] or frames[:1]
+    return pd.concat(nonempty, ignore_index=True)

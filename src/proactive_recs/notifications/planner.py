@@ -1,0 +1,327 @@
+"""The run planner: :func:`plan_run` is the single entry point of a production run (called by
+a thin dbt Python model) and of every replayed week of the campaign backtest. It goes
+
+    campaigns (campaign.py) -> trigger items (triggers.py) -> candidate sends, + rejected
+    with a reason (candidates.py) -> allowances (frequency.py) -> one allocation over all
+    campaigns (allocation.py) -> rank, holdout, schedule -> audience
+
+and nothing is dropped silently: every candidate is either in ``audience`` or in
+``rejected_candidates`` with a reason.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from proactive_recs.data.instants import utc_instant
+from proactive_recs.notifications.allocation import allocate_greedy, allocation_order
+from proactive_recs.notifications.campaign import is_missing, validate_campaigns
+from proactive_recs.notifications.candidates import (
+    DIGEST_ITEM_FIELDS,
+    REJECTED_COLUMNS,
+    build_candidates,
+    concat_frames,
+    empty_frame,
+    mailbox_history,
+    normalise_users,
+)
+from proactive_recs.notifications.frequency import (
+    CHANNELS,
+    FrequencyRules,
+    campaign_allowance,
+    channel_allowance,
+    is_holdout,
+    make_send_key,
+    normalize_sends,
+    recently_sent_items,
+    resolve_timezone,
+    schedule_sends,
+    send_anchors,
+)
+from proactive_recs.notifications.triggers import (
+    available_items,
+    normalise_items,
+    select_trigger_items,
+)
+
+AUDIENCE_COLUMNS = [
+    "send_key",
+    "user_id",
+    "email",
+    "channel",
+    "campaign_id",
+    "item_id",
+    "rank",
+    "score",
+    "expected_value",
+    "scheduled_send_at",
+    "is_holdout",
+    "digest_items",
+]
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """Output of :func:`plan_run`.
+
+    ``audience``: one row per planned send (columns ``AUDIENCE_COLUMNS``).
+    ``rejected_candidates``: every candidate not planned, with its reason
+    (``REJECTED_COLUMNS``). ``trigger_items``: (campaign_id, item_id) of the item pushes.
+    """
+
+    audience: pd.DataFrame
+    rejected_candidates: pd.DataFrame
+    trigger_items: pd.DataFrame
+
+
+def _native(value):
+    """A JSON-friendly Python value (None for nulls, plain int/float/str)."""
+    if is_missing(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _digest_items(pool, pushed: set, size: int, item_info: Mapping) -> list[dict] | None:
+    """The digest's items as JSON-ready dicts: the pool minus items pushed to the user in
+    this run, first ``size``; ``item_info`` maps item_id to its native title/url/... values."""
+    chosen = [(item, score) for item, score in pool if item not in pushed][:size]
+    if not chosen:
+        return None
+    empty = dict.fromkeys(DIGEST_ITEM_FIELDS)
+    return [
+        {"item_id": item, "rank": position, "score": float(score), **item_info.get(item, empty)}
+        for position, (item, score) in enumerate(chosen, start=1)
+    ]
+
+
+def _empty_audience() -> pd.DataFrame:
+    out = empty_frame(AUDIENCE_COLUMNS)
+    return out.astype(
+        {
+            "rank": np.int64,
+            "score": float,
+            "expected_value": float,
+            "scheduled_send_at": "datetime64[ns]",
+            "is_holdout": bool,
+        }
+    )
+
+
+def plan_run(
+    campaigns: pd.DataFrame,
+    rules: FrequencyRules | Mapping | None,
+    users: pd.DataFrame,
+    targeting: pd.DataFrame | None,
+    items: pd.DataFrame,
+    item_user_scores: pd.DataFrame,
+    user_item_scores: pd.DataFrame,
+    sends: pd.DataFrame | None,
+    events: pd.DataFrame | None,
+    run_date,
+    *,
+    interactions: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
+    trigger_items: Mapping[str, Sequence[str]] | None = None,
+) -> PlanResult:
+    """Plan one run: who gets what, when, over all active campaigns at once.
+
+    ``rules`` may be a :class:`FrequencyRules` or a dict of dbt vars (None = defaults).
+    ``interactions`` (optional) feed the hidden-gem fallback when the send history has no
+    conversions (a frame, or a function returning it: then it is read only in that case);
+    ``trigger_items`` (optional, campaign_id -> item ids) overrides
+    :func:`select_trigger_items`, e.g. to hold them fixed across backtest policies.
+
+    Suppressed users (``is_eligible`` false or null) and ids absent from ``users`` never
+    reach ``audience``. Holdout users are allocated like everyone else and come out with
+    ``is_holdout`` true and a null ``scheduled_send_at``. ``rank`` is 1-based within a
+    user's sends of the run, by expected value; ``scheduled_send_at`` is naive UTC.
+    Identical inputs give identical frames (no randomness, deterministic tie-breaks).
+    """
+    if not isinstance(rules, FrequencyRules):
+        rules = FrequencyRules.from_dict(rules)
+    if callable(interactions):  # read at most once, however many hidden-gem campaigns
+        interactions = functools.cache(interactions)
+    run_time = utc_instant(run_date)
+    active = [c for c in validate_campaigns(campaigns) if c.is_active]
+    users = normalise_users(users)
+    history = mailbox_history(normalize_sends(sends), users)
+    item_table = normalise_items(items)
+    available_ids = set(available_items(item_table, run_time)["item_id"])
+    if trigger_items is None:
+        trigger_items = {
+            c.campaign_id: select_trigger_items(
+                c, item_table, history, events, run_time, interactions=interactions
+            )
+            for c in active
+            if c.campaign_type == "item_push"
+        }
+    trigger_items = {
+        cid: [i for i in map(str, ids) if i in available_ids] for cid, ids in trigger_items.items()
+    }
+    trigger_frame = pd.DataFrame(
+        [(cid, item) for cid in sorted(trigger_items) for item in trigger_items[cid]],
+        columns=["campaign_id", "item_id"],
+        dtype=object,
+    )
+    recent = recently_sent_items(history, run_time, rules)
+    candidates, rejected = build_candidates(
+        active,
+        trigger_items,
+        users,
+        targeting,
+        available_ids,
+        item_user_scores,
+        user_item_scores,
+        recent,
+    )
+    if candidates.empty:
+        return PlanResult(_empty_audience(), _sort_rejected(rejected), trigger_frame)
+
+    # Allowances of the users with candidates, counted back from each user's anchor.
+    who = users[users["user_id"].isin(set(candidates["user_id"]))]
+    anchors = send_anchors(who, history, run_time, rules)
+    by_channel = channel_allowance(anchors, history, events, run_time, rules)
+    candidates = candidates.merge(
+        by_channel[["user_id", "channel", "remaining"]].rename(
+            columns={"remaining": "channel_remaining"}
+        ),
+        on=["user_id", "channel"],
+        how="left",
+    )
+    by_campaign = campaign_allowance(
+        candidates[["user_id", "campaign_id", "campaign_cap"]].rename(
+            columns={"campaign_cap": "cap"}
+        ),
+        anchors,
+        history,
+    )
+    candidates = candidates.merge(
+        by_campaign[["user_id", "campaign_id", "remaining"]].rename(
+            columns={"remaining": "campaign_remaining"}
+        ),
+        on=["user_id", "campaign_id"],
+        how="left",
+    )
+
+    allocation = allocate_greedy(candidates)
+    lost = candidates[~allocation.selected]
+    rejected = concat_frames(
+        [rejected, _rejected_from_candidates(lost, allocation.reason[~allocation.selected])]
+    )
+    chosen = candidates[allocation.selected].copy()
+
+    # A digest must not repeat an item pushed to the same user in this run: swap it for
+    # the next item of its pool (its score stays the one the allocation saw).
+    pushed = chosen[chosen["item_id"].notna()].groupby("user_id")["item_id"].agg(set)
+    info = item_table.set_index("item_id")
+    info = {
+        item: {name: _native(row.get(name)) for name in DIGEST_ITEM_FIELDS}
+        for item, row in info.to_dict("index").items()
+    }
+    size_of = {c.campaign_id: c.items_per_digest for c in active}
+    chosen["digest_items"] = [
+        _digest_items(pool, pushed.get(user, set()), size_of[cid], info)
+        if kind == "digest"
+        else None
+        for pool, user, cid, kind in zip(
+            chosen["digest_pool"],
+            chosen["user_id"],
+            chosen["campaign_id"],
+            chosen["campaign_type"],
+            strict=True,
+        )
+    ]
+    empty_digest = (chosen["campaign_type"] == "digest") & chosen["digest_items"].isna()
+    rejected = concat_frames(
+        [
+            rejected,
+            _rejected_from_candidates(
+                chosen[empty_digest], np.full(int(empty_digest.sum()), "duplicate_item")
+            ),
+        ]
+    )
+    chosen = chosen[~empty_digest]
+    # Defence in depth: whatever happened upstream, only users eligible on the send's
+    # channel go out.
+    eligible = pd.Series(False, index=chosen.index)
+    for channel in CHANNELS:
+        allowed = set(users.loc[users[f"is_{channel}_eligible"], "user_id"])
+        on_channel = chosen["channel"] == channel
+        eligible |= on_channel & chosen["user_id"].isin(allowed)
+    rejected = concat_frames(
+        [
+            rejected,
+            _rejected_from_candidates(
+                chosen[~eligible], np.full(int((~eligible).sum()), "suppressed")
+            ),
+        ]
+    )
+    chosen = chosen[eligible]
+
+    audience = _finish_audience(chosen, users, anchors, run_time, rules)
+    return PlanResult(audience, _sort_rejected(rejected), trigger_frame)
+
+
+def _rejected_from_candidates(frame: pd.DataFrame, reasons) -> pd.DataFrame:
+    out = frame[["campaign_id", "channel", "user_id", "item_id", "score", "expected_value"]].copy()
+    out["reason"] = np.asarray(reasons, dtype=object)
+    return out[REJECTED_COLUMNS]
+
+
+def _sort_rejected(rejected: pd.DataFrame) -> pd.DataFrame:
+    out = rejected.copy()
+    out["score"] = out["score"].astype(float)
+    out["expected_value"] = out["expected_value"].astype(float)
+    out = out.sort_values(
+        ["campaign_id", "user_id", "item_id", "reason"], na_position="first", kind="mergesort"
+    )
+    return out.reset_index(drop=True)[REJECTED_COLUMNS]
+
+
+def _finish_audience(
+    chosen: pd.DataFrame,
+    users: pd.DataFrame,
+    anchors: pd.Series,
+    run_time: pd.Timestamp,
+    rules: FrequencyRules,
+) -> pd.DataFrame:
+    """Rank per user, holdout flag, schedule, send_key, email: the audience frame."""
+    if chosen.empty:
+        return _empty_audience()
+    chosen = chosen.iloc[allocation_order(chosen)].reset_index(drop=True)
+    chosen["rank"] = chosen.groupby("user_id", sort=False).cumcount().astype(np.int64) + 1
+    chosen = chosen.sort_values(["user_id", "rank"], kind="mergesort").reset_index(drop=True)
+    user_info = users.set_index("user_id")
+    who = pd.unique(chosen["user_id"])
+    holdout = dict(zip(who, is_holdout(who, rules), strict=True))
+    chosen["is_holdout"] = chosen["user_id"].map(holdout).astype(bool)
+    # Rows are sorted by user then rank: walk each user's block of live rows in one pass.
+    scheduled = np.full(len(chosen), np.datetime64("NaT"), dtype="datetime64[ns]")
+    live = np.flatnonzero(~chosen["is_holdout"].to_numpy())
+    live_users = chosen["user_id"].to_numpy()[live]
+    cuts = np.flatnonzero(live_users[1:] != live_users[:-1]) + 1 if len(live) else []
+    zone_of = user_info["timezone"].to_dict()
+    anchor_of = anchors.to_dict()
+    for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(live)].tolist(), strict=True):
+        if b <= a:
+            continue
+        user = live_users[a]
+        zone = resolve_timezone(zone_of.get(user), rules.default_timezone)
+        times = schedule_sends(anchor_of[user], b - a, zone, rules)
+        scheduled[live[a:b]] = np.array([t.to_datetime64() for t in times], dtype="datetime64[ns]")
+    chosen["scheduled_send_at"] = scheduled
+    chosen["email"] = chosen["user_id"].map(user_info["email"]).map(_native)
+    chosen["send_key"] = [
+        make_send_key(run_time, c, u, i)
+        for c, u, i in zip(chosen["campaign_id"], chosen["user_id"], chosen["item_id"], strict=True)
+    ]
+    chosen["item_id"] = chosen["item_id"].map(_native).astype(object)
+    return chosen[AUDIENCE_COLUMNS].astype(
+        {"rank": np.int64, "score": float, "expected_value": float, "is_holdout": bool}
+    )
