@@ -183,7 +183,27 @@ def plan_run(
     if candidates.empty:
         return PlanResult(_empty_audience(), _sort_rejected(rejected), trigger_frame)
 
-    # Allowances of the users with candidates, counted back from each user's anchor.
+    candidates, anchors = _with_allowances(candidates, users, history, events, run_time, rules)
+    allocation = allocate_greedy(candidates)
+    lost = candidates[~allocation.selected]
+    chosen = candidates[allocation.selected].copy()
+    chosen, empty_digests = _with_digest_items(chosen, item_table, active)
+    chosen, not_eligible = _eligible_only(chosen, users)
+    rejected = concat_frames(
+        [
+            rejected,
+            _rejected_from_candidates(lost, allocation.reason[~allocation.selected]),
+            _rejected_from_candidates(empty_digests, "duplicate_item"),
+            _rejected_from_candidates(not_eligible, "suppressed"),
+        ]
+    )
+    audience = _finish_audience(chosen, users, anchors, run_time, rules)
+    return PlanResult(audience, _sort_rejected(rejected), trigger_frame)
+
+
+def _with_allowances(candidates, users, history, events, run_time, rules):
+    """The candidates with what each user may still be sent on the channel and by the
+    campaign, counted back from the user's anchor (frequency.py); and the anchors."""
     who = users[users["user_id"].isin(set(candidates["user_id"]))]
     anchors = send_anchors(who, history, run_time, rules)
     by_channel = channel_allowance(anchors, history, events, run_time, rules)
@@ -208,16 +228,15 @@ def plan_run(
         on=["user_id", "campaign_id"],
         how="left",
     )
+    return candidates, anchors
 
-    allocation = allocate_greedy(candidates)
-    lost = candidates[~allocation.selected]
-    rejected = concat_frames(
-        [rejected, _rejected_from_candidates(lost, allocation.reason[~allocation.selected])]
-    )
-    chosen = candidates[allocation.selected].copy()
 
-    # A digest must not repeat an item pushed to the same user in this run: swap it for
-    # the next item of its pool (its score stays the one the allocation saw).
+def _with_digest_items(chosen: pd.DataFrame, item_table: pd.DataFrame, active) -> tuple:
+    """Each chosen digest's items, and the digests left empty.
+
+    A digest must not repeat an item pushed to the same user in this run: such an item is
+    swapped for the next of its pool (the digest's score stays the one the allocation saw);
+    a digest with no item left is not sent (rejected as duplicate_item)."""
     pushed = chosen[chosen["item_id"].notna()].groupby("user_id")["item_id"].agg(set)
     info = item_table.set_index("item_id")
     info = {
@@ -237,40 +256,28 @@ def plan_run(
             strict=True,
         )
     ]
-    empty_digest = (chosen["campaign_type"] == "digest") & chosen["digest_items"].isna()
-    rejected = concat_frames(
-        [
-            rejected,
-            _rejected_from_candidates(
-                chosen[empty_digest], np.full(int(empty_digest.sum()), "duplicate_item")
-            ),
-        ]
-    )
-    chosen = chosen[~empty_digest]
-    # Defence in depth: whatever happened upstream, only users eligible on the send's
-    # channel go out.
+    empty = (chosen["campaign_type"] == "digest") & chosen["digest_items"].isna()
+    return chosen[~empty], chosen[empty]
+
+
+def _eligible_only(chosen: pd.DataFrame, users: pd.DataFrame) -> tuple:
+    """The chosen sends whose user is eligible on the send's channel, and the others.
+
+    The final safety check reads the same flags as candidate selection did
+    (int_user_eligibility's is_<channel>_eligible): whatever happened in between, nobody
+    ineligible on a channel is sent on it."""
     eligible = pd.Series(False, index=chosen.index)
     for channel in CHANNELS:
         allowed = set(users.loc[users[f"is_{channel}_eligible"], "user_id"])
         on_channel = chosen["channel"] == channel
         eligible |= on_channel & chosen["user_id"].isin(allowed)
-    rejected = concat_frames(
-        [
-            rejected,
-            _rejected_from_candidates(
-                chosen[~eligible], np.full(int((~eligible).sum()), "suppressed")
-            ),
-        ]
-    )
-    chosen = chosen[eligible]
-
-    audience = _finish_audience(chosen, users, anchors, run_time, rules)
-    return PlanResult(audience, _sort_rejected(rejected), trigger_frame)
+    return chosen[eligible], chosen[~eligible]
 
 
 def _rejected_from_candidates(frame: pd.DataFrame, reasons) -> pd.DataFrame:
     out = frame[["campaign_id", "channel", "user_id", "item_id", "score", "expected_value"]].copy()
-    out["reason"] = np.asarray(reasons, dtype=object)
+    # one reason for every row (a str), or one per row
+    out["reason"] = reasons if isinstance(reasons, str) else np.asarray(reasons, dtype=object)
     return out[REJECTED_COLUMNS]
 
 

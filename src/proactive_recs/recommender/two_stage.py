@@ -607,129 +607,160 @@ class Recommender(BaseEstimator):
 
     def _fit_models(self) -> None:
         """Tune MF, build the as-of snapshot, train the second stage and the day-0 ranker."""
-        frame, universe, settings = self.interactions_, self.universe_, self.params_
-        run_date, diagnostics = self.as_of_, self.diagnostics_
-        horizon = float(settings["horizon_days"])
-        mf_params = _mf_params(settings)
-        if settings["tune"] and settings["tune_grid"]:
-            mf_params, tried = tune_mf(
-                frame,
-                run_date,
-                horizon_days=horizon,
-                base_params=mf_params,
-                grid=settings["tune_grid"],
-                half_life_days=settings["half_life_days"],
-                block_size=settings["block_size"],
-            )
-            diagnostics["tuning"] = tried
+        settings = self.params_
+        mf_params = self._tuned_mf_params()
         used = {**settings, **mf_params}
-
         snapshot = build_snapshot(
-            frame,
-            run_date,
-            horizon_days=horizon,
+            self.interactions_,
+            self.as_of_,
+            horizon_days=float(settings["horizon_days"]),
             mf_params=mf_params,
             half_life_days=settings["half_life_days"],
-            items=universe.items,
+            items=self.universe_.items,
         )
-        # Map the universe onto the snapshot's index (users/items with history).
-        u_pos = universe.user_ids.get_indexer(snapshot.data.user_ids)
-        i_pos = universe.item_ids.get_indexer(snapshot.data.item_ids)
-        u_in, i_in = u_pos >= 0, i_pos >= 0
-        user_mask = np.where(u_in, universe.user_servable[np.maximum(u_pos, 0)], False)
-        item_mask = np.where(i_in, universe.item_servable[np.maximum(i_pos, 0)], False)
-        user_boost = np.where(u_in, universe.user_boost[np.maximum(u_pos, 0)], 1.0).astype(
-            np.float32
-        )
-        item_boost = np.where(i_in, universe.item_boost[np.maximum(i_pos, 0)], 1.0).astype(
-            np.float32
-        )
-        exclude = None if settings["allow_repeats"] else snapshot.data.seen
-
-        ranker = cold_ranker = None
-        cand = dict(
+        candidates = dict(
             per_user=settings["candidates_per_user"],
             per_item=settings["candidates_per_item"],
             active_per_item=settings["active_candidates_per_item"],
             popular_per_user=settings["popular_candidates_per_user"],
             block_size=settings["block_size"],
         )
+        ranker = cold_ranker = None
         if settings["second_stage"]:
-            training = training_frame(
-                frame,
-                run_date,
-                horizon_days=horizon,
-                windows=int(settings["training_windows"]),
-                mf_params=mf_params,
-                candidate_params=cand,
+            ranker, cold_ranker = self._fit_rankers(mf_params, candidates, used)
+        self.mf_params_ = mf_params
+        self.params_used_ = used
+        self.snapshot_ = snapshot
+        self.candidate_params_ = candidates
+        self.ranker_, self.cold_ranker_ = ranker, cold_ranker
+        self.stage_ = "two_stage" if ranker is not None else "mf"
+        # The run's universe on the snapshot's index, for recommend().
+        self.masks_ = self._masks(snapshot)
+
+    def _tuned_mf_params(self) -> dict:
+        """MF hyper-parameters: the grid entry that did best on the last horizon before the
+        run (tune_mf), or the configured ones when tuning is off."""
+        settings = self.params_
+        mf_params = _mf_params(settings)
+        if settings["tune"] and settings["tune_grid"]:
+            mf_params, tried = tune_mf(
+                self.interactions_,
+                self.as_of_,
+                horizon_days=float(settings["horizon_days"]),
+                base_params=mf_params,
+                grid=settings["tune_grid"],
                 half_life_days=settings["half_life_days"],
-                items=universe.items,
-                negative_rate=settings["negative_rate"],
-                cold_items=bool(settings["cold_items"]),
-                random_state=settings["random_state"],
+                block_size=settings["block_size"],
             )
-            diagnostics["training_rows"] = int(len(training.y))
-            diagnostics["training_positives"] = int(training.y.sum())
-            diagnostics["cold_training_positives"] = int(training.y_cold.sum())
-            ranker_params = dict(
+            self.diagnostics_["tuning"] = tried
+        return mf_params
+
+    def _masks(self, snapshot):
+        """Who may be served and with what boost, on the snapshot's index (users and items
+        with history), and the seen pairs to exclude unless repeats are allowed."""
+        universe = self.universe_
+        u_pos = universe.user_ids.get_indexer(snapshot.data.user_ids)
+        i_pos = universe.item_ids.get_indexer(snapshot.data.item_ids)
+        u_in, i_in = u_pos >= 0, i_pos >= 0
+        user_mask = np.where(u_in, universe.user_servable[np.maximum(u_pos, 0)], False)
+        item_mask = np.where(i_in, universe.item_servable[np.maximum(i_pos, 0)], False)
+        user_boost = np.where(u_in, universe.user_boost[np.maximum(u_pos, 0)], 1.0)
+        item_boost = np.where(i_in, universe.item_boost[np.maximum(i_pos, 0)], 1.0)
+        exclude = None if self.params_["allow_repeats"] else snapshot.data.seen
+        return (
+            user_mask,
+            item_mask,
+            user_boost.astype(np.float32),
+            item_boost.astype(np.float32),
+            exclude,
+        )
+
+    def _fit_rankers(self, mf_params: dict, candidates: dict, used: dict):
+        """The second stage and the day-0 ranker, trained on past windows; either is None
+        when its windows hold too few positive examples (said in the log). ``used`` gets
+        what the validation window decided about calibration."""
+        settings, diagnostics = self.params_, self.diagnostics_
+        training = training_frame(
+            self.interactions_,
+            self.as_of_,
+            horizon_days=float(settings["horizon_days"]),
+            windows=int(settings["training_windows"]),
+            mf_params=mf_params,
+            candidate_params=candidates,
+            half_life_days=settings["half_life_days"],
+            items=self.universe_.items,
+            negative_rate=settings["negative_rate"],
+            cold_items=bool(settings["cold_items"]),
+            random_state=settings["random_state"],
+        )
+        diagnostics["training_rows"] = int(len(training.y))
+        diagnostics["training_positives"] = int(training.y.sum())
+        diagnostics["cold_training_positives"] = int(training.y_cold.sum())
+        ranker = cold_ranker = None
+        if training.y.sum() >= settings["min_positives"]:
+            # The last window before the run date calibrates the probabilities.
+            ranker = PropensityRanker(
+                calibration=settings["calibration"] or "none",
                 max_iter=settings["ranker_max_iter"],
                 learning_rate=settings["ranker_learning_rate"],
                 negative_weight=1.0 / settings["negative_rate"],
                 random_state=settings["random_state"],
+            ).fit(training.X, training.y, window=training.window)
+            used["calibration_applied"] = ranker.calibrator_ is not None
+            for name, value in ranker.calibration_check_.items():
+                used[f"validation_{name}"] = round(value, 6)
+        else:
+            log.warning(
+                "second stage skipped: %d positive examples in %d past windows (need %d);"
+                " serving plain MF scores",
+                int(training.y.sum()),
+                settings["training_windows"],
+                settings["min_positives"],
             )
-            if training.y.sum() >= settings["min_positives"]:
-                # The last window before the run date calibrates the probabilities.
-                ranker = PropensityRanker(
-                    calibration=settings["calibration"] or "none",
-                    **ranker_params,
-                ).fit(training.X, training.y, window=training.window)
-                # What the validation window decided, for model_parameters.
-                used["calibration_applied"] = ranker.calibrator_ is not None
-                for name, value in ranker.calibration_check_.items():
-                    used[f"validation_{name}"] = round(value, 6)
-            else:
-                log.warning(
-                    "second stage skipped: %d positive examples in %d past windows (need %d);"
-                    " serving plain MF scores",
-                    int(training.y.sum()),
-                    settings["training_windows"],
-                    settings["min_positives"],
-                )
-            if training.y_cold.sum() >= settings["min_positives"]:
-                cold_ranker = ColdItemRanker(negative_weight=1.0 / settings["negative_rate"]).fit(
-                    training.X_cold, training.y_cold
-                )
-            elif settings["cold_items"]:
-                log.warning(
-                    "day-0 ranker skipped: %d buyers of new items in %d past windows (need %d);"
-                    " new items get category-weighted active users",
-                    int(training.y_cold.sum()),
-                    settings["training_windows"],
-                    settings["min_positives"],
-                )
-        self.mf_params_ = mf_params
-        self.params_used_ = used
-        self.snapshot_ = snapshot
-        self.candidate_params_ = cand
-        self.ranker_, self.cold_ranker_ = ranker, cold_ranker
-        self.stage_ = "two_stage" if ranker is not None else "mf"
-        # The run's universe on the snapshot's index, for recommend().
-        self.masks_ = (user_mask, item_mask, user_boost, item_boost, exclude)
+        if training.y_cold.sum() >= settings["min_positives"]:
+            cold_ranker = ColdItemRanker(negative_weight=1.0 / settings["negative_rate"]).fit(
+                training.X_cold, training.y_cold
+            )
+        elif settings["cold_items"]:
+            log.warning(
+                "day-0 ranker skipped: %d buyers of new items in %d past windows (need %d);"
+                " new items get category-weighted active users",
+                int(training.y_cold.sum()),
+                settings["training_windows"],
+                settings["min_positives"],
+            )
+        return ranker, cold_ranker
 
     def _serve(self) -> ScoreResult:
-        """Score the candidates and assemble the served frames."""
-        frame, universe, settings = self.interactions_, self.universe_, self.params_
-        run_date, diagnostics, exclude_all = self.as_of_, self.diagnostics_, self.exclude_all_
-        snapshot, ranker, cold_ranker, cand = (
-            self.snapshot_,
-            self.ranker_,
-            self.cold_ranker_,
-            self.candidate_params_,
+        """Score the candidates and assemble the served frames: the warm lists of users and
+        items with history, then popularity, heuristic and day-0 lists for the others."""
+        snapshot = self.snapshot_
+        ui, iu = self._warm_frames()
+        cold = self._cold_frames()
+        self.diagnostics_["cold_items_scored"] = int(len(cold.scored_items))
+        return ScoreResult(
+            user_item_scores=pd.concat([ui, *cold.user_items], ignore_index=True),
+            item_user_scores=pd.concat([iu, *cold.item_users], ignore_index=True),
+            user_factors=_factor_frame(
+                snapshot.data.user_ids, snapshot.mf.user_factors_, "user_id"
+            ),
+            item_factors=_factor_frame(
+                snapshot.data.item_ids, snapshot.mf.item_factors_, "item_id"
+            ),
+            params=_params_frame(self.params_used_),
+            stage=self.stage_,
+            diagnostics=self.diagnostics_,
+            prelaunch_item_user_scores=cold.prelaunch.reset_index(drop=True),
+            unscored_items=cold.unscored,
         )
+
+    def _warm_lists(self):
+        """Top-K both ways over users and items with history: the ranker's probability on
+        the candidate pairs, or (no ranker) MF scores over every pair."""
+        snapshot, settings = self.snapshot_, self.params_
         user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
-        used = self.params_used_
         n_u, n_i = snapshot.data.n_users, snapshot.data.n_items
-        if ranker is not None:
+        if self.ranker_ is not None:
             u, i = candidate_pairs(
                 snapshot,
                 exclude=exclude,
@@ -737,33 +768,34 @@ class Recommender(BaseEstimator):
                 item_mask=item_mask,
                 user_boost=user_boost,
                 item_boost=item_boost,
-                **cand,
+                **self.candidate_params_,
             )
-            prob = _predict_pairs(ranker, snapshot, u, i)
+            prob = _predict_pairs(self.ranker_, snapshot, u, i)
             boosted = apply_boost(prob, user_boost[u] * item_boost[i])
             ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, settings["k_items"])
             iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, settings["k_users"])
-            diagnostics["candidates"] = int(u.size)
-        else:
-            top = topk_both(
-                snapshot.mf.user_factors_,
-                snapshot.mf.item_factors_,
-                k_items=settings["k_items"],
-                k_users=settings["k_users"],
-                exclude=exclude,
-                user_mask=user_mask,
-                item_mask=item_mask,
-                user_boost=user_boost,
-                item_boost=item_boost,
-                block_size=settings["block_size"],
-            )
-            ui_lists, ui_scores, iu_lists, iu_scores = (
-                top.user_items,
-                top.user_item_scores,
-                top.item_users,
-                top.item_user_scores,
-            )
-        # Only servable users get a list (masked users have empty rows already).
+            self.diagnostics_["candidates"] = int(u.size)
+            return ui_lists, ui_scores, iu_lists, iu_scores
+        top = topk_both(
+            snapshot.mf.user_factors_,
+            snapshot.mf.item_factors_,
+            k_items=settings["k_items"],
+            k_users=settings["k_users"],
+            exclude=exclude,
+            user_mask=user_mask,
+            item_mask=item_mask,
+            user_boost=user_boost,
+            item_boost=item_boost,
+            block_size=settings["block_size"],
+        )
+        return top.user_items, top.user_item_scores, top.item_users, top.item_user_scores
+
+    def _warm_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The warm lists as user -> item and item -> user frames (only servable owners have
+        rows: masked ones have empty lists)."""
+        snapshot = self.snapshot_
+        n_u, n_i = snapshot.data.n_users, snapshot.data.n_items
+        ui_lists, ui_scores, iu_lists, iu_scores = self._warm_lists()
         ui = _frame(
             snapshot.data.user_ids,
             snapshot.data.item_ids,
@@ -783,15 +815,26 @@ class Recommender(BaseEstimator):
             "item_id",
             "user_id",
         ).assign(basis="history")
+        return ui, iu
 
-        # Cold users: servable but without history before run_date -> popularity lists.
+    def _cold_frames(self) -> _ColdFrames:
+        """Lists for users and items without history before the run: popularity for cold
+        users, day-0 audiences (or category-weighted active users) for new items, pre-launch
+        audiences for items about to go on sale, and the items nothing is known about."""
+        snapshot, universe, settings = self.snapshot_, self.universe_, self.params_
+        user_mask, _, user_boost, _, _ = self.masks_
         cold_users = universe.user_servable & ~universe.user_ids.isin(snapshot.data.user_ids)
-        # Cold items: servable (or about to go on sale) without history -> day-0 audiences.
         no_history = ~universe.item_ids.isin(snapshot.data.item_ids)
         cold_items = universe.item_servable & no_history
         upcoming = universe.item_upcoming & no_history
         new_items = _new_item_audiences(
-            snapshot, universe, settings, cold_ranker, cold_items | upcoming, user_mask, user_boost
+            snapshot,
+            universe,
+            settings,
+            self.cold_ranker_,
+            cold_items | upcoming,
+            user_mask,
+            user_boost,
         )
         # Items the day-0 ranker did not score (no ranker, or the cold path off) fall back to
         # category-weighted active users, unless nothing at all is known about them.
@@ -800,13 +843,19 @@ class Recommender(BaseEstimator):
             & ~universe.item_ids.isin(new_items.scored)
             & ~universe.item_ids.isin(new_items.unusable)
         )
-        parts_ui, parts_iu = [ui], [iu]
+        user_items, item_users = [], []
         if cold_users.any() or heuristic.any():
             by_pop, by_act = _popularity_lists(
-                frame, universe, settings, run_date, cold_users, heuristic, exclude_all
+                self.interactions_,
+                universe,
+                settings,
+                self.as_of_,
+                cold_users,
+                heuristic,
+                self.exclude_all_,
             )
             if cold_users.any():
-                parts_ui.append(
+                user_items.append(
                     _frame(
                         universe.user_ids,
                         universe.item_ids,
@@ -818,7 +867,7 @@ class Recommender(BaseEstimator):
                     )
                 )
             if heuristic.any():
-                parts_iu.append(
+                item_users.append(
                     _frame(
                         universe.item_ids,
                         universe.user_ids,
@@ -831,9 +880,7 @@ class Recommender(BaseEstimator):
                 )
         on_sale = new_items.frame["item_id"].isin(universe.item_ids[cold_items]).to_numpy()
         if on_sale.any():
-            parts_iu.append(new_items.frame[on_sale])
-        ui = pd.concat(parts_ui, ignore_index=True)
-        iu = pd.concat(parts_iu, ignore_index=True)
+            item_users.append(new_items.frame[on_sale])
         prelaunch = new_items.frame[
             new_items.frame["item_id"].isin(universe.item_ids[upcoming]).to_numpy()
         ]
@@ -843,23 +890,16 @@ class Recommender(BaseEstimator):
                 "reason": "no_interactions_and_no_usable_attributes",
             }
         )
-        diagnostics["cold_items_scored"] = int(len(new_items.scored))
+        return _ColdFrames(user_items, item_users, prelaunch, unscored, new_items.scored)
 
-        return ScoreResult(
-            user_item_scores=ui,
-            item_user_scores=iu,
-            user_factors=_factor_frame(
-                snapshot.data.user_ids, snapshot.mf.user_factors_, "user_id"
-            ),
-            item_factors=_factor_frame(
-                snapshot.data.item_ids, snapshot.mf.item_factors_, "item_id"
-            ),
-            params=_params_frame(used),
-            stage=self.stage_,
-            diagnostics=diagnostics,
-            prelaunch_item_user_scores=prelaunch.reset_index(drop=True),
-            unscored_items=unscored,
-        )
+
+@dataclass(frozen=True)
+class _ColdFrames:
+    user_items: list  # user -> item frames of cold users (popularity)
+    item_users: list  # item -> user frames of new items (heuristic, day-0)
+    prelaunch: pd.DataFrame  # day-0 audiences of items about to go on sale
+    unscored: pd.DataFrame  # new items nothing is known about, with the reason
+    scored_items: pd.Index  # new items that got a day-0 audience
 
 
 _PAIRS_PER_CHUNK = 1 << 21  # ~2M candidate pairs (~350 MB of features) scored at a time
