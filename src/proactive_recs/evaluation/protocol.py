@@ -197,7 +197,7 @@ def evaluate(
     base = build_interaction_matrix(train, cutoff, half_life_days=p["half_life_days"])
     truth_ui = new_pairs_matrix(frame, base, cutoff, end)
     truth_iu = sp.csr_matrix(truth_ui.T)
-    n_u, n_i = base.n_users, base.n_items
+    n_i = base.n_items
     rows, param_rows, curves = [], [], []
     if truth_ui.nnz == 0:
         log.warning("evaluation: no relevant pair in the test window; nothing to score")
@@ -210,58 +210,14 @@ def evaluate(
             {"model": model, "parameter": key, "value": str(value)} for key, value in values.items()
         )
 
+    truth = (truth_ui, truth_iu)
     if "als" in models:
-        mf_params = {key: p[key] for key in two_stage.MF_KEYS}
-        if p["tune"] and p["tune_grid"]:
-            mf_params, _ = two_stage.tune_mf(
-                train,
-                cutoff,
-                horizon_days=horizon_days,
-                base_params=mf_params,
-                grid=p["tune_grid"],
-                half_life_days=p["half_life_days"],
-                block_size=p["block_size"],
-            )
-        record_params("als", {**mf_params, "half_life_days": p["half_life_days"]})
-        mf = ImplicitMF(**mf_params).fit(base.matrix)
-        top = topk_both(
-            mf.user_factors_,
-            mf.item_factors_,
-            k_items=K_ITEMS,
-            k_users=K_USERS,
-            exclude=base.seen,
-            block_size=p["block_size"],
-        )
-        rows += _score_lists("als", "user_to_item", top.user_items, truth_ui, n_i)
-        rows += _score_lists("als", "item_to_user", top.item_users, truth_iu, n_i)
-
-    if "popularity" in models:
-        item_pop = np.asarray(base.seen.sum(axis=0)).ravel()
-        top = topk_both(
-            np.ones((n_u, 1)), item_pop[:, None], k_items=K_ITEMS, k_users=0, exclude=base.seen
-        )
-        rows += _score_lists("popularity", "user_to_item", top.user_items, truth_ui, n_i)
-
-    if "heavy_users" in models:
-        user_act = np.asarray(base.seen.sum(axis=1)).ravel()
-        top = topk_both(
-            user_act[:, None], np.ones((n_i, 1)), k_items=0, k_users=K_USERS, exclude=base.seen
-        )
-        rows += _score_lists("heavy_users", "item_to_user", top.item_users, truth_iu, n_i)
-
+        als_rows, als_params = _als_rows(train, cutoff, horizon_days, p, base, truth)
+        rows += als_rows
+        record_params("als", als_params)
+    rows += _simple_baseline_rows(models, base, truth, random_state)
     if "random" in models:
-        rng = np.random.default_rng(random_state)
-        top = topk_both(
-            rng.standard_normal((n_u, 32)),
-            rng.standard_normal((n_i, 32)),
-            k_items=K_ITEMS,
-            k_users=K_USERS,
-            exclude=base.seen,
-        )
-        rows += _score_lists("random", "user_to_item", top.user_items, truth_ui, n_i)
-        rows += _score_lists("random", "item_to_user", top.item_users, truth_iu, n_i)
         record_params("random", {"random_state": random_state})
-
     if "served" in models:
         served_params = {
             **(params or {}),
@@ -287,6 +243,67 @@ def evaluate(
             },
         )
     return EvaluationResult(_metrics_frame(rows), _params_frame(param_rows), pd.DataFrame(curves))
+
+
+def _als_rows(train, cutoff, horizon_days, p, base, truth) -> tuple[list, dict]:
+    """Plain MF (implicit ALS, tuned on the window before the cutoff like the served model's
+    first stage), scored both ways: its metric rows and the parameters it used."""
+    truth_ui, truth_iu = truth
+    mf_params = {key: p[key] for key in two_stage.MF_KEYS}
+    if p["tune"] and p["tune_grid"]:
+        mf_params, _ = two_stage.tune_mf(
+            train,
+            cutoff,
+            horizon_days=horizon_days,
+            base_params=mf_params,
+            grid=p["tune_grid"],
+            half_life_days=p["half_life_days"],
+            block_size=p["block_size"],
+        )
+    mf = ImplicitMF(**mf_params).fit(base.matrix)
+    top = topk_both(
+        mf.user_factors_,
+        mf.item_factors_,
+        k_items=K_ITEMS,
+        k_users=K_USERS,
+        exclude=base.seen,
+        block_size=p["block_size"],
+    )
+    rows = _score_lists("als", "user_to_item", top.user_items, truth_ui, base.n_items)
+    rows += _score_lists("als", "item_to_user", top.item_users, truth_iu, base.n_items)
+    return rows, {**mf_params, "half_life_days": p["half_life_days"]}
+
+
+def _simple_baseline_rows(models, base, truth, random_state) -> list:
+    """Metric rows of the baselines that learn nothing: popularity (user -> item), heavy
+    users (item -> user) and random (both)."""
+    truth_ui, truth_iu = truth
+    n_u, n_i = base.n_users, base.n_items
+    rows = []
+    if "popularity" in models:
+        item_pop = np.asarray(base.seen.sum(axis=0)).ravel()
+        top = topk_both(
+            np.ones((n_u, 1)), item_pop[:, None], k_items=K_ITEMS, k_users=0, exclude=base.seen
+        )
+        rows += _score_lists("popularity", "user_to_item", top.user_items, truth_ui, n_i)
+    if "heavy_users" in models:
+        user_act = np.asarray(base.seen.sum(axis=1)).ravel()
+        top = topk_both(
+            user_act[:, None], np.ones((n_i, 1)), k_items=0, k_users=K_USERS, exclude=base.seen
+        )
+        rows += _score_lists("heavy_users", "item_to_user", top.item_users, truth_iu, n_i)
+    if "random" in models:
+        rng = np.random.default_rng(random_state)
+        top = topk_both(
+            rng.standard_normal((n_u, 32)),
+            rng.standard_normal((n_i, 32)),
+            k_items=K_ITEMS,
+            k_users=K_USERS,
+            exclude=base.seen,
+        )
+        rows += _score_lists("random", "user_to_item", top.user_items, truth_ui, n_i)
+        rows += _score_lists("random", "item_to_user", top.item_users, truth_iu, n_i)
+    return rows
 
 
 def _pick_cold_items(frame, train, cutoff, end, fraction, random_state) -> pd.Index:

@@ -284,63 +284,20 @@ def run_backtest_detailed(
             interactions=past,
             trigger_items=triggers,
         )
-        configured = _configured_rows(plan.audience)
-
-        popularity = past.groupby("item_id")["user_id"].nunique()
-        # the eligible users' interaction counts (only the id column: no copy of past)
-        active_ids = past.loc[past["user_id"].isin(eligible_ids), "user_id"]
-        blast_items = (
-            trigger_pairs.assign(popularity=trigger_pairs["item_id"].map(popularity).fillna(0))
-            .sort_values(["popularity", "item_id", "campaign_id"], ascending=[False, True, True])
-            .drop_duplicates("item_id")
-            .head(n_blast)
-        )
-        carpet = blast_items[["campaign_id", "channel", "item_id"]].merge(eligible, how="cross")
-
-        heavy_order = active_ids.groupby(active_ids).size().rename("n")
-        heavy_order = heavy_order.rename_axis("user_id").reset_index()
-        heavy_order = heavy_order.assign(order=-heavy_order["n"])[["user_id", "order"]]
-        heavy = _top_per_item(trigger_pairs, heavy_order, size_of)
-
-        scored = item_user_scores.assign(
-            user_id=item_user_scores["user_id"].astype(str),
-            item_id=item_user_scores["item_id"].astype(str),
-        )
-        scored = scored[scored["user_id"].isin(eligible_ids)]
-        scored = scored.assign(order=-pd.to_numeric(scored["score"], errors="coerce"))
-        topk = _top_per_item(trigger_pairs, scored[["item_id", "user_id", "order"]], size_of)
-
-        for policy, rows in (
-            ("configured", configured),
-            ("carpet_bomb", _baseline_rows(carpet)),
-            ("heavy_users", _baseline_rows(heavy)),
-            ("topk_no_allocation", _baseline_rows(topk)),
-        ):
+        policies = {
+            "configured": _configured_rows(plan.audience),
+            **_baselines(
+                past, trigger_pairs, item_user_scores, eligible, eligible_ids, n_blast, size_of
+            ),
+        }
+        for policy, rows in policies.items():
             rows = mark_conversions(_week_sends(policy, t, rows), interactions, t, conversion_days)
             weekly_sends.append(rows)
-            if policy == "configured" and len(rows):
-                # The simulated history: what the next runs see as sent and converted (the
-                # planner only looks at events before its own run time, so no leakage).
-                history = pd.concat([history, rows[history.columns]], ignore_index=True)
-                won = rows[rows["converted"]]
-                if len(won):
-                    events = pd.concat(
-                        [
-                            events,
-                            pd.DataFrame(
-                                {
-                                    "send_id": won["send_id"].to_numpy(),
-                                    "event_type": "conversion",
-                                    "occurred_at": won["converted_at"].to_numpy(),
-                                }
-                            ),
-                        ],
-                        ignore_index=True,
-                    )
+            if policy == "configured":
+                history, events = _with_replayed_sends(history, events, rows)
         # This week's frames go before the next week re-trains: at 1M users they hold
         # gigabytes that the next scoring run would otherwise sit on top of.
-        del past, item_user_scores, user_item_scores, plan, scored, active_ids, carpet
-        del configured, heavy, topk, rows
+        del past, item_user_scores, user_item_scores, plan, policies, rows
 
     sends = (
         pd.concat(weekly_sends, ignore_index=True)
@@ -350,6 +307,63 @@ def run_backtest_detailed(
     sends = sends.reindex(columns=SEND_COLUMNS)
     sends["converted"] = sends["converted"].astype(bool)
     return BacktestResult(summarize_sends(sends), weekly_detail(sends, start, weeks), sends)
+
+
+def _baselines(
+    past, trigger_pairs, item_user_scores, eligible, eligible_ids, n_blast, size_of
+) -> dict:
+    """The week's sends under each baseline policy (module doc), as baseline rows:
+    carpet_bomb (the most popular trigger items to every eligible user), heavy_users (each
+    trigger item to the most active eligible users) and topk_no_allocation (each trigger
+    item to its top scored eligible users, no caps)."""
+    popularity = past.groupby("item_id")["user_id"].nunique()
+    blast_items = (
+        trigger_pairs.assign(popularity=trigger_pairs["item_id"].map(popularity).fillna(0))
+        .sort_values(["popularity", "item_id", "campaign_id"], ascending=[False, True, True])
+        .drop_duplicates("item_id")
+        .head(n_blast)
+    )
+    carpet = blast_items[["campaign_id", "channel", "item_id"]].merge(eligible, how="cross")
+
+    # the eligible users' interaction counts (only the id column: no copy of past)
+    active_ids = past.loc[past["user_id"].isin(eligible_ids), "user_id"]
+    heavy_order = active_ids.groupby(active_ids).size().rename("n")
+    heavy_order = heavy_order.rename_axis("user_id").reset_index()
+    heavy_order = heavy_order.assign(order=-heavy_order["n"])[["user_id", "order"]]
+    heavy = _top_per_item(trigger_pairs, heavy_order, size_of)
+
+    scored = item_user_scores.assign(
+        user_id=item_user_scores["user_id"].astype(str),
+        item_id=item_user_scores["item_id"].astype(str),
+    )
+    scored = scored[scored["user_id"].isin(eligible_ids)]
+    scored = scored.assign(order=-pd.to_numeric(scored["score"], errors="coerce"))
+    topk = _top_per_item(trigger_pairs, scored[["item_id", "user_id", "order"]], size_of)
+    return {
+        "carpet_bomb": _baseline_rows(carpet),
+        "heavy_users": _baseline_rows(heavy),
+        "topk_no_allocation": _baseline_rows(topk),
+    }
+
+
+def _with_replayed_sends(history, events, rows):
+    """The simulated history after the configured policy's week: what the next runs see
+    as sent and converted (the planner only looks at events before its own run time, so
+    no leakage)."""
+    if not len(rows):
+        return history, events
+    history = pd.concat([history, rows[history.columns]], ignore_index=True)
+    won = rows[rows["converted"]]
+    if len(won):
+        conversions = pd.DataFrame(
+            {
+                "send_id": won["send_id"].to_numpy(),
+                "event_type": "conversion",
+                "occurred_at": won["converted_at"].to_numpy(),
+            }
+        )
+        events = pd.concat([events, conversions], ignore_index=True)
+    return history, events
 
 
 def run_backtest(
