@@ -1,4 +1,4 @@
-"""The §5 evaluation protocol on a hand-made split, and the served path."""
+"""The evaluation protocol (docs/evaluation.md) on a hand-made split, and the served path."""
 
 from __future__ import annotations
 

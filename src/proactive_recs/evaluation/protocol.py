@@ -172,10 +172,10 @@ def evaluate(
     cold_item_fraction: float = 0.1,
     random_state=0,
 ) -> EvaluationResult:
-    """Run the §5 protocol; see the module docstring. ``params`` are serving params (the
-    ``served`` model uses them as they are, except that list lengths are raised to at
-    least 20 items / 100 users so that every metric can be computed; ``als`` uses their
-    MF part and tuning grid)."""
+    """Run the evaluation protocol (docs/evaluation.md; module docstring). ``params`` are
+    serving params (the ``served`` model uses them as they are, except that list lengths
+    are raised to at least 20 items / 100 users so that every metric can be computed;
+    ``als`` uses their MF part and tuning grid)."""
     cutoff = pd.Timestamp(cutoff)
     end = cutoff + pd.Timedelta(days=horizon_days)
     frame = normalise_interactions(interactions)

@@ -2,8 +2,8 @@
 
 A category's profile is the mean latent factor of its items; a user's score for it is the
 dot product of the user's factor with that profile, i.e. the mean MF score the user gives
-the category's items. Ranked per user (1 = best). Evaluated with the §5 time split in
-direction ``user_to_category``: relevant categories are those of the items the user
+the category's items. Ranked per user (1 = best). Evaluated with the time split of
+docs/evaluation.md in direction ``user_to_category``: relevant categories are those of the items the user
 interacts with in the test window; the baseline ``category_history`` ranks categories by
 the user's own share of past interactions (hard to beat for loyal users, blind to new tastes).
 """
@@ -108,8 +108,9 @@ def evaluate_user_to_category(
     mf_params: dict | None = None,
     random_state: int = 0,
 ) -> pd.DataFrame:
-    """The §5 time split for user_to_category: models 'served' (factor profiles, as the
-    user_category_scores table computes them), 'category_history' and 'random'."""
+    """The time split of docs/evaluation.md for user_to_category: models 'served' (factor
+    profiles, as the user_category_scores table computes them), 'category_history' and
+    'random'."""
     cutoff = pd.Timestamp(cutoff)
     end = cutoff + pd.Timedelta(days=float(horizon_days))
     category_of = items.set_index(items["item_id"].astype(str))["category"].dropna()

@@ -247,8 +247,9 @@ def tune_mf(
 
     Each configuration (``base_params`` updated with one grid entry) is fitted on the
     interactions before ``run_date - horizon_days`` and scored on the new pairs of the
-    window up to ``run_date`` with the §5 protocol; the objective is user_to_item
-    ndcg@10 + item_to_user recall@100, because the factors serve both directions.
+    window up to ``run_date`` with the evaluation protocol (docs/evaluation.md); the objective
+    is user_to_item ndcg@10 + item_to_user recall@100 (metrics.OBJECTIVE_K_*), because the
+    factors serve both directions.
     Returns the chosen MF parameters and one row per configuration tried.
     """
     run_date = pd.Timestamp(run_date)
