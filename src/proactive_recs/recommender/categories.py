@@ -4,8 +4,9 @@ A category's profile is the mean latent factor of its items; a user's score for 
 dot product of the user's factor with that profile, i.e. the mean MF score the user gives
 the category's items. Ranked per user (1 = best). Evaluated with the time split of
 docs/evaluation.md in direction ``user_to_category``: relevant categories are those of the
-items the user interacts with in the test window; the baseline ``category_history`` ranks categories by
-the user's own share of past interactions (hard to beat for loyal users, blind to new tastes).
+items the user interacts with in the test window; the baseline ``category_history`` ranks
+categories by the user's own share of past interactions (hard to beat for loyal users,
+blind to new tastes).
 """
 
 from __future__ import annotations
