@@ -1,4 +1,5 @@
-"""What this run fell back on: time zones not understood, scores served by a fallback.
+"""What this run fell back on: time zones not understood, scores served by a fallback, a
+recommender trained in the daily run for want of usable weekly stages.
 
 Logic: proactive_recs.diagnostics.run_diagnostics. Tests with severity warn on the table
 print each kind in dbt build's output.
@@ -17,6 +18,7 @@ def model(dbt, session):
             user_item_scores=to_pandas(dbt.ref("user_item_scores")),
             item_user_scores=to_pandas(dbt.ref("item_user_scores")),
             default_timezone=config_value(meta.get("default_timezone"), "UTC"),
+            parameters=to_pandas(dbt.ref("model_parameters"), columns=["parameter", "value"]),
         ),
         session,
     )

@@ -1,9 +1,13 @@
-"""Train the recommender as of the run date and keep everything it serves, in one long frame.
+"""Fit the recommender as of the run date and keep everything it serves, in one long table.
 
-One fit feeds several outputs, and a dbt Python model returns one table, so rows carry a
-record_type: 'user_item' / 'item_user' (top-K scores), 'user_factor' / 'item_factor'
-(MF factors as a list) and 'parameter' (what was used after tuning). Thin SQL models split
-it into the public tables. Logic: proactive_recs.recommender.two_stage.score.
+The daily fit reuses the weekly fit's trained stages (recommender_stages: tuned MF settings and
+rankers, when trained with the same settings and not after the run date) and refits only MF
+on today's interactions; without usable stages it tunes and trains everything itself, and
+model_parameters / run_diagnostics say so. One fit feeds several outputs, and a dbt Python
+model returns one table, so rows carry a record_type: 'user_item' / 'item_user' (top-K
+scores), 'user_factor' / 'item_factor' (MF factors as a list) and 'parameter' (what was used).
+Thin SQL models split it into the public tables.
+Logic: proactive_recs.recommender.two_stage.Recommender.
 """
 
 from proactive_recs.warehouse.dbt_io import (
@@ -17,6 +21,7 @@ from proactive_recs.warehouse.recommender_io import (
     item_frame_for_scoring,
     long_recommendation_table,
     read_interactions,
+    read_stages,
     user_frame_for_scoring,
 )
 
@@ -26,18 +31,27 @@ def model(dbt, session):
     require_packages(
         ["numpy", "pandas", "pyarrow", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"]
     )
-    from proactive_recs.recommender.two_stage import score  # after the check: it imports implicit
+    from proactive_recs.recommender.two_stage import Recommender  # imports implicit
 
     meta = dbt.config.get("meta") or {}
-    result = score(
-        interactions=read_interactions(dbt.ref("int_interactions")),
-        users=user_frame_for_scoring(
+    run_date = read_run_date(dbt.ref("int_run_context"))
+    try:  # the weekly model's table; absent before the first weekly run
+        stored = dbt.ref("recommender_stages")
+    except Exception:  # noqa: BLE001 - each adapter says "no such table" its own way
+        stored = None
+    stages, lookup = read_stages(stored, run_date)
+    fitted = Recommender(recommender_params(meta)).fit(
+        read_interactions(dbt.ref("int_interactions")),
+        user_frame_for_scoring(
             to_pandas(dbt.ref("int_user_context")), to_pandas(dbt.ref("user_targeting"))
         ),
-        items=item_frame_for_scoring(
+        item_frame_for_scoring(
             to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
         ),
-        run_date=read_run_date(dbt.ref("int_run_context")),
-        params=recommender_params(meta),
+        as_of=run_date,
+        stages=stages,
     )
-    return for_session(long_recommendation_table(result), session)
+    result = fitted.recommend()
+    return for_session(
+        long_recommendation_table(result, extra_params={"stages_lookup": lookup}), session
+    )

@@ -2,7 +2,8 @@
 
 Each row is one thing that did not go as configured: a user whose time zone the package did
 not understand (quiet hours then use the default zone), scores served by a fallback instead
-of the trained model, a recommender stage that was not the configured one. dbt tests with
+of the trained model, a daily run that had to train the recommender because no usable weekly
+stages were stored. dbt tests with
 severity ``warn`` on the table make each kind show in ``dbt build``'s output.
 """
 
@@ -55,17 +56,46 @@ def score_fallbacks(scores: pd.DataFrame, direction: str) -> pd.DataFrame:
     )
 
 
+def stages_trained_in_run(parameters: pd.DataFrame | None) -> pd.DataFrame:
+    """One row when the run's recommender did not reuse the weekly fit's trained stages
+    (model_parameters 'stages'): it tuned and trained everything itself, which costs most of
+    a fit. The raw value says why (no weekly run yet, other settings, ...)."""
+    if parameters is None or parameters.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    values = parameters.set_index("parameter")["value"].astype(str)
+    used = values.get("stages")
+    if used is None or "reused" in used:
+        return pd.DataFrame(columns=COLUMNS)
+    lookup = values.get("stages_lookup", "")
+    return pd.DataFrame(
+        {
+            "diagnostic": ["stages_trained_in_run"],
+            "subject_type": ["model"],
+            "subject_id": ["recommendations"],
+            "raw_value": [f"{used}; {lookup}" if lookup else used],
+            "detail": [
+                "no usable weekly stages (recommender_stages): this run tuned and trained the "
+                "recommender itself; run the weekly selector to make daily runs refit only MF"
+            ],
+            "n_rows": [1],
+        },
+        columns=COLUMNS,
+    )
+
+
 def run_diagnostics(
     users: pd.DataFrame,
     user_item_scores: pd.DataFrame,
     item_user_scores: pd.DataFrame,
     default_timezone: str = "UTC",
+    parameters: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every diagnostic of the run, sorted, with fixed column types."""
     parts = [
         timezone_fallbacks(users, default_timezone),
         score_fallbacks(user_item_scores, "user_item_scores"),
         score_fallbacks(item_user_scores, "item_user_scores"),
+        stages_trained_in_run(parameters),
     ]
     # empty parts left out of the concat (pandas warns about their all-NA columns)
     parts = [p for p in parts if len(p)] or [pd.DataFrame(columns=COLUMNS)]

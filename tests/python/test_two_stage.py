@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from proactive_recs.recommender.stages import TrainedStages
 from proactive_recs.recommender.two_stage import DEFAULT_PARAMS, Recommender, score
 
 RUN_DATE = pd.Timestamp("2024-07-01")
@@ -210,6 +211,45 @@ def test_stored_bytes_from_another_version_or_no_recommender_stop_clearly():
     old = len(header).to_bytes(4, "big") + header + b"..."
     with pytest.raises(ValueError, match="written by proactive_recs 0.0.1.*fit it again"):
         Recommender.from_bytes(old)
+
+
+def test_a_later_fit_reuses_stored_stages_and_refits_only_mf(data, two_stage):
+    """The weekly fit's stages (tuned MF settings, rankers) serve a daily fit a week later:
+    no training happens, MF is refitted on the later interactions, and stages trained with
+    other settings or after the run are not used (the fit trains and says why)."""
+    interactions, users, items = data
+    week_earlier = RUN_DATE - pd.Timedelta(days=7)
+    weekly = Recommender(FAST).fit(interactions, users, items, as_of=week_earlier)
+    stored = TrainedStages.from_bytes(weekly.trained_stages().to_bytes())
+    assert stored.as_of == week_earlier and stored.ranker is not None
+
+    daily = Recommender(FAST).fit(interactions, users, items, as_of=RUN_DATE, stages=stored)
+    assert daily.stage_ == "two_stage" and "reused" in daily.stages_used_
+    assert "training_rows" not in daily.diagnostics_  # nothing was trained
+    assert daily.mf_params_ == stored.mf_params
+    # MF and the snapshot are today's; the ranker is last week's, not retrained
+    assert daily.snapshot_.as_of == RUN_DATE and weekly.snapshot_.as_of == week_earlier
+    assert daily.snapshot_.data.seen.nnz > weekly.snapshot_.data.seen.nnz
+    assert daily.ranker_ is stored.ranker and daily.cold_ranker_ is stored.cold_ranker
+    served = daily.recommend()
+    params = dict(zip(served.params["parameter"], served.params["value"], strict=True))
+    assert params["stages"].startswith("stages trained as of")
+    assert len(served.user_item_scores) and len(served.item_user_scores)
+    # only settings that change training invalidate the stages; list lengths do not
+    longer = Recommender({**FAST, "k_items": 7}).fit(
+        interactions, users, items, as_of=RUN_DATE, stages=stored
+    )
+    assert "reused" in longer.stages_used_
+
+    other = Recommender({**FAST, "factors": 6}).fit(
+        interactions, users, items, as_of=RUN_DATE, stages=stored
+    )
+    assert "other settings: factors" in other.stages_used_
+    assert other.diagnostics_["training_rows"] > 0  # trained itself
+    backfill = Recommender(FAST).fit(
+        interactions, users, items, as_of=week_earlier - pd.Timedelta(days=1), stages=stored
+    )
+    assert "after the run" in backfill.stages_used_
 
 
 def _boosted_first(frame, owner, member, boosted, exclude_owners):

@@ -26,6 +26,11 @@
   its business rules). For ``served`` the expected calibration error of its
   probabilities over the served pairs is reported as well (metric 'ece', k = list
   length), when the served stage produces probabilities.
+* ``served_stages_week_old``: what a daily run serves between two weekly runs. The served
+  model is trained as of one week before the cutoff (its tuned MF settings and rankers,
+  :class:`~proactive_recs.recommender.stages.TrainedStages`), then refitted as of the cutoff
+  reusing those stages: MF is refitted on all training rows, nothing else is trained. Its
+  gap to ``served`` is what reusing week-old stages costs.
 
 * **cold_items segment** (when ``items`` are given). A seeded random
   ``cold_item_fraction`` of the items with a relevant test user is held out of training
@@ -68,7 +73,9 @@ __all__ = ["MODELS", "EvaluationResult", "evaluate", "served_lists"]
 
 log = logging.getLogger(__name__)
 
-MODELS = ("als", "popularity", "heavy_users", "random", "served")
+MODELS = ("als", "popularity", "heavy_users", "random", "served", "served_stages_week_old")
+# How old the reused stages of ``served_stages_week_old`` are: the weekly schedule's gap.
+REUSED_STAGES_AGE_DAYS = 7
 USER_TO_ITEM = {"ndcg": [10], "recall": [10, 20], "precision": [10], "map": [10]}
 ITEM_TO_USER = {"recall": [50, 100], "ndcg": [50, 100]}
 COVERAGE_K = 10
@@ -218,12 +225,13 @@ def evaluate(
     rows += _simple_baseline_rows(models, base, truth, random_state)
     if "random" in models:
         record_params("random", {"random_state": random_state})
+    # the served settings, with lists long enough for every metric
+    served_params = {
+        **(params or {}),
+        "k_items": max(int(p["k_items"]), K_ITEMS),
+        "k_users": max(int(p["k_users"]), K_USERS),
+    }
     if "served" in models:
-        served_params = {
-            **(params or {}),
-            "k_items": max(int(p["k_items"]), K_ITEMS),
-            "k_users": max(int(p["k_users"]), K_USERS),
-        }
         served = two_stage.Recommender(served_params).fit(train, users, items, as_of=cutoff)
         result = served.recommend()
         ui, ui_s, iu, iu_s = served_lists(result, base.user_ids, base.item_ids)
@@ -242,7 +250,33 @@ def evaluate(
                 **dict(zip(result.params["parameter"], result.params["value"], strict=True)),
             },
         )
+    if "served_stages_week_old" in models:
+        reused_rows, reused_params = _week_old_stages_rows(
+            train, users, items, cutoff, served_params, base, truth
+        )
+        rows += reused_rows
+        record_params("served_stages_week_old", reused_params)
     return EvaluationResult(_metrics_frame(rows), _params_frame(param_rows), pd.DataFrame(curves))
+
+
+def _week_old_stages_rows(train, users, items, cutoff, served_params, base, truth):
+    """``served_stages_week_old``: stages trained one weekly gap before the cutoff, reused
+    by a fit as of the cutoff (MF refitted, nothing trained); its metric rows and params."""
+    truth_ui, truth_iu = truth
+    week_old = cutoff - pd.Timedelta(days=REUSED_STAGES_AGE_DAYS)
+    stages = (
+        two_stage.Recommender(served_params)
+        .fit(train, users, items, as_of=week_old)
+        .trained_stages()
+    )
+    reused = two_stage.Recommender(served_params).fit(
+        train, users, items, as_of=cutoff, stages=stages
+    )
+    ui, _, iu, _ = served_lists(reused.recommend(), base.user_ids, base.item_ids)
+    name = "served_stages_week_old"
+    rows = _score_lists(name, "user_to_item", ui, truth_ui, base.n_items)
+    rows += _score_lists(name, "item_to_user", iu, truth_iu, base.n_items)
+    return rows, {"stage": reused.stage_, "stages": reused.stages_used_, "stages_as_of": week_old}
 
 
 def _als_rows(train, cutoff, horizon_days, p, base, truth) -> tuple[list, dict]:

@@ -47,9 +47,7 @@ before the top-K cut, so K rows come back whenever K candidates pass.
 
 from __future__ import annotations
 
-import json
 import logging
-import pickle
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,7 +58,6 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
-from proactive_recs import __version__
 from proactive_recs.data.availability import available_at, upcoming_within
 from proactive_recs.data.instants import utc_instant, utc_naive
 from proactive_recs.data.interactions import (
@@ -88,7 +85,9 @@ from proactive_recs.estimators.ranker import (
 from proactive_recs.estimators.threads import openmp_threads, single_threaded_blas
 from proactive_recs.estimators.topk import apply_boost, topk_both, topk_pairs
 from proactive_recs.evaluation import metrics
+from proactive_recs.recommender import stages as stages_io
 from proactive_recs.recommender.config import RecommenderConfig
+from proactive_recs.recommender.stages import TrainedStages, usable_stages
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -101,7 +100,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_FORMAT = 1  # the layout of Recommender.to_bytes; raise it when the header or pickle changes
 
 # Every setting and its default: proactive_recs.recommender.config.RecommenderConfig (the one
 # home of the defaults); this plain dict is how the library reads them.
@@ -499,7 +497,14 @@ class Recommender(BaseEstimator):
     def __init__(self, params: dict | None = None):
         self.params = params
 
-    def fit(self, interactions, users=None, items=None, as_of=None) -> Recommender:
+    def fit(self, interactions, users=None, items=None, as_of=None, *, stages=None) -> Recommender:
+        """Learn everything as of ``as_of`` (default: the midnight after the last interaction).
+
+        ``stages`` (optional, :class:`TrainedStages` from an earlier fit, e.g. last week's):
+        reuse its tuned MF hyper-parameters and rankers instead of tuning and training again,
+        when it was trained with the same settings and not after ``as_of``; MF itself is
+        always refitted on the interactions given. ``stages_used_`` says which happened.
+        """
         settings = resolve_params(self.params)
         frame = normalise_interactions(interactions)
         if as_of is None:
@@ -520,6 +525,9 @@ class Recommender(BaseEstimator):
         self.params_ = settings
         self.diagnostics_ = {}
         self.snapshot_ = self.ranker_ = self.cold_ranker_ = None
+        self.reused_stages_, self.stages_used_ = usable_stages(stages, settings, as_of)
+        if stages is None:
+            self.stages_used_ = "trained in this fit"
 
         n_users_known = frame["user_id"].nunique()
         n_items_known = frame["item_id"].nunique()
@@ -567,33 +575,37 @@ class Recommender(BaseEstimator):
     # ------------------------------------------------------------------ persistence
 
     def to_bytes(self) -> bytes:
-        """The fitted recommender as bytes (a header with the format and library version, then
-        a pickle): what a warehouse table or a file stores to serve later without refitting.
-        Load only bytes you wrote: unpickling runs code."""
+        """The fitted recommender as bytes (proactive_recs.recommender.stages.dump): what a
+        file or a warehouse table stores to serve later without refitting. Load only bytes
+        you wrote: unpickling runs code."""
         if not hasattr(self, "stage_"):
             raise RuntimeError("Recommender.to_bytes() before fit()")
-        header = json.dumps({"format": _FORMAT, "version": __version__}).encode()
-        return len(header).to_bytes(4, "big") + header + pickle.dumps(self, protocol=5)
+        return stages_io.dump(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Recommender:
         """A recommender written by :meth:`to_bytes` with this library version (another
         version stops, naming both: its estimators may not read the same)."""
-        size = int.from_bytes(data[:4], "big")
-        try:
-            header = json.loads(data[4 : 4 + size])
-        except ValueError as error:
-            raise ValueError("not a stored proactive_recs Recommender") from error
-        if header.get("format") != _FORMAT or header.get("version") != __version__:
-            raise ValueError(
-                f"stored Recommender was written by proactive_recs {header.get('version')} "
-                f"(format {header.get('format')}); this is {__version__} (format {_FORMAT}): "
-                "fit it again"
-            )
-        model = pickle.loads(data[4 + size :])
-        if not isinstance(model, cls):
-            raise ValueError(f"stored object is a {type(model).__name__}, not a {cls.__name__}")
-        return model
+        return stages_io.load(data, cls)
+
+    def trained_stages(self) -> TrainedStages:
+        """The parts of this fit a later fit may reuse (:class:`TrainedStages`): the tuned MF
+        hyper-parameters and the rankers; what the weekly run stores for the daily ones."""
+        if not hasattr(self, "stage_"):
+            raise RuntimeError("Recommender.trained_stages() before fit()")
+        decisions = {
+            key: value
+            for key, value in getattr(self, "params_used_", {}).items()
+            if key == "calibration_applied" or key.startswith("validation_")
+        }
+        return TrainedStages(
+            as_of=self.as_of_,
+            settings=dict(self.params_),
+            mf_params=dict(getattr(self, "mf_params_", None) or _mf_params(self.params_)),
+            ranker=self.ranker_,
+            cold_ranker=self.cold_ranker_,
+            decisions=decisions,
+        )
 
     def save(self, path) -> None:
         """Write :meth:`to_bytes` to a file."""
@@ -608,8 +620,8 @@ class Recommender(BaseEstimator):
 
     def _fit_models(self) -> None:
         """Tune MF, build the as-of snapshot, train the second stage and the day-0 ranker."""
-        settings = self.params_
-        mf_params = self._tuned_mf_params()
+        settings, reused = self.params_, self.reused_stages_
+        mf_params = dict(reused.mf_params) if reused else self._tuned_mf_params()
         used = {**settings, **mf_params}
         snapshot = build_snapshot(
             self.interactions_,
@@ -627,8 +639,12 @@ class Recommender(BaseEstimator):
             block_size=settings["block_size"],
         )
         ranker = cold_ranker = None
-        if settings["second_stage"]:
+        if settings["second_stage"] and reused is not None:
+            ranker, cold_ranker = reused.ranker, reused.cold_ranker
+            used.update(reused.decisions)
+        elif settings["second_stage"]:
             ranker, cold_ranker = self._fit_rankers(mf_params, candidates, used)
+        used["stages"] = self.stages_used_
         self.mf_params_ = mf_params
         self.params_used_ = used
         self.snapshot_ = snapshot

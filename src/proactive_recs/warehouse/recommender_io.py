@@ -108,7 +108,7 @@ def _factor_part(factors: pd.DataFrame, id_col: str) -> dict:
     }
 
 
-def long_recommendation_table(result: ScoreResult) -> pa.Table:
+def long_recommendation_table(result: ScoreResult, extra_params: dict | None = None) -> pa.Table:
     """Every output of one scoring run as rows of one Arrow table (see LONG_COLUMNS).
 
     Arrow, not pandas: at 1M users the 30M rows would cost ~200 bytes each as a pandas frame
@@ -123,9 +123,18 @@ def long_recommendation_table(result: ScoreResult) -> pa.Table:
         ("unscored_item", result.unscored_items),
         ("user_factor", _factor_part(result.user_factors, "user_id")),
         ("item_factor", _factor_part(result.item_factors, "item_id")),
-        ("parameter", result.params),
+        ("parameter", _with_extra_params(result.params, extra_params)),
     ]
     return long_table(RECOMMENDATION_TYPES, parts, constants={"stage": result.stage})
+
+
+def _with_extra_params(params: pd.DataFrame, extra: dict | None) -> pd.DataFrame:
+    """The fit's parameters plus what the dbt model adds about the run (e.g. where the
+    stages came from)."""
+    if not extra:
+        return params
+    added = pd.DataFrame({"parameter": list(extra), "value": [str(v) for v in extra.values()]})
+    return pd.concat([params, added], ignore_index=True)
 
 
 def evaluation_items(item_context: pd.DataFrame) -> pd.DataFrame:
@@ -176,3 +185,65 @@ def long_evaluation_table(result, cutoff, horizon_days, extra_metrics=None) -> p
     parts = [("metric", metrics), ("parameter", params), ("calibration", curves)]
     constants = {"eval_cutoff": pd.Timestamp(cutoff), "horizon_days": float(horizon_days)}
     return long_table(EVALUATION_TYPES, parts, constants)
+
+
+# ------------------------------------------------------------------ stored stages
+
+STAGES_COLUMNS = [
+    "stages_id",
+    "fitted_as_of",
+    "settings_key",
+    "library_version",
+    "n_bytes",
+    "payload_base64",
+]
+
+
+def stages_row(stages) -> pd.DataFrame:
+    """One row of ``recommender_stages``: the weekly fit's trained stages as base64 text (a
+    plain text column reads the same on DuckDB and Snowflake)."""
+    import base64
+
+    from proactive_recs import __version__
+
+    data = stages.to_bytes()
+    return pd.DataFrame(
+        {
+            "stages_id": [f"{stages.as_of:%Y%m%dT%H%M%S}-{stages.key}"],
+            "fitted_as_of": [pd.Timestamp(stages.as_of)],
+            "settings_key": [stages.key],
+            "library_version": [__version__],
+            "n_bytes": [len(data)],
+            "payload_base64": [base64.b64encode(data).decode("ascii")],
+        }
+    )
+
+
+def read_stages(relation, run_date) -> tuple:
+    """The latest stored stages fitted as of the run date or earlier, written by this
+    library version, and a note saying which (or why none): (TrainedStages | None, str).
+
+    ``relation`` is ``recommender_stages`` or None when it could not be read (first run,
+    table dropped). Whether the stages fit this run's settings is the recommender's call
+    (proactive_recs.recommender.stages.usable_stages)."""
+    import base64
+
+    from proactive_recs import __version__
+    from proactive_recs.recommender.stages import TrainedStages
+    from proactive_recs.warehouse.dbt_io import to_pandas
+
+    if relation is None:
+        return None, "no recommender_stages table (the weekly selector has not run)"
+    try:
+        stored = to_pandas(relation)
+    except Exception as error:  # noqa: BLE001 - a missing table reads differently per adapter
+        return None, f"recommender_stages could not be read: {type(error).__name__}"
+    stored = stored[pd.to_datetime(stored["fitted_as_of"]) <= pd.Timestamp(run_date)]
+    same_version = stored[stored["library_version"] == __version__]
+    if same_version.empty:
+        if stored.empty:
+            return None, "no stages in recommender_stages fitted as of the run date or before"
+        return None, f"recommender_stages holds no stages written by version {__version__}"
+    latest = same_version.sort_values(["fitted_as_of", "stages_id"]).iloc[-1]
+    stages = TrainedStages.from_bytes(base64.b64decode(latest["payload_base64"]))
+    return stages, f"recommender_stages {latest['stages_id']}"

@@ -1,0 +1,44 @@
+"""The weekly fit's trained stages, kept for the daily runs (one row per weekly run).
+
+Tuning MF and training the rankers on past windows is most of a fit's cost and changes little
+in a week. This model fits the recommender as of the run date with everything, and stores
+what a later fit can reuse (proactive_recs.recommender.stages.TrainedStages) as base64 text;
+the daily `recommendations` model reads the latest row fitted as of its run date or before
+and refits only MF. Incremental: earlier weeks' rows stay (a backfill finds the stages of its
+own past); a weekly re-run at the same instant replaces its row.
+"""
+
+from proactive_recs.warehouse.dbt_io import (
+    for_session,
+    read_run_date,
+    recommender_params,
+    require_packages,
+    to_pandas,
+)
+from proactive_recs.warehouse.recommender_io import (
+    item_frame_for_scoring,
+    read_interactions,
+    stages_row,
+    user_frame_for_scoring,
+)
+
+
+def model(dbt, session):
+    dbt.config(materialized="incremental", unique_key="stages_id")
+    require_packages(
+        ["numpy", "pandas", "pyarrow", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"]
+    )
+    from proactive_recs.recommender.two_stage import Recommender  # imports implicit
+
+    meta = dbt.config.get("meta") or {}
+    fitted = Recommender(recommender_params(meta)).fit(
+        read_interactions(dbt.ref("int_interactions")),
+        user_frame_for_scoring(
+            to_pandas(dbt.ref("int_user_context")), to_pandas(dbt.ref("user_targeting"))
+        ),
+        item_frame_for_scoring(
+            to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
+        ),
+        as_of=read_run_date(dbt.ref("int_run_context")),
+    )
+    return for_session(stages_row(fitted.trained_stages()), session)

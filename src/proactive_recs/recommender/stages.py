@@ -1,0 +1,132 @@
+"""What a weekly fit hands to the daily runs, and how fitted objects are stored.
+
+Tuning MF and training the second stage on past windows cost most of a fit and change
+little from one day to the next; the MF factors and the candidates change with every new
+interaction. So the weekly run stores the trained stages (:class:`TrainedStages`: the tuned
+MF hyper-parameters, the propensity ranker, the day-0 ranker and what calibration decided),
+and each daily run refits MF on today's interactions with those hyper-parameters and scores
+with the stored rankers (``Recommender(...).fit(..., stages=stored)``).
+
+Stored stages are used only when they were trained with the same settings (those that
+shape training; list lengths and thread counts may differ) and as of an instant no later
+than the run (a backfill never scores with a model trained on its future). Otherwise the
+daily run trains what it needs and says why (:func:`usable_stages`).
+
+Objects are stored as bytes: a small JSON header (format and library version) and a pickle.
+Bytes written by another library version stop with a message naming both; as with any
+pickle, load only bytes you wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from proactive_recs import __version__
+
+__all__ = [
+    "SERVING_ONLY_SETTINGS",
+    "TrainedStages",
+    "dump",
+    "load",
+    "training_settings",
+    "usable_stages",
+]
+
+FORMAT = 1  # the layout of dump(); raise it when the header or the pickled classes change
+
+# Settings that change what is served but not what is trained: stages trained under other
+# values of these are still the same stages.
+SERVING_ONLY_SETTINGS = frozenset(
+    {"k_items", "k_users", "num_threads", "block_size", "prelaunch_days", "allow_repeats"}
+)
+
+
+def dump(obj) -> bytes:
+    """``obj`` as bytes: a length-prefixed JSON header, then a pickle."""
+    header = json.dumps(
+        {"format": FORMAT, "version": __version__, "kind": type(obj).__name__}
+    ).encode()
+    return len(header).to_bytes(4, "big") + header + pickle.dumps(obj, protocol=5)
+
+
+def load(data: bytes, kind: type):
+    """The object :func:`dump` wrote, checked to be a ``kind`` written by this version."""
+    size = int.from_bytes(data[:4], "big")
+    try:
+        header = json.loads(data[4 : 4 + size])
+    except ValueError as error:
+        raise ValueError(f"not a stored proactive_recs {kind.__name__}") from error
+    if header.get("format") != FORMAT or header.get("version") != __version__:
+        raise ValueError(
+            f"stored {kind.__name__} was written by proactive_recs {header.get('version')} "
+            f"(format {header.get('format')}); this is {__version__} (format {FORMAT}): "
+            "fit it again"
+        )
+    obj = pickle.loads(data[4 + size :])
+    if not isinstance(obj, kind):
+        raise ValueError(f"stored object is a {type(obj).__name__}, not a {kind.__name__}")
+    return obj
+
+
+def training_settings(settings: dict) -> dict:
+    """The resolved settings that shape training (all but :data:`SERVING_ONLY_SETTINGS`)."""
+    return {key: value for key, value in settings.items() if key not in SERVING_ONLY_SETTINGS}
+
+
+def settings_key(settings: dict) -> str:
+    """A short fingerprint of the training settings (equal settings, equal key)."""
+    text = json.dumps(training_settings(settings), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainedStages:
+    """The trained parts of a fit that a later fit may reuse.
+
+    as_of : the instant they were trained as of (naive UTC)
+    settings : the resolved settings they were trained with
+    mf_params : the MF hyper-parameters tuning chose
+    ranker, cold_ranker : the second stage and the day-0 ranker (None when not trained)
+    decisions : what the validation window decided (calibration), for model_parameters
+    """
+
+    as_of: pd.Timestamp
+    settings: dict
+    mf_params: dict
+    ranker: object | None = None
+    cold_ranker: object | None = None
+    decisions: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return settings_key(self.settings)
+
+    def to_bytes(self) -> bytes:
+        return dump(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainedStages:
+        return load(data, cls)
+
+
+def usable_stages(
+    stages: TrainedStages | None, settings: dict, as_of: pd.Timestamp
+) -> tuple[TrainedStages | None, str]:
+    """``stages`` if a fit with ``settings`` as of ``as_of`` may reuse them, and why (not)."""
+    if stages is None:
+        return None, "no stored stages"
+    if stages.as_of > as_of:
+        return None, f"stored stages were trained as of {stages.as_of}, after the run ({as_of})"
+    if training_settings(stages.settings) != training_settings(settings):
+        changed = sorted(
+            key
+            for key in training_settings(settings).keys() | training_settings(stages.settings)
+            if stages.settings.get(key) != settings.get(key)
+        )
+        return None, f"stored stages were trained with other settings: {', '.join(changed)}"
+    return stages, f"stages trained as of {stages.as_of:%Y-%m-%d %H:%M} reused"
