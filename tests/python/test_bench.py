@@ -167,7 +167,8 @@ def test_the_weekly_selector_runs_after_a_daily_build_and_reads_against_the_floo
     )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and result["pipeline_exit_code"] == 0, result.get("pipeline_log_tail")
-    assert result["pipeline_setup_daily_exit_code"] == 0 and result["pipeline_setup_daily_s"] > 0
+    assert result["pipeline_setup_exit_code"] == 0 and result["pipeline_setup_s"] > 0
+    assert result["pipeline_setup"] == "--selector daily"
     assert result["size"] == "tiny" and result["selector"] == "weekly"
     assert result["floor_s"] == pytest.approx(
         result["floor_fit_s"] + result["floor_recommend_s"], abs=0.02
