@@ -67,7 +67,7 @@ from proactive_recs.estimators.coldstart import category_affinity_vectors
 from proactive_recs.estimators.mf import ImplicitMF
 from proactive_recs.estimators.topk import topk_both
 from proactive_recs.evaluation import metrics
-from proactive_recs.recommender import two_stage
+from proactive_recs.recommender import tuning, two_stage
 
 __all__ = ["MODELS", "EvaluationResult", "evaluate", "served_lists"]
 
@@ -283,9 +283,9 @@ def _als_rows(train, cutoff, horizon_days, p, base, truth) -> tuple[list, dict]:
     """Plain MF (implicit ALS, tuned on the window before the cutoff like the served model's
     first stage), scored both ways: its metric rows and the parameters it used."""
     truth_ui, truth_iu = truth
-    mf_params = {key: p[key] for key in two_stage.MF_KEYS}
+    mf_params = tuning.mf_params(p)
     if p["tune"] and p["tune_grid"]:
-        mf_params, _ = two_stage.tune_mf(
+        mf_params, _ = tuning.tune_mf(
             train,
             cutoff,
             horizon_days=horizon_days,

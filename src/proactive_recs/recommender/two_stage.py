@@ -63,7 +63,6 @@ from proactive_recs.data.instants import utc_instant, utc_naive
 from proactive_recs.data.interactions import (
     build_interaction_matrix,
     interactions_before,
-    new_pairs_matrix,
     normalise_interactions,
 )
 from proactive_recs.estimators.coldstart import (
@@ -73,7 +72,6 @@ from proactive_recs.estimators.coldstart import (
     describe_cold_items,
     fit_attribute_model,
 )
-from proactive_recs.estimators.mf import ImplicitMF
 from proactive_recs.estimators.ranker import (
     PropensityRanker,
     build_snapshot,
@@ -84,19 +82,17 @@ from proactive_recs.estimators.ranker import (
 )
 from proactive_recs.estimators.threads import openmp_threads, single_threaded_blas
 from proactive_recs.estimators.topk import apply_boost, topk_both, topk_pairs
-from proactive_recs.evaluation import metrics
 from proactive_recs.recommender import stages as stages_io
+from proactive_recs.recommender import tuning
 from proactive_recs.recommender.config import RecommenderConfig
 from proactive_recs.recommender.stages import TrainedStages, usable_stages
 
 __all__ = [
     "DEFAULT_PARAMS",
-    "MF_KEYS",
     "Recommender",
     "ScoreResult",
     "resolve_params",
     "score",
-    "tune_mf",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,8 +100,6 @@ log = logging.getLogger(__name__)
 # Every setting and its default: proactive_recs.recommender.config.RecommenderConfig (the one
 # home of the defaults); this plain dict is how the library reads them.
 DEFAULT_PARAMS: dict = RecommenderConfig().as_dict()
-
-MF_KEYS = ("factors", "regularization", "alpha", "iterations", "random_state", "num_threads")
 
 
 @dataclass
@@ -146,10 +140,6 @@ def resolve_params(params: dict | None) -> dict:
     """Defaults overlaid with ``params``, checked (:meth:`RecommenderConfig.from_dict`: an
     unknown key raises naming it and the known keys; text is coerced to the field's type)."""
     return RecommenderConfig.from_dict(params).as_dict()
-
-
-def _mf_params(settings: dict) -> dict:
-    return {key: settings[key] for key in MF_KEYS}
 
 
 # ------------------------------------------------------------------- input hygiene
@@ -226,69 +216,6 @@ def _universe(interactions, users, items, run_date, prelaunch_days=0.0) -> _Univ
         upcoming = np.zeros(len(item_ids), dtype=bool)
         item_boost = np.ones(len(item_ids), dtype=np.float32)
     return _Universe(user_ids, servable, user_boost, item_ids, ok, item_boost, items_norm, upcoming)
-
-
-# ------------------------------------------------------------------------- tuning
-
-
-def tune_mf(
-    interactions: pd.DataFrame,
-    run_date,
-    *,
-    horizon_days: float,
-    base_params: dict,
-    grid: list[dict],
-    half_life_days: float | None = None,
-    block_size: int | None = None,
-) -> tuple[dict, pd.DataFrame]:
-    """Pick MF hyper-parameters on the last ``horizon_days`` before ``run_date``.
-
-    Each configuration (``base_params`` updated with one grid entry) is fitted on the
-    interactions before ``run_date - horizon_days`` and scored on the new pairs of the
-    window up to ``run_date`` with the evaluation protocol (docs/evaluation.md); the objective
-    is user_to_item ndcg@10 + item_to_user recall@100 (metrics.OBJECTIVE_K_*), because the
-    factors serve both directions.
-    Returns the chosen MF parameters and one row per configuration tried.
-    """
-    run_date = pd.Timestamp(run_date)
-    split = run_date - pd.Timedelta(days=horizon_days)
-    base = build_interaction_matrix(
-        interactions_before(interactions, split), split, half_life_days=half_life_days
-    )
-    truth = new_pairs_matrix(interactions_before(interactions, run_date), base, split, run_date)
-    best, best_value, rows = dict(base_params), -np.inf, []
-    if truth.nnz == 0 or base.n_users <= 1 or base.n_items <= 1:
-        return best, pd.DataFrame(rows)
-    users_q = np.diff(truth.indptr) > 0
-    truth_t = sp.csr_matrix(truth.T)
-    items_q = np.diff(truth_t.indptr) > 0
-    for entry in grid:
-        params = {**base_params, **entry}
-        if min(base.n_users, base.n_items) <= params["factors"]:
-            continue
-        mf = ImplicitMF(**params).fit(base.matrix)
-        top = topk_both(
-            mf.user_factors_,
-            mf.item_factors_,
-            k_items=metrics.OBJECTIVE_K_ITEMS,
-            k_users=metrics.OBJECTIVE_K_USERS,
-            exclude=base.seen,
-            block_size=block_size,
-        )
-        k_items, k_users = metrics.OBJECTIVE_K_ITEMS, metrics.OBJECTIVE_K_USERS
-        ndcg = metrics.ranking_metrics(
-            top.user_items[users_q], truth[users_q], ks=[k_items], metrics=("ndcg",)
-        )[("ndcg", k_items)]
-        recall = metrics.ranking_metrics(
-            top.item_users[items_q], truth_t[items_q], ks=[k_users], metrics=("recall",)
-        )[("recall", k_users)]
-        value = ndcg + recall
-        rows.append(
-            {**entry, f"ndcg@{k_items}": ndcg, f"recall@{k_users}": recall, "objective": value}
-        )
-        if value > best_value:
-            best, best_value = params, value
-    return best, pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------ scoring
@@ -601,7 +528,7 @@ class Recommender(BaseEstimator):
         return TrainedStages(
             as_of=self.as_of_,
             settings=dict(self.params_),
-            mf_params=dict(getattr(self, "mf_params_", None) or _mf_params(self.params_)),
+            mf_params=dict(getattr(self, "mf_params_", None) or tuning.mf_params(self.params_)),
             ranker=self.ranker_,
             cold_ranker=self.cold_ranker_,
             decisions=decisions,
@@ -658,9 +585,9 @@ class Recommender(BaseEstimator):
         """MF hyper-parameters: the grid entry that did best on the last horizon before the
         run (tune_mf), or the configured ones when tuning is off."""
         settings = self.params_
-        mf_params = _mf_params(settings)
+        mf_params = tuning.mf_params(settings)
         if settings["tune"] and settings["tune_grid"]:
-            mf_params, tried = tune_mf(
+            mf_params, tried = tuning.tune_mf(
                 self.interactions_,
                 self.as_of_,
                 horizon_days=float(settings["horizon_days"]),
