@@ -135,21 +135,25 @@
 {#
   The shared tail of every audited staging model: reason = the row's own defect, else
   'duplicate' for every row after the first of its natural key (ranked by order_by, then
-  raw_key); audit_row_id numbers the copies of a raw key so that exact copies stay
-  distinguishable. Exact copies tie on every column: the copy numbered 1 is the one kept,
-  so the reason and the audit id are paired the same way in every build (two independent
-  row_number() windows would pair them at random).
+  raw_key, then the whole row); audit_row_id numbers the copies of a raw key so that exact
+  copies stay distinguishable. Rows that tie on order_by and raw_key but differ elsewhere
+  (e.g. in an extra column) are ordered by a fingerprint of the whole row, so the same row is
+  kept and gets the same audit id in every build, whatever order the source returns them in.
+  Exact copies tie on every column: the copy numbered 1 is the one kept, so the reason and
+  the audit id are paired the same way in every build (two independent row_number() windows
+  would pair them at random). row_alias is the CTE the final select reads.
 #}
-{% macro audit_row_columns(source_name, natural_key, order_by) -%}
+{% macro audit_row_columns(source_name, natural_key, order_by, row_alias='checked') -%}
+    {%- set fingerprint = row_fingerprint(row_alias) -%}
     {%- set copy_number -%}
-        row_number() over (partition by raw_key, row_defect order by {{ order_by }})
+        row_number() over (partition by raw_key, row_defect order by {{ order_by }}, {{ fingerprint }})
     {%- endset -%}
     case
         when row_defect is not null then row_defect
         when
             rank() over (
                 partition by {{ natural_key | join(', ') }}, row_defect
-                order by {{ order_by }}, raw_key
+                order by {{ order_by }}, raw_key, {{ fingerprint }}
             ) > 1
             or {{ copy_number }} > 1
             then 'duplicate'
@@ -158,4 +162,21 @@
         "'" ~ source_name ~ "'", "'|'", 'raw_key', "'|'", "coalesce(row_defect, '')", "'|'",
         "cast(" ~ copy_number ~ " as " ~ dbt.type_string() ~ ")"
     ])) }} as audit_row_id
+{%- endmacro %}
+
+
+{#
+  A text fingerprint of a whole row of the relation or CTE `alias` (every column), for
+  ordering rows that tie on everything else in the same way in every build.
+#}
+{% macro row_fingerprint(alias) -%}
+    {{ return(adapter.dispatch('row_fingerprint', 'proactive_recs')(alias)) }}
+{%- endmacro %}
+
+{% macro default__row_fingerprint(alias) -%}
+    md5(cast({{ alias }} as {{ dbt.type_string() }}))
+{%- endmacro %}
+
+{% macro snowflake__row_fingerprint(alias) -%}
+    md5(to_varchar(object_construct_keep_null({{ alias }}.*)))
 {%- endmacro %}

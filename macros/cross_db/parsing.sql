@@ -114,3 +114,21 @@
         when {{ squashed }} in ('push', 'pushnotification', 'mobilepush', 'apppush') then 'push'
     end
 {%- endmacro %}
+
+
+{#
+  A 64-bit floating point type. dbt.type_float() is FLOAT, which is 64-bit on Snowflake but
+  32-bit on DuckDB (0.8 would read back as 0.800000011920929): settings such as a campaign's
+  priority and an event type's weight are read at full precision.
+#}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'proactive_recs')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    {{ return(dbt.type_float()) }}
+{%- endmacro %}
+
+{% macro duckdb__type_double() -%}
+    {{ return('double') }}
+{%- endmacro %}

@@ -60,13 +60,13 @@
     {%- if configured is none -%}
         select
             lower(trim(event_type)) as event_type,
-            cast(weight as {{ dbt.type_float() }}) as weight
+            cast(weight as {{ type_double() }}) as weight
         from {{ ref('event_type_weights') }}
     {%- else -%}
         {%- for event_type, weight in proactive_recs_checked_event_weights(configured).items() %}
         select
             cast({{ sql_string_literal(event_type) }} as {{ dbt.type_string() }}) as event_type,
-            cast({{ weight }} as {{ dbt.type_float() }}) as weight
+            cast({{ weight }} as {{ type_double() }}) as weight
         {% if not loop.last %}union all{% endif %}
         {%- endfor %}
     {%- endif -%}

@@ -139,3 +139,42 @@ def test_notification_log_rerun_of_the_same_run_date_adds_nothing(demo_db, tmp_p
                 "select count(*) from main.notification_audience where not is_holdout"
             ).fetchone()
         )
+
+
+def test_lines_that_tie_on_the_key_but_differ_elsewhere_are_kept_the_same_way_every_build(
+    demo_copy,
+):
+    """Two lines alike on every key column (user, item, time, type, quantity) but not on
+    amount: which one staging keeps, and which audit id each gets, must not depend on the
+    source's row order or on dbt's threads (Online Retail has such lines: the same product
+    twice in one invoice at two prices)."""
+    with duckdb.connect(str(demo_copy)) as con:
+        first = con.sql(
+            "select user_id, item_id, occurred_at, event_type, quantity"
+            " from main.raw_transactions where amount is not null limit 1"
+        ).fetchone()
+        for amount in ("1.00", "2.00", "3.00"):
+            con.execute(
+                "insert into main.raw_transactions values (?, ?, ?, ?, ?, ?)", [*first, amount]
+            )
+    builds = []
+    for seed, threads in ((1, "1"), (2, "2")):
+        with duckdb.connect(str(demo_copy)) as con:
+            con.execute(
+                "create or replace table main.raw_transactions as select * from "
+                f"main.raw_transactions order by hash(concat_ws('|', *columns(*)), {seed})"
+            )
+        result = run_dbt(
+            ["run", "--select", "+stg_transactions", "--threads", threads], demo_copy, DEMO_VARS
+        )
+        assert result.returncode == 0, result.stdout[-3000:]
+        with duckdb.connect(str(demo_copy), read_only=True) as con:
+            builds.append(
+                {
+                    table: sorted(con.sql(f"select * from main.{table}").fetchall(), key=repr)
+                    for table in ("stg_transactions_audited", "stg_transactions")
+                }
+            )
+    assert builds[0] == builds[1]
+    kept = [row for row in builds[0]["stg_transactions"] if row[:2] == first[:2]]
+    assert kept, "the planted line is kept once"
