@@ -132,6 +132,15 @@ def test_recommendations_on_snowpark_match_the_duckdb_build(session, con):
     assert (top_ours == top_built.reindex(top_ours.index)).mean() > 0.9
 
 
+def test_run_diagnostics_on_snowpark_match_the_duckdb_build(session, con):
+    """A model that builds its frame in pandas goes through the same Snowpark cell rules."""
+    model = load_model("python_models/diagnostics/run_diagnostics.py")
+    got = model(SnowparkDbt(session, con, {"meta": {"default_timezone": "UTC"}}), session)
+    built = con.execute("select * from main.run_diagnostics").df()
+    assert len(got) == len(built) > 0
+    same_rows(got, built, ["diagnostic", "subject_id", "raw_value"])
+
+
 def test_to_pandas_projects_snowpark_frames_before_reading(session):
     from proactive_recs.warehouse.dbt_io import to_pandas
 

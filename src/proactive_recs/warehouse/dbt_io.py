@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.types as pa_types
 
 from proactive_recs.data.instants import utc_instant
@@ -90,6 +91,8 @@ def for_session(table, session):
     plain cells: text as strings, list columns as Python lists, nullable ints and booleans)."""
     if not is_snowpark(session):
         return table
+    if isinstance(table, pd.DataFrame):  # a frame built in pandas: the same cell rules apply
+        table = pa.Table.from_pandas(table, preserve_index=False)
     frame = table.to_pandas()
     for field in table.schema:
         name, kind = field.name, field.type
