@@ -973,12 +973,15 @@ def run_pipeline(
     setup: dict[str, Any] = {}
     before = {"weekly": ["--selector", "daily"], "daily": ["--select", "+recommender_stages"]}
     if selector in before:
+        # untimed, so not held to the timed run's memory limit (only to the machine's)
         prior = [*command[:2], *before[selector], *command[4:]]
-        first = _watch_child(prior, work / "dbt_setup.log", limit_mb, timeout_s, cwd=REPO, env=env)
+        first = _watch_child(prior, work / "dbt_setup.log", None, timeout_s, cwd=REPO, env=env)
         setup = {
             "pipeline_setup": " ".join(before[selector]),
             "pipeline_setup_s": round(first["seconds"], 2),
+            "pipeline_setup_peak_rss_mb": round(first["peak_rss_mb"], 1),
             "pipeline_setup_exit_code": first["exit_code"],
+            "pipeline_load_s": round(load_s, 2),
         }
         if first["exit_code"] != 0:
             log = (work / "dbt_setup.log").read_text(errors="replace").splitlines()
@@ -1447,6 +1450,16 @@ def format_table(r: dict[str, Any]) -> str:
 
 def format_pipeline_table(r: dict[str, Any]) -> str:
     """Plain-text figures of a ``--pipeline-only`` run (no fit / top-K timings)."""
+    if "pipeline_s" not in r:  # the untimed set-up failed: say so, with its log's tail
+        return "\n".join(
+            [
+                f"proactive_recs dbt pipeline, size {r['size']}: the set-up "
+                f"({r.get('pipeline_setup')}) failed after {r.get('pipeline_setup_s')} s, "
+                f"peak {r.get('pipeline_setup_peak_rss_mb')} MB, exit "
+                f"{r.get('pipeline_setup_exit_code')}",
+                *r.get("pipeline_log_tail", []),
+            ]
+        )
     lines = [
         f"proactive_recs dbt pipeline, size {r['size']}: {r['n_users']:,} users x "
         f"{r['n_items']:,} items, {r['n_interactions']:,} interactions ({r['nnz']:,} pairs)",
@@ -1834,7 +1847,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         print(json.dumps(result, sort_keys=True))
-    return 0
+    return 0 if result.get("pipeline_exit_code", 0) == 0 else 1
 
 
 if __name__ == "__main__":
