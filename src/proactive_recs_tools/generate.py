@@ -1177,6 +1177,33 @@ def _structure(users, items, interactions, sends, start, end) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """What the raw tables of one generation share: clean sizes, planted dirt counts per
+    source and reason, and the id sequences (extra rows and unknown ids continue them)."""
+
+    n_users: int
+    n_items: int
+    n_tx: int
+    n_sends: int
+    n_events: int
+    user_dirt: dict[str, int]
+    item_dirt: dict[str, int]
+    tx_dirt: dict[str, int]
+    send_dirt: dict[str, int]
+    event_dirt: dict[str, int]
+    bad_users: int
+    bad_items: int
+    user_width: int
+    item_width: int
+    send_width: int
+    user_ids: pa.Array
+    item_ids: pa.Array
+    send_ids: pa.Array
+    dirt: bool
+    end: int
+
+
 def _build_tables(
     rng: np.random.Generator,
     rng_dirt: np.random.Generator,
@@ -1188,6 +1215,7 @@ def _build_tables(
     end: int,
     dirt: bool,
 ) -> tuple[dict[str, pa.Table], dict[str, _Report]]:
+    """Every raw source table with its dirt, and what was planted in each (the manifest)."""
     n_users, n_items = len(users.joined), len(items.status)
     n_tx, n_sends, n_events = len(tx.user), len(sends.sent), len(events.send)
 
@@ -1212,25 +1240,64 @@ def _build_tables(
     user_ids = _format_ids("u", np.arange(1, n_users + 1), user_width)
     item_ids = _format_ids("i", np.arange(1, n_items + 1), item_width)
     send_ids = _format_ids("s", np.arange(1, n_sends + 1), send_width)
+    layout = _Layout(
+        n_users=n_users,
+        n_items=n_items,
+        n_tx=n_tx,
+        n_sends=n_sends,
+        n_events=n_events,
+        user_dirt=user_dirt,
+        item_dirt=item_dirt,
+        tx_dirt=tx_dirt,
+        send_dirt=send_dirt,
+        event_dirt=event_dirt,
+        bad_users=bad_users,
+        bad_items=bad_items,
+        user_width=user_width,
+        item_width=item_width,
+        send_width=send_width,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        send_ids=send_ids,
+        dirt=dirt,
+        end=end,
+    )
+    built = {
+        "users": _users_table(rng, rng_dirt, users, layout),
+        "items": _items_table(rng, rng_dirt, items, layout),
+        "transactions": _transactions_table(rng, rng_dirt, tx, items, layout),
+        "notification_sends": _sends_table(rng, rng_dirt, sends, layout),
+        "notification_events": _events_table(rng, rng_dirt, events, layout),
+    }
+    tables = {name: table for name, (table, _) in built.items()}
+    reports = {name: report for name, (_, report) in built.items()}
+    return tables, reports
 
-    tables, reports = {}, {}
 
-    # ---- users
-    user_offsets = [_draw_offsets(rng, n_users) for _ in range(2)]
+def _users_table(
+    rng: np.random.Generator,
+    rng_dirt: np.random.Generator,
+    users: _Users,
+    layout: _Layout,
+) -> tuple[pa.Table, _Report]:
+    """The raw users table (clean rows, then the planted dirt) and its report."""
+    user_offsets = [_draw_offsets(rng, layout.n_users) for _ in range(2)]
     never_unsubscribed = users.unsubscribed >= FAR_FUTURE
     emails = pc.binary_join_element_wise(
         _text(FIRST_NAMES).take(pa.array(users.name)),
         ".",
-        _format_ints(np.arange(1, n_users + 1)),
+        _format_ints(np.arange(1, layout.n_users + 1)),
         "@example.com",
         "",
     )
     emails = pc.if_else(pa.array(users.has_email), emails, pa.scalar(None, _STRING))
     n_email_variants = 0
-    if dirt:
+    if layout.dirt:
         # Mixed case and stray spaces on some addresses: staging lowercases and trims them.
         with_email = np.flatnonzero(users.has_email)
-        n_email_variants = min(len(with_email), _dirt_count(EMAIL_VARIANT_RATE, n_users, dirt))
+        n_email_variants = min(
+            len(with_email), _dirt_count(EMAIL_VARIANT_RATE, layout.n_users, layout.dirt)
+        )
         chosen = np.sort(rng_dirt.choice(with_email, size=n_email_variants, replace=False))
         style = rng_dirt.integers(0, 3, n_email_variants)
         text = emails.to_pylist()
@@ -1241,7 +1308,7 @@ def _build_tables(
     users_clean = _table(
         "users",
         {
-            "user_id": user_ids,
+            "user_id": layout.user_ids,
             "email": emails,
             "joined_at": _format_timestamps(users.joined, user_offsets[0]),
             "country": _text(c[0] for c in COUNTRIES).take(pa.array(users.country)),
@@ -1253,42 +1320,52 @@ def _build_tables(
             "loyalty_group": _text(("new", "regular", "loyal")).take(pa.array(users.loyalty)),
         },
     )
-    source_rows = _split_sources(rng_dirt, n_users, user_dirt)
+    source_rows = _split_sources(rng_dirt, layout.n_users, layout.user_dirt)
     extra = [users_clean.take(pa.array(source_rows["duplicate"]))]
     nulls = users_clean.take(pa.array(source_rows["null_id"]))
     extra.append(_replace(nulls, "user_id", _blank_ids(rng_dirt, nulls.num_rows)))
     # Extra users whose joined_at does not parse; they have no transactions or sends.
     bad = users_clean.take(pa.array(source_rows["unparseable_value"]))
-    numbers = np.arange(n_users + 1, n_users + bad_users + 1)
-    bad = _replace(bad, "user_id", _format_ids("u", numbers, user_width))
+    numbers = np.arange(layout.n_users + 1, layout.n_users + layout.bad_users + 1)
+    bad = _replace(bad, "user_id", _format_ids("u", numbers, layout.user_width))
     bad = _replace(
         bad,
         "email",
         pc.binary_join_element_wise(
-            _text(FIRST_NAMES).take(pa.array(rng_dirt.integers(0, len(FIRST_NAMES), bad_users))),
+            _text(FIRST_NAMES).take(
+                pa.array(rng_dirt.integers(0, len(FIRST_NAMES), layout.bad_users))
+            ),
             ".",
             _format_ints(numbers),
             "@example.com",
             "",
         ),
     )
-    bad = _replace(bad, "joined_at", _bad_values(rng_dirt, BAD_TIMESTAMPS, bad_users))
-    bad = _replace(bad, "unsubscribed_at", pa.nulls(bad_users, _STRING))
-    bad = _replace(bad, "loyalty_group", pa.array(["new"] * bad_users, type=_STRING))
+    bad = _replace(bad, "joined_at", _bad_values(rng_dirt, BAD_TIMESTAMPS, layout.bad_users))
+    bad = _replace(bad, "unsubscribed_at", pa.nulls(layout.bad_users, _STRING))
+    bad = _replace(bad, "loyalty_group", pa.array(["new"] * layout.bad_users, type=_STRING))
     extra.append(bad)
-    tables["users"] = _interleave(rng_dirt, users_clean, extra)
-    reports["users"] = _report(
+    table = _interleave(rng_dirt, users_clean, extra)
+    report = _report(
         "users",
-        n_users,
-        tables["users"].num_rows,
-        user_dirt,
+        layout.n_users,
+        table.num_rows,
+        layout.user_dirt,
         email_case_or_spaces=n_email_variants,
         other_utc_offset=_count_offsets(user_offsets[0])
         + _count_offsets(user_offsets[1], never_unsubscribed),
     )
+    return table, report
 
-    # ---- items
-    item_offsets = [_draw_offsets(rng, n_items) for _ in range(2)]
+
+def _items_table(
+    rng: np.random.Generator,
+    rng_dirt: np.random.Generator,
+    items: _Items,
+    layout: _Layout,
+) -> tuple[pa.Table, _Report]:
+    """The raw items table (clean rows, then the planted dirt) and its report."""
+    item_offsets = [_draw_offsets(rng, layout.n_items) for _ in range(2)]
     from_null = items.available_from <= FAR_PAST
     until_null = items.available_until >= FAR_FUTURE
     k = len(CATEGORIES)
@@ -1306,7 +1383,7 @@ def _build_tables(
     items_clean = _table(
         "items",
         {
-            "item_id": item_ids,
+            "item_id": layout.item_ids,
             "title": titles,
             "category": _text(c.name for c in CATEGORIES).take(pa.array(items.category)),
             "price": _format_cents(items.price_cents),
@@ -1316,18 +1393,20 @@ def _build_tables(
             "available_until": _format_timestamps(
                 items.available_until, item_offsets[1], null=until_null
             ),
-            "url": pc.binary_join_element_wise("https://shop.example/items/", item_ids, ""),
+            "url": pc.binary_join_element_wise("https://shop.example/items/", layout.item_ids, ""),
             "image_url": pc.binary_join_element_wise(
-                "https://shop.example/img/", item_ids, ".jpg", ""
+                "https://shop.example/img/", layout.item_ids, ".jpg", ""
             ),
             "brand": brand_table.take(pa.array(items.brand)),
         },
     )
-    source_rows = _split_sources(rng_dirt, n_items, item_dirt)
+    source_rows = _split_sources(rng_dirt, layout.n_items, layout.item_dirt)
     extra = [items_clean.take(pa.array(source_rows["duplicate"]))]
     # Extra items whose price does not parse; nothing refers to them.
     bad = items_clean.take(pa.array(source_rows["unparseable_value"]))
-    bad_ids = _format_ids("i", np.arange(n_items + 1, n_items + bad_items + 1), item_width)
+    bad_ids = _format_ids(
+        "i", np.arange(layout.n_items + 1, layout.n_items + layout.bad_items + 1), layout.item_width
+    )
     bad = _replace(bad, "item_id", bad_ids)
     bad = _replace(
         bad, "url", pc.binary_join_element_wise("https://shop.example/items/", bad_ids, "")
@@ -1337,20 +1416,29 @@ def _build_tables(
         "image_url",
         pc.binary_join_element_wise("https://shop.example/img/", bad_ids, ".jpg", ""),
     )
-    bad = _replace(bad, "price", _bad_values(rng_dirt, BAD_PRICES, bad_items))
+    bad = _replace(bad, "price", _bad_values(rng_dirt, BAD_PRICES, layout.bad_items))
     extra.append(bad)
-    tables["items"] = _interleave(rng_dirt, items_clean, extra)
-    reports["items"] = _report(
+    table = _interleave(rng_dirt, items_clean, extra)
+    report = _report(
         "items",
-        n_items,
-        tables["items"].num_rows,
-        item_dirt,
+        layout.n_items,
+        table.num_rows,
+        layout.item_dirt,
         other_utc_offset=_count_offsets(item_offsets[0], from_null)
         + _count_offsets(item_offsets[1], until_null),
     )
+    return table, report
 
-    # ---- transactions
-    tx_offsets = _draw_offsets(rng, n_tx)
+
+def _transactions_table(
+    rng: np.random.Generator,
+    rng_dirt: np.random.Generator,
+    tx: _Interactions,
+    items: _Items,
+    layout: _Layout,
+) -> tuple[pa.Table, _Report]:
+    """The raw transactions table (clean rows, then the planted dirt) and its report."""
+    tx_offsets = _draw_offsets(rng, layout.n_tx)
     event_code = tx.kind.copy()
     n_type_variants = 0
     # Spelling table: the canonical names, then five variants per type that staging must
@@ -1364,9 +1452,9 @@ def _build_tables(
             f"{name}  ",
             f"  {name.title()} ",
         ]
-    if dirt:
-        n_type_variants = _dirt_count(EVENT_TYPE_VARIANT_RATE, n_tx, dirt)
-        varied = rng_dirt.choice(n_tx, size=n_type_variants, replace=False)
+    if layout.dirt:
+        n_type_variants = _dirt_count(EVENT_TYPE_VARIANT_RATE, layout.n_tx, layout.dirt)
+        varied = rng_dirt.choice(layout.n_tx, size=n_type_variants, replace=False)
         event_code[varied] = (
             len(EVENT_TYPES) + 5 * tx.kind[varied] + rng_dirt.integers(0, 5, n_type_variants)
         )
@@ -1374,15 +1462,15 @@ def _build_tables(
     tx_clean = _table(
         "transactions",
         {
-            "user_id": user_ids.take(pa.array(tx.user)),
-            "item_id": item_ids.take(pa.array(tx.item)),
+            "user_id": layout.user_ids.take(pa.array(tx.user)),
+            "item_id": layout.item_ids.take(pa.array(tx.item)),
             "occurred_at": _format_timestamps(tx.occurred, tx_offsets),
             "event_type": _text(spellings).take(pa.array(event_code)),
             "quantity": _format_ints(tx.quantity),
             "amount": _format_cents(amount_cents),
         },
     )
-    source_rows = _split_sources(rng_dirt, n_tx, tx_dirt)
+    source_rows = _split_sources(rng_dirt, layout.n_tx, layout.tx_dirt)
 
     def copies(kind: str) -> pa.Table:
         return tx_clean.take(pa.array(source_rows[kind]))
@@ -1395,7 +1483,7 @@ def _build_tables(
     rows = copies("unparseable_value")
     extra.append(_replace(rows, "occurred_at", _bad_values(rng_dirt, BAD_TIMESTAMPS, len(rows))))
     rows = copies("future_timestamp")
-    future = _uniform_int(rng_dirt, end + DAY, end + 31 * DAY, rows.num_rows)
+    future = _uniform_int(rng_dirt, layout.end + DAY, layout.end + 31 * DAY, rows.num_rows)
     extra.append(
         _replace(rows, "occurred_at", _format_timestamps(future, np.zeros(len(future), int)))
     )
@@ -1406,80 +1494,100 @@ def _build_tables(
         _replace(rows, "amount", _format_cents(quantity * items.price_cents[tx.item[index]]))
     )
     # Unknown ids continue the id sequence past every id written anywhere else.
-    next_user = n_users + bad_users + 1
+    next_user = layout.n_users + layout.bad_users + 1
     rows = copies("unknown_user")
     numbers = np.arange(next_user, next_user + rows.num_rows)
     next_user += rows.num_rows
-    extra.append(_replace(rows, "user_id", _format_ids("u", numbers, user_width)))
+    extra.append(_replace(rows, "user_id", _format_ids("u", numbers, layout.user_width)))
     rows = copies("unknown_item")
-    numbers = np.arange(n_items + bad_items + 1, n_items + bad_items + 1 + rows.num_rows)
-    extra.append(_replace(rows, "item_id", _format_ids("i", numbers, item_width)))
-    tables["transactions"] = _interleave(rng_dirt, tx_clean, extra)
-    reports["transactions"] = _report(
+    numbers = np.arange(
+        layout.n_items + layout.bad_items + 1, layout.n_items + layout.bad_items + 1 + rows.num_rows
+    )
+    extra.append(_replace(rows, "item_id", _format_ids("i", numbers, layout.item_width)))
+    table = _interleave(rng_dirt, tx_clean, extra)
+    report = _report(
         "transactions",
-        n_tx,
-        tables["transactions"].num_rows,
-        tx_dirt,
+        layout.n_tx,
+        table.num_rows,
+        layout.tx_dirt,
         event_type_case_or_spaces=n_type_variants,
         other_utc_offset=_count_offsets(tx_offsets),
     )
+    return table, report
 
-    # ---- notification sends
-    send_offsets = _draw_offsets(rng, n_sends)
+
+def _sends_table(
+    rng: np.random.Generator,
+    rng_dirt: np.random.Generator,
+    sends: _Sends,
+    layout: _Layout,
+) -> tuple[pa.Table, _Report]:
+    """The raw notification sends table (clean rows, then the planted dirt) and its report."""
+    # unknown users' ids continue after the bad users' and the transactions' unknown users'
+    next_user = layout.n_users + layout.bad_users + layout.tx_dirt["unknown_user"] + 1
+    send_offsets = _draw_offsets(rng, layout.n_sends)
     sends_clean = _table(
         "notification_sends",
         {
-            "send_id": send_ids,
-            "user_id": user_ids.take(pa.array(sends.user)),
+            "send_id": layout.send_ids,
+            "user_id": layout.user_ids.take(pa.array(sends.user)),
             "campaign_id": _text(CAMPAIGNS).take(pa.array(sends.campaign)),
-            "item_id": _take(item_ids, sends.item),
+            "item_id": _take(layout.item_ids, sends.item),
             "channel": _text(CHANNELS).take(pa.array(sends.channel)),
             "sent_at": _format_timestamps(sends.sent, send_offsets),
         },
     )
-    source_rows = _split_sources(rng_dirt, n_sends, send_dirt)
+    source_rows = _split_sources(rng_dirt, layout.n_sends, layout.send_dirt)
     extra = [sends_clean.take(pa.array(source_rows["duplicate"]))]
     # Sends to unknown users get fresh send ids and no events (events on them would be
     # unknown_send, a cascade the manifest would have to explain).
     rows = sends_clean.take(pa.array(source_rows["unknown_user"]))
     numbers = np.arange(next_user, next_user + rows.num_rows)
-    rows = _replace(rows, "user_id", _format_ids("u", numbers, user_width))
-    fresh = np.arange(n_sends + 1, n_sends + 1 + rows.num_rows)
-    extra.append(_replace(rows, "send_id", _format_ids("s", fresh, send_width)))
-    tables["notification_sends"] = _interleave(rng_dirt, sends_clean, extra)
-    reports["notification_sends"] = _report(
+    rows = _replace(rows, "user_id", _format_ids("u", numbers, layout.user_width))
+    fresh = np.arange(layout.n_sends + 1, layout.n_sends + 1 + rows.num_rows)
+    extra.append(_replace(rows, "send_id", _format_ids("s", fresh, layout.send_width)))
+    table = _interleave(rng_dirt, sends_clean, extra)
+    report = _report(
         "notification_sends",
-        n_sends,
-        tables["notification_sends"].num_rows,
-        send_dirt,
+        layout.n_sends,
+        table.num_rows,
+        layout.send_dirt,
         other_utc_offset=_count_offsets(send_offsets),
     )
+    return table, report
 
-    # ---- notification events
-    event_offsets = _draw_offsets(rng, n_events)
+
+def _events_table(
+    rng: np.random.Generator,
+    rng_dirt: np.random.Generator,
+    events: _Events,
+    layout: _Layout,
+) -> tuple[pa.Table, _Report]:
+    """The raw notification events table (clean rows, then the planted dirt) and its report."""
+    event_offsets = _draw_offsets(rng, layout.n_events)
     events_clean = _table(
         "notification_events",
         {
-            "send_id": send_ids.take(pa.array(events.send)),
+            "send_id": layout.send_ids.take(pa.array(events.send)),
             "event_type": _text(NOTIFICATION_EVENTS).take(pa.array(events.kind)),
             "occurred_at": _format_timestamps(events.occurred, event_offsets),
         },
     )
-    source_rows = _split_sources(rng_dirt, n_events, event_dirt)
+    source_rows = _split_sources(rng_dirt, layout.n_events, layout.event_dirt)
     extra = [events_clean.take(pa.array(source_rows["duplicate"]))]
     rows = events_clean.take(pa.array(source_rows["unknown_send"]))
-    first = n_sends + send_dirt["unknown_user"] + 1
+    first = layout.n_sends + layout.send_dirt["unknown_user"] + 1
     fresh = np.arange(first, first + rows.num_rows)
-    extra.append(_replace(rows, "send_id", _format_ids("s", fresh, send_width)))
-    tables["notification_events"] = _interleave(rng_dirt, events_clean, extra)
-    reports["notification_events"] = _report(
+    extra.append(_replace(rows, "send_id", _format_ids("s", fresh, layout.send_width)))
+    table = _interleave(rng_dirt, events_clean, extra)
+    report = _report(
         "notification_events",
-        n_events,
-        tables["notification_events"].num_rows,
-        event_dirt,
+        layout.n_events,
+        table.num_rows,
+        layout.event_dirt,
         other_utc_offset=_count_offsets(event_offsets),
     )
-    return tables, reports
+    return table, report
 
 
 # ---------------------------------------------------------------------------------------
