@@ -971,7 +971,12 @@ def run_pipeline(
         "DUCKDB_MEMORY_LIMIT": os.environ.get("DUCKDB_MEMORY_LIMIT", "4GB"),
     }
     setup: dict[str, Any] = {}
-    before = {"weekly": ["--selector", "daily"], "daily": ["--select", "+recommender_stages"]}
+    # cautious: only the tests of the models built (eager would also run the tests that
+    # merely touch a selected model, e.g. relationships from the score tables to stg_items)
+    before = {
+        "weekly": ["--selector", "daily"],
+        "daily": ["--select", "+recommender_stages", "--indirect-selection", "cautious"],
+    }
     if selector in before:
         # untimed, so not held to the timed run's memory limit (only to the machine's)
         prior = [*command[:2], *before[selector], *command[4:]]
