@@ -1079,7 +1079,6 @@ def run(
     import scipy.sparse as sp
 
     from proactive_recs.data.interactions import build_interaction_matrix
-    from proactive_recs.estimators.topk import topk_both
 
     def say(message: str) -> None:
         if log is not None:
@@ -1187,101 +1186,14 @@ def run(
         _warm_up(X, seen, factors, fit_threads, seed, k)
 
         say(f"fitting ({fit_repeats} repeat(s), alternating)")
-        fits_ours, fits_implicit = [], []
-        mf = peer = None
-        for r in range(fit_repeats):
-            order = ("ours", "implicit") if r % 2 == 0 else ("implicit", "ours")
-            for who in order:
-                with stages(f"fit_{who}"):
-                    start = time.perf_counter()
-                    if who == "ours":
-                        mf = _fit_ours(X, factors, fit_threads, seed)
-                        fits_ours.append(time.perf_counter() - start)
-                    else:
-                        peer = _fit_implicit(X, factors, fit_threads, seed)
-                        fits_implicit.append(time.perf_counter() - start)
-        result["fit_ours_s"] = round(_min_of(fits_ours), 6)
-        result["fit_implicit_s"] = round(_min_of(fits_implicit), 6)
-        result["ratio_fit"] = round(_min_of(fits_ours) / _min_of(fits_implicit), 4)
-        result["ratio_fit_median"] = round(float(np.median(np.divide(fits_ours, fits_implicit))), 4)
-        result["fit_runs_s"] = {
-            "ours": [round(x, 6) for x in fits_ours],
-            "implicit": [round(x, 6) for x in fits_implicit],
-        }
-        result["fit_same_factors"] = bool(
-            np.array_equal(mf.user_factors_, np.asarray(peer.user_factors))
-            and np.array_equal(mf.item_factors_, np.asarray(peer.item_factors))
-        )
-        U, V = mf.user_factors_, mf.item_factors_
-        del peer
+        U, V = _time_fits(X, factors, fit_threads, seed, fit_repeats, stages, result)
 
         seen = sp.csr_matrix(seen, dtype=np.float32)
         with stages("transpose_seen"):
             start = time.perf_counter()
             seen_t = seen.T.tocsr()
             result["transpose_seen_s"] = round(time.perf_counter() - start, 6)
-        forward = _implicit_model(U, V, 0)
-        backward = _implicit_model(V, U, 0)
-        import numba
-
-        from proactive_recs.estimators.topk import default_block_size
-
-        block = _numpy_block_users(n_items)
-        threads = max(1, numba.get_num_threads())
-        # users per product, per numba thread (as topk_both caps it)
-        result["block_users"] = min(default_block_size(n_items), -(-n_users // threads))
-        result["topk_threads"] = threads
-        result["gemm_numpy_block_users"] = block
-
-        say(f"two-way top-{k} ({repeats} repeat(s), alternating)")
-        t_ours, t_impl_u, t_impl_i, t_gemm_np, t_gemm_thread = [], [], [], [], []
-        top = ui = iu = None
-        for r in range(repeats):
-            order = ["ours", "implicit", "gemm"]
-            if r % 2 == 1:
-                order.reverse()
-            for who in order:
-                with stages(f"topk_{who}"):
-                    if who == "ours":
-                        top = None
-                        start = time.perf_counter()
-                        top = topk_both(U, V, k_items=k, k_users=k, exclude=seen)
-                        t_ours.append(time.perf_counter() - start)
-                    elif who == "implicit":
-                        ui = iu = None
-                        ui, iu, tu, ti = implicit_two_way(forward, backward, seen, seen_t, k)
-                        t_impl_u.append(tu)
-                        t_impl_i.append(ti)
-                    else:
-                        t_gemm_np.append(gemm_floor(U, V, block))
-                        t_gemm_thread.append(gemm_floor_per_thread(U, V))
-        t_impl = [a + b for a, b in zip(t_impl_u, t_impl_i, strict=True)]
-        t_gemm = [min(a, b) for a, b in zip(t_gemm_np, t_gemm_thread, strict=True)]
-        ours_s, implicit_s, gemm_s = _min_of(t_ours), _min_of(t_impl), _min_of(t_gemm)
-        result.update(
-            {
-                "ours_s": round(ours_s, 6),
-                "implicit_s": round(implicit_s, 6),
-                "implicit_users_s": round(_min_of(t_impl_u), 6),
-                "implicit_items_s": round(_min_of(t_impl_i), 6),
-                "gemm_s": round(gemm_s, 6),
-                "gemm_per_thread_s": round(_min_of(t_gemm_thread), 6),
-                "gemm_numpy_blocks_s": round(_min_of(t_gemm_np), 6),
-                "ratio_vs_implicit": round(ours_s / implicit_s, 4),
-                "ratio_vs_gemm": round(ours_s / gemm_s, 4),
-                "topk_runs_s": {
-                    "ours": [round(x, 3) for x in t_ours],
-                    "implicit": [round(x, 3) for x in t_impl],
-                    "gemm": [round(x, 3) for x in t_gemm],
-                    "gemm_per_thread": [round(x, 3) for x in t_gemm_thread],
-                    "gemm_numpy_blocks": [round(x, 3) for x in t_gemm_np],
-                },
-                # Paired per-repeat ratios (measured seconds apart): robust to load drift.
-                "ratio_vs_implicit_median": round(float(np.median(np.divide(t_ours, t_impl))), 4),
-                "ratio_vs_gemm_median": round(float(np.median(np.divide(t_ours, t_gemm))), 4),
-                "gemm_gflops": round(2.0 * n_users * n_items * factors / gemm_s / 1e9, 1),
-            }
-        )
+        top, ui, iu = _time_topk(U, V, seen, seen_t, k, factors, repeats, stages, result, say)
 
         say("checking the lists")
         with stages("check"):
@@ -1318,6 +1230,109 @@ def run(
     finally:
         if not keep and workdir is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _time_fits(X, factors, fit_threads, seed, fit_repeats, stages, result) -> tuple:
+    """Our fit against implicit's ALS alone, alternating their order each repeat; the
+    fastest repeat of each and the paired ratios go into ``result``. Returns our factors."""
+    fits_ours, fits_implicit = [], []
+    mf = peer = None
+    for r in range(fit_repeats):
+        order = ("ours", "implicit") if r % 2 == 0 else ("implicit", "ours")
+        for who in order:
+            with stages(f"fit_{who}"):
+                start = time.perf_counter()
+                if who == "ours":
+                    mf = _fit_ours(X, factors, fit_threads, seed)
+                    fits_ours.append(time.perf_counter() - start)
+                else:
+                    peer = _fit_implicit(X, factors, fit_threads, seed)
+                    fits_implicit.append(time.perf_counter() - start)
+    result["fit_ours_s"] = round(_min_of(fits_ours), 6)
+    result["fit_implicit_s"] = round(_min_of(fits_implicit), 6)
+    result["ratio_fit"] = round(_min_of(fits_ours) / _min_of(fits_implicit), 4)
+    result["ratio_fit_median"] = round(float(np.median(np.divide(fits_ours, fits_implicit))), 4)
+    result["fit_runs_s"] = {
+        "ours": [round(x, 6) for x in fits_ours],
+        "implicit": [round(x, 6) for x in fits_implicit],
+    }
+    result["fit_same_factors"] = bool(
+        np.array_equal(mf.user_factors_, np.asarray(peer.user_factors))
+        and np.array_equal(mf.item_factors_, np.asarray(peer.item_factors))
+    )
+    U, V = mf.user_factors_, mf.item_factors_
+    del peer
+    return U, V
+
+
+def _time_topk(U, V, seen, seen_t, k, factors, repeats, stages, result, say) -> tuple:
+    """Our two-way top-K against implicit's two recommend() calls and the bare matrix
+    products, alternating their order each repeat; figures into ``result``. Returns the
+    lists of the last repeat (ours, implicit's users, implicit's items) for the checks."""
+    import numba
+
+    from proactive_recs.estimators.topk import default_block_size, topk_both
+
+    n_users, n_items = U.shape[0], V.shape[0]
+    forward = _implicit_model(U, V, 0)
+    backward = _implicit_model(V, U, 0)
+    block = _numpy_block_users(n_items)
+    threads = max(1, numba.get_num_threads())
+    # users per product, per numba thread (as topk_both caps it)
+    result["block_users"] = min(default_block_size(n_items), -(-n_users // threads))
+    result["topk_threads"] = threads
+    result["gemm_numpy_block_users"] = block
+
+    say(f"two-way top-{k} ({repeats} repeat(s), alternating)")
+    t_ours, t_impl_u, t_impl_i, t_gemm_np, t_gemm_thread = [], [], [], [], []
+    top = ui = iu = None
+    for r in range(repeats):
+        order = ["ours", "implicit", "gemm"]
+        if r % 2 == 1:
+            order.reverse()
+        for who in order:
+            with stages(f"topk_{who}"):
+                if who == "ours":
+                    top = None
+                    start = time.perf_counter()
+                    top = topk_both(U, V, k_items=k, k_users=k, exclude=seen)
+                    t_ours.append(time.perf_counter() - start)
+                elif who == "implicit":
+                    ui = iu = None
+                    ui, iu, tu, ti = implicit_two_way(forward, backward, seen, seen_t, k)
+                    t_impl_u.append(tu)
+                    t_impl_i.append(ti)
+                else:
+                    t_gemm_np.append(gemm_floor(U, V, block))
+                    t_gemm_thread.append(gemm_floor_per_thread(U, V))
+    t_impl = [a + b for a, b in zip(t_impl_u, t_impl_i, strict=True)]
+    t_gemm = [min(a, b) for a, b in zip(t_gemm_np, t_gemm_thread, strict=True)]
+    ours_s, implicit_s, gemm_s = _min_of(t_ours), _min_of(t_impl), _min_of(t_gemm)
+    result.update(
+        {
+            "ours_s": round(ours_s, 6),
+            "implicit_s": round(implicit_s, 6),
+            "implicit_users_s": round(_min_of(t_impl_u), 6),
+            "implicit_items_s": round(_min_of(t_impl_i), 6),
+            "gemm_s": round(gemm_s, 6),
+            "gemm_per_thread_s": round(_min_of(t_gemm_thread), 6),
+            "gemm_numpy_blocks_s": round(_min_of(t_gemm_np), 6),
+            "ratio_vs_implicit": round(ours_s / implicit_s, 4),
+            "ratio_vs_gemm": round(ours_s / gemm_s, 4),
+            "topk_runs_s": {
+                "ours": [round(x, 3) for x in t_ours],
+                "implicit": [round(x, 3) for x in t_impl],
+                "gemm": [round(x, 3) for x in t_gemm],
+                "gemm_per_thread": [round(x, 3) for x in t_gemm_thread],
+                "gemm_numpy_blocks": [round(x, 3) for x in t_gemm_np],
+            },
+            # Paired per-repeat ratios (measured seconds apart): robust to load drift.
+            "ratio_vs_implicit_median": round(float(np.median(np.divide(t_ours, t_impl))), 4),
+            "ratio_vs_gemm_median": round(float(np.median(np.divide(t_ours, t_gemm))), 4),
+            "gemm_gflops": round(2.0 * n_users * n_items * factors / gemm_s / 1e9, 1),
+        }
+    )
+    return top, ui, iu
 
 
 def _finish_pipeline(
