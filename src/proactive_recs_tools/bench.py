@@ -1495,7 +1495,8 @@ def format_pipeline_table(r: dict[str, Any]) -> str:
         lines.insert(3, f"  selector: {r['pipeline_selector']}")
     if r.get("pipeline_setup_s") is not None:
         lines.append(
-            f"  (set-up first, untimed: {r['pipeline_setup']}  {r['pipeline_setup_s']:.1f} s)"
+            f"  (set-up first, untimed: {r['pipeline_setup']}  {r['pipeline_setup_s']:.1f} s, "
+            f"{r.get('pipeline_setup_peak_rss_mb') or 0:,.0f} MB peak RSS)"
         )
     if r.get("floor_s"):
         lines.append(
