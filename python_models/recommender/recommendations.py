@@ -31,7 +31,7 @@ def model(dbt, session):
     require_packages(
         ["numpy", "pandas", "pyarrow", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"]
     )
-    from proactive_recs.recommender.two_stage import Recommender  # imports implicit
+    from proactive_recs.recommender.two_stage import Recommender, resolve_params  # implicit
 
     meta = dbt.config.get("meta") or {}
     run_date = read_run_date(dbt.ref("int_run_context"))
@@ -39,8 +39,9 @@ def model(dbt, session):
         stored = dbt.ref("recommender_stages")
     except Exception:  # noqa: BLE001 - each adapter says "no such table" its own way
         stored = None
-    stages, lookup = read_stages(stored, run_date)
-    fitted = Recommender(recommender_params(meta)).fit(
+    params = recommender_params(meta)
+    stages, lookup = read_stages(stored, run_date, resolve_params(params))
+    fitted = Recommender(params).fit(
         read_interactions(dbt.ref("int_interactions")),
         user_frame_for_scoring(
             to_pandas(dbt.ref("int_user_context")), to_pandas(dbt.ref("user_targeting"))

@@ -116,3 +116,45 @@ def test_snowpark_sessions_are_recognised_by_their_module():
 
     assert not is_snowpark(duckdb.connect())
     assert is_snowpark(SNOWPARK_LIKE)
+
+
+def test_read_stages_offers_the_latest_matching_row_not_after_the_run():
+    """Which stored stages a daily run is offered: fitted as of its run date or before, by
+    this library version, preferring the run's own settings; a tz-aware column reads alike."""
+    import base64
+
+    import pandas as pd
+
+    from proactive_recs import __version__
+    from proactive_recs.recommender.config import RecommenderConfig
+    from proactive_recs.recommender.stages import TrainedStages, settings_key
+    from proactive_recs.warehouse.recommender_io import read_stages
+
+    ours = RecommenderConfig().as_dict()
+    other = {**ours, "factors": 8}
+
+    def row(as_of, settings, version=__version__):
+        stages = TrainedStages(as_of=pd.Timestamp(as_of), settings=settings, mf_params={})
+        return {
+            "stages_id": f"{as_of}-{settings_key(settings)}",
+            "fitted_as_of": pd.Timestamp(as_of, tz="UTC"),
+            "settings_key": settings_key(settings),
+            "library_version": version,
+            "payload_base64": base64.b64encode(stages.to_bytes()).decode(),
+        }
+
+    table = pd.DataFrame(
+        [
+            row("2026-10-01", ours),
+            row("2026-10-08", other),  # later, but trained with other settings
+            row("2026-10-20", ours),  # after the run
+            row("2026-10-09", ours, version="0.0.1"),  # another version
+        ]
+    )
+    stages, note = read_stages(table, pd.Timestamp("2026-10-15"), ours)
+    assert stages.as_of == pd.Timestamp("2026-10-01") and "2026-10-01" in note
+    latest, _ = read_stages(table, pd.Timestamp("2026-10-15"))  # no settings: the latest
+    assert latest.as_of == pd.Timestamp("2026-10-08")
+    none, why = read_stages(table, pd.Timestamp("2026-09-01"), ours)
+    assert none is None and "fitted as of the run date or before" in why
+    assert read_stages(None, pd.Timestamp("2026-10-15"))[1].startswith("no recommender_stages")

@@ -33,6 +33,7 @@ __all__ = [
     "TrainedStages",
     "dump",
     "load",
+    "settings_key",
     "training_settings",
     "usable_stages",
 ]

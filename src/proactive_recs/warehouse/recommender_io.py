@@ -219,17 +219,21 @@ def stages_row(stages) -> pd.DataFrame:
     )
 
 
-def read_stages(relation, run_date) -> tuple:
-    """The latest stored stages fitted as of the run date or earlier, written by this
-    library version, and a note saying which (or why none): (TrainedStages | None, str).
+def read_stages(relation, run_date, settings: dict | None = None) -> tuple:
+    """The stored stages to offer this run, and a note saying which (or why none):
+    (TrainedStages | None, str).
 
-    ``relation`` is ``recommender_stages`` or None when it could not be read (first run,
-    table dropped). Whether the stages fit this run's settings is the recommender's call
+    Among the rows of ``recommender_stages`` fitted as of the run date or earlier and written
+    by this library version: the latest trained with the run's ``settings`` (the resolved
+    recommender settings), else the latest of all (the recommender then says which setting
+    differs). ``relation`` is None when the table could not be read (first run, dropped).
+    Whether the stages fit is the recommender's call
     (proactive_recs.recommender.stages.usable_stages)."""
     import base64
 
     from proactive_recs import __version__
-    from proactive_recs.recommender.stages import TrainedStages
+    from proactive_recs.data.instants import utc_instant, utc_naive
+    from proactive_recs.recommender.stages import TrainedStages, settings_key
     from proactive_recs.warehouse.dbt_io import to_pandas
 
     if relation is None:
@@ -238,12 +242,16 @@ def read_stages(relation, run_date) -> tuple:
         stored = to_pandas(relation)
     except Exception as error:  # noqa: BLE001 - a missing table reads differently per adapter
         return None, f"recommender_stages could not be read: {type(error).__name__}"
-    stored = stored[pd.to_datetime(stored["fitted_as_of"]) <= pd.Timestamp(run_date)]
+    fitted = utc_naive(stored["fitted_as_of"])
+    stored = stored[(fitted <= utc_instant(run_date)).to_numpy()]
     same_version = stored[stored["library_version"] == __version__]
     if same_version.empty:
         if stored.empty:
             return None, "no stages in recommender_stages fitted as of the run date or before"
         return None, f"recommender_stages holds no stages written by version {__version__}"
+    if settings is not None:
+        matching = same_version[same_version["settings_key"] == settings_key(settings)]
+        same_version = matching if len(matching) else same_version
     latest = same_version.sort_values(["fitted_as_of", "stages_id"]).iloc[-1]
     stages = TrainedStages.from_bytes(base64.b64decode(latest["payload_base64"]))
     return stages, f"recommender_stages {latest['stages_id']}"
