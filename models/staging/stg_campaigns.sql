@@ -76,7 +76,9 @@ checked as (
                 then 'column audience_size is required'
             when campaign_type = 'item_push' and not coalesce(audience_size >= 1 and audience_size = floor(audience_size), false)
                 then {{ proactive_recs_campaign_problem('audience_size', 'must be an integer >= 1') }}
-            when campaign_type = 'item_push' and trigger = 'item_list'
+            when
+                campaign_type = 'item_push'
+                and trigger = 'item_list'
                 and coalesce(replace(replace(item_list, ',', ''), ' ', ''), '') = ''
                 then 'column item_list is required for the item_list trigger'
             -- digests
@@ -91,7 +93,8 @@ checked as (
                 then {{ proactive_recs_campaign_problem('min_relevance', 'must be a number') }}
             when priority_text is not null and not coalesce(priority >= 0, false)
                 then {{ proactive_recs_campaign_problem('priority', 'must be a number >= 0') }}
-            when max_sends_per_user_week_text is not null
+            when
+                max_sends_per_user_week_text is not null
                 and not coalesce(max_sends_per_user_week >= 0 and max_sends_per_user_week = floor(max_sends_per_user_week), false)
                 then {{ proactive_recs_campaign_problem('max_sends_per_user_week', 'must be an integer >= 0') }}
             -- sending or not is not something to guess
