@@ -7,6 +7,7 @@ Logic: proactive_recs.notifications.backtest."""
 import json
 
 from proactive_recs.notifications.backtest import run_backtest_detailed
+from proactive_recs.notifications.planner import PLANNER_USER_COLUMNS
 from proactive_recs.warehouse.dbt_io import (
     read_run_date,
     recommender_params,
@@ -39,7 +40,7 @@ def model(dbt, session):
     settings = json.loads(meta["backtest"])
     result = run_backtest_detailed(
         interactions,
-        users[["user_id", "email", "timezone", "is_eligible"]],
+        users[PLANNER_USER_COLUMNS],
         items,
         backtest_campaigns(to_pandas(dbt.ref("stg_campaigns")), settings["campaigns"]),
         {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},

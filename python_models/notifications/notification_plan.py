@@ -9,20 +9,12 @@ written back.
 
 import json
 
-from proactive_recs.notifications.planner import plan_run
+from proactive_recs.notifications.planner import PLANNER_USER_COLUMNS, plan_run
 from proactive_recs.warehouse.dbt_io import read_run_date, to_pandas
 from proactive_recs.warehouse.notifications_io import plan_frame
 from proactive_recs.warehouse.recommender_io import read_interactions
 
-# What the planner reads of the users and of the score tables.
-USER_COLUMNS = [
-    "user_id",
-    "email",
-    "timezone",
-    "is_eligible",
-    "is_email_eligible",
-    "is_push_eligible",
-]
+# What the planner reads of the score tables.
 SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]
 
 
@@ -35,7 +27,7 @@ def model(dbt, session):
     plan = plan_run(
         campaigns=to_pandas(dbt.ref("stg_campaigns")),
         rules={k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
-        users=to_pandas(dbt.ref("int_user_context"), columns=USER_COLUMNS),
+        users=to_pandas(dbt.ref("int_user_context"), columns=PLANNER_USER_COLUMNS),
         targeting=to_pandas(dbt.ref("user_targeting")),
         items=to_pandas(dbt.ref("int_item_context")),
         item_user_scores=to_pandas(dbt.ref("item_user_scores"), columns=SCORE_COLUMNS),

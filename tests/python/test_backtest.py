@@ -197,6 +197,30 @@ def test_backtest_hand_checked(rules):
     }
 
 
+def test_every_policy_reads_consent_per_channel_as_the_run_does():
+    # u4, the most active user, has no push consent; u5 is suppressed altogether.
+    users = USERS.assign(is_email_eligible=True, is_push_eligible=[True, True, True, False, True])
+    result = run_backtest_detailed(
+        _interactions(),
+        users,
+        ITEMS,
+        CAMPAIGNS,
+        RULES[0],
+        score_fn,
+        START,
+        weeks=2,
+        conversion_days=7,
+        cap_push_per_week=1,
+    )
+    sends = result.sends
+    assert set(sends["policy"]) == set(POLICIES)
+    assert not sends["user_id"].isin(["u4", "u5"]).any()
+    # heavy_users: u4's slots go to the next most active users, u3 then u1, for each of the
+    # 2 items of week 1 and the 1 item of week 2.
+    heavy = sends[sends["policy"] == "heavy_users"]
+    assert len(heavy) == 6 and set(heavy["user_id"]) == {"u1", "u3"}
+
+
 def test_configured_policy_is_plan_run_itself():
     rules = RULES[0]
     result = run_backtest_detailed(

@@ -511,6 +511,65 @@ def test_plan_run_campaign_cap_counts_history_and_the_slot_goes_to_the_next_user
     assert reasons[("new_arrivals", "u2")] == "campaign_cap_reached"
 
 
+def _mailbox_world(**flags):
+    """u1 and u5 share one mailbox (written differently); u1 was e-mailed 3 days ago and
+    the person opened it; both are scored for the e-mail item i2, u1 for the push item i1."""
+    world = _world()
+    world["users"] = world["users"].assign(email=["a@x", "b@x", None, "d@x", " A@X "], **flags)
+    world["item_user_scores"] = pd.DataFrame(
+        {
+            "item_id": ["i2", "i2", "i1"],
+            "user_id": ["u1", "u5", "u1"],
+            "rank": [1, 2, 1],
+            "score": [0.9, 0.8, 0.9],
+        }
+    )
+    world["user_item_scores"] = world["user_item_scores"].iloc[:0]
+    world["sends"] = pd.DataFrame(
+        {
+            "send_id": ["s1"],
+            "user_id": ["u1"],
+            "campaign_id": ["x"],
+            "item_id": ["i9"],
+            "channel": ["email"],
+            "sent_at": [RUN - 3 * DAY],
+        }
+    )
+    world["events"] = world["events"].assign(occurred_at=RUN - 2 * DAY)
+    return world
+
+
+def test_a_shared_mailbox_is_emailed_through_one_account_and_capped_as_one_person():
+    rules = FrequencyRules(holdout_share=0.0, email_cap_per_week=1, adaptive_cadence=False)
+    # Without the per-channel flags the planner cannot tell which account int_user_eligibility
+    # would e-mail: neither is (when in doubt, don't send), each kept aside with its reason.
+    result = plan_run(rules=rules, **_mailbox_world())
+    emails = result.audience[result.audience["channel"] == "email"]
+    assert emails.empty
+    reasons = result.rejected_candidates.set_index(["campaign_id", "user_id"])["reason"]
+    assert reasons[("last_chance", "u1")] == reasons[("last_chance", "u5")] == "shared_mailbox"
+    assert ("new_arrivals", "u1") not in reasons  # pushes are per account: u1 still gets i1
+    pushes = result.audience[result.audience["channel"] == "push"]
+    assert pushes[["user_id", "item_id"]].values.tolist() == [["u1", "i1"]]
+
+    # With them (u5 is the mailbox's e-mail account), u5 is capped by u1's e-mail: same person.
+    picked = _mailbox_world(
+        is_email_eligible=[False, True, True, True, True], is_push_eligible=True
+    )
+    result = plan_run(rules=rules, **picked)
+    assert result.audience[result.audience["channel"] == "email"].empty
+    reasons = result.rejected_candidates.set_index(["campaign_id", "user_id"])["reason"]
+    assert reasons[("last_chance", "u5")] == "cap_reached"
+    assert reasons[("last_chance", "u1")] == "suppressed"
+
+    # Adaptive cadence: the open of u1's e-mail is the person's, so the mailbox may get one
+    # more (cap 1 + bonus 1 = 2, one used): exactly one e-mail, to u5.
+    adaptive = FrequencyRules(holdout_share=0.0, email_cap_per_week=1, cadence_floor=0)
+    audience = plan_run(rules=adaptive, **picked).audience
+    emails = audience[audience["channel"] == "email"]
+    assert emails[["user_id", "item_id"]].values.tolist() == [["u5", "i2"]]
+
+
 def test_plan_run_holdout_is_allocated_but_not_scheduled():
     world = _world()
     everyone = plan_run(rules=FrequencyRules(holdout_share=1.0), **world).audience
@@ -570,13 +629,18 @@ def worlds(draw):
     users = pd.DataFrame(
         {
             "user_id": user_ids,
-            "email": [draw(st.sampled_from(["x@y", "x@y", "x@y", None])) for _ in user_ids],
+            "email": [draw(st.sampled_from(["x@y", "x@y", " X@y", "z@y", None])) for _ in user_ids],
             "timezone": [draw(st.sampled_from(ZONES)) for _ in user_ids],
             "is_eligible": [
                 draw(st.sampled_from([True, True, True, False, None])) for _ in user_ids
             ],
         }
     )
+    if draw(st.booleans()):  # per-channel flags, as int_user_eligibility writes them
+        for channel in ("email", "push"):
+            users[f"is_{channel}_eligible"] = [
+                draw(st.sampled_from([True, True, False, None])) for _ in user_ids
+            ]
     item_ids = [f"i{k}" for k in range(draw(st.integers(1, 5)))]
     items = pd.DataFrame(
         {
@@ -695,6 +759,14 @@ def worlds(draw):
     )
 
 
+def _mailbox(email) -> str | None:
+    """The mailbox of an address, written here independently of the package: trimmed and
+    lower-cased, None when missing or blank."""
+    if not isinstance(email, str) or not email.strip():
+        return None
+    return email.strip().lower()
+
+
 def _local(ts: pd.Timestamp, zone) -> object:
     return ts.to_pydatetime().replace(tzinfo=UTC).astimezone(zone)
 
@@ -703,8 +775,18 @@ def _check_plan(world, result):
     rules, run = world["rules"], world["run_date"]
     audience, sends = result.audience, world["sends"]
     users = world["users"].set_index("user_id")
-    # Suppressed or unknown users never appear; holdout exactly as the hash says.
+    # Suppressed or unknown users never appear, nor anyone on a channel they may not get;
+    # holdout exactly as the hash says.
     assert audience["user_id"].isin(users.index[users["is_eligible"].eq(True)]).all()
+    for channel in ("email", "push"):
+        if f"is_{channel}_eligible" in users:
+            allowed = users.index[users[f"is_{channel}_eligible"].eq(True)]
+            assert audience.loc[audience["channel"] == channel, "user_id"].isin(allowed).all()
+    # A mailbox is one person: e-mail for at most one of its accounts in a run.
+    mailbox = {u: _mailbox(e) for u, e in zip(users.index, users["email"], strict=True)}
+    emailed = audience.loc[audience["channel"] == "email", "user_id"].unique()
+    boxes = [mailbox[u] for u in emailed if mailbox[u] is not None]
+    assert len(boxes) == len(set(boxes))
     expected_holdout = [
         holdout_score(u, rules.holdout_salt) < rules.holdout_share for u in audience["user_id"]
     ]
@@ -721,9 +803,27 @@ def _check_plan(world, result):
     )
     per_item = pushes.groupby(["campaign_id", "item_id"]).size()
     assert all(n <= sizes[c] for (c, _), n in per_item.items())
-    # Caps in every rolling 7-day window, history + this run, per channel and campaign.
+
+    # Caps in every rolling 7-day window, history + this run, per channel and campaign. The
+    # e-mail cap's subject is the mailbox (all its accounts' e-mails, an open by any of them
+    # counts for cadence); the push cap's is the account.
+    def subject(user_id, channel):
+        box = mailbox.get(user_id)
+        return f"mailbox {box}" if channel == "email" and box is not None else user_id
+
+    def with_subject(frame):
+        return frame.assign(
+            subject=[subject(u, c) for u, c in zip(frame["user_id"], frame["channel"], strict=True)]
+        )
+
+    live = with_subject(live)
+    history = with_subject(sends)
     allowance = cadence_allowance(
-        live["user_id"].unique(), sends, world["events"], run, rules
+        live["subject"].unique(),
+        history.assign(user_id=history["subject"]),
+        world["events"],
+        run,
+        rules,
     ).set_index(["user_id", "channel"])["allowance"]
     campaign_caps = dict(
         zip(
@@ -732,34 +832,35 @@ def _check_plan(world, result):
             strict=True,
         )
     )
+    columns = ["user_id", "subject", "campaign_id", "item_id", "channel", "sent_at"]
     everything = pd.concat(
         [
-            sends[["user_id", "campaign_id", "item_id", "channel", "sent_at"]],
-            live.rename(columns={"scheduled_send_at": "sent_at"})[
-                ["user_id", "campaign_id", "item_id", "channel", "sent_at"]
-            ],
+            history[columns].assign(is_history=True),
+            live.rename(columns={"scheduled_send_at": "sent_at"})[columns].assign(is_history=False),
         ],
         ignore_index=True,
     )
     week = pd.Timedelta(days=7)
     for row in live.itertuples():
         s = row.scheduled_send_at
-        mine = everything[
-            (everything["user_id"] == row.user_id)
-            & (everything["sent_at"] > s - week)
-            & (everything["sent_at"] <= s)
-        ]
-        on_channel = (mine["channel"] == row.channel).sum()
-        assert on_channel <= allowance[(row.user_id, row.channel)]
+        window = everything[(everything["sent_at"] > s - week) & (everything["sent_at"] <= s)]
+        on_channel = ((window["subject"] == row.subject) & (window["channel"] == row.channel)).sum()
+        assert on_channel <= allowance[(row.subject, row.channel)]
         assert on_channel <= max(rules.cap(row.channel), rules.ceiling(row.channel))
         if not rules.adaptive_cadence:
             assert on_channel <= rules.cap(row.channel)
         cap = campaign_caps[row.campaign_id]
         if not pd.isna(cap):
+            mine = window[window["user_id"] == row.user_id]
             assert (mine["campaign_id"] == row.campaign_id).sum() <= cap
-        # Spacing against every other send of the user, history or this run.
+        # Spacing against every other send of the user, history or this run, and against the
+        # e-mails of the user's mailbox in the history.
+        box = subject(row.user_id, "email")
         others = everything[
-            (everything["user_id"] == row.user_id)
+            (
+                (everything["user_id"] == row.user_id)
+                | (everything["is_history"] & (everything["subject"] == box))
+            )
             & ~((everything["sent_at"] == s) & (everything["campaign_id"] == row.campaign_id))
         ]
         gaps = (others["sent_at"] - s).abs()
@@ -829,15 +930,10 @@ def test_no_suppressed_or_unknown_user_is_ever_planned(eligibility, scores, hold
     assert audience.loc[audience["is_holdout"], "scheduled_send_at"].isna().all()
 
 
-# Derandomized so that CI is reproducible: a random run (seed
-# 110249720954654939582348218208592286860) found a world where a user gets two e-mails
-# against an allowance of one; it fails at 11651d1 too, so it predates this change, and it
-# is the first thing to fix next (see the closing note of the session that pinned this).
 @settings(
     max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,
 )
 @given(world=worlds())
 def test_plan_run_respects_every_rule_whatever_the_input(world):

@@ -26,8 +26,10 @@ At each week start ``t = start + 7 * w``:
 
    Sizes: the three item baselines send at most one send per (user, item) per week (an item
    triggered by two campaigns goes out once, for the campaign first by id), on the
-   channel of that campaign. Suppressed users (``is_eligible`` not true) get nothing under
-   any policy.
+   channel of that campaign. Every policy reads eligibility as the planner does
+   (:func:`~proactive_recs.notifications.candidates.normalise_users`): a baseline sends on a
+   channel only to users eligible on it, so suppressed users, users without push consent and
+   the second accounts of a mailbox get nothing under any policy.
 4. A send converts when its user has a conversion event (``is_conversion``: the var
    proactive_recs_conversion_event_types, default purchase) with the sent item (for a
    digest: any of its items) in ``[t, t + conversion_days)``.
@@ -46,9 +48,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from proactive_recs.contract import CHANNELS
 from proactive_recs.data.instants import utc_instant
 from proactive_recs.data.interactions import normalise_interactions
 from proactive_recs.notifications.campaign import validate_campaigns
+from proactive_recs.notifications.candidates import normalise_users
 from proactive_recs.notifications.frequency import FrequencyRules
 from proactive_recs.notifications.planner import plan_run
 from proactive_recs.notifications.triggers import select_trigger_items
@@ -180,19 +184,34 @@ def _baseline_rows(pairs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _eligible_per_channel(users: pd.DataFrame) -> pd.DataFrame:
+    """(user_id, channel) pairs a send may go to, read as the planner reads them."""
+    flags = normalise_users(users)
+    return pd.concat(
+        [
+            pd.DataFrame({"user_id": flags.loc[flags[f"is_{c}_eligible"], "user_id"], "channel": c})
+            for c in CHANNELS
+        ],
+        ignore_index=True,
+    ).sort_values(["channel", "user_id"], ignore_index=True)
+
+
 def _top_per_item(triggers: pd.DataFrame, ranked_users: pd.DataFrame, size_of) -> pd.DataFrame:
     """For each (campaign, item) trigger, the first audience_size users of ``ranked_users``
-    (columns item_id or none, user_id, order; lower order first)."""
+    (columns user_id, channel, order and optionally item_id; lower order first) on the
+    campaign's channel."""
     if triggers.empty or ranked_users.empty:
         return pd.DataFrame(columns=["campaign_id", "channel", "item_id", "user_id"])
     if "item_id" in ranked_users:
-        joined = triggers.merge(ranked_users, on="item_id")
+        joined = triggers.merge(ranked_users, on=["item_id", "channel"])
     else:
         # One ranking for every item: only its head can be chosen, so cut it before the
-        # cross join (triggers x all users is tens of millions of rows on a large shop).
+        # join (triggers x all users is tens of millions of rows on a large shop).
         largest = max((int(size_of[c]) for c in triggers["campaign_id"].unique()), default=0)
-        ranked_users = ranked_users.sort_values(["order", "user_id"]).head(largest)
-        joined = triggers.merge(ranked_users, how="cross")
+        ranked_users = (
+            ranked_users.sort_values(["order", "user_id"]).groupby("channel").head(largest)
+        )
+        joined = triggers.merge(ranked_users, on="channel")
     joined = joined.sort_values(["campaign_id", "item_id", "order", "user_id"])
     position = joined.groupby(["campaign_id", "item_id"]).cumcount()
     return joined[position < joined["campaign_id"].map(size_of)]
@@ -230,8 +249,7 @@ def run_backtest_detailed(
     ]
     size_of = {c.campaign_id: c.audience_size for c in pushes}
     channel_of = {c.campaign_id: c.channel for c in pushes}
-    eligible = users.loc[users["is_eligible"].eq(True), "user_id"].astype(str)
-    eligible = pd.DataFrame({"user_id": sorted(set(eligible))})
+    eligible = _eligible_per_channel(users)
 
     history = pd.DataFrame(
         {
@@ -253,7 +271,7 @@ def run_backtest_detailed(
     )
     weekly_sends = []
     start = utc_instant(start)
-    eligible_ids = set(eligible["user_id"])
+    eligible_ids = set(eligible["user_id"])  # on some channel
     for week in range(int(weeks)):
         t = start + pd.Timedelta(days=7 * week)
         past = interactions[interactions["occurred_at"] < t]
@@ -323,14 +341,14 @@ def _baselines(
         .drop_duplicates("item_id")
         .head(n_blast)
     )
-    carpet = blast_items[["campaign_id", "channel", "item_id"]].merge(eligible, how="cross")
+    carpet = blast_items[["campaign_id", "channel", "item_id"]].merge(eligible, on="channel")
 
     # the eligible users' interaction counts (only the id column: no copy of past)
     active_ids = past.loc[past["user_id"].isin(eligible_ids), "user_id"]
     heavy_order = active_ids.groupby(active_ids).size().rename("n")
     heavy_order = heavy_order.rename_axis("user_id").reset_index()
     heavy_order = heavy_order.assign(order=-heavy_order["n"])[["user_id", "order"]]
-    heavy = _top_per_item(trigger_pairs, heavy_order, size_of)
+    heavy = _top_per_item(trigger_pairs, heavy_order.merge(eligible, on="user_id"), size_of)
 
     scored = item_user_scores.assign(
         user_id=item_user_scores["user_id"].astype(str),
@@ -338,7 +356,8 @@ def _baselines(
     )
     scored = scored[scored["user_id"].isin(eligible_ids)]
     scored = scored.assign(order=-pd.to_numeric(scored["score"], errors="coerce"))
-    topk = _top_per_item(trigger_pairs, scored[["item_id", "user_id", "order"]], size_of)
+    scored = scored[["item_id", "user_id", "order"]].merge(eligible, on="user_id")
+    topk = _top_per_item(trigger_pairs, scored, size_of)
     return {
         "carpet_bomb": _baseline_rows(carpet),
         "heavy_users": _baseline_rows(heavy),

@@ -58,13 +58,20 @@ def _is_true(values: pd.Series) -> pd.Series:
 
 
 def normalise_users(users: pd.DataFrame) -> pd.DataFrame:
-    """One row per user id: email, timezone, is_eligible and eligibility per channel.
+    """One row per user id: email, timezone, is_eligible, eligibility per channel and
+    ``is_shared_mailbox``.
 
     ``is_<channel>_eligible`` (from ``int_user_eligibility``: consent per channel, one
     account per mailbox for e-mail) default to ``is_eligible`` when absent; a send needs both.
     Only a boolean true is eligible: false, null, text or numbers all count as suppressed,
     and a user id listed twice is eligible only if every row says so. When in doubt, don't
     send.
+
+    Which account of a shared mailbox is e-mailed is int_user_eligibility's decision (its
+    ``shared_mailbox`` reason); this only checks that the frame respects it. Accounts whose
+    mailbox still has several e-mail eligible accounts (a frame without the per-channel
+    columns, or a hand-made one) are not e-mailed at all (``is_shared_mailbox`` true):
+    otherwise one run could e-mail one person once per account, each within its own cap.
     """
     out = users.copy()
     out["user_id"] = out["user_id"].astype(str)
@@ -78,7 +85,7 @@ def normalise_users(users: pd.DataFrame) -> pd.DataFrame:
         column = f"is_{channel}_eligible"
         out[column] = out["is_eligible"] & (_is_true(out[column]) if column in out else True)
         per_channel[column] = (column, "all")
-    return (
+    out = (
         out.groupby("user_id", sort=True)
         .agg(
             email=("email", "first"),
@@ -88,6 +95,17 @@ def normalise_users(users: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+    mailbox = mailbox_of(out["email"])
+    emailed = mailbox.where(out["is_email_eligible"])
+    out["is_shared_mailbox"] = emailed.notna() & emailed.duplicated(keep=False)
+    out["is_email_eligible"] &= ~out["is_shared_mailbox"]
+    return out
+
+
+def mailbox_of(emails: pd.Series) -> pd.Series:
+    """The mailbox of each address: trimmed and lower-cased, as int_user_eligibility compares
+    them; null for a missing or blank address."""
+    return emails.map(lambda v: v.strip().lower() or None if isinstance(v, str) else None)
 
 
 def mailbox_history(history: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
@@ -99,8 +117,8 @@ def mailbox_history(history: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
     """
     if history.empty or "email" not in users:
         return history
-    address = users["email"].map(lambda v: v.strip().lower() if isinstance(v, str) else None)
-    accounts = pd.DataFrame({"user_id": users["user_id"], "mailbox": address}).dropna()
+    accounts = pd.DataFrame({"user_id": users["user_id"], "mailbox": mailbox_of(users["email"])})
+    accounts = accounts.dropna()
     shared = accounts[accounts["mailbox"].duplicated(keep=False)]
     if shared.empty:
         return history
@@ -190,9 +208,15 @@ def _with_user_context(
         if campaign.channel == "email"
         else np.zeros(len(out), bool)
     )
+    # an account left out because its mailbox has several e-mail eligible accounts
+    shared = (
+        out["is_shared_mailbox"].eq(True).to_numpy(bool)
+        if campaign.channel == "email" and "is_shared_mailbox" in out
+        else np.zeros(len(out), bool)
+    )
     out["user_reason"] = _first_reason(
-        [~known, ~eligible, missing_email, ~out["passes_filter"].to_numpy(bool)],
-        ["unknown_user", "suppressed", "no_email", "filtered_out"],
+        [~known, shared, ~eligible, missing_email, ~out["passes_filter"].to_numpy(bool)],
+        ["unknown_user", "shared_mailbox", "suppressed", "no_email", "filtered_out"],
     )
     return out
 
@@ -236,8 +260,8 @@ def item_push_candidates(
     """Candidate sends of one item push and the scored pairs it rejects.
 
     Every (trigger item, user) score row is a candidate or a rejection with the first
-    reason that applies: unknown_user, suppressed, no_email (email campaigns), filtered_out,
-    item_repeat, below_min_relevance (``score x boost < min_relevance``, or no score).
+    reason that applies: unknown_user, shared_mailbox (e-mail), suppressed, no_email (e-mail),
+    filtered_out, item_repeat, below_min_relevance (``score x boost < min_relevance``, or no score).
     ``users`` and ``recent_pairs`` as prepared by :func:`plan_run`.
     """
     if item_user_scores is None or len(item_user_scores) == 0:
@@ -307,9 +331,9 @@ def digest_candidates(
     any item) bounds the pool: only those can be pushed, so an item that comes after
     ``items_per_digest`` others can never reach the digest and is left out (at a million
     users full pools are tens of millions of Python tuples). A user gets one rejection row
-    (item_id null): unknown_user, suppressed, no_email, filtered_out, then no_available_items (no
-    scored item is available), item_repeat (all available ones were sent recently),
-    below_min_relevance.
+    (item_id null): unknown_user, shared_mailbox, suppressed, no_email, filtered_out, then
+    no_available_items (no scored item is available), item_repeat (all available ones were
+    sent recently), below_min_relevance.
     """
     scores = _scores(user_item_scores)
     if scores.empty:

@@ -49,6 +49,17 @@ from proactive_recs.notifications.triggers import (
     select_trigger_items,
 )
 
+# What the planner reads of the users (int_user_context): the run and the backtest read the
+# same columns, so a replay obeys the same consent per channel as a production run.
+PLANNER_USER_COLUMNS = [
+    "user_id",
+    "email",
+    "timezone",
+    "is_eligible",
+    "is_email_eligible",
+    "is_push_eligible",
+]
+
 AUDIENCE_COLUMNS = [
     "send_key",
     "user_id",
