@@ -15,6 +15,11 @@
 * **item_to_user.** Queries are the known items with at least one relevant user; each
   model ranks the known users who did not interact with the item before the cutoff.
   Metrics: recall@50, recall@100, ndcg@50, ndcg@100.
+* **Recency baselines** (:mod:`proactive_recs.estimators.recency`): ``recent_popularity``
+  (user_to_item: items by distinct users in the last W days) and ``recently_active_users``
+  (item_to_user: users by distinct items in the last W days), W chosen per direction on the
+  validation window before the cutoff (the last ``horizon_days`` of training), as MF's
+  settings are; the chosen W and its validation figure are in the params.
 * **Models.** ``als`` (plain MF, hyper-parameters tuned on the last ``horizon_days``
   before the cutoff — a validation window inside the training period), ``popularity``
   (items by number of distinct buyers; user_to_item), ``heavy_users`` (users by number
@@ -65,6 +70,7 @@ from proactive_recs.data.interactions import (
 )
 from proactive_recs.estimators.coldstart import category_affinity_vectors
 from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.recency import recency_lists
 from proactive_recs.estimators.topk import topk_both
 from proactive_recs.evaluation import metrics
 from proactive_recs.recommender import tuning, two_stage
@@ -73,7 +79,16 @@ __all__ = ["MODELS", "EvaluationResult", "evaluate", "served_lists"]
 
 log = logging.getLogger(__name__)
 
-MODELS = ("als", "popularity", "heavy_users", "random", "served", "served_stages_week_old")
+MODELS = (
+    "als",
+    "popularity",
+    "heavy_users",
+    "recent_popularity",
+    "recently_active_users",
+    "random",
+    "served",
+    "served_stages_week_old",
+)
 # How old the reused stages of ``served_stages_week_old`` are: the weekly schedule's gap.
 REUSED_STAGES_AGE_DAYS = 7
 USER_TO_ITEM = {"ndcg": [10], "recall": [10, 20], "precision": [10], "map": [10]}
@@ -223,6 +238,11 @@ def evaluate(
         rows += als_rows
         record_params("als", als_params)
     rows += _simple_baseline_rows(models, base, truth, random_state)
+    if "recent_popularity" in models or "recently_active_users" in models:
+        recency_rows, windows = _recency_rows(models, train, cutoff, horizon_days, base, truth)
+        rows += recency_rows
+        for model, window in windows.items():
+            record_params(model, window)
     if "random" in models:
         record_params("random", {"random_state": random_state})
     # the served settings, with lists long enough for every metric
@@ -338,6 +358,52 @@ def _simple_baseline_rows(models, base, truth, random_state) -> list:
         rows += _score_lists("random", "user_to_item", top.user_items, truth_ui, n_i)
         rows += _score_lists("random", "item_to_user", top.item_users, truth_iu, n_i)
     return rows
+
+
+def _recency_rows(models, train, cutoff, horizon_days, base, truth) -> tuple[list, dict]:
+    """``recent_popularity`` (user -> item) and ``recently_active_users`` (item -> user),
+    each with its window chosen on the validation window before the cutoff
+    (tuning.choose_recency_windows): metric rows, and per model its window and validation
+    figure."""
+    truth_ui, truth_iu = truth
+    chosen, tried = tuning.choose_recency_windows(train, cutoff, horizon_days=horizon_days)
+    user_items, item_users = recency_lists(
+        train,
+        cutoff,
+        user_ids=base.user_ids,
+        item_ids=base.item_ids,
+        exclude=base.seen,
+        item_window_days=chosen["item_window_days"],
+        user_window_days=chosen["user_window_days"],
+        k_items=K_ITEMS,
+        k_users=K_USERS,
+    )
+
+    def validated(window, column):
+        if tried.empty:
+            return {"window_days": "all", "chosen_on": "nothing to validate on"}
+        at = tried["window_days"].map(lambda d: d == window)
+        return {
+            "window_days": "all" if window is None else window,
+            f"validation_{column}": round(float(tried.loc[at, column].iloc[0]), 6),
+        }
+
+    rows, windows = [], {}
+    if "recent_popularity" in models:
+        rows += _score_lists(
+            "recent_popularity", "user_to_item", user_items, truth_ui, base.n_items
+        )
+        windows["recent_popularity"] = validated(
+            chosen["item_window_days"], f"ndcg@{metrics.OBJECTIVE_K_ITEMS}"
+        )
+    if "recently_active_users" in models:
+        rows += _score_lists(
+            "recently_active_users", "item_to_user", item_users, truth_iu, base.n_items
+        )
+        windows["recently_active_users"] = validated(
+            chosen["user_window_days"], f"recall@{metrics.OBJECTIVE_K_USERS}"
+        )
+    return rows, windows
 
 
 def _pick_cold_items(frame, train, cutoff, end, fraction, random_state) -> pd.Index:

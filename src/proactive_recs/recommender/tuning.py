@@ -9,6 +9,8 @@ evaluation's ``als`` baseline are both tuned here, so they can be compared.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -19,10 +21,18 @@ from proactive_recs.data.interactions import (
     new_pairs_matrix,
 )
 from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.recency import RECENCY_WINDOWS_DAYS, recency_lists
 from proactive_recs.estimators.topk import topk_both
 from proactive_recs.evaluation import metrics
 
-__all__ = ["MF_KEYS", "mf_params", "tune_mf"]
+__all__ = [
+    "MF_KEYS",
+    "ValidationWindow",
+    "choose_recency_windows",
+    "mf_params",
+    "tune_mf",
+    "validation_window",
+]
 
 # The settings that are MF's own hyper-parameters (ImplicitMF's parameters).
 MF_KEYS = ("factors", "regularization", "alpha", "iterations", "random_state", "num_threads")
@@ -31,6 +41,60 @@ MF_KEYS = ("factors", "regularization", "alpha", "iterations", "random_state", "
 def mf_params(settings: dict) -> dict:
     """The MF hyper-parameters among the recommender's settings."""
     return {key: settings[key] for key in MF_KEYS}
+
+
+@dataclass
+class ValidationWindow:
+    """The last ``horizon_days`` before a run, playing the test window's part.
+
+    ``base``: the interactions before ``split`` (the models' training data); ``truth``: the
+    new pairs in ``[split, run_date)`` over ``base``'s index, and ``truth_t`` its transpose;
+    ``users_q`` / ``items_q``: the queries of each direction (owners with a new pair)."""
+
+    split: pd.Timestamp
+    base: object
+    truth: sp.csr_matrix
+    truth_t: sp.csr_matrix
+    users_q: np.ndarray
+    items_q: np.ndarray
+
+    @property
+    def usable(self) -> bool:
+        return self.truth.nnz > 0 and self.base.n_users > 1 and self.base.n_items > 1
+
+    def objective(self, user_items: np.ndarray | None, item_users: np.ndarray | None) -> dict:
+        """user -> item ndcg@OBJECTIVE_K_ITEMS and item -> user recall@OBJECTIVE_K_USERS of
+        the given lists (None = that direction not scored)."""
+        k_items, k_users = metrics.OBJECTIVE_K_ITEMS, metrics.OBJECTIVE_K_USERS
+        out = {}
+        if user_items is not None:
+            out[f"ndcg@{k_items}"] = metrics.ranking_metrics(
+                user_items[self.users_q], self.truth[self.users_q], ks=[k_items], metrics=("ndcg",)
+            )[("ndcg", k_items)]
+        if item_users is not None:
+            out[f"recall@{k_users}"] = metrics.ranking_metrics(
+                item_users[self.items_q],
+                self.truth_t[self.items_q],
+                ks=[k_users],
+                metrics=("recall",),
+            )[("recall", k_users)]
+        return out
+
+
+def validation_window(
+    interactions: pd.DataFrame, run_date, *, horizon_days: float, half_life_days=None
+) -> ValidationWindow:
+    """Split the interactions before ``run_date`` at ``run_date - horizon_days``."""
+    run_date = pd.Timestamp(run_date)
+    split = run_date - pd.Timedelta(days=horizon_days)
+    base = build_interaction_matrix(
+        interactions_before(interactions, split), split, half_life_days=half_life_days
+    )
+    truth = new_pairs_matrix(interactions_before(interactions, run_date), base, split, run_date)
+    truth_t = sp.csr_matrix(truth.T)
+    return ValidationWindow(
+        split, base, truth, truth_t, np.diff(truth.indptr) > 0, np.diff(truth_t.indptr) > 0
+    )
 
 
 def tune_mf(
@@ -50,20 +114,16 @@ def tune_mf(
     window up to ``run_date`` with the evaluation protocol (docs/evaluation.md); the objective
     is user_to_item ndcg@10 + item_to_user recall@100 (metrics.OBJECTIVE_K_*), because the
     factors serve both directions.
+
     Returns the chosen MF parameters and one row per configuration tried.
     """
-    run_date = pd.Timestamp(run_date)
-    split = run_date - pd.Timedelta(days=horizon_days)
-    base = build_interaction_matrix(
-        interactions_before(interactions, split), split, half_life_days=half_life_days
+    window = validation_window(
+        interactions, run_date, horizon_days=horizon_days, half_life_days=half_life_days
     )
-    truth = new_pairs_matrix(interactions_before(interactions, run_date), base, split, run_date)
     best, best_value, rows = dict(base_params), -np.inf, []
-    if truth.nnz == 0 or base.n_users <= 1 or base.n_items <= 1:
+    if not window.usable:
         return best, pd.DataFrame(rows)
-    users_q = np.diff(truth.indptr) > 0
-    truth_t = sp.csr_matrix(truth.T)
-    items_q = np.diff(truth_t.indptr) > 0
+    base = window.base
     for entry in grid:
         params = {**base_params, **entry}
         if min(base.n_users, base.n_items) <= params["factors"]:
@@ -77,17 +137,51 @@ def tune_mf(
             exclude=base.seen,
             block_size=block_size,
         )
-        k_items, k_users = metrics.OBJECTIVE_K_ITEMS, metrics.OBJECTIVE_K_USERS
-        ndcg = metrics.ranking_metrics(
-            top.user_items[users_q], truth[users_q], ks=[k_items], metrics=("ndcg",)
-        )[("ndcg", k_items)]
-        recall = metrics.ranking_metrics(
-            top.item_users[items_q], truth_t[items_q], ks=[k_users], metrics=("recall",)
-        )[("recall", k_users)]
-        value = ndcg + recall
-        rows.append(
-            {**entry, f"ndcg@{k_items}": ndcg, f"recall@{k_users}": recall, "objective": value}
-        )
+        scores = window.objective(top.user_items, top.item_users)
+        value = sum(scores.values())
+        rows.append({**entry, **scores, "objective": value})
         if value > best_value:
             best, best_value = params, value
     return best, pd.DataFrame(rows)
+
+
+def choose_recency_windows(
+    interactions: pd.DataFrame,
+    run_date,
+    *,
+    horizon_days: float,
+    windows=RECENCY_WINDOWS_DAYS,
+) -> tuple[dict, pd.DataFrame]:
+    """The recency baselines' windows, each picked on the validation window before
+    ``run_date`` by its own direction's objective (ties: the first window of ``windows``).
+
+    Returns ({"item_window_days": ..., "user_window_days": ...}, one row per window tried
+    with both objectives); both None (all the history) when there is nothing to validate on.
+    """
+    window = validation_window(interactions, run_date, horizon_days=horizon_days)
+    chosen = {"item_window_days": None, "user_window_days": None}
+    if not window.usable:
+        return chosen, pd.DataFrame(columns=["window_days"])
+    train = interactions_before(interactions, window.split)
+    k_items, k_users = metrics.OBJECTIVE_K_ITEMS, metrics.OBJECTIVE_K_USERS
+    rows = []
+    for days in windows:
+        user_items, item_users = recency_lists(
+            train,
+            window.split,
+            user_ids=window.base.user_ids,
+            item_ids=window.base.item_ids,
+            exclude=window.base.seen,
+            item_window_days=days,
+            user_window_days=days,
+            k_items=k_items,
+            k_users=k_users,
+        )
+        rows.append({"window_days": days, **window.objective(user_items, item_users)})
+    tried = pd.DataFrame(rows)
+    tried["window_days"] = pd.Series(list(windows), dtype=object)  # None stays None
+    best_items = tried[f"ndcg@{k_items}"].to_numpy().argmax()
+    best_users = tried[f"recall@{k_users}"].to_numpy().argmax()
+    chosen["item_window_days"] = windows[best_items]
+    chosen["user_window_days"] = windows[best_users]
+    return chosen, tried
