@@ -881,6 +881,14 @@ def _make_interactions(
 _FIELDS = ("user", "item", "occurred", "kind", "quantity")
 
 
+def _shuffled_times(rng: np.random.Generator, rows: _Interactions) -> _Interactions:
+    """The rows with their time stamps permuted among them, sorted by time again."""
+    occurred = rng.permutation(rows.occurred)
+    order = np.argsort(occurred, kind="stable")
+    fields = {f: getattr(rows, f)[order] for f in _FIELDS if f != "occurred"}
+    return _Interactions(**fields, occurred=occurred[order])
+
+
 def _taste_interactions(
     rng: np.random.Generator,
     users: _Users,
@@ -1085,6 +1093,7 @@ def generate(
     seed: int = 0,
     end: str = DEFAULT_END,
     dirt: bool = True,
+    weak_time: bool = False,
 ) -> SyntheticData:
     """Generate the five raw sources and their staging manifest.
 
@@ -1104,6 +1113,11 @@ def generate(
     dirt : bool
         Plant dirty rows at ``DIRT_RATES`` and cosmetic variations (mixed case, stray
         spaces). The clean rows, once staging has normalised them, are the same either way.
+    weak_time : bool
+        Shuffle the interactions' time stamps among them (same period, same spread, same
+        users and items): who interacts with what keeps its structure, when carries none.
+        A world where a model that learns from time (the second stage) must not beat one
+        that does not by luck, and must not lose to it unnoticed.
     """
     for name, value in (("n_users", n_users), ("n_items", n_items), ("n_days", n_days)):
         if int(value) < 1:
@@ -1118,8 +1132,9 @@ def generate(
 
     # One independent stream per stage: changing one stage (or switching dirt off) leaves
     # the others' draws untouched.
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
-    rng_world, rng_users, rng_items, rng_notify, rng_interact, rng_text, rng_dirt = streams
+    # (spawn children depend only on their position: the eighth leaves the others as they were)
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    rng_world, rng_users, rng_items, rng_notify, rng_interact, rng_text, rng_dirt = streams[:7]
 
     category_share = rng_world.dirichlet(np.full(len(CATEGORIES), 8.0))
     users = _make_users(rng_users, n_users, start_s, end_s, category_share)
@@ -1128,6 +1143,8 @@ def generate(
     interactions = _make_interactions(
         rng_interact, users, items, n_transactions, start_s, end_s, caused
     )
+    if weak_time:
+        interactions = _shuffled_times(streams[7], interactions)
     users.loyalty = _loyalty(users, interactions, end_s)
 
     tables, reports = _build_tables(
@@ -1143,6 +1160,7 @@ def generate(
             "seed": int(seed),
             "end": end_text,
             "dirt": bool(dirt),
+            "weak_time": bool(weak_time),
         },
         "run_date": end_text,
         "sources": {source: reports[source].as_dict() for source in SOURCES},
@@ -1670,6 +1688,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", default=DEFAULT_END, help="exclusive end date = run date")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--no-dirt", action="store_true", help="no dirty rows or variations")
+    parser.add_argument(
+        "--weak-time", action="store_true", help="shuffle the interactions' time stamps"
+    )
     args = parser.parse_args(argv)
     data = generate(
         args.users,
@@ -1679,6 +1700,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         end=args.end,
         dirt=not args.no_dirt,
+        weak_time=args.weak_time,
     )
     for path in write(data, args.out, args.format):
         print(path)

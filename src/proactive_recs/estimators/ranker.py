@@ -42,6 +42,7 @@ from proactive_recs.data.interactions import (
 )
 from proactive_recs.estimators.mf import ImplicitMF
 from proactive_recs.estimators.topk import _jit, group_desc_key, topk_both
+from proactive_recs.estimators.tree_inference import flatten, predict_positive_proba
 
 __all__ = [
     "PropensityRanker",
@@ -617,6 +618,7 @@ class PropensityRanker:
         weight = np.where(y, 1.0, float(self.negative_weight))
         self.feature_names_in_ = list(X.columns)
         self.calibrator_, self.calibration_check_ = None, {}
+        self.flat_trees_ = None  # the booster flattened for scoring, made at the first use
         self.base_rate_ = float(y.sum() / weight.sum())
 
         def fit_on(rows):
@@ -658,6 +660,16 @@ class PropensityRanker:
         self.model_ = fit_on(np.ones(y.size, bool))
         return self
 
+    def _booster_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """The booster's (n, 2) probabilities: the compiled row-wise kernel
+        (tree_inference.py, same numbers) when it covers the model, else scikit-learn."""
+        if getattr(self, "flat_trees_", None) is None:
+            self.flat_trees_ = flatten(self.model_) or False
+        if self.flat_trees_ is False:
+            return self.model_.predict_proba(X)
+        positive = predict_positive_proba(self.flat_trees_, _features_array(X))
+        return np.column_stack([1.0 - positive, positive])
+
     def _booster(self):
         from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -674,10 +686,18 @@ class PropensityRanker:
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if not hasattr(self, "model_"):
             raise RuntimeError("PropensityRanker is not fitted yet")
-        proba = self.model_.predict_proba(X[self.feature_names_in_])
+        proba = self._booster_proba(X[self.feature_names_in_])
         if self.calibrator_ is not None:
             proba = self.calibrator_.predict_proba(_log_odds(proba[:, 1])[:, None])
         return proba
+
+
+def _features_array(X: pd.DataFrame) -> np.ndarray:
+    """The frame as one float array without changing a value: float32 when every column is
+    float32, else float64 (what scikit-learn would compare against its thresholds)."""
+    if all(dtype == np.float32 for dtype in X.dtypes):
+        return X.to_numpy(dtype=np.float32)
+    return X.to_numpy(dtype=np.float64)
 
 
 def explain_pairs(

@@ -27,9 +27,11 @@ __all__ = [
     "hits_matrix",
     "map_at_k",
     "ndcg_at_k",
+    "ndcg_per_query",
     "precision_at_k",
     "ranking_metrics",
     "recall_at_k",
+    "recall_per_query",
 ]
 
 # The one choice of cutoffs that "better" means everywhere a model is picked on a validation
@@ -79,23 +81,36 @@ def _mean(values: np.ndarray, keep: np.ndarray) -> float:
     return float(values[keep].mean()) if keep.any() else float("nan")
 
 
-def ndcg_at_k(hits, n_relevant, k: int) -> float:
-    """DCG@k / ideal DCG@k with binary gains and ``1 / log2(rank + 1)`` discounts; the
-    ideal list has ``min(n_relevant, k)`` hits at the top."""
-    h, n_rel, keep = _prepare(hits, n_relevant, k)
+def ndcg_per_query(hits, n_relevant, k: int) -> np.ndarray:
+    """Per-query DCG@k / ideal DCG@k with binary gains and ``1 / log2(rank + 1)``
+    discounts; the ideal list has ``min(n_relevant, k)`` hits at the top (NaN for a query
+    without a relevant target)."""
+    h, n_rel, _ = _prepare(hits, n_relevant, k)
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = h @ discount
     ideal_cum = np.concatenate([[0.0], np.cumsum(discount)])
     idcg = ideal_cum[np.minimum(n_rel, k).astype(int)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return _mean(dcg / idcg, keep)
+        return np.where(n_rel > 0, dcg / idcg, np.nan)
+
+
+def ndcg_at_k(hits, n_relevant, k: int) -> float:
+    """Mean of :func:`ndcg_per_query` over queries with a relevant target."""
+    _, _, keep = _prepare(hits, n_relevant, k)
+    return _mean(ndcg_per_query(hits, n_relevant, k), keep)
+
+
+def recall_per_query(hits, n_relevant, k: int) -> np.ndarray:
+    """Per-query hits in the top k / number of relevant targets (NaN without one)."""
+    h, n_rel, _ = _prepare(hits, n_relevant, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_rel > 0, h.sum(axis=1) / n_rel, np.nan)
 
 
 def recall_at_k(hits, n_relevant, k: int) -> float:
-    """Hits in the top k / number of relevant targets."""
-    h, n_rel, keep = _prepare(hits, n_relevant, k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _mean(h.sum(axis=1) / n_rel, keep)
+    """Mean of :func:`recall_per_query` over queries with a relevant target."""
+    _, _, keep = _prepare(hits, n_relevant, k)
+    return _mean(recall_per_query(hits, n_relevant, k), keep)
 
 
 def precision_at_k(hits, n_relevant, k: int) -> float:

@@ -67,6 +67,9 @@ class RecommenderConfig:
     # probability calibration on the last window before the run date: auto (chosen by
     # replaying one window back), logistic or none (None = none; see PropensityRanker)
     calibration: str | None = "auto"
+    # per direction, serve the second stage or plain MF, whichever did better on the last
+    # horizon before the run date (a fit as of its start, scored on it: selection.py)
+    stage_selection: bool = True
     # brand-new items: attribute model + day-0 ranker (see coldstart.py)
     cold_items: bool = True
     prelaunch_days: float = 14

@@ -94,6 +94,7 @@ class TrainedStages:
     mf_params : the MF hyper-parameters tuning chose
     ranker, cold_ranker : the second stage and the day-0 ranker (None when not trained)
     decisions : what the validation window decided (calibration), for model_parameters
+    selection : what serves each direction (selection.StageSelection), or None
     """
 
     as_of: pd.Timestamp
@@ -102,6 +103,8 @@ class TrainedStages:
     ranker: object | None = None
     cold_ranker: object | None = None
     decisions: dict = field(default_factory=dict)
+    # None in stages stored before stage selection existed: they serve the second stage.
+    selection: object | None = None
 
     @property
     def key(self) -> str:

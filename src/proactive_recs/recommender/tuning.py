@@ -80,6 +80,24 @@ class ValidationWindow:
             )[("recall", k_users)]
         return out
 
+    def per_query(self, user_items: np.ndarray, item_users: np.ndarray) -> dict:
+        """The two objectives per query (the values :meth:`objective` averages):
+        {'user_to_item': ndcg per user query, 'item_to_user': recall per item query}."""
+        k_items, k_users = metrics.OBJECTIVE_K_ITEMS, metrics.OBJECTIVE_K_USERS
+        truth_ui, truth_iu = self.truth[self.users_q], self.truth_t[self.items_q]
+        return {
+            "user_to_item": metrics.ndcg_per_query(
+                metrics.hits_matrix(user_items[self.users_q], truth_ui),
+                np.diff(truth_ui.indptr),
+                k_items,
+            ),
+            "item_to_user": metrics.recall_per_query(
+                metrics.hits_matrix(item_users[self.items_q], truth_iu),
+                np.diff(truth_iu.indptr),
+                k_users,
+            ),
+        }
+
 
 def validation_window(
     interactions: pd.DataFrame, run_date, *, horizon_days: float, half_life_days=None

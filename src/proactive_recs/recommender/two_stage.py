@@ -82,9 +82,19 @@ from proactive_recs.estimators.ranker import (
 )
 from proactive_recs.estimators.threads import openmp_threads, single_threaded_blas
 from proactive_recs.estimators.topk import apply_boost, topk_both, topk_pairs
+from proactive_recs.evaluation import metrics
 from proactive_recs.recommender import stages as stages_io
 from proactive_recs.recommender import tuning
 from proactive_recs.recommender.config import RecommenderConfig
+from proactive_recs.recommender.selection import (
+    MARGIN_IN_STANDARD_ERRORS,
+    DirectionChoice,
+    StageSelection,
+    fit_probability_map,
+    list_hits,
+    paired_gain,
+    remap_lists,
+)
 from proactive_recs.recommender.stages import TrainedStages, usable_stages
 
 __all__ = [
@@ -475,7 +485,7 @@ class Recommender(BaseEstimator):
             self.stage_ = "popularity"
             return self
         with _model_threads(settings):
-            self._fit_models()
+            self._fit_models(users, items)
         return self
 
     def recommend(self) -> ScoreResult:
@@ -532,6 +542,7 @@ class Recommender(BaseEstimator):
             ranker=self.ranker_,
             cold_ranker=self.cold_ranker_,
             decisions=decisions,
+            selection=getattr(self, "selection_", None),
         )
 
     def save(self, path) -> None:
@@ -545,8 +556,9 @@ class Recommender(BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def _fit_models(self) -> None:
-        """Tune MF, build the as-of snapshot, train the second stage and the day-0 ranker."""
+    def _fit_models(self, users, items) -> None:
+        """Tune MF, build the as-of snapshot, train the second stage and the day-0 ranker,
+        and choose per direction what serves (selection.py)."""
         settings, reused = self.params_, self.reused_stages_
         mf_params = dict(reused.mf_params) if reused else self._tuned_mf_params()
         used = {**settings, **mf_params}
@@ -571,6 +583,13 @@ class Recommender(BaseEstimator):
             used.update(reused.decisions)
         elif settings["second_stage"]:
             ranker, cold_ranker = self._fit_rankers(mf_params, candidates, used)
+        selection = StageSelection()
+        if settings["second_stage"] and reused is not None:
+            selection = getattr(reused, "selection", None) or selection
+        elif ranker is not None and settings["stage_selection"]:
+            selection = self._select_stages(mf_params, users, items)
+        self.selection_ = selection
+        used.update(selection.as_params())
         used["stages"] = self.stages_used_
         self.mf_params_ = mf_params
         self.params_used_ = used
@@ -580,6 +599,98 @@ class Recommender(BaseEstimator):
         self.stage_ = "two_stage" if ranker is not None else "mf"
         # The run's universe on the snapshot's index, for recommend().
         self.masks_ = self._masks(snapshot)
+
+    def _select_stages(self, mf_params: dict, users, items) -> StageSelection:
+        """Per direction, the second stage or plain MF: a fit as of the start of the last
+        horizon before the run, scored on that horizon (see selection.py)."""
+        settings = self.params_
+        window = tuning.validation_window(
+            self.interactions_,
+            self.as_of_,
+            horizon_days=float(settings["horizon_days"]),
+            half_life_days=settings["half_life_days"],
+        )
+        if not window.usable:
+            reason = "second stage: no new pair in the last horizon to compare on"
+            return StageSelection(DirectionChoice(reason=reason), DirectionChoice(reason=reason))
+        past = Recommender(
+            {
+                **settings,
+                **mf_params,
+                "tune": False,
+                "stage_selection": False,
+                "k_items": max(int(settings["k_items"]), metrics.OBJECTIVE_K_ITEMS),
+                "k_users": max(int(settings["k_users"]), metrics.OBJECTIVE_K_USERS),
+            }
+        ).fit(
+            interactions_before(self.interactions_, window.split), users, items, as_of=window.split
+        )
+        if past.ranker_ is None:
+            reason = f"second stage: the fit as of {window.split} trained none to compare"
+            return StageSelection(DirectionChoice(reason=reason), DirectionChoice(reason=reason))
+        data = past.snapshot_.data
+        ts_ui, _, ts_iu, _ = past._ranker_lists()
+        mf_ui, _, mf_iu, _ = past._mf_lists()
+        base = window.base
+
+        def over_window(ui, iu):
+            return (
+                remap_lists(ui, data.user_ids, data.item_ids, base.user_ids, base.item_ids),
+                remap_lists(iu, data.item_ids, data.user_ids, base.item_ids, base.user_ids),
+            )
+
+        per_query = {
+            "two_stage": window.per_query(*over_window(ts_ui, ts_iu)),
+            "mf": window.per_query(*over_window(mf_ui, mf_iu)),
+        }
+        U, V = past.snapshot_.mf.user_factors_, past.snapshot_.mf.item_factors_
+        choices = []
+        for direction, key in (
+            ("user_to_item", f"ndcg@{metrics.OBJECTIVE_K_ITEMS}"),
+            ("item_to_user", f"recall@{metrics.OBJECTIVE_K_USERS}"),
+        ):
+            ts_q, mf_q = per_query["two_stage"][direction], per_query["mf"][direction]
+            gain, noise = paired_gain(mf_q, ts_q)
+            validation = {
+                "two_stage": float(ts_q.mean()),
+                "mf": float(mf_q.mean()),
+                "mf_gain_standard_error": noise,
+            }
+            if not gain > MARGIN_IN_STANDARD_ERRORS * noise:
+                reason = (
+                    f"second stage: {key} on the last horizon {validation['two_stage']:.4f},"
+                    f" plain MF {validation['mf']:.4f} (MF must win by more than"
+                    f" {MARGIN_IN_STANDARD_ERRORS} standard errors, {noise:.4f} each)"
+                )
+                choices.append(DirectionChoice("two_stage", None, validation, reason))
+                continue
+            if direction == "user_to_item":
+                lists, ids, truth = mf_ui, (data.user_ids, data.item_ids), window.truth
+                base_ids = (base.user_ids, base.item_ids)
+            else:
+                lists, ids, truth = mf_iu, (data.item_ids, data.user_ids), window.truth_t
+                base_ids = (base.item_ids, base.user_ids)
+            hits = list_hits(lists, *ids, *base_ids, truth)
+            owners = np.repeat(np.arange(lists.shape[0]), lists.shape[1])
+            members = lists.ravel()
+            ok = members >= 0
+            u, i = (owners, members) if direction == "user_to_item" else (members, owners)
+            raw = np.einsum("ij,ij->i", U[u[ok]], V[i[ok]])
+            mapping = fit_probability_map(raw, hits.ravel()[ok])
+            if mapping is None:
+                reason = (
+                    "second stage: plain MF did better on the last horizon, but its scores"
+                    " could not be mapped to probabilities there"
+                )
+                choices.append(DirectionChoice("two_stage", None, validation, reason))
+                continue
+            reason = (
+                f"plain MF: {key} on the last horizon {validation['mf']:.4f} against second"
+                f" stage {validation['two_stage']:.4f}, more than {MARGIN_IN_STANDARD_ERRORS}"
+                f" standard errors ({noise:.4f} each) better"
+            )
+            choices.append(DirectionChoice("mf", mapping, validation, reason))
+        return StageSelection(*choices)
 
     def _tuned_mf_params(self) -> dict:
         """MF hyper-parameters: the grid entry that did best on the last horizon before the
@@ -699,27 +810,48 @@ class Recommender(BaseEstimator):
         )
 
     def _warm_lists(self):
-        """Top-K both ways over users and items with history: the ranker's probability on
-        the candidate pairs, or (no ranker) MF scores over every pair."""
+        """Top-K both ways over users and items with history: per direction, the ranker's
+        probability on the candidate pairs, or MF where the stage selection chose it (its
+        scores mapped to probabilities), or MF dot products when there is no ranker."""
+        if self.ranker_ is None:
+            return self._mf_lists()
+        selection = self.selection_
+        ui_source, iu_source = selection.user_to_item.source, selection.item_to_user.source
+        lists = {}
+        if "two_stage" in (ui_source, iu_source):
+            lists["two_stage"] = self._ranker_lists()
+        if "mf" in (ui_source, iu_source):
+            lists["mf"] = self._mf_probability_lists(selection)
+        ui_lists, ui_scores = lists[ui_source][:2]
+        iu_lists, iu_scores = lists[iu_source][2:]
+        return ui_lists, ui_scores, iu_lists, iu_scores
+
+    def _ranker_lists(self):
+        """The second stage's lists: the ranker's probability on the candidate pairs,
+        boosted, top-K both ways."""
         snapshot, settings = self.snapshot_, self.params_
         user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
         n_u, n_i = snapshot.data.n_users, snapshot.data.n_items
-        if self.ranker_ is not None:
-            u, i = candidate_pairs(
-                snapshot,
-                exclude=exclude,
-                user_mask=user_mask,
-                item_mask=item_mask,
-                user_boost=user_boost,
-                item_boost=item_boost,
-                **self.candidate_params_,
-            )
-            prob = _predict_pairs(self.ranker_, snapshot, u, i)
-            boosted = apply_boost(prob, user_boost[u] * item_boost[i])
-            ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, settings["k_items"])
-            iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, settings["k_users"])
-            self.diagnostics_["candidates"] = int(u.size)
-            return ui_lists, ui_scores, iu_lists, iu_scores
+        u, i = candidate_pairs(
+            snapshot,
+            exclude=exclude,
+            user_mask=user_mask,
+            item_mask=item_mask,
+            user_boost=user_boost,
+            item_boost=item_boost,
+            **self.candidate_params_,
+        )
+        prob = _predict_pairs(self.ranker_, snapshot, u, i)
+        boosted = apply_boost(prob, user_boost[u] * item_boost[i])
+        ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, settings["k_items"])
+        iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, settings["k_users"])
+        self.diagnostics_["candidates"] = int(u.size)
+        return ui_lists, ui_scores, iu_lists, iu_scores
+
+    def _mf_lists(self):
+        """Plain MF's lists: boosted dot products over every pair, top-K both ways."""
+        snapshot, settings = self.snapshot_, self.params_
+        user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
         top = topk_both(
             snapshot.mf.user_factors_,
             snapshot.mf.item_factors_,
@@ -733,6 +865,56 @@ class Recommender(BaseEstimator):
             block_size=settings["block_size"],
         )
         return top.user_items, top.user_item_scores, top.item_users, top.item_user_scores
+
+    def _mf_probability_lists(self, selection: StageSelection):
+        """MF's lists with each direction's MF scores mapped to probabilities (its selection
+        map), boosted like the ranker's (probability x boosts) and ordered by that.
+
+        The pool is the top ``2 K`` of each owner by the MF score shifted to be positive and
+        multiplied by the boosts (so a boosted member with a negative MF score is not lost
+        below the unboosted ones, as it would be under the sign-aware MF boost); the boosted
+        probabilities are then computed exactly for the pool and its best K are kept."""
+        snapshot, settings = self.snapshot_, self.params_
+        user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
+        U, V = snapshot.mf.user_factors_, snapshot.mf.item_factors_
+        # |u . v| <= max|u| max|v|: adding that bound makes every score positive
+        shift = (
+            float(
+                np.linalg.norm(U, axis=1).max(initial=0) * np.linalg.norm(V, axis=1).max(initial=0)
+            )
+            + 1e-3
+        )
+        k_items, k_users = int(settings["k_items"]), int(settings["k_users"])
+        top = topk_both(
+            np.hstack([U, np.ones((U.shape[0], 1), U.dtype)]),
+            np.hstack([V, np.full((V.shape[0], 1), shift, V.dtype)]),
+            k_items=2 * k_items,
+            k_users=2 * k_users,
+            exclude=exclude,
+            user_mask=user_mask,
+            item_mask=item_mask,
+            user_boost=user_boost,
+            item_boost=item_boost,
+            block_size=settings["block_size"],
+        )
+        out = []
+        for lists, choice, by_user, k in (
+            (top.user_items, selection.user_to_item, True, k_items),
+            (top.item_users, selection.item_to_user, False, k_users),
+        ):
+            scores = np.full(lists.shape, np.nan, dtype=np.float32)
+            if choice.source == "mf" and lists.size:
+                owners = np.repeat(np.arange(lists.shape[0]), lists.shape[1]).reshape(lists.shape)
+                ok = lists >= 0
+                u, i = (owners[ok], lists[ok]) if by_user else (lists[ok], owners[ok])
+                prob = choice.probability(np.einsum("ij,ij->i", U[u], V[i]))
+                scores[ok] = apply_boost(prob, user_boost[u] * item_boost[i])
+                # best first; empty slots (NaN) last
+                order = np.argsort(np.where(ok, -scores, np.inf), axis=1, kind="stable")
+                lists = np.take_along_axis(lists, order, axis=1)
+                scores = np.take_along_axis(scores, order, axis=1)
+            out += [lists[:, :k], scores[:, :k]]
+        return tuple(out)
 
     def _warm_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The warm lists as user -> item and item -> user frames (only servable owners have

@@ -1,0 +1,141 @@
+"""Stage selection: per direction, the second stage serves only where it beat plain MF on
+the last horizon before the run (proactive_recs.recommender.selection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from test_two_stage import FAST, RUN_DATE, synthetic_interactions
+
+import proactive_recs_tools.generate as gen
+from proactive_recs.evaluation.protocol import evaluate
+from proactive_recs.recommender.selection import (
+    MARGIN_IN_STANDARD_ERRORS,
+    DirectionChoice,
+    StageSelection,
+    fit_probability_map,
+    list_hits,
+    paired_gain,
+    remap_lists,
+)
+from proactive_recs.recommender.two_stage import Recommender
+
+
+def test_lists_are_remapped_and_hits_read_by_hand():
+    lists = np.array([[1, 0, -1], [2, 1, 0]])  # owners a, b over members x, y, z
+    owners, members = pd.Index(["a", "b"]), pd.Index(["x", "y", "z"])
+    to_owners, to_members = pd.Index(["b", "c", "a"]), pd.Index(["z", "y"])
+    assert remap_lists(lists, owners, members, to_owners, to_members).tolist() == [
+        [0, 1, -1],  # b: z y x(unknown there)
+        [-1, -1, -1],  # c: not an owner of the lists
+        [0 + 1, -1, -1],  # a: y x(unknown) empty
+    ]
+    # truth over (to_owners x to_members): b-y and a-y are new pairs
+    truth = sp.csr_matrix(np.array([[0, 1], [0, 0], [0, 1]]))
+    hits = list_hits(lists, owners, members, to_owners, to_members, truth)
+    assert hits.tolist() == [[True, False, False], [False, True, False]]
+
+
+def test_the_probability_map_increases_or_is_refused():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=4000)
+    hits = rng.random(4000) < 1 / (1 + np.exp(-(2 * scores - 1)))
+    slope, intercept = fit_probability_map(scores, hits)
+    assert slope == pytest.approx(2, abs=0.3) and intercept == pytest.approx(-1, abs=0.2)
+    assert fit_probability_map(scores, np.ones(4000, bool)) is None  # nothing to learn
+    assert fit_probability_map(scores, scores < 0) is None  # would reverse the ranking
+
+
+def test_the_paired_gain_and_its_standard_error_by_hand():
+    gain, noise = paired_gain(np.array([0.5, 0.2, np.nan, 0.4]), np.array([0.1, 0.2, 0.3, 0.1]))
+    # differences 0.4, 0.0, 0.3: mean 0.2333, sample sd 0.2082, / sqrt(3)
+    assert gain == pytest.approx(0.7 / 3)
+    assert noise == pytest.approx(np.std([0.4, 0.0, 0.3], ddof=1) / np.sqrt(3))
+    assert paired_gain(np.array([1.0]), np.array([0.0])) == (0.0, float("inf"))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return Recommender(FAST).fit(synthetic_interactions(), as_of=RUN_DATE)
+
+
+def test_the_decision_and_its_figures_are_recorded_and_stored(fitted):
+    used = fitted.params_used_
+    for direction, key in (("user_to_item", "ndcg@10"), ("item_to_user", "recall@100")):
+        source = used[f"served_{direction}"]
+        assert source in ("two_stage", "mf")
+        two_stage = used[f"selection_{direction}_two_stage"]
+        mf = used[f"selection_{direction}_mf"]
+        noise = used[f"selection_{direction}_mf_gain_standard_error"]
+        assert 0 < noise < 0.1
+        assert (source == "mf") == (mf - two_stage > MARGIN_IN_STANDARD_ERRORS * noise)
+        assert key in used[f"served_{direction}_reason"]
+    # A daily fit reusing the weekly stages serves what the weekly fit chose.
+    daily = Recommender(FAST).fit(
+        synthetic_interactions(), as_of=RUN_DATE, stages=fitted.trained_stages()
+    )
+    assert daily.selection_ == fitted.selection_
+    assert daily.stages_used_.endswith("reused")
+
+
+def test_a_direction_served_by_mf_serves_mf_lists_as_probabilities(fitted):
+    plain = Recommender({**FAST, "second_stage": False}).fit(
+        synthetic_interactions(), as_of=RUN_DATE
+    )
+    ui_mf, ui_mf_scores, iu_mf, _ = plain._warm_lists()
+    chosen = StageSelection(
+        DirectionChoice("mf", (2.0, -1.0), {}, "test"), DirectionChoice("two_stage")
+    )
+    fitted.selection_ = chosen
+    try:
+        ui, ui_scores, iu, iu_scores = fitted._warm_lists()
+        _, _, iu_ranker, iu_ranker_scores = fitted._ranker_lists()
+    finally:
+        fitted.selection_ = StageSelection()
+    # user -> item: MF's lists (same factors: MF is refitted the same way), in the same order
+    # (the map is increasing and every boost is 1), with the mapped probabilities.
+    assert np.array_equal(ui, ui_mf)
+    listed = ui_mf >= 0
+    expected = 1 / (1 + np.exp(-(2.0 * ui_mf_scores[listed] - 1.0)))
+    assert np.allclose(ui_scores[listed], expected, atol=1e-6)
+    assert ((ui_scores[listed] > 0) & (ui_scores[listed] < 1)).all()
+    # item -> user: still the second stage's
+    assert np.array_equal(iu, iu_ranker) and np.allclose(
+        iu_scores, iu_ranker_scores, equal_nan=True
+    )
+
+
+def _weak_time_interactions():
+    data = gen.generate(1500, 300, 120, n_transactions=45_000, seed=5, dirt=False, weak_time=True)
+    table = data.tables["transactions"]
+    frame = pd.DataFrame(
+        {
+            "user_id": table["user_id"].astype(str),
+            "item_id": table["item_id"].astype(str),
+            "occurred_at": pd.to_datetime(table["occurred_at"].astype(str), utc=True),
+            "event_type": table["event_type"].astype(str),
+        }
+    )
+    frame["occurred_at"] = frame["occurred_at"].dt.tz_localize(None)
+    return frame, pd.Timestamp(data.manifest["run_date"])
+
+
+def test_served_does_not_lose_to_plain_mf_where_time_says_nothing():
+    interactions, run_date = _weak_time_interactions()
+    result = evaluate(
+        interactions,
+        cutoff=run_date - pd.Timedelta(days=30),
+        horizon_days=30,
+        models=("als", "served"),
+        params={"tune": False},
+    )
+    m = result.metrics.set_index(["model", "direction", "segment", "metric", "k"])["value"]
+    for direction, metric, k in (("user_to_item", "ndcg", 10), ("item_to_user", "recall", 100)):
+        served = m[("served", direction, "all", metric, k)]
+        plain = m[("als", direction, "all", metric, k)]
+        assert served >= plain - 0.01, (direction, served, plain)
+    params = result.params[result.params["model"] == "served"].set_index("parameter")["value"]
+    assert params["served_user_to_item"] in ("two_stage", "mf")
+    assert params["served_item_to_user"] in ("two_stage", "mf")

@@ -1,0 +1,49 @@
+"""The compiled tree walk gives scikit-learn's own probabilities, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from proactive_recs.estimators.tree_inference import flatten, predict_positive_proba
+
+
+def _data(n, seed, dtype):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6)).astype(dtype)
+    X[rng.random(X.shape) < 0.1] = np.nan  # missing values go where each split learned
+    X[:, 5] = np.round(X[:, 5])  # few distinct values: thresholds fall between them
+    logit = np.nan_to_num(X[:, 0]) - 2 * np.nan_to_num(X[:, 1]) * np.nan_to_num(X[:, 2])
+    y = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return X, y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_probabilities_as_scikit_learn(dtype):
+    X, y = _data(6000, 0, dtype)
+    model = HistGradientBoostingClassifier(
+        max_iter=60, max_leaf_nodes=15, early_stopping=False, random_state=0
+    ).fit(X, y, sample_weight=np.where(y, 1.0, 10.0))
+    trees = flatten(model)
+    assert trees is not None and trees.roots.size == 60
+    fresh, _ = _data(20_000, 1, dtype)
+    fresh[:50] = np.nan  # rows with nothing known
+    fresh[50:60] = np.inf
+    expected = model.predict_proba(fresh)[:, 1]
+    assert np.array_equal(predict_positive_proba(trees, fresh), expected)
+    # a frame's columns, as the ranker passes them
+    frame = pd.DataFrame(fresh, columns=[f"f{k}" for k in range(6)])
+    assert np.array_equal(predict_positive_proba(trees, frame.to_numpy()), expected)
+
+
+def test_models_the_kernel_does_not_cover_are_left_to_scikit_learn():
+    X, y = _data(2000, 0, np.float64)
+    categorical = HistGradientBoostingClassifier(
+        max_iter=5, categorical_features=[5], random_state=0
+    ).fit(np.where(np.isnan(X), 0, np.abs(X)), y)
+    assert flatten(categorical) is None
+    three = np.digitize(X[:, 0], [-0.5, 0.5])
+    multi = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(X, three)
+    assert flatten(multi) is None
