@@ -1,6 +1,7 @@
 """Replay weekly runs over the last proactive_recs_backtest_weeks before the run date with
 the configured rules and with the baselines of docs/evaluation.md (carpet_bomb, heavy_users,
-topk_no_allocation). Each week re-trains the recommender on the interactions before that week.
+heavy_users_capped, topk_no_allocation). Each week re-trains the recommender on the
+interactions before that week.
 One long frame: record_type 'summary' (policy, metric, value) or 'weekly'.
 Logic: proactive_recs.notifications.backtest."""
 

@@ -401,7 +401,8 @@ def backtest_section(
     what = (
         "Weekly runs replayed over a past window (docs/evaluation.md): the project's configured "
         "rules against sending to everyone (carpet_bomb), to the most active users "
-        "(heavy_users) and to each item's top users with no cap (topk_no_allocation)."
+        "(heavy_users), to them under the same caps and send volume (heavy_users_capped) "
+        "and to each item's top users with no cap (topk_no_allocation)."
     )
     if "campaign_backtest" not in present:
         return _section(

@@ -38,6 +38,7 @@ import pandas as pd
 
 from proactive_recs.contract import CHANNELS, REQUIRED_COLUMNS
 from proactive_recs.data.instants import utc_instant
+from proactive_recs.notifications.backtest import POLICIES
 from proactive_recs.notifications.frequency import FrequencyRules
 
 __all__ = [
@@ -107,7 +108,6 @@ NOTIFICATION_EVENT_TYPES = (
 )
 DIRECTIONS = ("user_to_item", "item_to_user", "user_to_category")
 BOUNDED_METRICS = ("ndcg", "recall", "precision", "map", "coverage", "ece")
-POLICIES = ("configured", "carpet_bomb", "heavy_users", "topk_no_allocation")
 BACKTEST_METRICS = (
     "sends",
     "conversions",

@@ -143,6 +143,18 @@ EXPECTED = {
         "p95_sends_per_user_week": 2,
         "max_sends_per_user_week": 2,
     },
+    # The planner with activity as the score (u4 5 interactions, u3 3, u1 1; u2 none), one
+    # push a week each, 2 per item, at most the configured 4 then 2 sends: week 1 u4-new1
+    # (ties by item), u3-new1, u1-new2 (new1 is full); week 2 (u3 4, u1 2 by then) new3 to
+    # u4 and u3. None of these pairs is bought in its week.
+    "heavy_users_capped": {
+        "sends": 5,
+        "conversions": 0,
+        "conversions_per_send": 0.0,
+        "users_reached": 3,
+        "p95_sends_per_user_week": 1,
+        "max_sends_per_user_week": 1,
+    },
     # new1 -> u1, u2; new2 -> u2, u3 (u5 suppressed); new3 -> u1, u2; u2 gets 2 in week 1
     "topk_no_allocation": {
         "sends": 6,

@@ -245,8 +245,10 @@ def _online_retail_interactions() -> pd.DataFrame:
 def test_online_retail_quality():
     """Cutoff 2011-11-09, horizon 30 days, default parameters (figures in
     docs/recommender.md). Targets: served user_to_item ndcg@10 >= 0.11 (met, ~0.15) and
-    item_to_user recall@100 >= 0.25 (not met: ~0.21 is the best reached, above both
-    baselines; the floor asserted here guards against regressions)."""
+    item_to_user recall@100 >= 0.25 (not met). Item to user, stage selection serves plain MF:
+    on the last horizon before the cutoff MF beat the second stage by 3.5 standard errors
+    (0.194 against 0.180), although on the test window the second stage does better (~0.21
+    against 0.197): served is then MF's figure, never below it, above heavy users."""
     interactions = _online_retail_interactions()
     assert interactions["user_id"].nunique() == 4334
     out = evaluate(interactions, cutoff="2011-11-09", horizon_days=30)
@@ -261,7 +263,12 @@ def test_online_retail_quality():
     served_ndcg = _value(m, "served", "user_to_item", "ndcg", 10)
     served_recall = _value(m, "served", "item_to_user", "recall", 100)
     assert served_ndcg >= 0.11
-    assert served_recall >= 0.205
+    assert served_ndcg > _value(m, "als", "user_to_item", "ndcg", 10)
+    assert served_ndcg > _value(m, "recent_popularity", "user_to_item", "ndcg", 10)
+    assert served_recall >= 0.19
     assert served_recall > _value(m, "heavy_users", "item_to_user", "recall", 100)
-    assert served_recall > _value(m, "als", "item_to_user", "recall", 100)
+    assert served_recall > _value(m, "recently_active_users", "item_to_user", "recall", 100)
+    assert served_recall >= _value(m, "als", "item_to_user", "recall", 100) - 0.005
+    params = out.params[out.params["model"] == "served"].set_index("parameter")["value"]
+    assert params["served_user_to_item"] == "two_stage"
     assert m.query("model == 'served' and metric == 'ece'")["value"].max() < 0.02

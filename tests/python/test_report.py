@@ -114,11 +114,19 @@ def report_tables() -> dict[str, pd.DataFrame]:
             "sent_at": [TS("2026-10-28 08:00")] * 40,
         }
     )
-    policies = ["configured", "carpet_bomb", "heavy_users", "topk_no_allocation"]
+    policies = [
+        "configured",
+        "carpet_bomb",
+        "heavy_users",
+        "heavy_users_capped",
+        "topk_no_allocation",
+    ]
     backtest = pd.DataFrame(
         [
             (p, m, v)
-            for p, cps, mx in zip(policies, [0.06, 0.01, 0.03, 0.05], [4, 12, 7, 9], strict=True)
+            for p, cps, mx in zip(
+                policies, [0.06, 0.01, 0.03, 0.04, 0.05], [4, 12, 7, 3, 9], strict=True
+            )
             for m, v in (
                 ("sends", 1000.0),
                 ("conversions", 1000 * cps),

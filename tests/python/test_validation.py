@@ -228,7 +228,13 @@ def clean_tables() -> dict[str, pd.DataFrame]:
         }
     )
     notification_log = audience[["send_key"]].assign(run_date=TS(RUN_DATE))
-    policies = ["configured", "carpet_bomb", "heavy_users", "topk_no_allocation"]
+    policies = [
+        "configured",
+        "carpet_bomb",
+        "heavy_users",
+        "heavy_users_capped",
+        "topk_no_allocation",
+    ]
     metrics = [
         "sends",
         "conversions",

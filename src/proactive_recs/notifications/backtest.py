@@ -21,6 +21,12 @@ At each week start ``t = start + 7 * w``:
      who interacted before ``t``; ties by item id) to every eligible user.
    * ``heavy_users``: each trigger item to the campaign's ``audience_size`` most active
      eligible users (interactions before ``t``; ties by user id).
+   * ``heavy_users_capped``: the planner itself (caps, spacing, repeats, holdout, its own
+     simulated history) with activity in place of the recommender's scores: each trigger
+     item proposed to the most active eligible users (``CAPPED_POOL_PER_SLOT`` per audience
+     slot, score = interactions / the most active user's), item pushes only, no
+     ``min_relevance``; then cut to the configured policy's number of sends that week (the
+     highest expected values), so the two compare at equal send volume.
    * ``topk_no_allocation``: each trigger item to its ``audience_size`` best-scored eligible
      users in ``item_user_scores`` (ties by user id); no caps, no min_relevance, no spacing.
 
@@ -68,7 +74,10 @@ __all__ = [
     "weekly_detail",
 ]
 
-POLICIES = ("configured", "carpet_bomb", "heavy_users", "topk_no_allocation")
+POLICIES = ("configured", "carpet_bomb", "heavy_users", "heavy_users_capped", "topk_no_allocation")
+# heavy_users_capped proposes this many of the most active users per audience slot to the
+# planner (the caps and spacing turn some of them down; the rest fill the slot).
+CAPPED_POOL_PER_SLOT = 4
 METRICS = (
     "sends",
     "conversions",
@@ -149,8 +158,17 @@ def _week_sends(policy: str, week_start, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _configured_rows(audience: pd.DataFrame) -> pd.DataFrame:
+def _configured_rows(audience: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
+    """The planned sends that go out (holdout left out) as send rows; with ``limit``, only
+    that many, the highest expected values first (ties by user and item)."""
     sent = audience[~audience["is_holdout"]]
+    if limit is not None:
+        sent = sent.sort_values(
+            ["expected_value", "user_id", "item_id"],
+            ascending=[False, True, True],
+            kind="mergesort",
+            na_position="last",
+        ).head(int(limit))
     items = [
         tuple(d["item_id"] for d in digest) if item is None else (item,)
         for item, digest in zip(sent["item_id"], sent["digest_items"], strict=True)
@@ -166,6 +184,35 @@ def _configured_rows(audience: pd.DataFrame) -> pd.DataFrame:
             "sent_at": sent["scheduled_send_at"].to_numpy(),
         }
     )
+
+
+def _activity(past: pd.DataFrame, eligible_ids) -> pd.Series:
+    """Interactions per eligible user before the week: what "most active" means for both
+    heavy-users baselines (only the id column is read: no copy of ``past``)."""
+    active_ids = past.loc[past["user_id"].isin(eligible_ids), "user_id"]
+    return active_ids.groupby(active_ids).size()
+
+
+def _activity_scores(past, trigger_pairs, eligible_ids, size_of) -> pd.DataFrame:
+    """heavy_users_capped's scores: for each trigger item, the most active eligible users
+    (:func:`_activity`; ties by user id), ``CAPPED_POOL_PER_SLOT`` per audience slot, scored
+    by their activity over the most active user's (in (0, 1])."""
+    columns = ["item_id", "user_id", "rank", "score"]
+    activity = _activity(past, eligible_ids)
+    if trigger_pairs.empty or activity.empty:
+        return pd.DataFrame(columns=columns)
+    ranked = (
+        activity.rename("n")
+        .rename_axis("user_id")
+        .reset_index()
+        .sort_values(["n", "user_id"], ascending=[False, True])
+    )
+    pool = int(max(size_of[c] for c in trigger_pairs["campaign_id"].unique()))
+    head = ranked.head(CAPPED_POOL_PER_SLOT * pool)
+    scores = trigger_pairs[["item_id"]].drop_duplicates().merge(head, how="cross")
+    scores["rank"] = scores.groupby("item_id").cumcount() + 1
+    scores["score"] = scores["n"] / float(ranked["n"].iloc[0])
+    return scores[columns]
 
 
 def _baseline_rows(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -270,6 +317,10 @@ def run_backtest_detailed(
         }
     )
     weekly_sends = []
+    capped = (history, events)  # heavy_users_capped's own simulated history
+    capped_campaigns = campaign_table[campaign_table["campaign_type"] == "item_push"].assign(
+        min_relevance=0.0  # its scores are activity shares, not probabilities
+    )
     start = utc_instant(start)
     eligible_ids = set(eligible["user_id"])  # on some channel
     for week in range(int(weeks)):
@@ -302,20 +353,37 @@ def run_backtest_detailed(
             interactions=past,
             trigger_items=triggers,
         )
+        configured = _configured_rows(plan.audience)
+        capped_plan = plan_run(
+            capped_campaigns,
+            rules,
+            users,
+            targeting,
+            items,
+            _activity_scores(past, trigger_pairs, eligible_ids, size_of),
+            user_item_scores.iloc[:0],
+            *capped,
+            t,
+            interactions=past,
+            trigger_items=triggers,
+        )
         policies = {
-            "configured": _configured_rows(plan.audience),
+            "configured": configured,
             **_baselines(
                 past, trigger_pairs, item_user_scores, eligible, eligible_ids, n_blast, size_of
             ),
+            "heavy_users_capped": _configured_rows(capped_plan.audience, limit=len(configured)),
         }
         for policy, rows in policies.items():
             rows = mark_conversions(_week_sends(policy, t, rows), interactions, t, conversion_days)
             weekly_sends.append(rows)
             if policy == "configured":
                 history, events = _with_replayed_sends(history, events, rows)
+            elif policy == "heavy_users_capped":
+                capped = _with_replayed_sends(*capped, rows)
         # This week's frames go before the next week re-trains: at 1M users they hold
         # gigabytes that the next scoring run would otherwise sit on top of.
-        del past, item_user_scores, user_item_scores, plan, policies, rows
+        del past, item_user_scores, user_item_scores, plan, capped_plan, policies, rows
 
     sends = (
         pd.concat(weekly_sends, ignore_index=True)
@@ -343,10 +411,7 @@ def _baselines(
     )
     carpet = blast_items[["campaign_id", "channel", "item_id"]].merge(eligible, on="channel")
 
-    # the eligible users' interaction counts (only the id column: no copy of past)
-    active_ids = past.loc[past["user_id"].isin(eligible_ids), "user_id"]
-    heavy_order = active_ids.groupby(active_ids).size().rename("n")
-    heavy_order = heavy_order.rename_axis("user_id").reset_index()
+    heavy_order = _activity(past, eligible_ids).rename("n").rename_axis("user_id").reset_index()
     heavy_order = heavy_order.assign(order=-heavy_order["n"])[["user_id", "order"]]
     heavy = _top_per_item(trigger_pairs, heavy_order.merge(eligible, on="user_id"), size_of)
 
