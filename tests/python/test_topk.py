@@ -214,6 +214,25 @@ def test_topk_pairs_matches_brute_force():
         np.testing.assert_array_equal(vals, ref_vals)
 
 
+def test_topk_pairs_with_signs_zeros_and_missing_scores_matches_brute_force():
+    rng = np.random.default_rng(5)
+    values = np.array([-1.5, -0.0, 0.0, 0.5, 2.0, np.nan, np.inf], np.float32)
+    for _ in range(100):
+        n_owner, n_member = rng.integers(1, 30), rng.integers(1, 30)
+        mask = rng.random((n_owner, n_member)) < 0.6
+        owner, member = np.nonzero(mask)
+        score = values[rng.integers(0, values.size, owner.size)]
+        dense = np.full((n_owner, n_member), -np.inf, np.float32)
+        finite = np.isfinite(score)
+        dense[owner[finite], member[finite]] = score[finite] + np.float32(0)  # -0 is 0
+        perm = rng.permutation(owner.size)
+        k = int(rng.integers(1, 12))
+        ids, vals = topk_pairs(owner[perm], member[perm], score[perm], n_owner, k)
+        ref_ids, ref_vals = _brute_lists(dense, k)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_array_equal(vals + np.float32(0), ref_vals)
+
+
 def test_transform_is_applied_before_the_boost():
     # With expit, a raw score of -2 becomes 0.12, and a boost of 3 (0.36) beats the
     # unboosted 0.27 of a raw -1: on probabilities the boost is a plain multiplier.
