@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from proactive_recs.notifications.backtest import POLICIES
 from proactive_recs_tools.report import PLOT_IDS, render_report, write_report
 from proactive_recs_tools.validation import Settings
 
@@ -114,13 +115,7 @@ def report_tables() -> dict[str, pd.DataFrame]:
             "sent_at": [TS("2026-10-28 08:00")] * 40,
         }
     )
-    policies = [
-        "configured",
-        "carpet_bomb",
-        "heavy_users",
-        "heavy_users_capped",
-        "topk_no_allocation",
-    ]
+    policies = list(POLICIES)  # the backtest's own list, in its order
     backtest = pd.DataFrame(
         [
             (p, m, v)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from proactive_recs.notifications.backtest import POLICIES
 from proactive_recs_tools.validation import (
     EXIT_FAILED,
     EXIT_MISSING,
@@ -228,13 +229,7 @@ def clean_tables() -> dict[str, pd.DataFrame]:
         }
     )
     notification_log = audience[["send_key"]].assign(run_date=TS(RUN_DATE))
-    policies = [
-        "configured",
-        "carpet_bomb",
-        "heavy_users",
-        "heavy_users_capped",
-        "topk_no_allocation",
-    ]
+    policies = list(POLICIES)  # the backtest's own list, in its order
     metrics = [
         "sends",
         "conversions",

@@ -41,6 +41,7 @@ __all__ = [
     "StageSelection",
     "fit_probability_map",
     "list_hits",
+    "listed_pairs",
     "paired_gain",
     "remap_lists",
 ]
@@ -113,6 +114,15 @@ def remap_lists(
     member_map = to_member_ids.get_indexer(member_ids)
     out[present] = np.where(picked >= 0, member_map[np.maximum(picked, 0)], -1)
     return out
+
+
+def listed_pairs(lists: np.ndarray, by_user: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The filled slots of index lists (owners x k, -1 = empty) as (filled mask, user
+    indices, item indices), in row-major slot order; owners are users when ``by_user``."""
+    owners = np.broadcast_to(np.arange(lists.shape[0])[:, None], lists.shape)
+    filled = lists >= 0
+    owner, member = owners[filled], lists[filled]
+    return (filled, owner, member) if by_user else (filled, member, owner)
 
 
 def list_hits(

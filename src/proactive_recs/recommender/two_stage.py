@@ -92,6 +92,7 @@ from proactive_recs.recommender.selection import (
     StageSelection,
     fit_probability_map,
     list_hits,
+    listed_pairs,
     paired_gain,
     remap_lists,
 )
@@ -671,12 +672,9 @@ class Recommender(BaseEstimator):
                 lists, ids, truth = mf_iu, (data.item_ids, data.user_ids), window.truth_t
                 base_ids = (base.item_ids, base.user_ids)
             hits = list_hits(lists, *ids, *base_ids, truth)
-            owners = np.repeat(np.arange(lists.shape[0]), lists.shape[1])
-            members = lists.ravel()
-            ok = members >= 0
-            u, i = (owners, members) if direction == "user_to_item" else (members, owners)
-            raw = np.einsum("ij,ij->i", U[u[ok]], V[i[ok]])
-            mapping = fit_probability_map(raw, hits.ravel()[ok])
+            filled, u, i = listed_pairs(lists, by_user=direction == "user_to_item")
+            raw = np.einsum("ij,ij->i", U[u], V[i])
+            mapping = fit_probability_map(raw, hits[filled])
             if mapping is None:
                 reason = (
                     "second stage: plain MF did better on the last horizon, but its scores"
@@ -850,21 +848,27 @@ class Recommender(BaseEstimator):
 
     def _mf_lists(self):
         """Plain MF's lists: boosted dot products over every pair, top-K both ways."""
-        snapshot, settings = self.snapshot_, self.params_
+        mf, settings = self.snapshot_.mf, self.params_
+        top = self._masked_topk(
+            mf.user_factors_, mf.item_factors_, settings["k_items"], settings["k_users"]
+        )
+        return top.user_items, top.user_item_scores, top.item_users, top.item_user_scores
+
+    def _masked_topk(self, U, V, k_items: int, k_users: int):
+        """topk_both of ``U @ V.T`` under the fit's masks, boosts and exclusions."""
         user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
-        top = topk_both(
-            snapshot.mf.user_factors_,
-            snapshot.mf.item_factors_,
-            k_items=settings["k_items"],
-            k_users=settings["k_users"],
+        return topk_both(
+            U,
+            V,
+            k_items=k_items,
+            k_users=k_users,
             exclude=exclude,
             user_mask=user_mask,
             item_mask=item_mask,
             user_boost=user_boost,
             item_boost=item_boost,
-            block_size=settings["block_size"],
+            block_size=self.params_["block_size"],
         )
-        return top.user_items, top.user_item_scores, top.item_users, top.item_user_scores
 
     def _mf_probability_lists(self, selection: StageSelection):
         """MF's lists with each direction's MF scores mapped to probabilities (its selection
@@ -874,9 +878,9 @@ class Recommender(BaseEstimator):
         multiplied by the boosts (so a boosted member with a negative MF score is not lost
         below the unboosted ones, as it would be under the sign-aware MF boost); the boosted
         probabilities are then computed exactly for the pool and its best K are kept."""
-        snapshot, settings = self.snapshot_, self.params_
-        user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
-        U, V = snapshot.mf.user_factors_, snapshot.mf.item_factors_
+        settings = self.params_
+        _, _, user_boost, item_boost, _ = self.masks_
+        U, V = self.snapshot_.mf.user_factors_, self.snapshot_.mf.item_factors_
         # |u . v| <= max|u| max|v|: adding that bound makes every score positive
         shift = (
             float(
@@ -885,17 +889,11 @@ class Recommender(BaseEstimator):
             + 1e-3
         )
         k_items, k_users = int(settings["k_items"]), int(settings["k_users"])
-        top = topk_both(
+        top = self._masked_topk(
             np.hstack([U, np.ones((U.shape[0], 1), U.dtype)]),
             np.hstack([V, np.full((V.shape[0], 1), shift, V.dtype)]),
-            k_items=2 * k_items,
-            k_users=2 * k_users,
-            exclude=exclude,
-            user_mask=user_mask,
-            item_mask=item_mask,
-            user_boost=user_boost,
-            item_boost=item_boost,
-            block_size=settings["block_size"],
+            2 * k_items,
+            2 * k_users,
         )
         out = []
         for lists, choice, by_user, k in (
@@ -904,9 +902,7 @@ class Recommender(BaseEstimator):
         ):
             scores = np.full(lists.shape, np.nan, dtype=np.float32)
             if choice.source == "mf" and lists.size:
-                owners = np.repeat(np.arange(lists.shape[0]), lists.shape[1]).reshape(lists.shape)
-                ok = lists >= 0
-                u, i = (owners[ok], lists[ok]) if by_user else (lists[ok], owners[ok])
+                ok, u, i = listed_pairs(lists, by_user)
                 prob = choice.probability(np.einsum("ij,ij->i", U[u], V[i]))
                 scores[ok] = apply_boost(prob, user_boost[u] * item_boost[i])
                 # best first; empty slots (NaN) last
