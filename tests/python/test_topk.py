@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proactive_recs.estimators import topk as topk_module
-from proactive_recs.estimators.topk import apply_boost, topk_both, topk_pairs, topk_rows
+from proactive_recs.estimators.topk import (
+    apply_boost,
+    distinct_pairs,
+    topk_both,
+    topk_pairs,
+    topk_rows,
+)
 
 
 def _brute_lists(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -557,3 +563,31 @@ def test_concurrent_calls_agree_and_restore_the_blas_threads():
     assert blas_threads() == before
     for U, result in zip(cases * 3, got, strict=True):
         _assert_same(result, _reference(U, V, 6, 8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_owners=st.integers(0, 12),
+    n_members=st.integers(1, 9),
+    widths=st.lists(st.integers(0, 6), min_size=0, max_size=4),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_distinct_pairs_is_the_sorted_union_of_the_lists(n_owners, n_members, widths, seed):
+    """Lists in both orientations, with padding and repeats, against a set union."""
+    rng = np.random.default_rng(seed)
+    owner_lists, member_lists, expected = [], [], set()
+    for k, width in enumerate(widths):
+        by_owner = k % 2 == 0
+        rows, limit = (n_owners, n_members) if by_owner else (n_members, n_owners)
+        lists = (
+            rng.integers(-1, max(limit, 1), size=(rows, width))
+            if limit
+            else (np.full((rows, width), -1))
+        )
+        (owner_lists if by_owner else member_lists).append(lists)
+        for r, c in zip(*np.nonzero(lists >= 0), strict=True):
+            expected.add((r, int(lists[r, c])) if by_owner else (int(lists[r, c]), r))
+    owners, members = distinct_pairs(n_owners, owner_lists, member_lists)
+    got = list(zip(owners.tolist(), members.tolist(), strict=True))
+    assert got == sorted(expected)
+    assert owners.dtype == members.dtype == np.int64

@@ -349,7 +349,7 @@ def cold_candidates(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, cold item) pairs sorted by (item, user): each cold item's best
     users by predicted-factor affinity, by category share, and the most active users."""
-    from proactive_recs.estimators.topk import topk_both
+    from proactive_recs.estimators.topk import distinct_pairs, topk_both
 
     n_cold = len(cold.item_ids)
     if n_cold == 0:
@@ -372,23 +372,8 @@ def cold_candidates(
                 **common,
             )
         )
-    owners, members = [], []
-    for top in lists:
-        owner = np.repeat(np.arange(n_cold), top.item_users.shape[1])
-        member = top.item_users.ravel()
-        ok = member >= 0
-        owners.append(owner[ok])
-        members.append(member[ok])
-    pattern = sp.csr_matrix(
-        (
-            np.ones(sum(o.size for o in owners), np.float32),
-            (np.concatenate(owners), np.concatenate(members)),
-        ),
-        shape=(n_cold, snap.data.n_users),
-    )
-    pattern.sum_duplicates()
-    items = np.repeat(np.arange(n_cold), np.diff(pattern.indptr))
-    return pattern.indices.astype(np.int64), items
+    items, users = distinct_pairs(n_cold, owner_lists=[top.item_users for top in lists])
+    return users, items
 
 
 def cold_pair_features(snap, cold: ColdItems, u: np.ndarray, j: np.ndarray) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -41,7 +42,7 @@ from proactive_recs.data.interactions import (
     new_pairs_matrix,
 )
 from proactive_recs.estimators.mf import ImplicitMF
-from proactive_recs.estimators.topk import _jit, group_desc_key, topk_both
+from proactive_recs.estimators.topk import _jit, distinct_pairs, group_desc_key, topk_both
 from proactive_recs.estimators.tree_inference import flatten, predict_positive_proba
 
 __all__ = [
@@ -52,6 +53,9 @@ __all__ = [
     "candidate_pairs",
     "explain_pairs",
     "item_similarity",
+    "history_affinity",
+    "pair_feature_matrix",
+    "pair_feature_names",
     "pair_features",
     "training_frame",
 ]
@@ -77,6 +81,13 @@ class Snapshot:
     category_share: np.ndarray | None  # users x categories share of history, or None
     item_category: np.ndarray  # category code per item, -1 when unknown
     categories: pd.Index  # category names; item_category codes index into it
+
+    @cached_property
+    def mf_score_spread(self):
+        """((per item: mean, std of its MF scores over users), (per user: over items)),
+        computed once per snapshot for the standardised MF features."""
+        U, V = self.mf.user_factors_, self.mf.item_factors_
+        return _score_spread(V, U), _score_spread(U, V)
 
 
 # --------------------------------------------------------------------------- features
@@ -287,13 +298,6 @@ def build_snapshot(
 # ------------------------------------------------------------------------- candidates
 
 
-def _pairs_from_lists(lists: np.ndarray, *, transpose: bool) -> tuple[np.ndarray, np.ndarray]:
-    owner = np.repeat(np.arange(lists.shape[0]), lists.shape[1])
-    member = lists.ravel()
-    ok = member >= 0
-    return (member[ok], owner[ok]) if transpose else (owner[ok], member[ok])
-
-
 def candidate_pairs(
     snap: Snapshot,
     *,
@@ -326,12 +330,12 @@ def candidate_pairs(
         block_size=block_size,
     )
     mf = snap.mf
-    parts = []
+    by_user, by_item = [], []  # lists per user (of items) and per item (of users)
     by_mf = topk_both(
         mf.user_factors_, mf.item_factors_, k_items=per_user, k_users=per_item, **common
     )
-    parts.append(_pairs_from_lists(by_mf.user_items, transpose=False))
-    parts.append(_pairs_from_lists(by_mf.item_users, transpose=True))
+    by_user.append(by_mf.user_items)
+    by_item.append(by_mf.item_users)
     uf, itf = snap.user_features, snap.item_features
     n_u, n_i = snap.data.n_users, snap.data.n_items
     if active_per_item:
@@ -339,7 +343,7 @@ def candidate_pairs(
         by_activity = topk_both(
             activity[:, None] + 1.0, np.ones((n_i, 1)), k_items=0, k_users=active_per_item, **common
         )
-        parts.append(_pairs_from_lists(by_activity.item_users, transpose=True))
+        by_item.append(by_activity.item_users)
     if popular_per_user:
         # Recent buyers first; all-time buyers break ties among this period's sellers.
         popularity = np.log1p(itf["i_users_h"].to_numpy()) + 1e-3 * np.log1p(
@@ -352,30 +356,149 @@ def candidate_pairs(
             k_users=0,
             **common,
         )
-        parts.append(_pairs_from_lists(by_popularity.user_items, transpose=False))
-    # Distinct pairs in (user, item) order: the sparsity pattern of a CSR matrix built
-    # from all proposals is exactly that, and much cheaper than np.unique on pair codes.
-    rows = np.concatenate([u for u, _ in parts])
-    cols = np.concatenate([i for _, i in parts])
-    pattern = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(n_u, n_i))
-    pattern.sum_duplicates()
-    users = np.repeat(np.arange(n_u), np.diff(pattern.indptr))
-    return users, pattern.indices.astype(np.int64)
+        by_user.append(by_popularity.user_items)
+    return distinct_pairs(n_u, owner_lists=by_user, member_lists=by_item)
 
 
 # --------------------------------------------------------------------------- pairs
 
 
-def _blockwise_gather(left: sp.csr_matrix, right: sp.spmatrix, u, i, block_rows: int):
-    """``(left @ right)[u, i]`` for sorted ``u`` without forming the whole product."""
-    out = np.zeros(u.size, dtype=np.float32)
-    bounds = np.searchsorted(u, np.arange(0, left.shape[0] + block_rows, block_rows))
-    for b, start in enumerate(range(0, left.shape[0], block_rows)):
-        lo, hi = bounds[b], bounds[b + 1]
-        if lo == hi:
-            continue
-        dense = (left[start : start + block_rows] @ right).toarray()
-        out[lo:hi] = dense[u[lo:hi] - start, i[lo:hi]]
+@_jit(parallel=True, nogil=True)
+def _affinity_kernel(
+    starts, users, i, left_ptr, left_idx, left_val, sim_ptr, sim_idx, sim_val, tasks
+):
+    """``(left @ sim)[u, i]`` for pairs grouped by user: ``starts[g]:starts[g + 1]`` are
+    the pairs of ``users[g]``. Per user, the sim rows of its history are added into a dense
+    row once and read at the user's items, then cleared; each task has its own row."""
+    n_groups = users.size
+    n_items = sim_ptr.size - 1
+    out = np.zeros(i.size, dtype=np.float32)
+    for task in numba.prange(tasks):
+        row = np.zeros(n_items, dtype=np.float64)
+        for g in range(task * n_groups // tasks, (task + 1) * n_groups // tasks):
+            u = users[g]
+            for p in range(left_ptr[u], left_ptr[u + 1]):
+                h, weight = left_idx[p], left_val[p]
+                for q in range(sim_ptr[h], sim_ptr[h + 1]):
+                    row[sim_idx[q]] += weight * sim_val[q]
+            for r in range(starts[g], starts[g + 1]):
+                out[r] = row[i[r]]
+            for p in range(left_ptr[u], left_ptr[u + 1]):
+                h = left_idx[p]
+                for q in range(sim_ptr[h], sim_ptr[h + 1]):
+                    row[sim_idx[q]] = 0.0
+    return out
+
+
+def history_affinity(left: sp.csr_matrix, similarity: sp.csr_matrix, u, i) -> np.ndarray:
+    """``(left @ similarity)[u, i]`` (float32) for pairs sorted by user, without forming
+    the product: a user's history rows are summed once for all of its pairs."""
+    u = np.asarray(u, dtype=np.int64)
+    if not u.size:
+        return np.zeros(0, dtype=np.float32)
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    left = sp.csr_matrix(left)
+    similarity = sp.csr_matrix(similarity)
+    return _affinity_kernel(
+        np.append(starts, u.size).astype(np.int64),
+        u[starts],
+        np.asarray(i, dtype=np.int64),
+        left.indptr.astype(np.int64),
+        left.indices.astype(np.int64),
+        left.data.astype(np.float64),
+        similarity.indptr.astype(np.int64),
+        similarity.indices.astype(np.int64),
+        similarity.data.astype(np.float64),
+        min(starts.size, 4 * numba.get_num_threads()),  # a few tasks per thread: balance
+    )
+
+
+PAIR_COLUMNS = ("mf", "mf_z_item", "mf_z_user", "knn", "knn_mean", "knn_recent", "category_share")
+
+
+def pair_feature_names(snap: Snapshot) -> list[str]:
+    """The columns of :func:`pair_features`, in order: the pair's, the user's, the item's."""
+    return [*PAIR_COLUMNS, *snap.user_features.columns, *snap.item_features.columns]
+
+
+@_jit(parallel=True, nogil=True)
+def _row_dots(U, V, u, i):
+    """``(U @ V.T)[u, i]`` pair by pair, without gathering the factor rows first."""
+    out = np.empty(u.size, dtype=np.float64)
+    for r in numba.prange(u.size):
+        a, b = u[r], i[r]
+        total = 0.0
+        for k in range(U.shape[1]):
+            total += U[a, k] * V[b, k]
+        out[r] = total
+    return out
+
+
+@_jit(parallel=True, nogil=True)
+def _gather_into(out, dest, table, rows):
+    """``out[r, dest[k]] = table[rows[r], k]``: per-user or per-item features copied into
+    the pairs' matrix row by row (numpy's fancy assignment goes column by column)."""
+    for r in numba.prange(rows.size):
+        source = rows[r]
+        for k in range(dest.size):
+            out[r, dest[k]] = table[source, k]
+
+
+def _score_spread(rows: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``rows``: mean and standard deviation (plus 1e-6) of its MF scores
+    against every row of ``others``, in closed form from ``others``' mean and covariance."""
+    mean = rows @ others.mean(axis=0)
+    spread = np.einsum("ij,jk,ik->i", rows, np.cov(others.T), rows)
+    return mean, np.sqrt(np.maximum(spread, 0)) + 1e-6
+
+
+def _pair_columns(snap: Snapshot, u: np.ndarray, i: np.ndarray) -> dict[str, np.ndarray]:
+    U, V = snap.mf.user_factors_, snap.mf.item_factors_
+    mf = _row_dots(U, V, np.asarray(u, np.int64), np.asarray(i, np.int64))
+    (col_mean, col_std), (row_mean, row_std) = snap.mf_score_spread
+    knn = history_affinity(snap.data.seen, snap.similarity, u, i)
+    n_hist = snap.user_features["u_items"].to_numpy()[u]
+    if snap.category_share is not None:
+        cat = snap.item_category[i]
+        share = np.where(cat >= 0, snap.category_share[u, np.maximum(cat, 0)], np.nan)
+    else:
+        share = np.full(u.size, np.nan)
+    return {
+        "mf": mf,
+        "mf_z_item": (mf - col_mean[i]) / col_std[i],
+        "mf_z_user": (mf - row_mean[u]) / row_std[u],
+        "knn": knn,
+        "knn_mean": knn / np.maximum(n_hist, 1.0),
+        "knn_recent": history_affinity(snap.recent, snap.similarity, u, i),
+        "category_share": share,
+    }
+
+
+def pair_feature_matrix(snap: Snapshot, u: np.ndarray, i: np.ndarray, columns=None) -> np.ndarray:
+    """:func:`pair_features` as one C-ordered float32 array (pairs x ``columns``, all of
+    :func:`pair_feature_names` by default): what the compiled tree walk reads, built
+    without a frame per part and without copies to reorder columns."""
+    names = pair_feature_names(snap) if columns is None else list(columns)
+    position = {name: j for j, name in enumerate(names)}
+    unknown = set(names) - set(pair_feature_names(snap))
+    if unknown:
+        raise ValueError(f"pair_feature_matrix: unknown feature columns {sorted(unknown)}")
+    out = np.empty((len(u), len(names)), dtype=np.float32)
+    pair = _pair_columns(snap, u, i)
+    parts = [  # (column names, values, which row of values each pair reads)
+        (list(pair), np.column_stack(list(pair.values())), np.arange(len(u))),
+        (list(snap.user_features), snap.user_features.to_numpy(np.float32), u),
+        (list(snap.item_features), snap.item_features.to_numpy(np.float32), i),
+    ]
+    for part_names, values, rows in parts:
+        keep = [k for k, name in enumerate(part_names) if name in position]
+        if keep:
+            _gather_into(
+                out,
+                np.array([position[part_names[k]] for k in keep], dtype=np.int64),
+                np.ascontiguousarray(values[:, keep], dtype=np.float32),
+                np.asarray(rows, dtype=np.int64),
+            )
     return out
 
 
@@ -388,35 +511,7 @@ def pair_features(snap: Snapshot, u: np.ndarray, i: np.ndarray) -> pd.DataFrame:
     to i, its mean per history item, and a recency-weighted version), and the share of
     the user's history in the item's category. Then the user's and the item's features.
     """
-    U, V = snap.mf.user_factors_, snap.mf.item_factors_
-    mf = np.einsum("ij,ij->i", U[u], V[i])
-    col_mean = V @ U.mean(axis=0)
-    col_std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", V, np.cov(U.T), V), 0)) + 1e-6
-    row_mean = U @ V.mean(axis=0)
-    row_std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", U, np.cov(V.T), U), 0)) + 1e-6
-    block_rows = max(1, (1 << 22) // max(snap.data.n_items, 1))
-    knn = _blockwise_gather(snap.data.seen, snap.similarity, u, i, block_rows)
-    knn_recent = _blockwise_gather(snap.recent, snap.similarity, u, i, block_rows)
-    n_hist = snap.user_features["u_items"].to_numpy()[u]
-    frame = pd.DataFrame(
-        {
-            "mf": mf,
-            "mf_z_item": (mf - col_mean[i]) / col_std[i],
-            "mf_z_user": (mf - row_mean[u]) / row_std[u],
-            "knn": knn,
-            "knn_mean": knn / np.maximum(n_hist, 1.0),
-            "knn_recent": knn_recent,
-        }
-    )
-    if snap.category_share is not None:
-        cat = snap.item_category[i]
-        share = np.where(cat >= 0, snap.category_share[u, np.maximum(cat, 0)], np.nan)
-        frame["category_share"] = share.astype(np.float32)
-    else:
-        frame["category_share"] = np.float32(np.nan)
-    users = snap.user_features.iloc[u].reset_index(drop=True)
-    items = snap.item_features.iloc[i].reset_index(drop=True)
-    return pd.concat([frame.astype(np.float32), users, items], axis=1)
+    return pd.DataFrame(pair_feature_matrix(snap, u, i), columns=pair_feature_names(snap))
 
 
 # --------------------------------------------------------------------------- training
@@ -660,14 +755,15 @@ class PropensityRanker:
         self.model_ = fit_on(np.ones(y.size, bool))
         return self
 
-    def _booster_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """The booster's (n, 2) probabilities: the compiled row-wise kernel
-        (tree_inference.py, same numbers) when it covers the model, else scikit-learn."""
+    def _booster_proba(self, X: np.ndarray) -> np.ndarray:
+        """The booster's (n, 2) probabilities for the array ``X`` (columns in
+        ``feature_names_in_`` order): the compiled row-wise kernel (tree_inference.py, same
+        numbers) when it covers the model, else scikit-learn."""
         if getattr(self, "flat_trees_", None) is None:
             self.flat_trees_ = flatten(self.model_) or False
         if self.flat_trees_ is False:
-            return self.model_.predict_proba(X)
-        positive = predict_positive_proba(self.flat_trees_, _features_array(X))
+            return self.model_.predict_proba(pd.DataFrame(X, columns=self.feature_names_in_))
+        positive = predict_positive_proba(self.flat_trees_, X)
         return np.column_stack([1.0 - positive, positive])
 
     def _booster(self):
@@ -683,10 +779,20 @@ class PropensityRanker:
             random_state=self.random_state,
         )
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """(n, 2) probabilities. ``X`` is a frame holding the fit's columns, or an array
+        whose columns are ``feature_names_in_`` in that order (what
+        :func:`pair_feature_matrix` builds for scoring without a frame)."""
         if not hasattr(self, "model_"):
             raise RuntimeError("PropensityRanker is not fitted yet")
-        proba = self._booster_proba(X[self.feature_names_in_])
+        if isinstance(X, pd.DataFrame):
+            X = _features_array(X[self.feature_names_in_])
+        elif X.ndim != 2 or X.shape[1] != len(self.feature_names_in_):
+            raise ValueError(
+                f"PropensityRanker.predict_proba: expected {len(self.feature_names_in_)} "
+                f"columns ({self.feature_names_in_}), got an array of shape {X.shape}"
+            )
+        proba = self._booster_proba(X)
         if self.calibrator_ is not None:
             proba = self.calibrator_.predict_proba(_log_odds(proba[:, 1])[:, None])
         return proba

@@ -77,6 +77,7 @@ __all__ = [
     "TopK",
     "apply_boost",
     "default_block_size",
+    "distinct_pairs",
     "group_desc_key",
     "topk_both",
     "topk_pairs",
@@ -760,3 +761,96 @@ def _select_per_owner(starts, order, keys, member, score, ids, vals):
             p = bucket[best[r]]
             ids[o, r] = member[p]
             vals[o, r] = score[p]
+
+
+def distinct_pairs(n_owners: int, owner_lists=(), member_lists=()) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (owner, member) pairs of several top-K lists, sorted by (owner, member).
+
+    ``owner_lists`` are (n_owners, k) arrays (row = owner, entries = members); the arrays of
+    ``member_lists`` go the other way (row = member, entries = owners). Padding (-1) is
+    skipped. Candidate generation unites a few such lists with tens of millions of entries:
+    the pairs are written once into per-owner segments and each segment is sorted and
+    de-duplicated on its own, instead of concatenating all proposals and building a
+    sparse pattern from them (which held several copies at once).
+    """
+    counts = np.zeros(n_owners, dtype=np.int64)
+    for lists in owner_lists:
+        _count_per_row(np.asarray(lists), counts)
+    for lists in member_lists:
+        _count_per_entry(np.asarray(lists), counts)
+    starts = np.zeros(n_owners + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    members = np.empty(int(starts[-1]), dtype=np.int64)
+    fill = starts[:-1].copy()
+    for lists in owner_lists:
+        _fill_per_row(np.asarray(lists), fill, members)
+    for lists in member_lists:
+        _fill_per_entry(np.asarray(lists), fill, members)
+    kept = _sort_unique_segments(starts, members)
+    owners = np.repeat(np.arange(n_owners, dtype=np.int64), kept)
+    return owners, _compact_segments(starts, kept, members)
+
+
+@_jit()
+def _count_per_row(lists, counts):
+    for r in range(lists.shape[0]):
+        for c in range(lists.shape[1]):
+            if lists[r, c] >= 0:
+                counts[r] += 1
+
+
+@_jit()
+def _count_per_entry(lists, counts):
+    for r in range(lists.shape[0]):
+        for c in range(lists.shape[1]):
+            if lists[r, c] >= 0:
+                counts[lists[r, c]] += 1
+
+
+@_jit()
+def _fill_per_row(lists, fill, out):
+    for r in range(lists.shape[0]):
+        for c in range(lists.shape[1]):
+            if lists[r, c] >= 0:
+                out[fill[r]] = lists[r, c]
+                fill[r] += 1
+
+
+@_jit()
+def _fill_per_entry(lists, fill, out):
+    for r in range(lists.shape[0]):
+        for c in range(lists.shape[1]):
+            owner = lists[r, c]
+            if owner >= 0:
+                out[fill[owner]] = r
+                fill[owner] += 1
+
+
+@_jit(parallel=True)
+def _sort_unique_segments(starts, values):
+    """Sort each segment in place and move its distinct values to its front; returns the
+    number of distinct values per segment."""
+    n = starts.size - 1
+    kept = np.zeros(n, dtype=np.int64)
+    for s in numba.prange(n):
+        lo, hi = starts[s], starts[s + 1]
+        if lo == hi:
+            continue
+        values[lo:hi] = np.sort(values[lo:hi])
+        w = lo
+        for p in range(lo + 1, hi):
+            if values[p] != values[w]:
+                w += 1
+                values[w] = values[p]
+        kept[s] = w - lo + 1
+    return kept
+
+
+@_jit()
+def _compact_segments(starts, kept, values):
+    out = np.empty(kept.sum(), dtype=np.int64)
+    w = 0
+    for s in range(kept.size):
+        out[w : w + kept[s]] = values[starts[s] : starts[s] + kept[s]]
+        w += kept[s]
+    return out

@@ -77,7 +77,7 @@ from proactive_recs.estimators.ranker import (
     build_snapshot,
     candidate_pairs,
     explain_pairs,
-    pair_features,
+    pair_feature_matrix,
     training_frame,
 )
 from proactive_recs.estimators.threads import openmp_threads, single_threaded_blas
@@ -1029,12 +1029,14 @@ _PAIRS_PER_CHUNK = 1 << 21  # ~2M candidate pairs (~350 MB of features) scored a
 
 def _predict_pairs(ranker, snapshot, u: np.ndarray, i: np.ndarray) -> np.ndarray:
     """The ranker's probability for every candidate pair, computed in chunks so that
-    only one chunk's feature frame exists at a time (pairs are sorted by user, and so
-    is every chunk, as pair_features requires)."""
+    only one chunk's features exist at a time (pairs are sorted by user, and so is every
+    chunk, as pair_feature_matrix requires)."""
     prob = np.empty(u.size, dtype=np.float32)
     for start in range(0, u.size, _PAIRS_PER_CHUNK):
         stop = min(start + _PAIRS_PER_CHUNK, u.size)
-        features = pair_features(snapshot, u[start:stop], i[start:stop])
+        features = pair_feature_matrix(
+            snapshot, u[start:stop], i[start:stop], ranker.feature_names_in_
+        )
         prob[start:stop] = ranker.predict_proba(features)[:, 1]
     return prob
 

@@ -1,0 +1,134 @@
+"""The second stage's pair features against brute force over the whole score matrix.
+
+Scoring builds the features straight into one float32 array (pair_feature_matrix, with the
+compiled history_affinity instead of sparse products): every value is checked here against
+the definition computed the slow way, and the ranker must give the same probabilities from
+the array as from the frame it was fitted on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from test_two_stage import RUN_DATE, synthetic_interactions
+
+from proactive_recs.estimators.ranker import (
+    PAIR_COLUMNS,
+    PropensityRanker,
+    build_snapshot,
+    candidate_pairs,
+    history_affinity,
+    pair_feature_matrix,
+    pair_feature_names,
+    pair_features,
+)
+
+MF = {"factors": 8, "iterations": 6, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def snapshot_and_pairs():
+    interactions = synthetic_interactions(n_users=120, n_items=60, n_events=3000, seed=3)
+    item_ids = sorted(interactions["item_id"].unique())
+    items = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            # a third of the items without a category: their category_share is missing
+            "category": [None if k % 3 == 0 else f"c{k % 4}" for k in range(len(item_ids))],
+            "price": np.linspace(1.0, 30.0, len(item_ids)),
+        }
+    )
+    snap = build_snapshot(interactions, RUN_DATE, horizon_days=14.0, mf_params=MF, items=items)
+    u, i = candidate_pairs(snap, per_user=12, per_item=15, active_per_item=6, popular_per_user=4)
+    return snap, u, i
+
+
+def test_every_feature_matches_its_definition(snapshot_and_pairs):
+    snap, u, i = snapshot_and_pairs
+    frame = pair_features(snap, u, i)
+    assert list(frame.columns) == pair_feature_names(snap)
+    assert all(dtype == np.float32 for dtype in frame.dtypes)
+
+    U = snap.mf.user_factors_.astype(np.float64)
+    V = snap.mf.item_factors_.astype(np.float64)
+    scores = U @ V.T
+    mf = scores[u, i]
+    column_z = (mf - scores.mean(axis=0)[i]) / (scores.std(axis=0, ddof=1)[i] + 1e-6)
+    row_z = (mf - scores.mean(axis=1)[u]) / (scores.std(axis=1, ddof=1)[u] + 1e-6)
+    similarity = snap.similarity.toarray().astype(np.float64)
+    knn = (snap.data.seen.toarray() @ similarity)[u, i]
+    knn_recent = (snap.recent.toarray().astype(np.float64) @ similarity)[u, i]
+    history = np.asarray((snap.data.seen > 0).sum(axis=1)).ravel()[u]
+
+    def close(name, expected):
+        np.testing.assert_allclose(frame[name], expected, rtol=2e-4, atol=2e-5, err_msg=name)
+
+    close("mf", mf)
+    close("mf_z_item", column_z)
+    close("mf_z_user", row_z)
+    close("knn", knn)
+    close("knn_mean", knn / np.maximum(history, 1))
+    close("knn_recent", knn_recent)
+    assert (frame["knn"] > 0).mean() > 0.5, "the affinity check needs non-zero values"
+
+    category = snap.item_category[i]
+    by_hand = np.full(u.size, np.nan)
+    seen = snap.data.seen.toarray() > 0
+    for row, user in enumerate(u):
+        if category[row] >= 0:
+            bought = np.flatnonzero(seen[user])
+            in_category = (snap.item_category[bought] == category[row]).sum()
+            with_category = (snap.item_category[bought] >= 0).sum()
+            by_hand[row] = in_category / max(with_category, 1)
+    close("category_share", by_hand)
+    assert frame["category_share"].isna().any() and frame["category_share"].notna().any()
+
+    for column in snap.user_features.columns:
+        np.testing.assert_array_equal(frame[column], snap.user_features[column].to_numpy()[u])
+    for column in snap.item_features.columns:
+        np.testing.assert_array_equal(frame[column], snap.item_features[column].to_numpy()[i])
+
+
+def test_the_matrix_holds_the_asked_columns_in_the_asked_order(snapshot_and_pairs):
+    snap, u, i = snapshot_and_pairs
+    frame = pair_features(snap, u, i)
+    names = pair_feature_names(snap)
+    asked = [names[k] for k in np.random.default_rng(0).permutation(len(names))[:15]]
+    matrix = pair_feature_matrix(snap, u, i, asked)
+    assert matrix.dtype == np.float32 and matrix.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(matrix, frame[asked].to_numpy())
+    with pytest.raises(ValueError, match="unknown feature columns.*'not_a_feature'"):
+        pair_feature_matrix(snap, u, i, ["mf", "not_a_feature"])
+    assert set(PAIR_COLUMNS) <= set(names)
+
+
+def test_history_affinity_equals_the_product_including_empty_histories():
+    rng = np.random.default_rng(7)
+    left = sp.random(40, 30, density=0.1, format="lil", random_state=1, dtype=np.float32)
+    left.rows[5], left.data[5] = [], []  # a user without history
+    left = left.tocsr()
+    similarity = sp.random(30, 30, density=0.2, format="csr", random_state=2, dtype=np.float32)
+    u = np.sort(rng.integers(0, 40, 500))
+    i = rng.integers(0, 30, 500)
+    u[:3] = 5
+    expected = (left.toarray().astype(np.float64) @ similarity.toarray())[u, i]
+    got = history_affinity(left, similarity, u, i)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert (got[:3] == 0).all()
+    assert history_affinity(left, similarity, np.zeros(0, np.int64), np.zeros(0)).size == 0
+
+
+def test_the_ranker_gives_the_same_probabilities_from_the_array_and_the_frame(
+    snapshot_and_pairs,
+):
+    snap, u, i = snapshot_and_pairs
+    frame = pair_features(snap, u, i)
+    y = (np.random.default_rng(1).random(u.size) < 0.2) | (frame["knn"].to_numpy() > 1.0)
+    ranker = PropensityRanker(max_iter=20, random_state=0).fit(frame, y)
+    matrix = pair_feature_matrix(snap, u, i, ranker.feature_names_in_)
+    np.testing.assert_array_equal(ranker.predict_proba(matrix), ranker.predict_proba(frame))
+    with pytest.raises(ValueError, match="expected .* columns"):
+        ranker.predict_proba(matrix[:, :-1])
