@@ -14,6 +14,7 @@ from proactive_recs.warehouse.dbt_io import (
     to_pandas,
 )
 from proactive_recs.warehouse.recommender_io import (
+    category_weight,
     evaluation_items,
     long_evaluation_table,
     mf_params_used,
@@ -42,13 +43,15 @@ def model(dbt, session):
         horizon_days=horizon,
         params=recommender_params(meta),
     )
-    # user_to_category, with the MF configuration the als model chose on the validation window
+    # user_to_category, with the MF configuration the als model chose and the blend weight
+    # the served model chose, both on the validation window before the cutoff
     category_metrics = evaluate_user_to_category(
         interactions,
         items[["item_id", "category"]],
         cutoff=cutoff,
         horizon_days=horizon,
         mf_params=mf_params_used(result.params, "als"),
+        served_weight=category_weight(result.params, "served"),
     )
     table = long_evaluation_table(
         result,

@@ -1,15 +1,25 @@
 """User -> category scores: how much each user likes each category, for every pair.
 
-A category's profile is the mean latent factor of its items; a user's score for it is the
-dot product of the user's factor with that profile, i.e. the mean MF score the user gives
-the category's items. Ranked per user (1 = best). Evaluated with the time split of
-docs/evaluation.md in direction ``user_to_category``: relevant categories are those of the
-items the user interacts with in the test window; the baseline ``category_history`` ranks
-categories by the user's own share of past interactions (hard to beat for loyal users,
-blind to new tastes).
+Two signals rank a user's categories. The user's own history: the share of their past
+interactions in each category (``category_history``, hard to beat for loyal users, blind
+to new tastes). And matrix factorization: a category's profile is the mean latent factor
+of its items, and the user's affinity to it is the dot product with that profile (the
+mean MF score the user gives the category's items), standardised over the categories.
+
+The served score is ``share + weight * affinity``. The weight is chosen on the validation
+window (the last horizon before the run, never a test window) among
+:data:`CATEGORY_BLEND_WEIGHTS`, from 0 (the history alone, MF only breaking ties) to
+infinity (MF alone): :func:`choose_category_blend`. The recommender makes that choice in the
+weekly fit (``model_parameters``: ``category_weight`` and why) and the daily
+``category_scores`` model applies it. Ranked per user (1 = best). Evaluated with the time
+split of docs/evaluation.md in direction ``user_to_category``: relevant categories are those
+of the items the user interacts with in the test window.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -20,6 +30,58 @@ from proactive_recs.estimators.threads import single_threaded_blas
 from proactive_recs.evaluation import metrics
 
 CATEGORY_KS = (1, 3)
+# share + weight * standardised MF affinity; 0 = the history alone (MF breaks ties),
+# inf = MF alone. The first best on the validation window wins: the simpler model on ties.
+CATEGORY_BLEND_WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, math.inf)
+CATEGORY_OBJECTIVE = ("ndcg", 1)  # metric and k the weight is chosen on
+_TIE_BREAK = 1e-9
+
+
+@dataclass(frozen=True)
+class CategoryChoice:
+    """The weight of MF against the user's own history in user -> category scores.
+
+    weight : in :data:`CATEGORY_BLEND_WEIGHTS` (inf = MF alone: the choice when nothing
+        could be compared)
+    validation : the objective per weight on the validation window (empty if not compared)
+    reason : why, in words
+    """
+
+    weight: float = math.inf
+    validation: dict = field(default_factory=dict)
+    reason: str = "MF profiles (not compared)"
+
+    def as_params(self) -> dict:
+        """Flat entries for ``model_parameters``."""
+        out = {"category_weight": self.weight, "category_weight_reason": self.reason}
+        for weight, value in self.validation.items():
+            out[f"category_validation_weight_{weight}"] = round(float(value), 6)
+        return out
+
+
+def category_shares(history: pd.DataFrame, user_ids, categories, items) -> np.ndarray:
+    """(users x categories) share of each user's past interactions (rows of ``history``)
+    with items of each category; a row sums to 1, or to 0 without such an interaction."""
+    category_of = items.set_index(items["item_id"].astype(str))["category"].dropna()
+    item_category = category_of.reindex(history["item_id"].astype(str)).to_numpy()
+    known = pd.notna(item_category)
+    rows = pd.Index(user_ids).get_indexer(history["user_id"].astype(str)[known])
+    cols = pd.Index(categories).get_indexer(item_category[known])
+    ok = (rows >= 0) & (cols >= 0)
+    counts = np.zeros((len(user_ids), len(categories)))
+    np.add.at(counts, (rows[ok], cols[ok]), 1.0)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+
+def blend_category_scores(affinity: np.ndarray, shares: np.ndarray, weight: float) -> np.ndarray:
+    """share + weight x (the user's MF affinity standardised over the categories); weight 0
+    is the history with MF breaking its ties, inf the MF affinity alone (as it is: the
+    standardising would not change a user's order)."""
+    if math.isinf(weight):
+        return affinity
+    spread = affinity.std(axis=1, keepdims=True)
+    z = (affinity - affinity.mean(axis=1, keepdims=True)) / np.where(spread > 0, spread, 1.0)
+    return shares + (weight if weight > 0 else _TIE_BREAK) * z
 
 
 def _factor_matrix(frame: pd.DataFrame, id_col: str) -> tuple[pd.Index, np.ndarray]:
@@ -67,16 +129,27 @@ def score_matrix_to_frame(user_ids, categories, scores: np.ndarray) -> pd.DataFr
     )
 
 
-def user_category_scores(user_factors, item_factors, items) -> pd.DataFrame:
-    """Every (user, category) with a score and a rank, from the run's factor tables."""
+def user_category_scores(
+    user_factors, item_factors, items, history=None, weight: float = math.inf
+) -> pd.DataFrame:
+    """Every (user, category) with a score and a rank, from the run's factor tables and,
+    for a finite ``weight``, the users' history (``history``: the interactions before the
+    run) blended as :func:`blend_category_scores` says."""
     user_ids, users = _factor_matrix(user_factors, "user_id")
     item_ids, item_matrix = _factor_matrix(item_factors, "item_id")
     categories, profiles = category_profiles(item_ids, item_matrix, items)
     if len(user_ids) == 0 or len(categories) == 0:
         return score_matrix_to_frame([], [], np.zeros((0, 0)))
     with single_threaded_blas():  # the same bits whatever else runs in the process
-        scores = users @ profiles.T
-    return score_matrix_to_frame(user_ids, categories, scores)
+        affinity = users @ profiles.T
+    if math.isinf(weight) or history is None:
+        shares = np.zeros_like(affinity)
+        weight = math.inf
+    else:
+        shares = category_shares(history, user_ids, categories, items)
+    return score_matrix_to_frame(
+        user_ids, categories, blend_category_scores(affinity, shares, weight)
+    )
 
 
 def _ranked_metrics(model, scores, relevant: np.ndarray) -> list[dict]:
@@ -100,6 +173,94 @@ def _ranked_metrics(model, scores, relevant: np.ndarray) -> list[dict]:
     return rows
 
 
+@dataclass(frozen=True)
+class _Window:
+    """One time split for user -> category: MF affinities and history shares as of the
+    split, and the categories each user turned to in the window after it."""
+
+    affinity: np.ndarray  # users x categories (users who turned to a category)
+    shares: np.ndarray
+    relevant: np.ndarray  # bool
+
+
+def _window(interactions, items, start, end, mf_params, random_state) -> _Window | None:
+    """The split at ``start`` scored on [start, end), or None when nothing can be scored
+    (no category, no history or no category interaction in the window)."""
+    category_of = items.set_index(items["item_id"].astype(str))["category"].dropna()
+    frame = interactions.assign(
+        user_id=interactions["user_id"].astype(str), item_id=interactions["item_id"].astype(str)
+    )
+    train = interactions_before(frame, start)
+    test = frame[(frame["occurred_at"] >= start) & (frame["occurred_at"] < end)]
+    if len(category_of) == 0 or len(train) == 0 or len(test) == 0:
+        return None
+    matrix = build_interaction_matrix(train, start)
+    if min(matrix.n_users, matrix.n_items) <= (mf_params or {}).get("factors", 0):
+        return None
+    mf = ImplicitMF(**{"random_state": random_state, **(mf_params or {})}).fit(matrix.matrix)
+    categories, profiles = category_profiles(matrix.item_ids, mf.item_factors_, items)
+    users = matrix.user_ids
+    test = test[test["user_id"].isin(users) & test["item_id"].isin(category_of.index)]
+    if len(categories) == 0 or len(test) == 0:
+        return None
+    relevant = np.zeros((len(users), len(categories)), dtype=bool)
+    relevant[
+        users.get_indexer(test["user_id"]),
+        pd.Index(categories).get_indexer(category_of.reindex(test["item_id"]).to_numpy()),
+    ] = True
+    keep = relevant.any(axis=1)
+    with single_threaded_blas():
+        affinity = mf.user_factors_.astype(np.float64) @ profiles.T
+    shares = category_shares(train, users, categories, items)
+    return _Window(affinity[keep], shares[keep], relevant[keep])
+
+
+def _objective(window: _Window, weight: float) -> float:
+    metric, k = CATEGORY_OBJECTIVE
+    row = [
+        r
+        for r in _ranked_metrics(
+            "blend", blend_category_scores(window.affinity, window.shares, weight), window.relevant
+        )
+        if r["metric"] == metric and r["k"] == k
+    ]
+    return float(row[0]["value"])
+
+
+def choose_category_blend(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    as_of,
+    horizon_days: float,
+    mf_params: dict | None = None,
+    random_state: int = 0,
+) -> CategoryChoice:
+    """The weight of :data:`CATEGORY_BLEND_WEIGHTS` that ranks best (ndcg@1) the categories
+    users turned to in the last horizon before ``as_of``, from MF and shares as of its
+    start; the first best wins, so the history alone on ties. Nothing to compare on: MF
+    alone, and the reason says why."""
+    as_of = pd.Timestamp(as_of)
+    start = as_of - pd.Timedelta(days=float(horizon_days))
+    window = _window(interactions, items, start, as_of, mf_params, random_state)
+    if window is None:
+        return CategoryChoice(
+            reason=f"MF profiles: no category interaction to compare on in {start} .. {as_of}"
+        )
+    validation = {w: _objective(window, w) for w in CATEGORY_BLEND_WEIGHTS}
+    best = max(validation, key=lambda w: (validation[w], -CATEGORY_BLEND_WEIGHTS.index(w)))
+    metric, k = CATEGORY_OBJECTIVE
+    return CategoryChoice(
+        weight=best,
+        validation=validation,
+        reason=(
+            f"weight {best} had the best {metric}@{k} on the last horizon before the run"
+            f" ({validation[best]:.4f}; history alone {validation[0.0]:.4f},"
+            f" MF alone {validation[math.inf]:.4f})"
+        ),
+    )
+
+
 def evaluate_user_to_category(
     interactions: pd.DataFrame,
     items: pd.DataFrame,
@@ -107,46 +268,34 @@ def evaluate_user_to_category(
     cutoff,
     horizon_days: float,
     mf_params: dict | None = None,
+    served_weight: float | None = None,
     random_state: int = 0,
 ) -> pd.DataFrame:
-    """The time split of docs/evaluation.md for user_to_category: models 'served' (factor
-    profiles, as the user_category_scores table computes them), 'category_history' and
-    'random'."""
+    """The time split of docs/evaluation.md for user_to_category: models 'served' (the
+    blend with ``served_weight``, chosen on the validation window before the cutoff when
+    not given), 'category_history', 'mf_profiles' and 'random'."""
     cutoff = pd.Timestamp(cutoff)
     end = cutoff + pd.Timedelta(days=float(horizon_days))
-    category_of = items.set_index(items["item_id"].astype(str))["category"].dropna()
-    frame = interactions.assign(
-        user_id=interactions["user_id"].astype(str), item_id=interactions["item_id"].astype(str)
-    )
-    train = interactions_before(frame, cutoff)
-    test = frame[(frame["occurred_at"] >= cutoff) & (frame["occurred_at"] < end)]
-    if len(category_of) == 0 or len(train) == 0 or len(test) == 0:
+    window = _window(interactions, items, cutoff, end, mf_params, random_state)
+    if window is None:
         return pd.DataFrame(columns=["model", "direction", "segment", "metric", "k", "value"])
-    matrix = build_interaction_matrix(train, cutoff)
-    mf = ImplicitMF(**(mf_params or {}), random_state=random_state).fit(matrix.matrix)
-    categories, profiles = category_profiles(matrix.item_ids, mf.item_factors_, items)
-    users = matrix.user_ids
-    test = test[test["user_id"].isin(users) & test["item_id"].isin(category_of.index)]
-    relevant = np.zeros((len(users), len(categories)), dtype=bool)
-    relevant[
-        users.get_indexer(test["user_id"]),
-        pd.Index(categories).get_indexer(category_of.reindex(test["item_id"]).to_numpy()),
-    ] = True
-    keep = relevant.any(axis=1)
-    history = train[train["item_id"].isin(category_of.index)]
-    share = pd.crosstab(
-        pd.Categorical(history["user_id"], categories=users),
-        pd.Categorical(category_of.reindex(history["item_id"]).to_numpy(), categories=categories),
-        dropna=False,
-    ).to_numpy(dtype=np.float64)
+    if served_weight is None:
+        served_weight = choose_category_blend(
+            interactions_before(interactions, cutoff),
+            items,
+            as_of=cutoff,
+            horizon_days=horizon_days,
+            mf_params=mf_params,
+            random_state=random_state,
+        ).weight
     rng = np.random.default_rng(random_state)
-    with single_threaded_blas():
-        served = mf.user_factors_.astype(np.float64) @ profiles.T
     rows = []
-    for model, scores in (
-        ("served", served),
-        ("category_history", share + 1e-9 * served),  # ties among unseen categories by MF
-        ("random", rng.random(served.shape)),
+    for model, weight in (
+        ("served", served_weight),
+        ("category_history", 0.0),
+        ("mf_profiles", math.inf),
     ):
-        rows += _ranked_metrics(model, scores[keep], relevant[keep])
+        scores = blend_category_scores(window.affinity, window.shares, weight)
+        rows += _ranked_metrics(model, scores, window.relevant)
+    rows += _ranked_metrics("random", rng.random(window.affinity.shape), window.relevant)
     return pd.DataFrame(rows)

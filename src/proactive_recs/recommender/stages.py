@@ -95,6 +95,8 @@ class TrainedStages:
     ranker, cold_ranker : the second stage and the day-0 ranker (None when not trained)
     decisions : what the validation window decided (calibration), for model_parameters
     selection : what serves each direction (selection.StageSelection), or None
+    category_choice : how user -> category scores weigh MF against history
+        (categories.CategoryChoice), or None
     """
 
     as_of: pd.Timestamp
@@ -105,6 +107,7 @@ class TrainedStages:
     decisions: dict = field(default_factory=dict)
     # None in stages stored before stage selection existed: they serve the second stage.
     selection: object | None = None
+    category_choice: object | None = None
 
     @property
     def key(self) -> str:

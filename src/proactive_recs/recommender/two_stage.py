@@ -85,6 +85,7 @@ from proactive_recs.estimators.topk import apply_boost, topk_both, topk_pairs
 from proactive_recs.evaluation import metrics
 from proactive_recs.recommender import stages as stages_io
 from proactive_recs.recommender import tuning
+from proactive_recs.recommender.categories import CategoryChoice, choose_category_blend
 from proactive_recs.recommender.config import RecommenderConfig
 from proactive_recs.recommender.selection import (
     MARGIN_IN_STANDARD_ERRORS,
@@ -463,6 +464,7 @@ class Recommender(BaseEstimator):
         self.params_ = settings
         self.diagnostics_ = {}
         self.snapshot_ = self.ranker_ = self.cold_ranker_ = None
+        self.category_choice_ = CategoryChoice(reason="MF profiles: no MF fitted")
         self.reused_stages_, self.stages_used_ = usable_stages(stages, settings, as_of)
         if stages is None:
             self.stages_used_ = "trained in this fit"
@@ -544,6 +546,7 @@ class Recommender(BaseEstimator):
             cold_ranker=self.cold_ranker_,
             decisions=decisions,
             selection=getattr(self, "selection_", None),
+            category_choice=getattr(self, "category_choice_", None),
         )
 
     def save(self, path) -> None:
@@ -591,6 +594,8 @@ class Recommender(BaseEstimator):
             selection = self._select_stages(mf_params, users, items)
         self.selection_ = selection
         used.update(selection.as_params())
+        self.category_choice_ = self._category_choice(mf_params)
+        used.update(self.category_choice_.as_params())
         used["stages"] = self.stages_used_
         self.mf_params_ = mf_params
         self.params_used_ = used
@@ -600,6 +605,27 @@ class Recommender(BaseEstimator):
         self.stage_ = "two_stage" if ranker is not None else "mf"
         # The run's universe on the snapshot's index, for recommend().
         self.masks_ = self._masks(snapshot)
+
+    def _category_choice(self, mf_params: dict) -> CategoryChoice:
+        """How user -> category scores weigh MF against the user's history: the stored
+        choice when stages are reused, else chosen on the last horizon before the run
+        (categories.choose_category_blend)."""
+        reused, settings = self.reused_stages_, self.params_
+        if reused is not None:
+            stored = getattr(reused, "category_choice", None)
+            return stored or CategoryChoice(reason="MF profiles: stored stages chose none")
+        if not settings["stage_selection"]:
+            return CategoryChoice(reason="MF profiles: stage_selection is off")
+        items = self.universe_.items
+        if items is None or "category" not in items or items["category"].isna().all():
+            return CategoryChoice(reason="MF profiles: items have no category")
+        return choose_category_blend(
+            self.interactions_,
+            items[["item_id", "category"]],
+            as_of=self.as_of_,
+            horizon_days=float(settings["horizon_days"]),
+            mf_params=mf_params,
+        )
 
     def _select_stages(self, mf_params: dict, users, items) -> StageSelection:
         """Per direction, the second stage or plain MF: a fit as of the start of the last

@@ -255,3 +255,21 @@ def read_stages(relation, run_date, settings: dict | None = None) -> tuple:
     latest = same_version.sort_values(["fitted_as_of", "stages_id"]).iloc[-1]
     stages = TrainedStages.from_bytes(base64.b64decode(latest["payload_base64"]))
     return stages, f"recommender_stages {latest['stages_id']}"
+
+
+def category_weight(model_parameters: pd.DataFrame, model: str | None = None) -> float:
+    """The user -> category blend weight a recommender fit chose (``category_weight`` in
+    model_parameters, or in an evaluation's parameters for ``model``); MF alone, inf, when
+    the fit recorded none (e.g. a popularity fallback)."""
+    rows = model_parameters
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    values = rows.loc[rows["parameter"] == "category_weight", "value"]
+    if values.empty:
+        return float("inf")
+    try:
+        return float(values.iloc[0])
+    except ValueError as error:
+        raise ValueError(
+            f"model_parameters: category_weight must be a number, got {values.iloc[0]!r}"
+        ) from error
