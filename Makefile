@@ -111,8 +111,10 @@ simulate: setup
 	  --users $(SIM_USERS) --items $(SIM_ITEMS) --seed $(SEED) --work target/simulation_$(DELAY)
 
 # Snowflake: zip the library and PUT it on the stage the Python models import (needs SNOWFLAKE_*).
+# Zip the library, PUT it on the stage (the var proactive_recs_snowflake_stage, or STAGE=...)
+# and read it back to check it; CHECK=1 only compares the staged zip with the installed one.
 snowflake-stage: setup
-	$(BIN)/python -m proactive_recs_tools.snowflake_stage --stage proactive_recs_stage
+	$(BIN)/python -m proactive_recs_tools.snowflake_stage $(if $(STAGE),--stage $(STAGE)) $(if $(CHECK),--check)
 
 clean:
 	rm -rf target logs $(VENV) *.duckdb *.duckdb.wal

@@ -182,18 +182,31 @@ def evaluation_cutoff(meta, run_date: pd.Timestamp) -> pd.Timestamp:
 
 
 # How each third-party package reaches a Snowflake Python model (README "Running on Snowflake").
+_ANACONDA_OR_PYPI = (
+    "Snowflake's Anaconda channel or PyPI repository: list it in the var "
+    "proactive_recs_snowflake_packages"
+)
+# The distribution that provides each module, where the two names differ.
+DISTRIBUTIONS = {"sklearn": "scikit-learn"}
 PACKAGE_SOURCES = {
-    "numpy": "Snowflake's Anaconda channel: list it in the model config `packages`",
-    "pandas": "Snowflake's Anaconda channel: list it in the model config `packages`",
-    "pyarrow": "Snowflake's Anaconda channel: list it in the model config `packages`",
-    "scipy": "Snowflake's Anaconda channel: list it in the model config `packages`",
-    "sklearn": "Snowflake's Anaconda channel (scikit-learn): list it in `packages`",
-    "threadpoolctl": "Snowflake's Anaconda channel: list it in the model config `packages`",
+    "numpy": _ANACONDA_OR_PYPI,
+    "pandas": _ANACONDA_OR_PYPI,
+    "pyarrow": _ANACONDA_OR_PYPI,
+    "scipy": _ANACONDA_OR_PYPI,
+    "sklearn": _ANACONDA_OR_PYPI + " (as scikit-learn)",
+    "threadpoolctl": _ANACONDA_OR_PYPI,
+    "numba": _ANACONDA_OR_PYPI,
     "implicit": (
-        "not in Snowflake's Anaconda channel: create the procedure with "
-        "ARTIFACT_REPOSITORY = snowflake.snowpark.pypi_shared_repository and PACKAGES = "
-        "('implicit') (see README 'Running on Snowflake'), or run the recommender models on "
-        "DuckDB and load their outputs"
+        "not in Snowflake's Anaconda channel. Either (1) from PyPI: run once "
+        "ALTER SCHEMA <schema> SET DEFAULT_PYTHON_ARTIFACT_REPOSITORY = "
+        "snowflake.snowpark.pypi_shared_repository (the role needs the database role "
+        "SNOWFLAKE.PYPI_REPOSITORY_USER), keep the var "
+        "proactive_recs_snowflake_use_anonymous_sproc false (anonymous procedures cannot use an "
+        "artifact repository) and implicit in the var "
+        "proactive_recs_snowflake_recommender_packages; or (2) from a stage: upload a zip of "
+        "implicit built for Snowflake's Linux and Python version (snow snowpark package create "
+        "implicit) and name it in the var proactive_recs_snowflake_extra_imports. README "
+        "'Running on Snowflake' lists the statements"
     ),
 }
 
