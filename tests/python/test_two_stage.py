@@ -129,10 +129,18 @@ def test_two_stage_serves_and_respects_every_rule(data, two_stage):
     assert (model_rows.groupby("user_id").size() == FAST["k_items"]).all()
 
 
-def test_factor_and_parameter_frames(two_stage):
+def test_factor_and_parameter_frames(data, two_stage):
     uf, itf = two_stage.user_factors, two_stage.item_factors
-    assert list(uf.columns) == ["user_id"] + [f"factor_{f:02d}" for f in range(8)]
-    assert list(itf.columns)[0] == "item_id" and itf.shape[1] == 9
+    factors = [f"factor_{f:02d}" for f in range(8)]
+    assert list(uf.columns) == ["user_id", *factors, "is_servable", "boost"]
+    assert list(itf.columns) == ["item_id", *factors, "is_servable", "boost"]
+    # the serving flags are the universe's: the fixture's ineligible or filtered-out users
+    # (every 10th and every 7th) and the filtered, not yet or no longer available items
+    _, users, _ = data
+    servable_users = set(users.loc[users["is_eligible"] & users["passes_filter"], "user_id"])
+    assert set(uf.loc[uf["is_servable"], "user_id"]) == servable_users & set(uf["user_id"])
+    assert not itf.set_index("item_id").loc[["i001", "i002", "i003"], "is_servable"].any()
+    assert (uf["boost"] == 1.0).all() and (itf["boost"] == 1.0).all()
     params = dict(zip(two_stage.params["parameter"], two_stage.params["value"], strict=True))
     assert params["factors"] == "8" and params["k_items"] == "5"
     assert set(DEFAULT_PARAMS) <= set(params)

@@ -12,7 +12,9 @@ final as (
 
     select
         item_id,
-        factors
+        factors,
+        is_servable,
+        boost
 
     from recommendations
     where record_type = 'item_factor'

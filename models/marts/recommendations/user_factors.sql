@@ -12,7 +12,9 @@ final as (
 
     select
         user_id,
-        factors
+        factors,
+        is_servable,
+        boost
 
     from recommendations
     where record_type = 'user_factor'

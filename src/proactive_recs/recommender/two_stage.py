@@ -120,8 +120,10 @@ class ScoreResult:
 
     user_item_scores : user_id, item_id, rank (1 = best), score, is_fallback
     item_user_scores : item_id, user_id, rank, score, is_fallback
-    user_factors : user_id, factor_00, factor_01, ... (users with an MF factor)
-    item_factors : item_id, factor_00, ...
+    user_factors : user_id, factor_00, factor_01, ... (users with an MF factor), then
+        is_servable and boost: whether the run may recommend to the user and its boost (what
+        a scorer outside the library, e.g. the partitioned top-K on Snowflake, needs)
+    item_factors : item_id, factor_00, ..., is_servable, boost (the same for items)
     params : parameter, value (str) — every parameter used, after tuning
     stage : 'two_stage', 'mf' or 'popularity'
     prelaunch_item_user_scores : same columns as item_user_scores, for items that go on
@@ -249,10 +251,12 @@ def _frame(owner_ids, member_ids, lists, scores, fallback, owner_col, member_col
     )
 
 
-def _factor_frame(ids, factors, id_col):
+def _factor_frame(ids, factors, id_col, servable, boost):
     cols = {id_col: np.asarray(ids, dtype=object)}
     for f in range(factors.shape[1]):
         cols[f"factor_{f:02d}"] = factors[:, f].astype(np.float64)
+    cols["is_servable"] = np.asarray(servable, dtype=bool)
+    cols["boost"] = np.asarray(boost, dtype=np.float64)
     return pd.DataFrame(cols)
 
 
@@ -814,6 +818,7 @@ class Recommender(BaseEstimator):
         """Score the candidates and assemble the served frames: the warm lists of users and
         items with history, then popularity, heuristic and day-0 lists for the others."""
         snapshot = self.snapshot_
+        user_mask, item_mask, user_boost, item_boost, _ = self.masks_
         ui, iu = self._warm_frames()
         cold = self._cold_frames()
         self.diagnostics_["cold_items_scored"] = int(len(cold.scored_items))
@@ -821,10 +826,10 @@ class Recommender(BaseEstimator):
             user_item_scores=pd.concat([ui, *cold.user_items], ignore_index=True),
             item_user_scores=pd.concat([iu, *cold.item_users], ignore_index=True),
             user_factors=_factor_frame(
-                snapshot.data.user_ids, snapshot.mf.user_factors_, "user_id"
+                snapshot.data.user_ids, snapshot.mf.user_factors_, "user_id", user_mask, user_boost
             ),
             item_factors=_factor_frame(
-                snapshot.data.item_ids, snapshot.mf.item_factors_, "item_id"
+                snapshot.data.item_ids, snapshot.mf.item_factors_, "item_id", item_mask, item_boost
             ),
             params=_params_frame(self.params_used_),
             stage=self.stage_,

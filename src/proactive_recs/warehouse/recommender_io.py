@@ -90,6 +90,8 @@ RECOMMENDATION_TYPES = {
     "basis": TEXT,
     "reason": TEXT,
     "factors": pa.large_list(pa.float64()),  # 64-bit offsets: users x factors may pass 2^31
+    "is_servable": pa.bool_(),
+    "boost": pa.float64(),
     "parameter": TEXT,
     "value": TEXT,
     "stage": TEXT,
@@ -98,14 +100,20 @@ LONG_COLUMNS = list(RECOMMENDATION_TYPES)
 
 
 def _factor_part(factors: pd.DataFrame, id_col: str) -> dict:
-    """Each row's id and factor vector as one list cell, sharing the matrix's buffer."""
-    matrix = factors[[c for c in factors.columns if c != id_col]].to_numpy(dtype=np.float64)
+    """Each row's id, factor vector as one list cell (sharing the matrix's buffer), and
+    whether the run may serve it, with its boost."""
+    columns = [c for c in factors.columns if c.startswith("factor_")]
+    matrix = factors[columns].to_numpy(dtype=np.float64)
     n, k = matrix.shape
     offsets = pa.array(np.arange(n + 1, dtype=np.int64) * k)  # k = 0: no factors (fallback)
-    return {
+    part = {
         id_col: factors[id_col],
         "factors": pa.LargeListArray.from_arrays(offsets, pa.array(matrix.ravel())),
     }
+    for column in ("is_servable", "boost"):
+        if column in factors:
+            part[column] = factors[column]
+    return part
 
 
 def long_recommendation_table(result: ScoreResult, extra_params: dict | None = None) -> pa.Table:
