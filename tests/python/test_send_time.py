@@ -1,0 +1,161 @@
+"""When to send: local slots, the smoothed profiles, the capture metric and the prior strength
+chosen on the validation window, checked by hand and on worlds with known habits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from proactive_recs.notifications.send_time import (
+    HOURS,
+    SendTimeModel,
+    capture_share,
+    choose_prior_strength,
+    local_slots,
+)
+
+
+def test_slots_are_local_hours_split_by_weekday_and_weekend():
+    instants = pd.Series(
+        pd.to_datetime(
+            [
+                "2024-01-06 10:00",  # Saturday 11:00 in Paris -> weekend slot 24 + 11
+                "2024-01-08 23:30",  # Monday 18:30 in New York -> weekday slot 18
+                "2024-01-07 23:30",  # Sunday 23:30 UTC, read in the default zone (UTC)
+                "2024-01-05 23:30",  # Friday 23:30 UTC = Saturday 00:30 in Tokyo... +9 h
+            ]
+        )
+    )
+    zones = pd.Series(["Europe/Paris", "America/New_York", "Not/AZone", "Asia/Tokyo"])
+    slots, defaulted = local_slots(instants, zones)
+    assert slots.tolist() == [HOURS + 11, 18, HOURS + 23, HOURS + 8]
+    assert defaulted == 1  # the unknown zone is counted
+    slots, defaulted = local_slots(instants, pd.Series([None] * 4), "Europe/Paris")
+    assert defaulted == 4 and slots[0] == HOURS + 11
+
+
+def _events(user, hours, start="2024-01-01"):
+    """One event per listed weekday hour (Mondays to Fridays in turn), UTC."""
+    day0 = pd.Timestamp(start)  # a Monday
+    rows = []
+    for n, hour in enumerate(hours):
+        day = day0 + pd.Timedelta(days=7 * (n // 5) + n % 5)
+        rows.append((user, day + pd.Timedelta(hours=hour)))
+    return pd.DataFrame(rows, columns=["user_id", "occurred_at"])
+
+
+def test_profiles_are_counts_plus_pseudo_events_spread_like_the_prior():
+    events = pd.concat([_events("heavy", [9] * 8), _events("light", [20])], ignore_index=True)
+    model = SendTimeModel(prior_strength=2.0, min_events=5).fit(events)
+    times = model.send_times()
+    frame = times.frame().set_index("user_id")
+    counts = np.zeros(48)
+    counts[9], counts[20] = 8, 1
+    population = (counts + 1 / 48) / (counts.sum() + 1)
+    np.testing.assert_allclose(model.population_, population)
+    light = np.zeros(48)
+    light[20] = 1
+    np.testing.assert_allclose(frame.loc["light", "hour_profile"], (light + 2 * population) / 3)
+    assert frame.loc["heavy", "send_time_basis"] == "personal"
+    assert frame.loc["light", "send_time_basis"] == "population"
+    assert frame.loc["heavy", "weekday_hour"] == 9
+    # the light user's one event at 20:00 weighs less than the prior's pull toward 9:00
+    assert frame.loc["light", "weekday_hour"] == 9
+    assert 0 < frame.loc["heavy", "confidence"] <= 1
+    assert model.population_hours()[0] == 9
+
+
+def test_a_segment_prior_sits_between_the_user_and_the_population():
+    events = pd.concat(
+        [_events(f"night{k}", [22] * 6) for k in range(5)]
+        + [_events(f"day{k}", [8] * 6) for k in range(10)],
+        ignore_index=True,
+    )
+    users = pd.DataFrame(
+        {
+            "user_id": [f"night{k}" for k in range(5)]
+            + [f"day{k}" for k in range(10)]
+            + ["new_night_owl"],
+            "timezone": "UTC",
+            "segment": ["night"] * 5 + ["day"] * 10 + ["night"],
+        }
+    )
+    frame = SendTimeModel(prior_strength=3.0).fit(events, users).send_times().frame()
+    newcomer = frame.set_index("user_id").loc["new_night_owl"]
+    # no event of their own: their segment's hour, not the population's (8:00)
+    assert newcomer["send_time_basis"] == "segment" and newcomer["weekday_hour"] == 22
+
+
+def test_capture_counts_each_users_events_within_the_tolerance_by_hand():
+    events = pd.concat([_events("a", [9, 10, 12, 23]), _events("b", [0, 5])], ignore_index=True)
+    hours = pd.Series({"a": 10, "b": 23})
+    # a: 9 and 10 within 1 h of 10 (2 of 4); b: 0 is 1 h from 23 circularly (1 of 2)
+    assert capture_share(events, None, hours, hours, tolerance_hours=1) == pytest.approx(
+        (2 / 4 + 1 / 2) / 2
+    )
+    # a: 9, 10, 12 within 3 h; b: 0 only
+    assert capture_share(events, None, hours, hours, tolerance_hours=3) == pytest.approx(
+        (3 / 4 + 1 / 2) / 2
+    )
+    # one hour for everybody (the population baseline)
+    assert capture_share(events, None, 10, 10, tolerance_hours=0) == pytest.approx((1 / 4) / 2)
+
+
+def _habit_world(personal: bool, n_users=120, days=120, seed=0):
+    """Every user acts about once a day. With ``personal`` each user keeps their own hour
+    (spread over the day); without, every act is at a random hour around 19:00 for everyone,
+    so a user's own few counts are noise around the population's habit."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    start = pd.Timestamp("2024-01-01")
+    for user in range(n_users):
+        own = int(rng.integers(0, 24))
+        for day in range(days):
+            if rng.random() < 0.3:
+                hour = own if personal else int(np.clip(rng.normal(19, 2.5), 0, 23))
+                rows.append((f"u{user:03d}", start + pd.Timedelta(days=day, hours=hour)))
+    return pd.DataFrame(rows, columns=["user_id", "occurred_at"]), start + pd.Timedelta(days=days)
+
+
+@pytest.mark.parametrize("personal", [True, False])
+def test_the_prior_strength_is_chosen_on_the_window_before_the_run(personal):
+    events, end = _habit_world(personal)
+    as_of = end - pd.Timedelta(days=30)
+    strength, scores = choose_prior_strength(events, None, as_of=as_of, horizon_days=30)
+    assert scores[strength] == max(scores.values())
+    if personal:
+        assert strength <= 3.0  # own habits: trust the user's counts
+    else:
+        assert strength >= 10.0  # own counts are noise: lean on the population
+    later_dropped = events[events["occurred_at"] < as_of]
+    assert choose_prior_strength(later_dropped, None, as_of=as_of, horizon_days=30) == (
+        strength,
+        scores,
+    )
+    # the personal slots beat the population's hour on the next 30 days where habits are own
+    model = SendTimeModel(prior_strength=strength).fit(later_dropped)
+    times = model.send_times()
+    test = events[events["occurred_at"] >= as_of]
+    personal_share = capture_share(
+        test,
+        None,
+        pd.Series(times.weekday_hour, index=times.user_ids),
+        pd.Series(times.weekend_hour, index=times.user_ids),
+        tolerance_hours=1,
+    )
+    population_share = capture_share(test, None, *model.population_hours(), tolerance_hours=1)
+    if personal:
+        assert personal_share > population_share + 0.5
+    else:
+        assert personal_share >= population_share - 0.02
+
+
+def test_bad_settings_stop_naming_them():
+    events = _events("a", [9])
+    with pytest.raises(ValueError, match="prior_strength"):
+        SendTimeModel(prior_strength=0).fit(events)
+    with pytest.raises(ValueError, match="window_hours"):
+        SendTimeModel(window_hours=12).fit(events)
+    with pytest.raises(RuntimeError, match="before fit"):
+        SendTimeModel().send_times()
