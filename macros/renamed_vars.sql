@@ -23,7 +23,8 @@
         'item_repeat_window_days', 'quiet_hours_start', 'quiet_hours_end', 'default_timezone',
         'holdout_share', 'holdout_salt', 'adaptive_cadence', 'cadence_lookback_days',
         'cadence_ignored_block', 'cadence_grace_hours', 'cadence_floor',
-        'email_cadence_ceiling', 'push_cadence_ceiling'] -%}
+        'email_cadence_ceiling', 'push_cadence_ceiling', 'send_time',
+        'send_time_max_delay_hours'] -%}
         {%- do renamed.update({rule: 'proactive_recs_frequency_rules: {' ~ rule ~ ': ...}'}) -%}
     {%- endfor -%}
     {{ return(renamed) }}

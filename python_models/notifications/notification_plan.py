@@ -38,5 +38,9 @@ def model(dbt, session):
         run_date=run_date,
         # Read only if the hidden-gem fallback needs them (no conversion in the send history).
         interactions=lambda: read_interactions(interactions),
+        # each user's hour profile, for the rule send_time
+        send_times=to_pandas(
+            dbt.ref("user_send_times"), columns=["user_id", "send_time_basis", "hour_profile"]
+        ),
     )
     return plan_frame(plan, run_date=run_date)

@@ -744,7 +744,27 @@ def worlds(draw):
         adaptive_cadence=draw(st.booleans()),
         cadence_floor=draw(st.sampled_from([0, 1])),
         cadence_grace_hours=0.0,
+        send_time=draw(st.sampled_from(["personal", "personal", "off"])),
+        send_time_max_delay_hours=draw(st.sampled_from([0.0, 6.0, 24.0, 72.0])),
     )
+    # Learned send hours for some users (and the ghost): any profile may pull a send later,
+    # never past the rules. Profiles that are not 48 finite shares are ignored.
+    send_times = None
+    if draw(st.booleans()):
+        profiled = [u for u in everyone if draw(st.booleans())]
+        hours = [draw(st.integers(0, 47)) for _ in profiled]
+        send_times = pd.DataFrame(
+            {
+                "user_id": profiled,
+                "send_time_basis": [
+                    draw(st.sampled_from(["personal", "segment", "population"])) for _ in profiled
+                ],
+                "hour_profile": [
+                    list(np.eye(48)[h] * 0.9 + 0.1 / 48) if draw(st.booleans()) else [np.nan]
+                    for h in hours
+                ],
+            }
+        )
     return dict(
         campaigns=campaigns,
         rules=rules,
@@ -756,6 +776,7 @@ def worlds(draw):
         sends=sends,
         events=events,
         run_date=run,
+        send_times=send_times,
     )
 
 
@@ -775,6 +796,16 @@ def _check_plan(world, result):
     rules, run = world["rules"], world["run_date"]
     audience, sends = result.audience, world["sends"]
     users = world["users"].set_index("user_id")
+    # What chose each send's time: the user's profile basis when send times are on and the
+    # user has a profile, 'off' otherwise; holdout rows are not sent and have none.
+    profiled = world.get("send_times")
+    basis_of = {}
+    if profiled is not None and rules.send_time == "personal":
+        basis_of = dict(zip(profiled["user_id"], profiled["send_time_basis"], strict=True))
+    held = audience["is_holdout"]
+    assert audience.loc[held, "send_time_basis"].isna().all()
+    expected_basis = [basis_of.get(u, "off") for u in audience.loc[~held, "user_id"]]
+    assert audience.loc[~held, "send_time_basis"].tolist() == expected_basis
     # Suppressed or unknown users never appear, nor anyone on a channel they may not get;
     # holdout exactly as the hash says.
     assert audience["user_id"].isin(users.index[users["is_eligible"].eq(True)]).all()

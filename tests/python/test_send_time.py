@@ -159,3 +159,47 @@ def test_bad_settings_stop_naming_them():
         SendTimeModel(window_hours=12).fit(events)
     with pytest.raises(RuntimeError, match="before fit"):
         SendTimeModel().send_times()
+
+
+# ---------------------------------------------------------------- scheduling
+
+
+def test_the_preferred_time_is_the_profiles_best_allowed_hour_within_the_delay():
+    from zoneinfo import ZoneInfo
+
+    from proactive_recs.notifications.frequency import FrequencyRules
+    from proactive_recs.notifications.send_time import preferred_send_time
+
+    rules = FrequencyRules(quiet_hours_start=21, quiet_hours_end=8)
+    paris = ZoneInfo("Europe/Paris")  # UTC+1 in January
+    anchor = pd.Timestamp("2024-01-08 08:20")  # Monday 09:20 in Paris
+    latest = anchor + pd.Timedelta(hours=24)
+    likes = np.full(48, 0.1 / 46)
+
+    def profile(*hours):
+        out = likes.copy()
+        out[list(hours)] = 0.45
+        return out
+
+    # 17:00 local on a weekday -> 16:00 UTC the same day
+    assert preferred_send_time(anchor, latest, paris, profile(17), rules) == pd.Timestamp(
+        "2024-01-08 16:00"
+    )
+    # a liked hour inside quiet hours (22:00) is never chosen: its window reaches 21:00 and
+    # 23:00, also quiet, so the best allowed hour is any other (the anchor, first)
+    assert preferred_send_time(anchor, latest, paris, profile(22), rules) == anchor
+    # a liked 21:00 pulls toward 20:00 (its window holds 21:00), the last hour before quiet
+    assert preferred_send_time(anchor, latest, paris, profile(21), rules) == pd.Timestamp(
+        "2024-01-08 19:00"
+    )
+    # a liked hour already passed today comes tomorrow, if the delay allows...
+    assert preferred_send_time(anchor, latest, paris, profile(8), rules) == pd.Timestamp(
+        "2024-01-09 07:00"
+    )
+    # ...else the anchor stays: nothing better within a 2 h delay than now
+    two_hours = anchor + pd.Timedelta(hours=2)
+    assert preferred_send_time(anchor, two_hours, paris, profile(8), rules) == anchor
+    # a profile that is not 48 finite shares, or a latest before the anchor: the anchor
+    assert preferred_send_time(anchor, latest, paris, [np.nan], rules) == anchor
+    earlier = anchor - pd.Timedelta(hours=1)
+    assert preferred_send_time(anchor, earlier, paris, profile(17), rules) == anchor

@@ -90,6 +90,11 @@ class FrequencyRules:
     cadence_floor: int = 1
     email_cadence_ceiling: int = 5
     push_cadence_ceiling: int = 3
+    # 'personal': each user's first send of a run goes at the hour their learned profile
+    # (user_send_times) likes best within send_time_max_delay_hours after the run, outside
+    # quiet hours; 'off': at the earliest allowed moment
+    send_time: str = "personal"
+    send_time_max_delay_hours: float = 24.0
 
     def __post_init__(self):
         for name in (
@@ -114,6 +119,12 @@ class FrequencyRules:
         for name in ("quiet_hours_start", "quiet_hours_end"):
             if not 0 <= getattr(self, name) <= 23:
                 raise ValueError(f"FrequencyRules.{name} must be an hour in 0..23")
+        if self.send_time not in ("personal", "off"):
+            raise ValueError(
+                f"FrequencyRules.send_time must be 'personal' or 'off', got {self.send_time!r}"
+            )
+        if not 0.0 <= self.send_time_max_delay_hours <= 168.0:
+            raise ValueError("FrequencyRules.send_time_max_delay_hours must be in [0, 168]")
         if not 0.0 <= self.holdout_share <= 1.0:
             raise ValueError("FrequencyRules.holdout_share must be in [0, 1]")
         if _zone(self.default_timezone) is None:

@@ -12,6 +12,7 @@ and nothing is dropped silently: every candidate is either in ``audience`` or in
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ from proactive_recs.notifications.frequency import (
     schedule_sends,
     send_anchors,
 )
+from proactive_recs.notifications.send_time import preferred_send_time
 from proactive_recs.notifications.triggers import (
     available_items,
     normalise_items,
@@ -71,6 +73,7 @@ AUDIENCE_COLUMNS = [
     "score",
     "expected_value",
     "scheduled_send_at",
+    "send_time_basis",
     "is_holdout",
     "digest_items",
 ]
@@ -139,6 +142,7 @@ def plan_run(
     *,
     interactions: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     trigger_items: Mapping[str, Sequence[str]] | None = None,
+    send_times: pd.DataFrame | None = None,
 ) -> PlanResult:
     """Plan one run: who gets what, when, over all active campaigns at once.
 
@@ -147,6 +151,11 @@ def plan_run(
     conversions (a frame, or a function returning it: then it is read only in that case);
     ``trigger_items`` (optional, campaign_id -> item ids) overrides
     :func:`select_trigger_items`, e.g. to hold them fixed across backtest policies.
+    ``send_times`` (optional; user_id, send_time_basis, hour_profile as the model
+    user_send_times holds them, notifications/send_time.py): with the rule ``send_time``
+    'personal', each user's first send waits for the hour their profile likes best within
+    ``send_time_max_delay_hours``; without it, or with 'off', sends go at the earliest allowed
+    moment. ``send_time_basis`` in the audience says which.
 
     Suppressed users (``is_eligible`` false or null) and ids absent from ``users`` never
     reach ``audience``. Holdout users are allocated like everyone else and come out with
@@ -208,7 +217,7 @@ def plan_run(
             _rejected_from_candidates(not_eligible, "suppressed"),
         ]
     )
-    audience = _finish_audience(chosen, users, anchors, run_time, rules)
+    audience = _finish_audience(chosen, users, anchors, run_time, rules, send_times)
     return PlanResult(audience, _sort_rejected(rejected), trigger_frame)
 
 
@@ -302,14 +311,28 @@ def _sort_rejected(rejected: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)[REJECTED_COLUMNS]
 
 
+def _send_profiles(send_times: pd.DataFrame | None, rules: FrequencyRules) -> dict:
+    """user_id -> (basis, profile) for personal send times; empty when they are off."""
+    if send_times is None or rules.send_time == "off" or send_times.empty:
+        return {}
+    frame = send_times.assign(user_id=send_times["user_id"].astype(str))
+    # a warehouse array may arrive as JSON text (Snowflake's ARRAY through Snowpark)
+    profiles = [json.loads(p) if isinstance(p, str) else p for p in frame["hour_profile"]]
+    return dict(
+        zip(frame["user_id"], zip(frame["send_time_basis"], profiles, strict=True), strict=True)
+    )
+
+
 def _finish_audience(
     chosen: pd.DataFrame,
     users: pd.DataFrame,
     anchors: pd.Series,
     run_time: pd.Timestamp,
     rules: FrequencyRules,
+    send_times: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Rank per user, holdout flag, schedule, send_key, email: the audience frame."""
+    """Rank per user, holdout flag, schedule (at the user's hour when send times are on),
+    send_key, email: the audience frame."""
     if chosen.empty:
         return _empty_audience()
     chosen = chosen.iloc[allocation_order(chosen)].reset_index(drop=True)
@@ -326,14 +349,24 @@ def _finish_audience(
     cuts = np.flatnonzero(live_users[1:] != live_users[:-1]) + 1 if len(live) else []
     zone_of = user_info["timezone"].to_dict()
     anchor_of = anchors.to_dict()
+    profiles = _send_profiles(send_times, rules)
+    latest = run_time + pd.Timedelta(hours=rules.send_time_max_delay_hours)
+    # holdout rows are not sent: no schedule and no basis
+    basis = np.full(len(chosen), None, dtype=object)
+    basis[live] = "off"
     for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(live)].tolist(), strict=True):
         if b <= a:
             continue
         user = live_users[a]
         zone = resolve_timezone(zone_of.get(user), rules.default_timezone)
-        times = schedule_sends(anchor_of[user], b - a, zone, rules)
+        anchor = anchor_of[user]
+        if user in profiles:
+            basis[live[a:b]], profile = profiles[user]
+            anchor = preferred_send_time(anchor, latest, zone, profile, rules)
+        times = schedule_sends(anchor, b - a, zone, rules)
         scheduled[live[a:b]] = np.array([t.to_datetime64() for t in times], dtype="datetime64[ns]")
     chosen["scheduled_send_at"] = scheduled
+    chosen["send_time_basis"] = basis
     chosen["email"] = chosen["user_id"].map(user_info["email"]).map(_native)
     chosen["send_key"] = [
         make_send_key(run_time, c, u, i)

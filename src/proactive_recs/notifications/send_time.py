@@ -22,12 +22,17 @@ chosen slots capture most of the window's events within ±1 hour.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from proactive_recs.data.instants import utc_naive
+from proactive_recs.notifications.frequency import (
+    FrequencyRules,
+    in_quiet_hours,
+    is_known_timezone,
+    resolve_timezone,
+)
 
 __all__ = [
     "PRIOR_STRENGTHS",
@@ -36,6 +41,7 @@ __all__ = [
     "capture_share",
     "choose_prior_strength",
     "local_slots",
+    "preferred_send_time",
 ]
 
 HOURS = 24
@@ -43,17 +49,6 @@ SLOTS = 2 * HOURS  # weekday hours, then weekend hours
 PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
 BASES = ("personal", "segment", "population")
 _TIE_BREAK = 1e-6
-
-
-def _zone(name, default: str):
-    """A ZoneInfo for ``name``, or for ``default`` when it is missing or unknown."""
-    for candidate in (name, default):
-        if isinstance(candidate, str) and candidate.strip():
-            try:
-                return ZoneInfo(candidate.strip()), candidate is name
-            except (KeyError, ValueError):
-                continue
-    return ZoneInfo("UTC"), False
 
 
 def local_slots(
@@ -67,8 +62,10 @@ def local_slots(
     zone_values = zones.to_numpy(dtype=object) if len(zones) else np.array([], dtype=object)
     for name in pd.unique(zone_values):
         rows = np.flatnonzero(pd.isna(zone_values) if pd.isna(name) else (zone_values == name))
-        zone, usable = _zone(None if pd.isna(name) else name, default_timezone)
-        if not usable:
+        # the frequency rules' reading of a zone (IANA names, offsets, abbreviations)
+        name = None if pd.isna(name) else name
+        zone = resolve_timezone(name, default_timezone)
+        if not is_known_timezone(name):
             defaulted += rows.size
         local = instants.iloc[rows].dt.tz_convert(zone)
         weekend = (local.dt.dayofweek >= 5).to_numpy()
@@ -285,3 +282,35 @@ def choose_prior_strength(
         )
     best = max(scores, key=lambda s: (scores[s], -list(scores).index(s)))
     return best, scores
+
+
+def preferred_send_time(
+    anchor: pd.Timestamp,
+    latest: pd.Timestamp,
+    zone,
+    profile,
+    rules: FrequencyRules,
+    window_hours: int = 1,
+) -> pd.Timestamp:
+    """The moment in [anchor, max(anchor, latest)] whose local slot the user's ``profile``
+    (48 shares) likes best, counting the ``window_hours`` around it: the anchor itself or a
+    whole hour after it, never inside quiet hours (the anchor, already out of them, is the
+    fallback); ties go to the earliest. Times are naive UTC."""
+    profile = np.asarray(profile, dtype=np.float64)
+    if profile.shape != (SLOTS,) or not np.isfinite(profile).all():
+        return anchor
+    windowed = _windowed(profile[None, :], int(window_hours))[0] + _TIE_BREAK * profile
+    candidates = [anchor]
+    at = anchor.floor("h") + pd.Timedelta(hours=1)
+    while at <= latest:
+        candidates.append(at)
+        at += pd.Timedelta(hours=1)
+    best, best_score = anchor, -np.inf
+    for moment in candidates:
+        local = moment.tz_localize("UTC").tz_convert(zone)
+        if in_quiet_hours(local, rules.quiet_hours_start, rules.quiet_hours_end):
+            continue
+        score = windowed[local.hour + HOURS * (local.dayofweek >= 5)]
+        if score > best_score + 1e-15:
+            best, best_score = moment, score
+    return best

@@ -1,0 +1,36 @@
+"""Each user's send hours (weekday and weekend, local time) learned from when they act, with
+the profile the planner schedules against. The prior strength is chosen on the last horizon
+before the run. Logic: proactive_recs.notifications.send_time."""
+
+import json
+
+from proactive_recs.notifications.frequency import FrequencyRules
+from proactive_recs.notifications.send_time import SendTimeModel, choose_prior_strength
+from proactive_recs.warehouse.dbt_io import horizon_days, read_run_date, to_pandas
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    from proactive_recs.data.interactions import interactions_before
+
+    meta = dbt.config.get("meta") or {}
+    rules = FrequencyRules.from_dict(
+        {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None}
+    )
+    run_date = read_run_date(dbt.ref("int_run_context"))
+    events = interactions_before(
+        to_pandas(dbt.ref("int_interactions"), columns=["user_id", "occurred_at"]), run_date
+    )
+    users = to_pandas(dbt.ref("int_user_context"), columns=["user_id", "timezone"])
+    strength, _ = choose_prior_strength(
+        events,
+        users,
+        as_of=run_date,
+        horizon_days=horizon_days(meta),
+        model_params={"default_timezone": rules.default_timezone},
+    )
+    fitted = SendTimeModel(prior_strength=strength, default_timezone=rules.default_timezone)
+    frame = fitted.fit(events, users).send_times().frame()
+    frame["prior_strength"] = float(strength)
+    frame["events_without_zone"] = int(fitted.events_without_zone_)
+    return frame
