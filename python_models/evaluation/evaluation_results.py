@@ -25,7 +25,13 @@ from proactive_recs.warehouse.recommender_io import (
 def model(dbt, session):
     dbt.config(materialized="table")
     require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"])
+    import json
+
+    import pandas as pd
+
     from proactive_recs.evaluation.protocol import evaluate
+    from proactive_recs.notifications.frequency import FrequencyRules
+    from proactive_recs.notifications.send_time import evaluate_send_time
     from proactive_recs.recommender.categories import (
         evaluate_user_to_category,  # these import implicit
     )
@@ -53,10 +59,21 @@ def model(dbt, session):
         mf_params=mf_params_used(result.params, "als"),
         served_weight=category_weight(result.params, "served"),
     )
+    # send_time: the personal send hours against the population's, on the same split
+    rules = FrequencyRules.from_dict(
+        {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None}
+    )
+    send_time_metrics = evaluate_send_time(
+        interactions[["user_id", "occurred_at"]],
+        to_pandas(dbt.ref("int_user_context"), columns=["user_id", "timezone"]),
+        cutoff=cutoff,
+        horizon_days=horizon,
+        default_timezone=rules.default_timezone,
+    )
     table = long_evaluation_table(
         result,
         cutoff=cutoff,
         horizon_days=horizon,
-        extra_metrics=category_metrics,
+        extra_metrics=pd.concat([category_metrics, send_time_metrics], ignore_index=True),
     )
     return for_session(table, session)

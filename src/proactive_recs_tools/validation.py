@@ -106,8 +106,8 @@ NOTIFICATION_EVENT_TYPES = (
     "bounce",
     "complaint",
 )
-DIRECTIONS = ("user_to_item", "item_to_user", "user_to_category")
-BOUNDED_METRICS = ("ndcg", "recall", "precision", "map", "coverage", "ece")
+DIRECTIONS = ("user_to_item", "item_to_user", "user_to_category", "send_time")
+BOUNDED_METRICS = ("ndcg", "recall", "precision", "map", "coverage", "ece", "capture")
 BACKTEST_METRICS = (
     "sends",
     "conversions",

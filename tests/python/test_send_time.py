@@ -203,3 +203,32 @@ def test_the_preferred_time_is_the_profiles_best_allowed_hour_within_the_delay()
     assert preferred_send_time(anchor, latest, paris, [np.nan], rules) == anchor
     earlier = anchor - pd.Timedelta(hours=1)
     assert preferred_send_time(anchor, earlier, paris, profile(17), rules) == anchor
+
+
+def test_the_evaluation_compares_served_with_the_population_and_uniform_hours():
+    from proactive_recs.notifications.send_time import evaluate_send_time
+
+    events, end = _habit_world(personal=True)
+    cutoff = end - pd.Timedelta(days=30)
+    table = evaluate_send_time(events, None, cutoff=cutoff, horizon_days=30)
+    values = table.set_index(["model", "k"])["value"]
+    assert set(table["direction"]) == {"send_time"} and set(table["metric"]) == {"capture"}
+    assert values[("uniform", 1)] == pytest.approx(3 / 24)
+    assert values[("uniform", 3)] == pytest.approx(7 / 24)
+    assert values[("served", 1)] > values[("population", 1)] + 0.5
+    # the same figure the library gives by hand: chosen before the cutoff, read after it
+    strength, _ = choose_prior_strength(
+        events[events["occurred_at"] < cutoff], None, as_of=cutoff, horizon_days=30
+    )
+    times = SendTimeModel(prior_strength=strength).fit(events[events["occurred_at"] < cutoff])
+    chosen = times.send_times()
+    test = events[events["occurred_at"] >= cutoff]
+    by_hand = capture_share(
+        test,
+        None,
+        pd.Series(chosen.weekday_hour, index=chosen.user_ids),
+        pd.Series(chosen.weekend_hour, index=chosen.user_ids),
+        tolerance_hours=1,
+    )
+    assert values[("served", 1)] == pytest.approx(by_hand)
+    assert evaluate_send_time(events.iloc[:0], None, cutoff=cutoff, horizon_days=30).empty

@@ -48,6 +48,7 @@ __all__ = [
     "channel_allowance",
     "holdout_score",
     "in_quiet_hours",
+    "quiet_hours_mask",
     "is_holdout",
     "is_known_timezone",
     "leave_quiet_hours",
@@ -275,11 +276,18 @@ def in_quiet_hours(local: datetime, start: int, end: int) -> bool:
     ``start == end`` means no quiet hours.
     """
     hour = local.hour + local.minute / 60 + local.second / 3600 + local.microsecond / 3.6e9
+    return bool(quiet_hours_mask(np.array([hour]), start, end)[0])
+
+
+def quiet_hours_mask(hours: np.ndarray, start: int, end: int) -> np.ndarray:
+    """:func:`in_quiet_hours` for many local times at once, given as fractional hours of the
+    day (0 <= h < 24)."""
+    hours = np.asarray(hours, dtype=np.float64)
     if start == end:
-        return False
+        return np.zeros(hours.shape, dtype=bool)
     if start < end:
-        return start <= hour < end
-    return hour >= start or hour < end
+        return (hours >= start) & (hours < end)
+    return (hours >= start) | (hours < end)
 
 
 def leave_quiet_hours(at: pd.Timestamp, zone: tzinfo, rules: FrequencyRules) -> pd.Timestamp:

@@ -44,7 +44,7 @@ from proactive_recs.notifications.frequency import (
     schedule_sends,
     send_anchors,
 )
-from proactive_recs.notifications.send_time import preferred_send_time
+from proactive_recs.notifications.send_time import preferred_send_times
 from proactive_recs.notifications.triggers import (
     available_items,
     normalise_items,
@@ -349,21 +349,34 @@ def _finish_audience(
     cuts = np.flatnonzero(live_users[1:] != live_users[:-1]) + 1 if len(live) else []
     zone_of = user_info["timezone"].to_dict()
     anchor_of = anchors.to_dict()
-    profiles = _send_profiles(send_times, rules)
-    latest = run_time + pd.Timedelta(hours=rules.send_time_max_delay_hours)
+    blocks = [
+        (a, b)
+        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(live)].tolist(), strict=True)
+        if b > a
+    ]
+    block_users = [live_users[a] for a, _ in blocks]
+    zones = [resolve_timezone(zone_of.get(u), rules.default_timezone) for u in block_users]
     # holdout rows are not sent: no schedule and no basis
     basis = np.full(len(chosen), None, dtype=object)
     basis[live] = "off"
-    for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(live)].tolist(), strict=True):
-        if b <= a:
-            continue
-        user = live_users[a]
-        zone = resolve_timezone(zone_of.get(user), rules.default_timezone)
-        anchor = anchor_of[user]
-        if user in profiles:
-            basis[live[a:b]], profile = profiles[user]
-            anchor = preferred_send_time(anchor, latest, zone, profile, rules)
-        times = schedule_sends(anchor, b - a, zone, rules)
+    # the first send of each user with a profile waits for their best allowed hour
+    profiles = _send_profiles(send_times, rules)
+    firsts = [anchor_of[u] for u in block_users]
+    with_profile = [k for k, u in enumerate(block_users) if u in profiles]
+    if with_profile:
+        moved = preferred_send_times(
+            [firsts[k] for k in with_profile],
+            run_time + pd.Timedelta(hours=rules.send_time_max_delay_hours),
+            [zones[k] for k in with_profile],
+            [profiles[block_users[k]][1] for k in with_profile],
+            rules,
+        )
+        for k, at in zip(with_profile, moved, strict=True):
+            firsts[k] = pd.Timestamp(at)
+            a, b = blocks[k]
+            basis[live[a:b]] = profiles[block_users[k]][0]
+    for (a, b), zone, first in zip(blocks, zones, firsts, strict=True):
+        times = schedule_sends(first, b - a, zone, rules)
         scheduled[live[a:b]] = np.array([t.to_datetime64() for t in times], dtype="datetime64[ns]")
     chosen["scheduled_send_at"] = scheduled
     chosen["send_time_basis"] = basis

@@ -29,8 +29,8 @@ import pandas as pd
 from proactive_recs.data.instants import utc_naive
 from proactive_recs.notifications.frequency import (
     FrequencyRules,
-    in_quiet_hours,
     is_known_timezone,
+    quiet_hours_mask,
     resolve_timezone,
 )
 
@@ -40,8 +40,10 @@ __all__ = [
     "SendTimeModel",
     "capture_share",
     "choose_prior_strength",
+    "evaluate_send_time",
     "local_slots",
     "preferred_send_time",
+    "preferred_send_times",
 ]
 
 HOURS = 24
@@ -284,6 +286,57 @@ def choose_prior_strength(
     return best, scores
 
 
+def preferred_send_times(
+    anchors,
+    latest: pd.Timestamp,
+    zones: list,
+    profiles: list,
+    rules: FrequencyRules,
+    window_hours: int = 1,
+) -> np.ndarray:
+    """For each user, the moment in [anchor, max(anchor, latest)] whose local slot their
+    ``profile`` (48 shares) likes best, counting the ``window_hours`` around it: the anchor
+    itself or a whole hour after it, never inside quiet hours (the anchor, already out of
+    them, is the fallback); ties go to the earliest. A profile that is not 48 finite shares
+    keeps the anchor. Naive UTC in, datetime64[ns] out; all users at once (per zone, one
+    conversion of every candidate hour)."""
+    anchors = pd.DatetimeIndex(anchors).as_unit("ns").to_numpy()
+    out = anchors.copy()
+    lengths = np.array([np.size(profile) for profile in profiles])
+    rows = np.flatnonzero(lengths == SLOTS)
+    shares = np.asarray([profiles[r] for r in rows], dtype=np.float64).reshape(rows.size, SLOTS)
+    finite = np.isfinite(shares).all(axis=1)
+    rows, shares = rows[finite], shares[finite]
+    if not rows.size:
+        return out
+    windowed = _windowed(shares, int(window_hours)) + _TIE_BREAK * shares
+    hour = np.timedelta64(1, "h")
+    first = anchors[rows]
+    steps = max(0, int((np.datetime64(latest, "ns") - first.min()) // hour) + 1)
+    width = steps + 1
+    # candidate j: the anchor (j = 0), then the whole hours after it
+    floor = first.astype("datetime64[h]").astype("datetime64[ns]")
+    candidates = np.empty((rows.size, width), dtype="datetime64[ns]")
+    candidates[:, 0] = first
+    candidates[:, 1:] = floor[:, None] + hour * np.arange(1, width)[None, :]
+    score = np.full(candidates.shape, -np.inf)
+    codes, unique_zones = pd.factorize(pd.Series([zones[r] for r in rows], dtype=object))
+    for code, zone in enumerate(unique_zones):
+        group = np.flatnonzero(codes == code)
+        local = pd.DatetimeIndex(candidates[group].ravel()).tz_localize("UTC").tz_convert(zone)
+        fractional = (local.hour + local.minute / 60 + local.second / 3600).to_numpy()
+        quiet = quiet_hours_mask(fractional, rules.quiet_hours_start, rules.quiet_hours_end)
+        slot = (local.hour + HOURS * (local.dayofweek >= 5)).to_numpy()
+        picked = windowed[np.repeat(group, width), slot]
+        picked[quiet] = -np.inf
+        score[group] = picked.reshape(group.size, width)
+    score[:, 1:][candidates[:, 1:] > np.datetime64(latest, "ns")] = -np.inf
+    score[:, 0] = np.where(np.isfinite(score[:, 0]), score[:, 0], -1.0)  # the fallback
+    best = np.round(score, 12).argmax(axis=1)  # the first best: the earliest on ties
+    out[rows] = candidates[np.arange(rows.size), best]
+    return out
+
+
 def preferred_send_time(
     anchor: pd.Timestamp,
     latest: pd.Timestamp,
@@ -292,25 +345,63 @@ def preferred_send_time(
     rules: FrequencyRules,
     window_hours: int = 1,
 ) -> pd.Timestamp:
-    """The moment in [anchor, max(anchor, latest)] whose local slot the user's ``profile``
-    (48 shares) likes best, counting the ``window_hours`` around it: the anchor itself or a
-    whole hour after it, never inside quiet hours (the anchor, already out of them, is the
-    fallback); ties go to the earliest. Times are naive UTC."""
-    profile = np.asarray(profile, dtype=np.float64)
-    if profile.shape != (SLOTS,) or not np.isfinite(profile).all():
-        return anchor
-    windowed = _windowed(profile[None, :], int(window_hours))[0] + _TIE_BREAK * profile
-    candidates = [anchor]
-    at = anchor.floor("h") + pd.Timedelta(hours=1)
-    while at <= latest:
-        candidates.append(at)
-        at += pd.Timedelta(hours=1)
-    best, best_score = anchor, -np.inf
-    for moment in candidates:
-        local = moment.tz_localize("UTC").tz_convert(zone)
-        if in_quiet_hours(local, rules.quiet_hours_start, rules.quiet_hours_end):
-            continue
-        score = windowed[local.hour + HOURS * (local.dayofweek >= 5)]
-        if score > best_score + 1e-15:
-            best, best_score = moment, score
-    return best
+    """:func:`preferred_send_times` for one user."""
+    return pd.Timestamp(
+        preferred_send_times([anchor], latest, [zone], [profile], rules, window_hours)[0]
+    )
+
+
+CAPTURE_TOLERANCES = (1, 3)
+
+
+def evaluate_send_time(
+    events: pd.DataFrame,
+    users: pd.DataFrame | None,
+    *,
+    cutoff,
+    horizon_days: float,
+    default_timezone: str = "UTC",
+) -> pd.DataFrame:
+    """Direction ``send_time`` of docs/evaluation.md: on the test window [cutoff, cutoff +
+    horizon), the mean per user of the share of their events within ±1 h and ±3 h of the
+    chosen hour, for 'served' (personal slots, prior strength chosen on the validation window
+    before the cutoff), 'population' (everybody's best hour) and 'uniform' (an hour drawn at
+    random: (2 t + 1) / 24 in expectation). Rows as model_evaluation holds them."""
+    cutoff = pd.Timestamp(cutoff)
+    end = cutoff + pd.Timedelta(days=float(horizon_days))
+    when = pd.to_datetime(utc_naive(events["occurred_at"]))
+    train = events[(when < cutoff).to_numpy()]
+    test = events[((when >= cutoff) & (when < end)).to_numpy()]
+    columns = ["model", "direction", "segment", "metric", "k", "value"]
+    if train.empty or test.empty:
+        return pd.DataFrame(columns=columns)
+    strength, _ = choose_prior_strength(
+        train,
+        users,
+        as_of=cutoff,
+        horizon_days=horizon_days,
+        model_params={"default_timezone": default_timezone},
+    )
+    model = SendTimeModel(prior_strength=strength, default_timezone=default_timezone)
+    times = model.fit(train, users).send_times()
+    chosen = {
+        "served": (
+            pd.Series(times.weekday_hour, index=times.user_ids),
+            pd.Series(times.weekend_hour, index=times.user_ids),
+        ),
+        "population": model.population_hours(),
+    }
+    rows = []
+    for tolerance in CAPTURE_TOLERANCES:
+        for name, (weekday, weekend) in chosen.items():
+            value = capture_share(
+                test,
+                users,
+                weekday,
+                weekend,
+                tolerance_hours=tolerance,
+                default_timezone=default_timezone,
+            )
+            rows.append((name, "send_time", "all", "capture", tolerance, value))
+        rows.append(("uniform", "send_time", "all", "capture", tolerance, (2 * tolerance + 1) / 24))
+    return pd.DataFrame(rows, columns=columns)
