@@ -889,6 +889,46 @@ def _shuffled_times(rng: np.random.Generator, rows: _Interactions) -> _Interacti
     return _Interactions(**fields, occurred=occurred[order])
 
 
+# Planted habits (generate(active_hours=...)): the hour each user acts at is drawn from this
+# day profile (local time: a morning and an evening peak), and the user's share of
+# interactions at it from a Beta around ACTIVE_HOUR_SHARE.
+ACTIVE_HOUR_PROFILE = np.array(
+    [1, 1, 1, 1, 1, 2, 4, 8, 10, 8, 6, 6, 7, 6, 5, 5, 6, 8, 12, 16, 18, 14, 8, 3], dtype=float
+)
+ACTIVE_HOUR_SHARE = 0.6
+
+
+def _planted_hours(
+    rng: np.random.Generator, users: _Users, rows: _Interactions, start: int, end: int
+) -> tuple[_Interactions, np.ndarray]:
+    """Each user's own hour of the day (local time, see ACTIVE_HOUR_PROFILE) and the rows
+    with a share of each user's interactions moved to that hour of the same local day (a
+    move that would leave [start, end) is not made). Returns the rows sorted by time again
+    and the hour per user."""
+    n_users = len(users.joined)
+    hour = rng.choice(24, size=n_users, p=ACTIVE_HOUR_PROFILE / ACTIVE_HOUR_PROFILE.sum())
+    share = rng.beta(6.0 * ACTIVE_HOUR_SHARE, 6.0 * (1 - ACTIVE_HOUR_SHARE), n_users)
+    zones = [z for c in COUNTRIES for z in c[2]]
+    occurred = rows.occurred.copy()
+    moved = rng.random(len(occurred)) < share[rows.user]
+    minute = rng.integers(0, HOUR, len(occurred))
+    zone_index = users.timezone[rows.user]
+    for code in np.unique(zone_index[moved]):
+        pick = np.flatnonzero(moved & (zone_index == code))
+        zone = "UTC" if code < 0 else zones[code]
+        utc = pd.to_datetime(occurred[pick], unit="s", utc=True)
+        local = utc.tz_convert(zone)
+        offset = (local.tz_localize(None) - utc.tz_localize(None)).total_seconds().to_numpy()
+        local_s = occurred[pick] + offset.astype(np.int64)
+        day_start = local_s - local_s % DAY
+        target = day_start + hour[rows.user[pick]] * HOUR + minute[pick] - offset.astype(np.int64)
+        inside = (target >= np.maximum(start, users.joined[rows.user[pick]])) & (target < end)
+        occurred[pick[inside]] = target[inside]
+    order = np.argsort(occurred, kind="stable")
+    fields = {f: getattr(rows, f)[order] for f in _FIELDS if f != "occurred"}
+    return _Interactions(**fields, occurred=occurred[order]), hour
+
+
 def _taste_interactions(
     rng: np.random.Generator,
     users: _Users,
@@ -1094,6 +1134,7 @@ def generate(
     end: str = DEFAULT_END,
     dirt: bool = True,
     weak_time: bool = False,
+    active_hours: bool = False,
 ) -> SyntheticData:
     """Generate the five raw sources and their staging manifest.
 
@@ -1118,6 +1159,10 @@ def generate(
         users and items): who interacts with what keeps its structure, when carries none.
         A world where a model that learns from time (the second stage) must not beat one
         that does not by luck, and must not lose to it unnoticed.
+    active_hours : bool
+        Plant habits: each user gets an hour of the day (local time) and moves a share of
+        their interactions to it (``ACTIVE_HOUR_PROFILE``, ``ACTIVE_HOUR_SHARE``). A world
+        where learned send times must beat the population's hour.
     """
     for name, value in (("n_users", n_users), ("n_items", n_items), ("n_days", n_days)):
         if int(value) < 1:
@@ -1133,7 +1178,7 @@ def generate(
     # One independent stream per stage: changing one stage (or switching dirt off) leaves
     # the others' draws untouched.
     # (spawn children depend only on their position: the eighth leaves the others as they were)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
     rng_world, rng_users, rng_items, rng_notify, rng_interact, rng_text, rng_dirt = streams[:7]
 
     category_share = rng_world.dirichlet(np.full(len(CATEGORIES), 8.0))
@@ -1145,6 +1190,8 @@ def generate(
     )
     if weak_time:
         interactions = _shuffled_times(streams[7], interactions)
+    if active_hours:
+        interactions, _ = _planted_hours(streams[8], users, interactions, start_s, end_s)
     users.loyalty = _loyalty(users, interactions, end_s)
 
     tables, reports = _build_tables(
@@ -1161,6 +1208,7 @@ def generate(
             "end": end_text,
             "dirt": bool(dirt),
             "weak_time": bool(weak_time),
+            "active_hours": bool(active_hours),
         },
         "run_date": end_text,
         "sources": {source: reports[source].as_dict() for source in SOURCES},
@@ -1628,6 +1676,9 @@ def command_line(parameters: dict[str, Any], fmt: str) -> str:
     ]
     if not parameters["dirt"]:
         parts.append("--no-dirt")
+    for name in ("weak_time", "active_hours"):  # flags, written only when set
+        if parameters.get(name):
+            parts.append("--" + name.replace("_", "-"))
     return " ".join(parts)
 
 
@@ -1691,6 +1742,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--weak-time", action="store_true", help="shuffle the interactions' time stamps"
     )
+    parser.add_argument(
+        "--active-hours", action="store_true", help="plant each user's hour of activity"
+    )
     args = parser.parse_args(argv)
     data = generate(
         args.users,
@@ -1701,6 +1755,7 @@ def main(argv: list[str] | None = None) -> int:
         end=args.end,
         dirt=not args.no_dirt,
         weak_time=args.weak_time,
+        active_hours=args.active_hours,
     )
     for path in write(data, args.out, args.format):
         print(path)

@@ -61,11 +61,12 @@ def local_slots(
     instants = pd.to_datetime(utc_naive(occurred_at)).dt.tz_localize("UTC")
     slots = np.empty(len(instants), dtype=np.int64)
     defaulted = 0
-    zone_values = zones.to_numpy(dtype=object) if len(zones) else np.array([], dtype=object)
-    for name in pd.unique(zone_values):
-        rows = np.flatnonzero(pd.isna(zone_values) if pd.isna(name) else (zone_values == name))
+    # one code per distinct zone text; missing values (None, NaN, pd.NA) share code -1
+    codes, names = pd.factorize(pd.Series(zones, dtype=object).reset_index(drop=True))
+    for code in np.unique(codes):
+        rows = np.flatnonzero(codes == code)
         # the frequency rules' reading of a zone (IANA names, offsets, abbreviations)
-        name = None if pd.isna(name) else name
+        name = None if code < 0 else names[code]
         zone = resolve_timezone(name, default_timezone)
         if not is_known_timezone(name):
             defaulted += rows.size
