@@ -1,0 +1,48 @@
+{#
+  Confidence intervals for conversion rates and their difference, in SQL that any warehouse
+  runs (campaign_lift). Wilson's score interval for a proportion holds for small counts and
+  rates near 0, where the normal approximation does not; Newcombe's hybrid score interval
+  for a difference of two independent proportions (his method 10, 1998) is built from the two
+  Wilson intervals. z = 1.959964: 95 % two-sided.
+#}
+{% macro proactive_recs_wilson_bound(successes, trials, side, z=1.959964) -%}
+    case when {{ trials }} > 0 then (
+        ({{ successes }} * 1.0 / {{ trials }}) + {{ z }} * {{ z }} / (2.0 * {{ trials }})
+        {{ '-' if side == 'lower' else '+' }} {{ z }} * sqrt(
+            ({{ successes }} * 1.0 / {{ trials }}) * (1.0 - {{ successes }} * 1.0 / {{ trials }})
+            / {{ trials }}
+            + {{ z }} * {{ z }} / (4.0 * {{ trials }} * {{ trials }})
+        )
+    ) / (1.0 + {{ z }} * {{ z }} / {{ trials }}) end
+{%- endmacro %}
+
+{#
+  Newcombe's interval for p1 - p0 from the rates and their Wilson bounds (columns or SQL
+  expressions): lower = d - sqrt((p1 - l1)^2 + (u0 - p0)^2), upper = d + sqrt((u1 - p1)^2 +
+  (p0 - l0)^2).
+#}
+{% macro proactive_recs_newcombe_bound(p1, l1, u1, p0, l0, u0, side) -%}
+    {%- if side == 'lower' -%}
+        ({{ p1 }} - {{ p0 }}) - sqrt(({{ p1 }} - {{ l1 }}) * ({{ p1 }} - {{ l1 }})
+            + ({{ u0 }} - {{ p0 }}) * ({{ u0 }} - {{ p0 }}))
+    {%- else -%}
+        ({{ p1 }} - {{ p0 }}) + sqrt(({{ u1 }} - {{ p1 }}) * ({{ u1 }} - {{ p1 }})
+            + ({{ p0 }} - {{ l0 }}) * ({{ p0 }} - {{ l0 }}))
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+  Users per group that a two-sided 5 % test with 80 % power needs to detect the difference
+  between rates p1 and p0 (normal approximation); null when they are equal.
+#}
+{% macro proactive_recs_users_needed(p1, p0, z_alpha=1.959964, z_beta=0.841621) -%}
+    case when {{ p1 }} <> {{ p0 }} then ceiling(
+        (
+            {{ z_alpha }} * sqrt(2.0 * (({{ p1 }} + {{ p0 }}) / 2.0) * (1.0 - ({{ p1 }} + {{ p0 }}) / 2.0))
+            + {{ z_beta }} * sqrt({{ p1 }} * (1.0 - {{ p1 }}) + {{ p0 }} * (1.0 - {{ p0 }}))
+        ) * (
+            {{ z_alpha }} * sqrt(2.0 * (({{ p1 }} + {{ p0 }}) / 2.0) * (1.0 - ({{ p1 }} + {{ p0 }}) / 2.0))
+            + {{ z_beta }} * sqrt({{ p1 }} * (1.0 - {{ p1 }}) + {{ p0 }} * (1.0 - {{ p0 }}))
+        ) / (({{ p1 }} - {{ p0 }}) * ({{ p1 }} - {{ p0 }}))
+    ) end
+{%- endmacro %}

@@ -1,0 +1,211 @@
+{{ config(materialized='table', enabled=var('proactive_recs_enable_evaluation', true)) }}
+-- Did it work? Per campaign, channel and week of planning: the users planned and sent
+-- against the holdout users the same rules planned and did not send (notification_log keeps
+-- both), their conversions within horizon_days of the run that planned them, and the lift
+-- with a 95 % interval that holds for small counts (Wilson per rate, Newcombe's hybrid score
+-- interval for the difference; macros/stats/intervals.sql). A conversion is a conversion
+-- event (var proactive_recs_conversion_event_types) with the pushed item; `halo_` columns
+-- count one with any item. Digests log no items, so only their halo is measured.
+{%- set horizon = var('proactive_recs_horizon_days') | int %}
+with
+
+notification_log as (
+
+    select * from {{ ref('notification_log') }}
+
+),
+
+interactions as (
+
+    select * from {{ ref('int_interactions') }}
+
+),
+
+run_context as (
+
+    select * from {{ ref('int_run_context') }}
+
+),
+
+conversions as (
+
+    select
+        user_id,
+        item_id,
+        occurred_at
+
+    from interactions
+    where is_conversion
+
+),
+
+-- each planned send (sent or held out) and whether its user converted in the horizon after
+-- the run that planned it: with its item, and with anything
+send_outcomes as (
+
+    select
+        notification_log.send_key,
+        notification_log.campaign_id,
+        notification_log.channel,
+        notification_log.user_id,
+        notification_log.item_id,
+        notification_log.run_date,
+        case when notification_log.is_holdout then 1 else 0 end as is_holdout,
+        max(
+            case when conversions.item_id = notification_log.item_id then 1 else 0 end
+        ) as converted_item,
+        max(case when conversions.user_id is not null then 1 else 0 end) as converted_any
+
+    from notification_log
+    left join conversions
+        on
+            notification_log.user_id = conversions.user_id
+            and conversions.occurred_at >= notification_log.run_date
+            and conversions.occurred_at
+            < {{ dbt.dateadd('day', horizon, 'notification_log.run_date') }}
+    group by
+        notification_log.send_key,
+        notification_log.campaign_id,
+        notification_log.channel,
+        notification_log.user_id,
+        notification_log.item_id,
+        notification_log.run_date,
+        notification_log.is_holdout
+
+),
+
+-- the unit is the user: converted when any of their planned items converted that week
+user_outcomes as (
+
+    select
+        campaign_id,
+        channel,
+        {{ dbt.date_trunc('week', 'run_date') }} as week_start,
+        user_id,
+        max(is_holdout) as is_holdout,
+        max(case when item_id is null then 1 else 0 end) as is_digest,
+        max(converted_item) as converted_item,
+        max(converted_any) as converted_any,
+        max(run_date) as last_run_date
+
+    from send_outcomes
+    group by campaign_id, channel, {{ dbt.date_trunc('week', 'run_date') }}, user_id
+
+),
+
+counts as (
+
+    select
+        user_outcomes.campaign_id,
+        user_outcomes.channel,
+        user_outcomes.week_start,
+        max(user_outcomes.is_digest) as is_digest,
+        sum(1 - user_outcomes.is_holdout) as users_treated,
+        sum(user_outcomes.is_holdout) as users_holdout,
+        sum((1 - user_outcomes.is_holdout) * user_outcomes.converted_item) as conversions_treated,
+        sum(user_outcomes.is_holdout * user_outcomes.converted_item) as conversions_holdout,
+        sum((1 - user_outcomes.is_holdout) * user_outcomes.converted_any)
+            as halo_conversions_treated,
+        sum(user_outcomes.is_holdout * user_outcomes.converted_any) as halo_conversions_holdout,
+        max(user_outcomes.last_run_date) as last_run_date,
+        max(run_context.run_date) as measured_at
+
+    from user_outcomes
+    cross join run_context
+    group by user_outcomes.campaign_id, user_outcomes.channel, user_outcomes.week_start
+
+),
+
+rates as (
+
+    select
+        *,
+        case when users_treated > 0 then conversions_treated * 1.0 / users_treated end
+            as rate_treated,
+        case when users_holdout > 0 then conversions_holdout * 1.0 / users_holdout end
+            as rate_holdout,
+        {{ proactive_recs_wilson_bound('conversions_treated', 'users_treated', 'lower') }}
+            as treated_lower,
+        {{ proactive_recs_wilson_bound('conversions_treated', 'users_treated', 'upper') }}
+            as treated_upper,
+        {{ proactive_recs_wilson_bound('conversions_holdout', 'users_holdout', 'lower') }}
+            as holdout_lower,
+        {{ proactive_recs_wilson_bound('conversions_holdout', 'users_holdout', 'upper') }}
+            as holdout_upper,
+        case when users_treated > 0 then halo_conversions_treated * 1.0 / users_treated end
+            as halo_rate_treated,
+        case when users_holdout > 0 then halo_conversions_holdout * 1.0 / users_holdout end
+            as halo_rate_holdout,
+        {{ proactive_recs_wilson_bound('halo_conversions_treated', 'users_treated', 'lower') }}
+            as halo_treated_lower,
+        {{ proactive_recs_wilson_bound('halo_conversions_treated', 'users_treated', 'upper') }}
+            as halo_treated_upper,
+        {{ proactive_recs_wilson_bound('halo_conversions_holdout', 'users_holdout', 'lower') }}
+            as halo_holdout_lower,
+        {{ proactive_recs_wilson_bound('halo_conversions_holdout', 'users_holdout', 'upper') }}
+            as halo_holdout_upper
+
+    from counts
+
+),
+
+final as (
+
+    select
+        campaign_id,
+        channel,
+        cast(week_start as {{ dbt.type_timestamp() }}) as week_start,
+        cast(users_treated as integer) as users_treated,
+        cast(users_holdout as integer) as users_holdout,
+        cast(case when is_digest = 0 then conversions_treated end as integer)
+            as conversions_treated,
+        cast(case when is_digest = 0 then conversions_holdout end as integer)
+            as conversions_holdout,
+        case when is_digest = 0 then rate_treated end as rate_treated,
+        case when is_digest = 0 then rate_holdout end as rate_holdout,
+        case when is_digest = 0 and users_holdout > 0 and users_treated > 0
+            then rate_treated - rate_holdout end as lift_abs,
+        case when is_digest = 0 and users_holdout > 0 and users_treated > 0
+            then {{ proactive_recs_newcombe_bound(
+                'rate_treated', 'treated_lower', 'treated_upper',
+                'rate_holdout', 'holdout_lower', 'holdout_upper', 'lower') }}
+        end as lift_abs_lower,
+        case when is_digest = 0 and users_holdout > 0 and users_treated > 0
+            then {{ proactive_recs_newcombe_bound(
+                'rate_treated', 'treated_lower', 'treated_upper',
+                'rate_holdout', 'holdout_lower', 'holdout_upper', 'upper') }}
+        end as lift_abs_upper,
+        case when is_digest = 0 and users_holdout > 0 and users_treated > 0 and rate_holdout > 0
+            then rate_treated / rate_holdout - 1.0 end as lift_rel,
+        cast(case when is_digest = 0 and users_holdout > 0 and users_treated > 0
+            then {{ proactive_recs_users_needed('rate_treated', 'rate_holdout') }}
+        end as integer) as users_needed_per_group,
+        cast(halo_conversions_treated as integer) as halo_conversions_treated,
+        cast(halo_conversions_holdout as integer) as halo_conversions_holdout,
+        halo_rate_treated,
+        halo_rate_holdout,
+        case when users_holdout > 0 and users_treated > 0
+            then halo_rate_treated - halo_rate_holdout end as halo_lift_abs,
+        case when users_holdout > 0 and users_treated > 0
+            then {{ proactive_recs_newcombe_bound(
+                'halo_rate_treated', 'halo_treated_lower', 'halo_treated_upper',
+                'halo_rate_holdout', 'halo_holdout_lower', 'halo_holdout_upper', 'lower') }}
+        end as halo_lift_abs_lower,
+        case when users_holdout > 0 and users_treated > 0
+            then {{ proactive_recs_newcombe_bound(
+                'halo_rate_treated', 'halo_treated_lower', 'halo_treated_upper',
+                'halo_rate_holdout', 'halo_holdout_lower', 'halo_holdout_upper', 'upper') }}
+        end as halo_lift_abs_upper,
+        -- the horizon after the week's last run has passed: the counts are final
+        {{ dbt.dateadd('day', horizon, 'last_run_date') }} <= measured_at as is_complete,
+        case
+            when users_holdout = 0 then 'no holdout users: no lift to measure'
+            when users_treated = 0 then 'every planned user was held out'
+            when is_digest = 1 then 'digest: its items are not logged, see the halo columns'
+        end as reason
+
+    from rates
+
+)
+
+select * from final
