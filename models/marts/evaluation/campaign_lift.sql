@@ -60,7 +60,7 @@ send_outcomes as (
     left join conversions
         on
             notification_log.user_id = conversions.user_id
-            and conversions.occurred_at >= notification_log.run_date
+            and notification_log.run_date <= conversions.occurred_at
             and conversions.occurred_at
             < {{ dbt.dateadd('day', horizon, 'notification_log.run_date') }}
     group by
@@ -163,36 +163,47 @@ final as (
             as conversions_holdout,
         case when is_digest = 0 then rate_treated end as rate_treated,
         case when is_digest = 0 then rate_holdout end as rate_holdout,
-        case when is_digest = 0 and users_holdout > 0 and users_treated > 0
-            then rate_treated - rate_holdout end as lift_abs,
-        case when is_digest = 0 and users_holdout > 0 and users_treated > 0
-            then {{ proactive_recs_newcombe_bound(
+        case
+            when is_digest = 0 and users_holdout > 0 and users_treated > 0
+                then rate_treated - rate_holdout
+        end as lift_abs,
+        case
+            when is_digest = 0 and users_holdout > 0 and users_treated > 0
+                then {{ proactive_recs_newcombe_bound(
                 'rate_treated', 'treated_lower', 'treated_upper',
                 'rate_holdout', 'holdout_lower', 'holdout_upper', 'lower') }}
         end as lift_abs_lower,
-        case when is_digest = 0 and users_holdout > 0 and users_treated > 0
-            then {{ proactive_recs_newcombe_bound(
+        case
+            when is_digest = 0 and users_holdout > 0 and users_treated > 0
+                then {{ proactive_recs_newcombe_bound(
                 'rate_treated', 'treated_lower', 'treated_upper',
                 'rate_holdout', 'holdout_lower', 'holdout_upper', 'upper') }}
         end as lift_abs_upper,
-        case when is_digest = 0 and users_holdout > 0 and users_treated > 0 and rate_holdout > 0
-            then rate_treated / rate_holdout - 1.0 end as lift_rel,
-        cast(case when is_digest = 0 and users_holdout > 0 and users_treated > 0
-            then {{ proactive_recs_users_needed('rate_treated', 'rate_holdout') }}
+        case
+            when is_digest = 0 and users_holdout > 0 and users_treated > 0 and rate_holdout > 0
+                then rate_treated / rate_holdout - 1.0
+        end as lift_rel,
+        cast(case
+            when is_digest = 0 and users_holdout > 0 and users_treated > 0
+                then {{ proactive_recs_users_needed('rate_treated', 'rate_holdout') }}
         end as integer) as users_needed_per_group,
         cast(halo_conversions_treated as integer) as halo_conversions_treated,
         cast(halo_conversions_holdout as integer) as halo_conversions_holdout,
         halo_rate_treated,
         halo_rate_holdout,
-        case when users_holdout > 0 and users_treated > 0
-            then halo_rate_treated - halo_rate_holdout end as halo_lift_abs,
-        case when users_holdout > 0 and users_treated > 0
-            then {{ proactive_recs_newcombe_bound(
+        case
+            when users_holdout > 0 and users_treated > 0
+                then halo_rate_treated - halo_rate_holdout
+        end as halo_lift_abs,
+        case
+            when users_holdout > 0 and users_treated > 0
+                then {{ proactive_recs_newcombe_bound(
                 'halo_rate_treated', 'halo_treated_lower', 'halo_treated_upper',
                 'halo_rate_holdout', 'halo_holdout_lower', 'halo_holdout_upper', 'lower') }}
         end as halo_lift_abs_lower,
-        case when users_holdout > 0 and users_treated > 0
-            then {{ proactive_recs_newcombe_bound(
+        case
+            when users_holdout > 0 and users_treated > 0
+                then {{ proactive_recs_newcombe_bound(
                 'halo_rate_treated', 'halo_treated_lower', 'halo_treated_upper',
                 'halo_rate_holdout', 'halo_holdout_lower', 'halo_holdout_upper', 'upper') }}
         end as halo_lift_abs_upper,
