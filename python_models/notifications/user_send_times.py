@@ -5,7 +5,7 @@ before the run. Logic: proactive_recs.notifications.send_time."""
 import json
 
 from proactive_recs.notifications.frequency import FrequencyRules
-from proactive_recs.notifications.send_time import SendTimeModel, choose_prior_strength
+from proactive_recs.notifications.send_time import fit_send_times
 from proactive_recs.warehouse.dbt_io import horizon_days, read_run_date, to_pandas
 
 
@@ -22,15 +22,14 @@ def model(dbt, session):
         to_pandas(dbt.ref("int_interactions"), columns=["user_id", "occurred_at"]), run_date
     )
     users = to_pandas(dbt.ref("int_user_context"), columns=["user_id", "timezone"])
-    strength, _ = choose_prior_strength(
+    fitted, _ = fit_send_times(
         events,
         users,
         as_of=run_date,
         horizon_days=horizon_days(meta),
         model_params={"default_timezone": rules.default_timezone},
     )
-    fitted = SendTimeModel(prior_strength=strength, default_timezone=rules.default_timezone)
-    frame = fitted.fit(events, users).send_times().frame()
-    frame["prior_strength"] = float(strength)
+    frame = fitted.send_times().frame()
+    frame["prior_strength"] = float(fitted.prior_strength)
     frame["events_without_zone"] = int(fitted.events_without_zone_)
     return frame

@@ -125,7 +125,10 @@ def test_the_prior_strength_is_chosen_on_the_window_before_the_run(personal):
     strength, scores = choose_prior_strength(events, None, as_of=as_of, horizon_days=30)
     assert scores[strength] == max(scores.values())
     if personal:
-        assert strength <= 3.0  # own habits: trust the user's counts
+        # own habits: a prior as strong as the population's loses; among the strengths that
+        # tie at the top, the strongest (the simpler model) is kept
+        assert strength < 100.0 and scores[strength] > scores[100.0]
+        assert strength == max(s for s, v in scores.items() if v == scores[strength])
     else:
         assert strength >= 10.0  # own counts are noise: lean on the population
     later_dropped = events[events["occurred_at"] < as_of]

@@ -41,6 +41,7 @@ __all__ = [
     "capture_share",
     "choose_prior_strength",
     "evaluate_send_time",
+    "fit_send_times",
     "local_slots",
     "preferred_send_time",
     "preferred_send_times",
@@ -58,9 +59,15 @@ def local_slots(
 ) -> tuple[np.ndarray, int]:
     """Slot (0-47) of each instant (naive UTC) in its row's time zone, and how many rows had
     no usable zone (they are read in ``default_timezone``)."""
+    slots, defaulted = _local_slots(occurred_at, zones, default_timezone)
+    return slots, int(defaulted.sum())
+
+
+def _local_slots(occurred_at, zones, default_timezone) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`local_slots` with the rows read in the default zone as a mask."""
     instants = pd.to_datetime(utc_naive(occurred_at)).dt.tz_localize("UTC")
     slots = np.empty(len(instants), dtype=np.int64)
-    defaulted = 0
+    defaulted = np.zeros(len(instants), dtype=bool)
     # one code per distinct zone text; missing values (None, NaN, pd.NA) share code -1
     codes, names = pd.factorize(pd.Series(zones, dtype=object).reset_index(drop=True))
     for code in np.unique(codes):
@@ -68,12 +75,41 @@ def local_slots(
         # the frequency rules' reading of a zone (IANA names, offsets, abbreviations)
         name = None if code < 0 else names[code]
         zone = resolve_timezone(name, default_timezone)
-        if not is_known_timezone(name):
-            defaulted += rows.size
+        defaulted[rows] = not is_known_timezone(name)
         local = instants.iloc[rows].dt.tz_convert(zone)
         weekend = (local.dt.dayofweek >= 5).to_numpy()
         slots[rows] = local.dt.hour.to_numpy() + HOURS * weekend
     return slots, defaulted
+
+
+def _slot_counts(rows: np.ndarray, slots: np.ndarray, n_users: int) -> np.ndarray:
+    """(n_users x 48) events per user (row index) and slot."""
+    counts = np.bincount(rows * SLOTS + slots, minlength=n_users * SLOTS)
+    return counts.astype(np.float64).reshape(n_users, SLOTS)
+
+
+def _captured(slots, user_rows, weekday_hour, weekend_hour, tolerance_hours: int) -> float:
+    """Mean over users of the share of their events (slot, user row) within
+    ``tolerance_hours`` of the user's hour for that kind of day (hour arrays per user row;
+    NaN: no hour, never within)."""
+    chosen = np.where(slots >= HOURS, weekend_hour[user_rows], weekday_hour[user_rows])
+    distance = np.abs(slots % HOURS - chosen)
+    distance = np.minimum(distance, HOURS - distance)
+    hit = (distance <= tolerance_hours).astype(np.float64)  # NaN compares False
+    n_users = len(weekday_hour)
+    events = np.bincount(user_rows, minlength=n_users)
+    hits = np.bincount(user_rows, weights=hit, minlength=n_users)
+    acting = events > 0
+    return float((hits[acting] / events[acting]).mean())
+
+
+def _event_slots(events: pd.DataFrame, zone_of: pd.Series, default_timezone: str):
+    """Each event's slot in its user's zone (``zone_of``: zone by user_id), and the number
+    read in the default zone."""
+    user = events["user_id"].astype(str)
+    return local_slots(
+        events["occurred_at"], zone_of.reindex(user).reset_index(drop=True), default_timezone
+    )
 
 
 def _windowed(profiles: np.ndarray, window_hours: int) -> np.ndarray:
@@ -143,16 +179,16 @@ class SendTimeModel:
         if int(self.window_hours) < 0 or int(self.window_hours) >= HOURS // 2:
             raise ValueError(f"window_hours must be in 0..11, got {self.window_hours!r}")
         users = _users_frame(events, users)
-        self.user_ids_ = pd.Index(users["user_id"])
         zone_of = users.set_index("user_id")["timezone"]
-        rows = self.user_ids_.get_indexer(events["user_id"].astype(str))
-        slots, self.events_without_zone_ = local_slots(
-            events["occurred_at"],
-            zone_of.reindex(events["user_id"].astype(str)).reset_index(drop=True),
-            self.default_timezone,
-        )
-        counts = np.zeros((len(self.user_ids_), SLOTS))
-        np.add.at(counts, (rows, slots), 1.0)
+        rows = pd.Index(users["user_id"]).get_indexer(events["user_id"].astype(str))
+        slots, without_zone = _event_slots(events, zone_of, self.default_timezone)
+        self.events_without_zone_ = without_zone
+        return self._fit_counts(_slot_counts(rows, slots, len(users)), users)
+
+    def _fit_counts(self, counts: np.ndarray, users: pd.DataFrame) -> SendTimeModel:
+        """Fit from the users' slot counts (rows in the order of ``users``, a frame of
+        :func:`_users_frame`): what :meth:`fit` does after counting."""
+        self.user_ids_ = pd.Index(users["user_id"])
         self.counts_ = counts
         total = counts.sum(axis=0)
         uniform = np.full(SLOTS, 1.0 / SLOTS)
@@ -231,22 +267,69 @@ def capture_share(
         return float("nan")
     frame = _users_frame(events, users)
     zone_of = frame.set_index("user_id")["timezone"]
-    user = events["user_id"].astype(str).reset_index(drop=True)
-    slots, _ = local_slots(
-        events["occurred_at"], zone_of.reindex(user).reset_index(drop=True), default_timezone
-    )
+    user_ids = pd.Index(frame["user_id"])
+    rows = user_ids.get_indexer(events["user_id"].astype(str))
+    slots, _ = _event_slots(events, zone_of, default_timezone)
 
     def per_user(hours):
         if isinstance(hours, pd.Series):
-            return hours.reindex(user).to_numpy(dtype=float)
-        return np.full(len(user), float(hours))
+            return hours.reindex(user_ids).to_numpy(dtype=float)
+        return np.full(len(user_ids), float(hours))
 
-    chosen = np.where(slots >= HOURS, per_user(weekend_hour), per_user(weekday_hour))
-    distance = np.abs(slots % HOURS - chosen)
-    distance = np.minimum(distance, HOURS - distance)
-    hit = (distance <= tolerance_hours).astype(float)
-    hit[np.isnan(chosen)] = 0.0
-    return float(pd.Series(hit).groupby(user.to_numpy()).mean().mean())
+    return _captured(slots, rows, per_user(weekday_hour), per_user(weekend_hour), tolerance_hours)
+
+
+def fit_send_times(
+    events: pd.DataFrame,
+    users: pd.DataFrame | None,
+    *,
+    as_of,
+    horizon_days: float,
+    model_params: dict | None = None,
+    strengths=PRIOR_STRENGTHS,
+) -> tuple[SendTimeModel, dict]:
+    """A :class:`SendTimeModel` fitted on the events before ``as_of`` with the prior strength
+    whose slots, fitted on the events before the last horizon before ``as_of``, capture most
+    of that horizon's events within ±1 hour (ties: the stronger prior, the population's hour
+    being the simpler model), and the figure per strength. Nothing to compare on: the
+    default strength and an empty dict. Every event's user and local slot are read once."""
+    as_of = pd.Timestamp(as_of)
+    start = as_of - pd.Timedelta(days=float(horizon_days))
+    when = pd.to_datetime(utc_naive(events["occurred_at"]))
+    params = dict(model_params or {})
+    strength = float(params.pop("prior_strength", SendTimeModel().prior_strength))
+    frame = _users_frame(events, users)
+    zone_of = frame.set_index("user_id")["timezone"]
+    default_zone = params.get("default_timezone", SendTimeModel().default_timezone)
+    rows = pd.Index(frame["user_id"]).get_indexer(events["user_id"].astype(str))
+    slots, defaulted = _local_slots(
+        events["occurred_at"],
+        zone_of.reindex(events["user_id"].astype(str)).reset_index(drop=True),
+        default_zone,
+    )
+    is_before = (when < start).to_numpy()
+    in_window = ((when >= start) & (when < as_of)).to_numpy()
+    scores = {}
+    if is_before.any() and in_window.any():
+        # the counts before the window do not depend on the strength: each strength only
+        # smooths them and is scored on the window
+        counts = _slot_counts(rows[is_before], slots[is_before], len(frame))
+        for candidate in strengths:
+            model = SendTimeModel(prior_strength=candidate, **params)._fit_counts(counts, frame)
+            times = model.send_times()
+            scores[float(candidate)] = _captured(
+                slots[in_window],
+                rows[in_window],
+                times.weekday_hour.astype(float),
+                times.weekend_hour.astype(float),
+                tolerance_hours=1,
+            )
+        strength = max(scores, key=lambda s: (scores[s], list(scores).index(s)))
+    known = (when < as_of).to_numpy()
+    model = SendTimeModel(prior_strength=strength, **params)
+    model.events_without_zone_ = int(defaulted[known].sum())
+    model._fit_counts(_slot_counts(rows[known], slots[known], len(frame)), frame)
+    return model, scores
 
 
 def choose_prior_strength(
@@ -258,33 +341,16 @@ def choose_prior_strength(
     model_params: dict | None = None,
     strengths=PRIOR_STRENGTHS,
 ) -> tuple[float, dict]:
-    """The prior strength whose slots, fitted on the events before the last horizon before
-    ``as_of``, capture most of that horizon's events within ±1 hour (ties: the weaker prior,
-    listed first), and the figure per strength. Nothing to compare on: the default strength
-    and an empty dict."""
-    as_of = pd.Timestamp(as_of)
-    start = as_of - pd.Timedelta(days=float(horizon_days))
-    when = pd.to_datetime(utc_naive(events["occurred_at"]))
-    before = events[(when < start).to_numpy()]
-    window = events[((when >= start) & (when < as_of)).to_numpy()]
-    params = dict(model_params or {})
-    default = float(params.pop("prior_strength", SendTimeModel().prior_strength))
-    if before.empty or window.empty:
-        return default, {}
-    scores = {}
-    for strength in strengths:
-        model = SendTimeModel(prior_strength=strength, **params).fit(before, users)
-        times = model.send_times()
-        scores[float(strength)] = capture_share(
-            window,
-            users,
-            pd.Series(times.weekday_hour, index=times.user_ids),
-            pd.Series(times.weekend_hour, index=times.user_ids),
-            tolerance_hours=1,
-            default_timezone=model.default_timezone,
-        )
-    best = max(scores, key=lambda s: (scores[s], -list(scores).index(s)))
-    return best, scores
+    """The prior strength :func:`fit_send_times` chooses, and the figure per strength."""
+    model, scores = fit_send_times(
+        events,
+        users,
+        as_of=as_of,
+        horizon_days=horizon_days,
+        model_params=model_params,
+        strengths=strengths,
+    )
+    return float(model.prior_strength), scores
 
 
 def preferred_send_times(
@@ -376,15 +442,14 @@ def evaluate_send_time(
     columns = ["model", "direction", "segment", "metric", "k", "value"]
     if train.empty or test.empty:
         return pd.DataFrame(columns=columns)
-    strength, _ = choose_prior_strength(
+    model, _ = fit_send_times(
         train,
         users,
         as_of=cutoff,
         horizon_days=horizon_days,
         model_params={"default_timezone": default_timezone},
     )
-    model = SendTimeModel(prior_strength=strength, default_timezone=default_timezone)
-    times = model.fit(train, users).send_times()
+    times = model.send_times()
     chosen = {
         "served": (
             pd.Series(times.weekday_hour, index=times.user_ids),
