@@ -165,3 +165,66 @@ def line_chart(
         )
     _layout(figure, title, width, height, xaxis_title=x_label, yaxis_title=y_label)
     return _html(figure)
+
+
+def heatmap_chart(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    values: Sequence[Sequence[float]],
+    *,
+    title: str,
+    value_label: str,
+    width: int = 760,
+    height: int = 240,
+) -> str:
+    """A grid of values (one list per row), darker = more; the value shows on hover."""
+    figure = go.Figure(
+        go.Heatmap(
+            z=[[value if _finite(value) else None for value in row] for row in values],
+            x=[str(c) for c in columns],
+            y=[str(r) for r in rows],
+            colorscale="Blues",
+            colorbar={"title": value_label},
+            hovertemplate=f"%{{y}} %{{x}}: %{{z:,.4g}} {value_label}<extra></extra>",
+        )
+    )
+    _layout(figure, title, width, height, xaxis={"type": "category"})
+    return _html(figure)
+
+
+def interval_chart(
+    groups: Sequence[str],
+    values: Sequence[float],
+    lower: Sequence[float],
+    upper: Sequence[float],
+    *,
+    title: str,
+    y_label: str,
+    width: int = 720,
+    height: int = 340,
+) -> str:
+    """Points with their intervals (error bars) per group, and a dashed line at 0."""
+    points = [
+        (str(g), v, v - lo, hi - v)
+        for g, v, lo, hi in zip(groups, values, lower, upper, strict=True)
+        if _finite(v) and _finite(lo) and _finite(hi)
+    ]
+    figure = go.Figure()
+    figure.add_scatter(
+        x=[p[0] for p in points],
+        y=[p[1] for p in points],
+        mode="markers",
+        marker={"color": PALETTE[0], "size": 11},
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": [p[3] for p in points],
+            "arrayminus": [p[2] for p in points],
+            "color": PALETTE[0],
+        },
+        hovertemplate="%{x}: %{y:,.4g}<extra></extra>",
+        name=y_label,
+    )
+    figure.add_hline(y=0, line={"color": REFERENCE, "width": 2, "dash": "dash"})
+    _layout(figure, title, width, height, yaxis_title=y_label, xaxis={"type": "category"})
+    return _html(figure)

@@ -18,6 +18,10 @@ note instead:
   run) per channel, against the cap (notification_audience, int_notification_sends);
 * ``plot-backtest``: conversions per send and max sends per user-week per policy
   (campaign_backtest);
+* ``plot-send-times``: users by their chosen send hour, weekdays and weekends, and the
+  send-time evaluation against the population's hour (user_send_times, model_evaluation);
+* ``plot-lift``: lift against the holdout per campaign, channel and week, with its 95 %
+  interval (campaign_lift);
 
 plus row counts of the outputs and rejected raw rows per source and reason.
 """
@@ -35,7 +39,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .charts import bar_chart, line_chart, plotly_js
+from .charts import bar_chart, heatmap_chart, interval_chart, line_chart, plotly_js
 from .summary import MAIN_OUTPUTS
 from .validation import (
     CHANNELS,
@@ -58,6 +62,8 @@ PLOT_IDS = (
     "plot-audience-size",
     "plot-sends-per-user",
     "plot-backtest",
+    "plot-send-times",
+    "plot-lift",
 )
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f8fafc;
@@ -452,6 +458,97 @@ def backtest_section(
     return _section("Backtest: policies side by side", what, body)
 
 
+def send_times_section(con, schema: str, present: set[str]) -> str:
+    plot_id = "plot-send-times"
+    title = "When to send"
+    what = (
+        "Users by the local hour their first send of a run aims at (learned from when they "
+        "act; rule <code>send_time</code>), and how much of the test window's activity the "
+        "chosen hours catch against the population's hour (model_evaluation, send_time)."
+    )
+    if "user_send_times" not in present:
+        return _section(title, what, _not_built(plot_id, ["user_send_times"]))
+    frame = read_table(con, schema, "user_send_times")
+    if not {"weekday_hour", "weekend_hour"} <= set(frame.columns) or frame.empty:
+        return _section(title, what, _empty_note(plot_id, "user_send_times has no rows."))
+    hours = list(range(24))
+    grid = [
+        frame[column].value_counts().reindex(hours, fill_value=0).astype(float).tolist()
+        for column in ("weekday_hour", "weekend_hour")
+    ]
+    chart = heatmap_chart(
+        ["weekdays", "weekends"],
+        [f"{h:02d}h" for h in hours],
+        grid,
+        title="Users per chosen send hour (local time)",
+        value_label="users",
+    )
+    body = f'<div id="{plot_id}" class="plot">{chart}</div>'
+    if "send_time_basis" in frame.columns:
+        basis = frame["send_time_basis"].value_counts().rename_axis("basis").reset_index()
+        body += _table(basis, numeric=["count"])
+    if "model_evaluation" in present:
+        metrics = read_table(con, schema, "model_evaluation")
+        if "direction" in metrics.columns:
+            capture = metrics[metrics["direction"].astype(str) == "send_time"]
+            if not capture.empty:
+                table = capture.pivot_table(index="model", columns="k", values="value")
+                table.columns = [f"within ±{int(k)} h" for k in table.columns]
+                body += _table(table.reset_index(), numeric=list(table.columns))
+    return _section(title, what, body)
+
+
+def lift_section(con, schema: str, present: set[str]) -> str:
+    plot_id = "plot-lift"
+    title = "Lift against the holdout"
+    what = (
+        "Conversion rate of the users sent minus that of the holdout users the same rules "
+        "planned, per campaign, channel and week, with its 95 % interval (Newcombe); an "
+        "interval across 0 is no evidence either way (campaign_lift)."
+    )
+    if "campaign_lift" not in present:
+        return _section(title, what, _not_built(plot_id, ["campaign_lift"]))
+    frame = read_table(con, schema, "campaign_lift")
+    needed = {"campaign_id", "channel", "week_start", "halo_lift_abs"}
+    if not needed <= set(frame.columns) or frame.empty:
+        return _section(title, what, _empty_note(plot_id, "campaign_lift has no rows yet."))
+    frame = frame.sort_values(["week_start", "campaign_id", "channel"])
+    # the item lift where measured (item pushes), else the halo (digests)
+    use_item = frame["lift_abs"].notna() if "lift_abs" in frame.columns else False
+    value = frame["lift_abs"].where(use_item, frame["halo_lift_abs"])
+    lower = frame["lift_abs_lower"].where(use_item, frame["halo_lift_abs_lower"])
+    upper = frame["lift_abs_upper"].where(use_item, frame["halo_lift_abs_upper"])
+    labels = [
+        f"{c} · {ch} · {pd.Timestamp(w):%Y-%m-%d}" + ("" if item else " (halo)")
+        for c, ch, w, item in zip(
+            frame["campaign_id"], frame["channel"], frame["week_start"], use_item, strict=True
+        )
+    ]
+    chart = interval_chart(
+        labels,
+        value.astype(float).tolist(),
+        lower.astype(float).tolist(),
+        upper.astype(float).tolist(),
+        title="Lift in conversion rate (sent - holdout)",
+        y_label="lift",
+    )
+    shown = [
+        c
+        for c in (
+            "campaign_id", "channel", "week_start", "users_treated", "users_holdout",
+            "rate_treated", "rate_holdout", "lift_abs", "lift_abs_lower", "lift_abs_upper",
+            "halo_lift_abs", "is_complete", "reason",
+        )
+        if c in frame.columns
+    ]  # fmt: skip
+    numeric = [c for c in shown if c not in ("campaign_id", "channel", "week_start", "reason")]
+    body = (
+        f'<div id="{plot_id}" class="plot">{chart}</div>'
+        f"<details><summary>Values</summary>{_table(frame[shown], numeric=numeric)}</details>"
+    )
+    return _section(title, what, body)
+
+
 def tables_section(con, schema: str, present: set[str]) -> str:
     counts = []
     for name in MAIN_OUTPUTS:
@@ -506,6 +603,8 @@ def render_report(con, settings: Settings | None = None, source: str = "") -> st
         audience_section(con, schema, present),
         sends_per_user_section(con, schema, present, caps, caps_origin, run_date),
         backtest_section(con, schema, present, caps, settings.max_sends_per_user_week),
+        send_times_section(con, schema, present),
+        lift_section(con, schema, present),
         tables_section(con, schema, present),
     ]
     return (

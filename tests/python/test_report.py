@@ -162,7 +162,56 @@ def report_tables() -> dict[str, pd.DataFrame]:
             "audience_size": pd.array([None, 200], dtype="Int64"),
         }
     )
+    send_times = pd.DataFrame(
+        {
+            "user_id": users,
+            "weekday_hour": [(7 + 11 * (n % 3)) % 24 for n in range(60)],
+            "weekend_hour": [10 + n % 4 for n in range(60)],
+            "send_time_basis": ["personal"] * 40 + ["population"] * 20,
+        }
+    )
+    model_evaluation = pd.concat(
+        [
+            model_evaluation,
+            pd.DataFrame(
+                [
+                    (m, "send_time", "all", "capture", k, v)
+                    for m, k, v in (
+                        ("served", 1, 0.45),
+                        ("population", 1, 0.43),
+                        ("uniform", 1, 0.125),
+                        ("served", 3, 0.81),
+                        ("population", 3, 0.84),
+                        ("uniform", 3, 0.29),
+                    )
+                ],
+                columns=model_evaluation.columns,
+            ),
+        ],
+        ignore_index=True,
+    )
+    lift = pd.DataFrame(
+        {
+            "campaign_id": ["new_arrivals", "weekly_digest"],
+            "channel": ["push", "email"],
+            "week_start": [TS("2026-10-26"), TS("2026-10-26")],
+            "users_treated": [400, 500],
+            "users_holdout": [20, 25],
+            "rate_treated": [0.05, None],
+            "rate_holdout": [0.02, None],
+            "lift_abs": [0.03, None],
+            "lift_abs_lower": [-0.04, None],
+            "lift_abs_upper": [0.07, None],
+            "halo_lift_abs": [0.04, 0.01],
+            "halo_lift_abs_lower": [-0.03, -0.05],
+            "halo_lift_abs_upper": [0.09, 0.08],
+            "is_complete": [True, True],
+            "reason": [None, "digest: its items are not logged, see the halo columns"],
+        }
+    )
     return {
+        "campaign_lift": lift,
+        "user_send_times": send_times,
         "model_evaluation": model_evaluation,
         "calibration_curve": calibration,
         "notification_audience": audience,
