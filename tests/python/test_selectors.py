@@ -20,6 +20,7 @@ WEEKLY = {
     "calibration_curve",
     "campaign_backtest",
     "campaign_backtest_weekly",
+    "campaign_lift",
 }
 
 

@@ -387,7 +387,8 @@ def test_rule_violations_in_outputs_are_each_named(tmp_path):
         "expect_column_pair_values_to_be_equal(column_A=max_rank, column_B=n_rows) on "
         "user_item_scores [ranks per user_id]: 1 unexpected",
         "expect_column_values_to_be_between(column=value, min_value=0, max_value=1) on "
-        "model_evaluation [metric in ndcg, recall, precision, map, coverage, ece]: 1 unexpected",
+        "model_evaluation [metric in ndcg, recall, precision, map, coverage, ece, capture]: "
+        "1 unexpected",
         "expect_column_values_to_be_between(column=items_array_length, min_value=1) on "
         "email_digest: 1 unexpected",
         # no vars: the planner's own defaults, adaptive cadence on, so the bound is the sum of

@@ -35,7 +35,7 @@ final as (
         planned_sends.score,
         planned_sends.expected_value,
         cast(planned_sends.scheduled_send_at as {{ dbt.type_timestamp() }}) as scheduled_send_at,
-        planned_sends.send_time_basis,
+        cast(planned_sends.send_time_basis as {{ dbt.type_string() }}) as send_time_basis,
         planned_sends.is_holdout,
         -- payload of an item push: what the message shows
         items.title as item_title,
