@@ -50,7 +50,6 @@ __all__ = [
 HOURS = 24
 SLOTS = 2 * HOURS  # weekday hours, then weekend hours
 PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
-BASES = ("personal", "segment", "population")
 _TIE_BREAK = 1e-6
 
 
