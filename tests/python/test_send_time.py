@@ -11,7 +11,7 @@ from proactive_recs.notifications.send_time import (
     HOURS,
     SendTimeModel,
     capture_share,
-    choose_prior_strength,
+    fit_send_times,
     local_slots,
 )
 
@@ -122,7 +122,8 @@ def _habit_world(personal: bool, n_users=120, days=120, seed=0):
 def test_the_prior_strength_is_chosen_on_the_window_before_the_run(personal):
     events, end = _habit_world(personal)
     as_of = end - pd.Timedelta(days=30)
-    strength, scores = choose_prior_strength(events, None, as_of=as_of, horizon_days=30)
+    fitted, scores = fit_send_times(events, None, as_of=as_of, horizon_days=30)
+    strength = fitted.prior_strength
     assert scores[strength] == max(scores.values())
     if personal:
         # own habits: a prior as strong as the population's loses; among the strengths that
@@ -132,12 +133,12 @@ def test_the_prior_strength_is_chosen_on_the_window_before_the_run(personal):
     else:
         assert strength >= 10.0  # own counts are noise: lean on the population
     later_dropped = events[events["occurred_at"] < as_of]
-    assert choose_prior_strength(later_dropped, None, as_of=as_of, horizon_days=30) == (
-        strength,
-        scores,
-    )
-    # the personal slots beat the population's hour on the next 30 days where habits are own
+    again, again_scores = fit_send_times(later_dropped, None, as_of=as_of, horizon_days=30)
+    assert (again.prior_strength, again_scores) == (strength, scores)
+    # the final model, counted from the slots read once, is a plain fit on the same events
     model = SendTimeModel(prior_strength=strength).fit(later_dropped)
+    np.testing.assert_array_equal(fitted.counts_, model.counts_)
+    # the personal slots beat the population's hour on the next 30 days where habits are own
     times = model.send_times()
     test = events[events["occurred_at"] >= as_of]
     personal_share = capture_share(
@@ -220,11 +221,11 @@ def test_the_evaluation_compares_served_with_the_population_and_uniform_hours():
     assert values[("uniform", 3)] == pytest.approx(7 / 24)
     assert values[("served", 1)] > values[("population", 1)] + 0.5
     # the same figure the library gives by hand: chosen before the cutoff, read after it
-    strength, _ = choose_prior_strength(
+    fitted, _ = fit_send_times(
         events[events["occurred_at"] < cutoff], None, as_of=cutoff, horizon_days=30
     )
-    times = SendTimeModel(prior_strength=strength).fit(events[events["occurred_at"] < cutoff])
-    chosen = times.send_times()
+    times = SendTimeModel(prior_strength=fitted.prior_strength)
+    chosen = times.fit(events[events["occurred_at"] < cutoff]).send_times()
     test = events[events["occurred_at"] >= cutoff]
     by_hand = capture_share(
         test,

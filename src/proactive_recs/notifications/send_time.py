@@ -15,8 +15,9 @@ it: 'personal' (at least ``min_events`` events of the user's own), 'segment' or
 'population'.
 
 ``prior_strength`` is chosen on the validation window before the run (never later data):
-:func:`choose_prior_strength` fits on the events before it and keeps the strength whose
-chosen slots capture most of the window's events within ±1 hour.
+:func:`fit_send_times` fits on the events before it and keeps the strength whose chosen
+slots capture most of the window's events within ±1 hour, then fits on every event before
+the run.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ __all__ = [
     "SLOTS",
     "SendTimeModel",
     "capture_share",
-    "choose_prior_strength",
     "evaluate_send_time",
     "fit_send_times",
     "local_slots",
@@ -329,27 +329,6 @@ def fit_send_times(
     model.events_without_zone_ = int(defaulted[known].sum())
     model._fit_counts(_slot_counts(rows[known], slots[known], len(frame)), frame)
     return model, scores
-
-
-def choose_prior_strength(
-    events: pd.DataFrame,
-    users: pd.DataFrame | None,
-    *,
-    as_of,
-    horizon_days: float,
-    model_params: dict | None = None,
-    strengths=PRIOR_STRENGTHS,
-) -> tuple[float, dict]:
-    """The prior strength :func:`fit_send_times` chooses, and the figure per strength."""
-    model, scores = fit_send_times(
-        events,
-        users,
-        as_of=as_of,
-        horizon_days=horizon_days,
-        model_params=model_params,
-        strengths=strengths,
-    )
-    return float(model.prior_strength), scores
 
 
 def preferred_send_times(
