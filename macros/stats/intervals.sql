@@ -17,17 +17,28 @@
 {%- endmacro %}
 
 {#
-  Newcombe's interval for p1 - p0 from the rates and their Wilson bounds (columns or SQL
-  expressions): lower = d - sqrt((p1 - l1)^2 + (u0 - p0)^2), upper = d + sqrt((u1 - p1)^2 +
-  (p0 - l0)^2).
+  Newcombe's interval for p1 - p0, the rates of two independent groups (successes over
+  trials, SQL expressions), from the two Wilson intervals: lower = d - sqrt((p1 - l1)^2 +
+  (u0 - p0)^2), upper = d + sqrt((u1 - p1)^2 + (p0 - l0)^2). Null when a group is empty.
 #}
-{% macro proactive_recs_newcombe_bound(p1, l1, u1, p0, l0, u0, side) -%}
+{% macro proactive_recs_newcombe_bound(successes1, trials1, successes0, trials0, side) -%}
+    {#- nullif: no division by zero, whether or not the warehouse evaluates lazily -#}
+    {%- set p1 = '(' ~ successes1 ~ ' * 1.0 / nullif(' ~ trials1 ~ ', 0))' -%}
+    {%- set p0 = '(' ~ successes0 ~ ' * 1.0 / nullif(' ~ trials0 ~ ', 0))' -%}
     {%- if side == 'lower' -%}
-        ({{ p1 }} - {{ p0 }}) - sqrt(({{ p1 }} - {{ l1 }}) * ({{ p1 }} - {{ l1 }})
-            + ({{ u0 }} - {{ p0 }}) * ({{ u0 }} - {{ p0 }}))
+        {%- set near1 = proactive_recs_wilson_bound(successes1, trials1, 'lower') -%}
+        {%- set far0 = proactive_recs_wilson_bound(successes0, trials0, 'upper') -%}
+        ({{ p1 }} - {{ p0 }}) - sqrt(
+            ({{ p1 }} - {{ near1 }}) * ({{ p1 }} - {{ near1 }})
+            + ({{ far0 }} - {{ p0 }}) * ({{ far0 }} - {{ p0 }})
+        )
     {%- else -%}
-        ({{ p1 }} - {{ p0 }}) + sqrt(({{ u1 }} - {{ p1 }}) * ({{ u1 }} - {{ p1 }})
-            + ({{ p0 }} - {{ l0 }}) * ({{ p0 }} - {{ l0 }}))
+        {%- set far1 = proactive_recs_wilson_bound(successes1, trials1, 'upper') -%}
+        {%- set near0 = proactive_recs_wilson_bound(successes0, trials0, 'lower') -%}
+        ({{ p1 }} - {{ p0 }}) + sqrt(
+            ({{ far1 }} - {{ p1 }}) * ({{ far1 }} - {{ p1 }})
+            + ({{ p0 }} - {{ near0 }}) * ({{ p0 }} - {{ near0 }})
+        )
     {%- endif -%}
 {%- endmacro %}
 

@@ -44,14 +44,25 @@ def test_wilson_bounds_by_hand(c, n):
 
 
 def _newcombe(c1, n1, c0, n0, side):
-    p1, p0 = c1 / n1, c0 / n0
-    l1, u1, l0, u0 = (wilson(c1, n1, "lower"), wilson(c1, n1, "upper"),
-                      wilson(c0, n0, "lower"), wilson(c0, n0, "upper"))  # fmt: skip
-    expression = (
-        f"{{{{ proactive_recs_newcombe_bound({p1!r}, {l1!r}, {u1!r}, {p0!r}, {l0!r}, {u0!r},"
-        f" '{side}') }}}}"
+    return run(
+        f"{{{{ proactive_recs_newcombe_bound('c1', 'n1', 'c0', 'n0', '{side}') }}}}",
+        c1=c1,
+        n1=n1,
+        c0=c0,
+        n0=n0,
     )
-    return run(expression, one=1)
+
+
+def test_newcombes_bounds_by_hand():
+    c1, n1, c0, n0 = 10, 40, 1, 20
+    p1, p0 = c1 / n1, c0 / n0
+    l1, u1 = wilson(c1, n1, "lower"), wilson(c1, n1, "upper")
+    l0, u0 = wilson(c0, n0, "lower"), wilson(c0, n0, "upper")
+    lower = p1 - p0 - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2)
+    upper = p1 - p0 + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+    assert _newcombe(c1, n1, c0, n0, "lower") == pytest.approx(lower, abs=1e-12)
+    assert _newcombe(c1, n1, c0, n0, "upper") == pytest.approx(upper, abs=1e-12)
+    assert _newcombe(1, 0, 1, 20, "lower") is None  # an empty group: no interval
 
 
 def test_newcombes_published_example():

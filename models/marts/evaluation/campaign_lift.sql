@@ -116,34 +116,18 @@ counts as (
 
 ),
 
+-- the rates, and whether a lift can be measured: both groups have users (and, for the
+-- item's conversions, the campaign pushes items: digests log none)
 rates as (
 
     select
         *,
-        case when users_treated > 0 then conversions_treated * 1.0 / users_treated end
-            as rate_treated,
-        case when users_holdout > 0 then conversions_holdout * 1.0 / users_holdout end
-            as rate_holdout,
-        {{ proactive_recs_wilson_bound('conversions_treated', 'users_treated', 'lower') }}
-            as treated_lower,
-        {{ proactive_recs_wilson_bound('conversions_treated', 'users_treated', 'upper') }}
-            as treated_upper,
-        {{ proactive_recs_wilson_bound('conversions_holdout', 'users_holdout', 'lower') }}
-            as holdout_lower,
-        {{ proactive_recs_wilson_bound('conversions_holdout', 'users_holdout', 'upper') }}
-            as holdout_upper,
-        case when users_treated > 0 then halo_conversions_treated * 1.0 / users_treated end
-            as halo_rate_treated,
-        case when users_holdout > 0 then halo_conversions_holdout * 1.0 / users_holdout end
-            as halo_rate_holdout,
-        {{ proactive_recs_wilson_bound('halo_conversions_treated', 'users_treated', 'lower') }}
-            as halo_treated_lower,
-        {{ proactive_recs_wilson_bound('halo_conversions_treated', 'users_treated', 'upper') }}
-            as halo_treated_upper,
-        {{ proactive_recs_wilson_bound('halo_conversions_holdout', 'users_holdout', 'lower') }}
-            as halo_holdout_lower,
-        {{ proactive_recs_wilson_bound('halo_conversions_holdout', 'users_holdout', 'upper') }}
-            as halo_holdout_upper
+        conversions_treated * 1.0 / nullif(users_treated, 0) as rate_treated,
+        conversions_holdout * 1.0 / nullif(users_holdout, 0) as rate_holdout,
+        halo_conversions_treated * 1.0 / nullif(users_treated, 0) as halo_rate_treated,
+        halo_conversions_holdout * 1.0 / nullif(users_holdout, 0) as halo_rate_holdout,
+        users_treated > 0 and users_holdout > 0 as has_both_groups,
+        users_treated > 0 and users_holdout > 0 and is_digest = 0 as has_item_lift
 
     from counts
 
@@ -163,50 +147,33 @@ final as (
             as conversions_holdout,
         case when is_digest = 0 then rate_treated end as rate_treated,
         case when is_digest = 0 then rate_holdout end as rate_holdout,
-        case
-            when is_digest = 0 and users_holdout > 0 and users_treated > 0
-                then rate_treated - rate_holdout
-        end as lift_abs,
-        case
-            when is_digest = 0 and users_holdout > 0 and users_treated > 0
-                then {{ proactive_recs_newcombe_bound(
-                'rate_treated', 'treated_lower', 'treated_upper',
-                'rate_holdout', 'holdout_lower', 'holdout_upper', 'lower') }}
-        end as lift_abs_lower,
-        case
-            when is_digest = 0 and users_holdout > 0 and users_treated > 0
-                then {{ proactive_recs_newcombe_bound(
-                'rate_treated', 'treated_lower', 'treated_upper',
-                'rate_holdout', 'holdout_lower', 'holdout_upper', 'upper') }}
-        end as lift_abs_upper,
-        case
-            when is_digest = 0 and users_holdout > 0 and users_treated > 0 and rate_holdout > 0
-                then rate_treated / rate_holdout - 1.0
-        end as lift_rel,
+        case when has_item_lift then rate_treated - rate_holdout end as lift_abs,
+        {%- for side in ['lower', 'upper'] %}
+            case
+                when has_item_lift
+                    then {{ proactive_recs_newcombe_bound(
+                    'conversions_treated', 'users_treated',
+                    'conversions_holdout', 'users_holdout', side) }}
+            end as lift_abs_{{ side }},
+        {%- endfor %}
+        case when has_item_lift then rate_treated / nullif(rate_holdout, 0) - 1.0 end as lift_rel,
         cast(case
-            when is_digest = 0 and users_holdout > 0 and users_treated > 0
+            when has_item_lift
                 then {{ proactive_recs_users_needed('rate_treated', 'rate_holdout') }}
         end as integer) as users_needed_per_group,
         cast(halo_conversions_treated as integer) as halo_conversions_treated,
         cast(halo_conversions_holdout as integer) as halo_conversions_holdout,
         halo_rate_treated,
         halo_rate_holdout,
-        case
-            when users_holdout > 0 and users_treated > 0
-                then halo_rate_treated - halo_rate_holdout
-        end as halo_lift_abs,
-        case
-            when users_holdout > 0 and users_treated > 0
-                then {{ proactive_recs_newcombe_bound(
-                'halo_rate_treated', 'halo_treated_lower', 'halo_treated_upper',
-                'halo_rate_holdout', 'halo_holdout_lower', 'halo_holdout_upper', 'lower') }}
-        end as halo_lift_abs_lower,
-        case
-            when users_holdout > 0 and users_treated > 0
-                then {{ proactive_recs_newcombe_bound(
-                'halo_rate_treated', 'halo_treated_lower', 'halo_treated_upper',
-                'halo_rate_holdout', 'halo_holdout_lower', 'halo_holdout_upper', 'upper') }}
-        end as halo_lift_abs_upper,
+        case when has_both_groups then halo_rate_treated - halo_rate_holdout end as halo_lift_abs,
+        {%- for side in ['lower', 'upper'] %}
+            case
+                when has_both_groups
+                    then {{ proactive_recs_newcombe_bound(
+                    'halo_conversions_treated', 'users_treated',
+                    'halo_conversions_holdout', 'users_holdout', side) }}
+            end as halo_lift_abs_{{ side }},
+        {%- endfor %}
         -- the horizon after the week's last run has passed: the counts are final
         {{ dbt.dateadd('day', horizon, 'last_run_date') }} <= measured_at as is_complete,
         case
