@@ -11,16 +11,13 @@ from proactive_recs.warehouse.dbt_io import horizon_days, read_run_date, to_pand
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    from proactive_recs.data.interactions import interactions_before
-
     meta = dbt.config.get("meta") or {}
     rules = FrequencyRules.from_dict(
         {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None}
     )
     run_date = read_run_date(dbt.ref("int_run_context"))
-    events = interactions_before(
-        to_pandas(dbt.ref("int_interactions"), columns=["user_id", "occurred_at"]), run_date
-    )
+    # fit_send_times reads only the events before the run date
+    events = to_pandas(dbt.ref("int_interactions"), columns=["user_id", "occurred_at"])
     users = to_pandas(dbt.ref("int_user_context"), columns=["user_id", "timezone"])
     fitted, _ = fit_send_times(
         events,

@@ -378,9 +378,9 @@ def _affinity_kernel(
         for g in range(task * n_groups // tasks, (task + 1) * n_groups // tasks):
             u = users[g]
             for p in range(left_ptr[u], left_ptr[u + 1]):
-                h, weight = left_idx[p], left_val[p]
+                h, weight = left_idx[p], np.float64(left_val[p])
                 for q in range(sim_ptr[h], sim_ptr[h + 1]):
-                    row[sim_idx[q]] += weight * sim_val[q]
+                    row[sim_idx[q]] += weight * np.float64(sim_val[q])
             for r in range(starts[g], starts[g + 1]):
                 out[r] = row[i[r]]
             for p in range(left_ptr[u], left_ptr[u + 1]):
@@ -397,18 +397,20 @@ def history_affinity(left: sp.csr_matrix, similarity: sp.csr_matrix, u, i) -> np
     if not u.size:
         return np.zeros(0, dtype=np.float32)
     starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    # the matrices' own arrays, whatever their dtypes (the kernel widens each value to
+    # float64 as it reads it): scoring calls this per chunk, so nothing is copied per call
     left = sp.csr_matrix(left)
     similarity = sp.csr_matrix(similarity)
     return _affinity_kernel(
         np.append(starts, u.size).astype(np.int64),
         u[starts],
         np.asarray(i, dtype=np.int64),
-        left.indptr.astype(np.int64),
-        left.indices.astype(np.int64),
-        left.data.astype(np.float64),
-        similarity.indptr.astype(np.int64),
-        similarity.indices.astype(np.int64),
-        similarity.data.astype(np.float64),
+        left.indptr,
+        left.indices,
+        left.data,
+        similarity.indptr,
+        similarity.indices,
+        similarity.data,
         min(starts.size, 4 * numba.get_num_threads()),  # a few tasks per thread: balance
     )
 
