@@ -1118,6 +1118,10 @@ class SyntheticData:
     manifest: dict[str, Any]
     user_taste: np.ndarray
     categories: tuple[str, ...]
+    # generate(active_hours=True): each user's planted hour (local) and the zone it is local
+    # to ('UTC' for users without one), for simulations whose responses depend on the hour
+    user_active_hour: np.ndarray | None = None
+    user_zone: tuple[str, ...] | None = None
 
 
 def _resolve_end(end) -> tuple[str, int]:
@@ -1190,8 +1194,9 @@ def generate(
     )
     if weak_time:
         interactions = _shuffled_times(streams[7], interactions)
+    active_hour = None
     if active_hours:
-        interactions, _ = _planted_hours(streams[8], users, interactions, start_s, end_s)
+        interactions, active_hour = _planted_hours(streams[8], users, interactions, start_s, end_s)
     users.loyalty = _loyalty(users, interactions, end_s)
 
     tables, reports = _build_tables(
@@ -1224,7 +1229,15 @@ def generate(
         source: table.to_pandas(types_mapper={_STRING: pd.StringDtype("pyarrow")}.get)
         for source, table in tables.items()
     }
-    return SyntheticData(frames, manifest, users.taste, tuple(c.name for c in CATEGORIES))
+    zones = [z for c in COUNTRIES for z in c[2]]
+    return SyntheticData(
+        frames,
+        manifest,
+        users.taste,
+        tuple(c.name for c in CATEGORIES),
+        user_active_hour=active_hour,
+        user_zone=tuple("UTC" if code < 0 else zones[code] for code in users.timezone),
+    )
 
 
 def _structure(users, items, interactions, sends, start, end) -> dict[str, Any]:

@@ -65,6 +65,15 @@ CLICK = (0.12, 0.5)
 CONVERT = (0.08, 0.4)
 UNSUBSCRIBE = (0.002, 0.01)  # base + slope x (1 - relevance), e-mail only
 DIGEST_ITEMS_READ = 3  # a digest's relevance: the best of its first items
+# Behaviour without any send, so that the holdout has something to be compared on: each day a
+# user buys ORGANIC_PURCHASES_PER_DAY items on average, spread over the available items by
+# the user's taste for their categories (uniform within a category).
+ORGANIC_PURCHASES_PER_DAY = 0.04
+# Planted habits (--active-hours): a send's chance of being opened falls with the distance
+# between the hour it arrives (user's local time) and the user's planted hour, to
+# TIMING_FLOOR of it far away (a Gaussian of TIMING_WIDTH_HOURS in between).
+TIMING_FLOOR = 0.35
+TIMING_WIDTH_HOURS = 2.0
 
 
 @dataclass
@@ -76,7 +85,30 @@ class World:
     categories: tuple[str, ...]
     taste_row: dict[str, int]  # user_id (second accounts included) -> taste row
     initial_sends: pd.DataFrame  # clean parse of the generated history (for the checks)
+    items: pd.DataFrame  # the clean items: item_id, category, available_from/_until (UTC)
+    organic: np.ndarray  # taste rows x items: chance of buying the item on a day, no send
+    active_hour: np.ndarray | None  # planted local hour per taste row (None: no habits)
+    zone: tuple[str, ...]  # the zone that hour is local to, per taste row
+    send_effect: float = 1.0  # scales a send's chance to convert (0: sends change nothing)
     pending: list[tuple[pd.Timestamp, str, dict]] = field(default_factory=list)
+
+    def timing(self, user_id: str, at: pd.Timestamp) -> float:
+        """How much of a send's open chance its arrival hour keeps (1 without habits)."""
+        row = self.taste_row.get(user_id)
+        if self.active_hour is None or row is None:
+            return 1.0
+        local = pd.Timestamp(at).tz_localize("UTC").tz_convert(self.zone[row])
+        hour = local.hour + local.minute / 60
+        distance = abs(hour - self.active_hour[row] - 0.5)  # the planted hour's middle
+        distance = min(distance, 24 - distance)
+        bump = np.exp(-0.5 * (distance / TIMING_WIDTH_HOURS) ** 2)
+        return float(TIMING_FLOOR + (1 - TIMING_FLOOR) * bump)
+
+    def available(self, day: pd.Timestamp) -> np.ndarray:
+        """Items on sale at some moment of the UTC day starting at ``day``."""
+        start, end = self.items["available_from"], self.items["available_until"]
+        next_day = day + pd.Timedelta(days=1)
+        return ((start.isna() | (start < next_day)) & (end.isna() | (end >= day))).to_numpy()
 
 
 # --------------------------------------------------------------------------- world
@@ -89,13 +121,51 @@ def _text(value) -> str | None:
     return value or None
 
 
+def _clean_items(raw: pd.DataFrame, categories: tuple[str, ...]) -> pd.DataFrame:
+    """The generator's clean items (ids i00001...), first row of each, with parsed windows."""
+    ids = raw["item_id"].map(_text)
+    category = raw["category"].map(lambda v: (_text(v) or "").lower())
+    clean = pd.DataFrame(
+        {
+            "item_id": ids,
+            "category": category,
+            "available_from": pd.to_datetime(
+                raw["available_from"].map(_text), errors="coerce", utc=True, format="mixed"
+            ).dt.tz_localize(None),
+            "available_until": pd.to_datetime(
+                raw["available_until"].map(_text), errors="coerce", utc=True, format="mixed"
+            ).dt.tz_localize(None),
+        }
+    )
+    keep = ids.str.fullmatch(r"i\d{5}").fillna(False) & category.isin(categories)
+    return clean[keep].drop_duplicates("item_id").reset_index(drop=True)
+
+
+def _organic_rates(taste: np.ndarray, items: pd.DataFrame, categories) -> np.ndarray:
+    """Per taste row and item, the chance of buying it on a given day without any send."""
+    category = items["category"].map({c: i for i, c in enumerate(categories)}).to_numpy()
+    per_category = np.bincount(category, minlength=len(categories)).astype(float)
+    share = taste[:, category] / per_category[category]  # taste spread evenly in a category
+    share /= np.maximum(share.sum(axis=1, keepdims=True), 1e-12)
+    return np.clip(ORGANIC_PURCHASES_PER_DAY * share, 0.0, 1.0)
+
+
 def make_world(
-    users: int, items: int, history_days: int, seed: int, start: pd.Timestamp, shared_mailboxes: int
+    users: int,
+    items: int,
+    history_days: int,
+    seed: int,
+    start: pd.Timestamp,
+    shared_mailboxes: int,
+    active_hours: bool = False,
+    send_effect: float = 1.0,
 ) -> World:
     """Generate the sources ending at ``start`` and plant accounts sharing a mailbox."""
     from .generate import generate
 
-    data = generate(users, items, history_days, seed=seed, end=str(start.date()))
+    data = generate(
+        users, items, history_days, seed=seed, end=str(start.date()), active_hours=active_hours
+    )
     tables = {
         name: frame.astype(object).where(frame.notna(), None) for name, frame in data.tables.items()
     }
@@ -131,6 +201,11 @@ def make_world(
         categories=data.categories,
         taste_row=taste_row,
         initial_sends=_clean_sends(tables["notification_sends"]),
+        items=(clean_items := _clean_items(tables["items"], data.categories)),
+        organic=_organic_rates(data.user_taste, clean_items, data.categories),
+        active_hour=data.user_active_hour,
+        zone=data.user_zone,
+        send_effect=float(send_effect),
     )
 
 
@@ -211,11 +286,12 @@ def load(con, world: World) -> None:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def run_dbt(db: Path, work: Path, run_time: pd.Timestamp, extra_vars: dict) -> float:
-    """``dbt build --selector daily`` for one run date; raises with the log tail on failure."""
-    import yaml
-
-    values = yaml.safe_load((REPO / "vars" / "demo.yml").read_text()) or {}
+def run_dbt(
+    db: Path, work: Path, run_time: pd.Timestamp, extra_vars: dict, select: str | None = None
+) -> float:
+    """``dbt build --selector daily`` (or ``--select select``) for one run date; raises with
+    the log tail on failure."""
+    values = _demo_vars()
     values.update(extra_vars)
     values.update(
         {
@@ -228,8 +304,7 @@ def run_dbt(db: Path, work: Path, run_time: pd.Timestamp, extra_vars: dict) -> f
     command = [
         str(Path(sys.executable).parent / "dbt"),
         "build",
-        "--selector",
-        "daily",
+        *(["--select", *select.split()] if select else ["--selector", "daily"]),
         "--vars",
         json.dumps(values),
         "--target-path",
@@ -258,10 +333,47 @@ def _relevance(world: World, items: pd.DataFrame, user_id: str, item_ids: list[s
     return float(max((world.taste[row, c] for c in index), default=0.0))
 
 
-def conversion_probability(relevance: np.ndarray | float) -> np.ndarray:
-    """P(open) x P(click | open) x P(conversion | click) of the response model."""
+def conversion_probability(
+    relevance: np.ndarray | float, timing: np.ndarray | float = 1.0, effect: float = 1.0
+) -> np.ndarray:
+    """P(open) x P(click | open) x P(conversion | click) of the response model: opening
+    scaled by the arrival hour's ``timing``, converting by the planted ``effect``."""
     r = np.asarray(relevance, dtype=float)
-    return (OPEN[0] + OPEN[1] * r) * (CLICK[0] + CLICK[1] * r) * (CONVERT[0] + CONVERT[1] * r)
+    return (
+        (OPEN[0] + OPEN[1] * r)
+        * np.asarray(timing, dtype=float)
+        * (CLICK[0] + CLICK[1] * r)
+        * np.clip(effect * (CONVERT[0] + CONVERT[1] * r), 0.0, 1.0)
+    )
+
+
+def organic_purchases(world: World, day: pd.Timestamp, rng: np.random.Generator) -> int:
+    """Draw the day's purchases nobody sent for and queue them (they reach the sources as
+    soon as they happen: they are the shop's own records). Returns how many."""
+    available = world.available(day)
+    hits = np.argwhere(rng.random(world.organic.shape) < world.organic * available[None, :])
+    fmt = "%Y-%m-%d %H:%M:%S+00:00"
+    for row, column in hits:
+        at = day + pd.Timedelta(seconds=int(rng.integers(0, 86_400)))
+        if world.active_hour is not None and rng.random() < 0.6:  # at the user's own hour
+            local_day = day.tz_localize("UTC").tz_convert(world.zone[row]).normalize()
+            local = local_day + pd.Timedelta(hours=int(world.active_hour[row]))
+            at = (local + pd.Timedelta(seconds=int(rng.integers(0, 3_600)))).tz_convert(None)
+        world.pending.append(
+            (
+                at,
+                "transactions",
+                {
+                    "user_id": f"u{row + 1:06d}",
+                    "item_id": world.items["item_id"].iat[column],
+                    "occurred_at": at.strftime(fmt),
+                    "event_type": "purchase",
+                    "quantity": "1",
+                    "amount": None,
+                },
+            )
+        )
+    return len(hits)
 
 
 def send(
@@ -287,9 +399,12 @@ def send(
         else:
             item_ids = [d["item_id"] for d in json.loads(row.digest_items_json or "[]")]
         relevance = _relevance(world, category, row.user_id, item_ids)
-        opened = rng.random() < OPEN[0] + OPEN[1] * relevance
+        timing = world.timing(row.user_id, at)
+        opened = rng.random() < (OPEN[0] + OPEN[1] * relevance) * timing
         clicked = opened and rng.random() < CLICK[0] + CLICK[1] * relevance
-        converted = clicked and rng.random() < CONVERT[0] + CONVERT[1] * relevance
+        converted = clicked and rng.random() < world.send_effect * (
+            CONVERT[0] + CONVERT[1] * relevance
+        )
         unsubscribed = row.channel == "email" and rng.random() < (
             UNSUBSCRIBE[0] + UNSUBSCRIBE[1] * (1 - relevance)
         )
@@ -304,7 +419,10 @@ def send(
                 "item_id": _text(row.item_id),
                 "item_ids": item_ids,
                 "sent_at": at,
+                "run_date": pd.Timestamp(row.run_date),
                 "relevance": relevance,
+                "timing": timing,
+                "p_conversion": float(conversion_probability(relevance, timing, world.send_effect)),
                 "converted": bool(converted),
                 "unsubscribed": bool(unsubscribed),
             }
@@ -466,6 +584,114 @@ def check(
     return violations
 
 
+# --------------------------------------------------------------------------- the lift
+
+
+def measure_lift(db: Path, work: Path, measured_at: pd.Timestamp, extra_vars: dict) -> pd.DataFrame:
+    """Build ``campaign_lift`` as of ``measured_at`` and return it: the sources re-read and
+    audited (every raw row clean or rejected), nothing planned (the send ledger is read as the
+    daily runs left it)."""
+    import duckdb
+
+    run_dbt(
+        db,
+        work,
+        measured_at,
+        extra_vars,
+        select="+int_interactions +int_notification_sends +int_notification_events "
+        "+rejected_rows int_run_context campaign_lift",
+    )
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.sql(
+            "select *, timezone('UTC', week_start) as week_utc from main.campaign_lift "
+            "order by campaign_id, channel, week_start"
+        ).df()
+
+
+def planted_lift(world: World, sent: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """The lift the response model planted, per campaign and channel, in campaign_lift's unit.
+
+    campaign_lift compares user-weeks: a treated user converted when any item the campaign
+    sent them that week was bought within ``horizon_days`` of the run that planned it. Under
+    the model a user-week's chance is 1 - prod(1 - organic_i)(1 - send_i) with a send and
+    1 - prod(1 - organic_i) without, organic_i the chance of buying item i in its window
+    without any send. The planted lift is the mean difference over the treated user-weeks
+    (the holdout is a random draw of the same users, so it estimates the same).
+    """
+    items = sent.dropna(subset=["item_id"])
+    if items.empty:
+        return pd.DataFrame(columns=["campaign_id", "channel", "planted_lift", "user_weeks"])
+    column = {item: i for i, item in enumerate(world.items["item_id"])}
+    first_day = items["run_date"].min().normalize()
+    days = pd.date_range(
+        first_day, items["run_date"].max().normalize() + pd.Timedelta(days=horizon_days), freq="D"
+    )
+    on_sale = np.stack([world.available(day) for day in days])  # days x items
+    rows = []
+    for send in items.itertuples(index=False):
+        row = world.taste_row.get(send.user_id)
+        j = column.get(send.item_id)
+        organic = 0.0
+        if row is not None and j is not None and not send.user_id.endswith("_alt"):
+            start = (send.run_date.normalize() - first_day).days
+            window = on_sale[start : start + horizon_days, j]
+            organic = 1.0 - (1.0 - world.organic[row, j]) ** int(window.sum())
+        rows.append((organic, send.p_conversion))
+    frame = items[["campaign_id", "channel", "user_id", "run_date"]].copy()
+    frame[["organic", "p_send"]] = np.asarray(rows)
+    frame["week_start"] = frame["run_date"].dt.normalize() - pd.to_timedelta(
+        frame["run_date"].dt.weekday, unit="D"
+    )
+    frame["log_none_sent"] = np.log1p(-frame["organic"]) + np.log1p(-frame["p_send"])
+    frame["log_none_held"] = np.log1p(-frame["organic"])
+    cells = frame.groupby(["campaign_id", "channel", "week_start", "user_id"])[
+        ["log_none_sent", "log_none_held"]
+    ].sum()
+    cells["difference"] = np.exp(cells["log_none_held"]) - np.exp(cells["log_none_sent"])
+    return (
+        cells.groupby(["campaign_id", "channel"])["difference"]
+        .agg(planted_lift="mean", user_weeks="size")
+        .reset_index()
+    )
+
+
+def lift_recovery(lift: pd.DataFrame, planted: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per campaign and channel: campaign_lift's cumulative lift and interval over the whole
+    period (its last week's cumulative columns) against the planted lift."""
+    out = []
+    for row in lift.groupby(["campaign_id", "channel"]).tail(1).itertuples(index=False):
+        truth = planted[
+            (planted["campaign_id"] == row.campaign_id) & (planted["channel"] == row.channel)
+        ]
+        entry = {
+            "campaign_id": row.campaign_id,
+            "channel": row.channel,
+            "user_weeks_treated": int(row.cumulative_users_treated),
+            "user_weeks_holdout": int(row.cumulative_users_holdout),
+            "measured_lift": _rounded(row.cumulative_lift_abs),
+            "lower": _rounded(row.cumulative_lift_abs_lower),
+            "upper": _rounded(row.cumulative_lift_abs_upper),
+            "planted_lift": _rounded(truth["planted_lift"].iloc[0]) if len(truth) else None,
+            "all_weeks_complete": bool(
+                lift.loc[
+                    (lift["campaign_id"] == row.campaign_id) & (lift["channel"] == row.channel),
+                    "is_complete",
+                ].all()
+            ),
+        }
+        measured = entry["lower"] is not None and entry["planted_lift"] is not None
+        entry["recovered"] = (
+            bool(entry["lower"] <= entry["planted_lift"] <= entry["upper"]) if measured else None
+        )
+        entry["reason"] = None if measured else (row.reason or "no planted lift to compare")
+        out.append(entry)
+    return out
+
+
+def _rounded(value) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 5)
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -482,7 +708,12 @@ def simulate(
     shared_mailboxes: int,
     extra_vars: dict | None = None,
     say=print,
+    active_hours: bool = False,
+    send_effect: float = 1.0,
+    measure: bool = True,
 ) -> dict[str, Any]:
+    """The closed loop (module docstring); ``measure`` builds campaign_lift once the horizon
+    after the last run has passed and compares it with the planted lift."""
     import duckdb
 
     delay_days = None if delay == "never" else float(delay)
@@ -491,12 +722,15 @@ def simulate(
     for stale in (db, work / "simulation.duckdb.wal"):
         stale.unlink(missing_ok=True)
     first = pd.Timestamp(start)
-    world = make_world(users, items, history_days, seed, first, shared_mailboxes)
+    world = make_world(
+        users, items, history_days, seed, first, shared_mailboxes, active_hours, send_effect
+    )
     # the rules the pipeline plans with: the var proactive_recs_frequency_rules, if given
     rules = FrequencyRules.from_dict(
         (extra_vars or {}).get("proactive_recs_frequency_rules") or {}, strict=True
     )
     rng = np.random.default_rng(seed)
+    rng_organic = np.random.default_rng([seed, 1])  # its own stream: sends do not shift it
     sent_keys: set = set()
     counter = [0]
     sent_frames = []
@@ -507,6 +741,7 @@ def simulate(
     )
     for day in range(days):
         run_time = first + pd.Timedelta(days=day, hours=run_hour)
+        organic_purchases(world, first + pd.Timedelta(days=day), rng_organic)
         written = write_back(world, run_time)
         with duckdb.connect(str(db)) as con:
             load(con, world)
@@ -516,10 +751,12 @@ def simulate(
             # what the sync hands the tool: every sendable row, append-only (UTC with zone)
             audience = con.sql(
                 "select *, false as is_holdout, "
-                "timezone('UTC', scheduled_send_at) as scheduled_utc "
+                "timezone('UTC', scheduled_send_at) as scheduled_utc, "
+                "timezone('UTC', run_date) as run_utc "
                 "from main.notification_sync"
             ).df()
             audience["scheduled_send_at"] = audience.pop("scheduled_utc")
+            audience["run_date"] = audience.pop("run_utc")
             holdout = con.sql(
                 "select count(*) from main.notification_holdout h join main.int_run_context r "
                 "on h.run_date = timezone('UTC', r.run_date)"
@@ -535,12 +772,16 @@ def simulate(
                 & records["email"].map(lambda v: (_text(v) or "").lower()).isin(out_mailboxes)
             )
             sent_frames.append(records)
-        # Carpet bomb, same response model: every reachable user gets today's top item.
+        # Carpet bomb, same response model: every reachable user gets today's top item at
+        # the moment of the run.
         if len(popular):
             category = world.categories.index(popular["category"].iloc[0])
             reachable = [u for u in world.taste_row if u not in out_ids]
             rows = [world.taste_row[u] for u in reachable]
-            carpet_p.append(conversion_probability(world.taste[rows, category]))
+            timing = [world.timing(u, run_time) for u in reachable]
+            carpet_p.append(
+                conversion_probability(world.taste[rows, category], timing, world.send_effect)
+            )
         say(
             f"{str(run_time):<20} {len(records) + holdout:>8} {holdout:>8} "
             f"{len(records):>6} {sum(written.values()):>13} {seconds:>6.1f}"
@@ -558,6 +799,10 @@ def simulate(
                 "suppressed_when_planned",
                 "converted",
                 "relevance",
+                "timing",
+                "p_conversion",
+                "run_date",
+                "campaign_id",
             ]
         )
     )
@@ -579,16 +824,40 @@ def simulate(
         "violations": violations,
         "conversions": int(sent["converted"].sum()) if n else 0,
         "conversions_per_send": round(float(sent["converted"].mean()), 5) if n else 0.0,
-        "expected_conversions_per_send": round(
-            float(conversion_probability(sent["relevance"]).mean()), 5
-        )
-        if n
-        else 0.0,
+        "expected_conversions_per_send": round(float(sent["p_conversion"].mean()), 5) if n else 0.0,
         "carpet_bomb_conversions_per_send": round(float(np.concatenate(carpet_p).mean()), 5)
         if carpet_p
         else 0.0,
+        "active_hours": bool(active_hours),
+        "send_effect": float(send_effect),
+        "send_time": rules.send_time,
+        "mean_timing": round(float(sent["timing"].mean()), 5) if n else None,
     }
+    if measure:
+        # The horizon after the last run passes with no further sends (the shop's own
+        # purchases go on), everything due reaches the sources, then campaign_lift is built.
+        horizon = int(
+            (extra_vars or {}).get("proactive_recs_horizon_days")
+            or _demo_vars().get("proactive_recs_horizon_days", 30)
+        )
+        last_day = first + pd.Timedelta(days=days)
+        for day in range(horizon + 1):
+            organic_purchases(world, last_day + pd.Timedelta(days=day), rng_organic)
+        measured_at = first + pd.Timedelta(days=days - 1 + horizon, hours=run_hour)
+        write_back(world, measured_at)
+        with duckdb.connect(str(db)) as con:
+            load(con, world)
+        lift = measure_lift(db, work, measured_at, extra_vars or {})
+        lift.to_parquet(work / "campaign_lift.parquet")
+        result["lift"] = lift_recovery(lift, planted_lift(world, sent, horizon))
+        result["lift_measured_at"] = str(measured_at)
     return result
+
+
+def _demo_vars() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "vars" / "demo.yml").read_text()) or {}
 
 
 def format_summary(result: dict[str, Any]) -> str:
@@ -603,6 +872,26 @@ def format_summary(result: dict[str, Any]) -> str:
         f"{result['expected_conversions_per_send']}); carpet bomb "
         f"{result['carpet_bomb_conversions_per_send']}"
     )
+    if result.get("mean_timing") is not None and result["active_hours"]:
+        lines.append(
+            f"send time {result['send_time']}: mean timing factor {result['mean_timing']} "
+            f"(1 = every send at the user's planted hour, {TIMING_FLOOR} = far from it)"
+        )
+    if result.get("lift"):
+        lines.append(
+            f"lift as of {result['lift_measured_at']} (send effect x{result['send_effect']}): "
+            f"{'campaign':<22} {'channel':<6} {'treated':>8} {'holdout':>8} {'measured':>9} "
+            f"{'95% interval':>20} {'planted':>9}  recovered"
+        )
+        for e in result["lift"]:
+            interval = f"[{e['lower']:+.4f}, {e['upper']:+.4f}]" if e["lower"] is not None else "-"
+            measured = f"{e['measured_lift']:+.4f}" if e["measured_lift"] is not None else "-"
+            planted = f"{e['planted_lift']:+.4f}" if e["planted_lift"] is not None else "-"
+            lines.append(
+                f"{'':<60}{e['campaign_id']:<22} {e['channel']:<6} {e['user_weeks_treated']:>8} "
+                f"{e['user_weeks_holdout']:>8} {measured:>9} {interval:>20} {planted:>9}  "
+                f"{e['recovered'] if e['recovered'] is not None else e['reason']}"
+            )
     return "\n".join(lines)
 
 
@@ -626,6 +915,25 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=10,
         help="second accounts planted on existing users' addresses",
+    )
+    parser.add_argument(
+        "--active-hours",
+        action="store_true",
+        help="plant an hour per user: interactions gather at it and a send's chance to be "
+        "opened falls with the distance from it",
+    )
+    parser.add_argument(
+        "--send-effect",
+        type=float,
+        default=1.0,
+        help="scales a send's chance to convert (0: sends change nothing, the null world)",
+    )
+    parser.add_argument(
+        "--send-time", choices=("personal", "off"), help="the frequency rule send_time"
+    )
+    parser.add_argument("--holdout-share", type=float, help="the frequency rule holdout_share")
+    parser.add_argument(
+        "--no-lift", action="store_true", help="skip the final campaign_lift measurement"
     )
     parser.add_argument("--work", type=Path, default=REPO / "target" / "simulation")
     parser.add_argument("--vars", default="{}", help="extra dbt vars as JSON")
@@ -654,6 +962,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if sum(violations.values()) else 0
     if args.write_back_delay != "never":
         float(args.write_back_delay)  # a clear error for anything else
+    extra_vars = json.loads(args.vars)
+    overrides = {
+        k: v
+        for k, v in (("send_time", args.send_time), ("holdout_share", args.holdout_share))
+        if v is not None
+    }
+    if overrides:
+        rules = dict(extra_vars.get("proactive_recs_frequency_rules") or {})
+        extra_vars["proactive_recs_frequency_rules"] = {**rules, **overrides}
     result = simulate(
         days=args.days,
         users=args.users,
@@ -665,7 +982,11 @@ def main(argv: list[str] | None = None) -> int:
         start=args.start,
         run_hour=args.run_hour,
         shared_mailboxes=args.shared_mailboxes,
-        extra_vars=json.loads(args.vars),
+        extra_vars=extra_vars,
+        active_hours=args.active_hours,
+        send_effect=args.send_effect,
+        # sends that never reach the sources cannot be measured
+        measure=not args.no_lift and args.write_back_delay != "never",
     )
     print(format_summary(result))
     print(json.dumps(result, sort_keys=True))

@@ -116,12 +116,37 @@ counts as (
 
 ),
 
+-- the campaign's counts from its first week up to each week, in user-weeks (a user planned
+-- in two weeks counts in both): the lift since launch, which narrows as the weeks add up
+cumulative_counts as (
+
+    select
+        *,
+        {%- for count in ['users_treated', 'users_holdout', 'conversions_treated',
+                          'conversions_holdout'] %}
+            sum({{ count }}) over (
+                partition by campaign_id, channel
+                order by week_start
+                rows between unbounded preceding and current row
+            ) as cumulative_{{ count }}{{ ',' if not loop.last }}
+        {%- endfor %}
+
+    from counts
+
+),
+
 -- the rates, and whether a lift can be measured: both groups have users (and, for the
 -- item's conversions, the campaign pushes items: digests log none)
 rates as (
 
     select
         *,
+        cumulative_conversions_treated * 1.0 / nullif(cumulative_users_treated, 0)
+            as cumulative_rate_treated,
+        cumulative_conversions_holdout * 1.0 / nullif(cumulative_users_holdout, 0)
+            as cumulative_rate_holdout,
+        cumulative_users_treated > 0 and cumulative_users_holdout > 0 and is_digest = 0
+            as has_cumulative_item_lift,
         conversions_treated * 1.0 / nullif(users_treated, 0) as rate_treated,
         conversions_holdout * 1.0 / nullif(users_holdout, 0) as rate_holdout,
         halo_conversions_treated * 1.0 / nullif(users_treated, 0) as halo_rate_treated,
@@ -129,7 +154,7 @@ rates as (
         users_treated > 0 and users_holdout > 0 as has_both_groups,
         users_treated > 0 and users_holdout > 0 and is_digest = 0 as has_item_lift
 
-    from counts
+    from cumulative_counts
 
 ),
 
@@ -173,6 +198,24 @@ final as (
                     'halo_conversions_treated', 'users_treated',
                     'halo_conversions_holdout', 'users_holdout', side) }}
             end as halo_lift_abs_{{ side }},
+        {%- endfor %}
+        cast(cumulative_users_treated as integer) as cumulative_users_treated,
+        cast(cumulative_users_holdout as integer) as cumulative_users_holdout,
+        cast(case when is_digest = 0 then cumulative_conversions_treated end as integer)
+            as cumulative_conversions_treated,
+        cast(case when is_digest = 0 then cumulative_conversions_holdout end as integer)
+            as cumulative_conversions_holdout,
+        case
+            when has_cumulative_item_lift
+                then cumulative_rate_treated - cumulative_rate_holdout
+        end as cumulative_lift_abs,
+        {%- for side in ['lower', 'upper'] %}
+            case
+                when has_cumulative_item_lift
+                    then {{ proactive_recs_newcombe_bound(
+                    'cumulative_conversions_treated', 'cumulative_users_treated',
+                    'cumulative_conversions_holdout', 'cumulative_users_holdout', side) }}
+            end as cumulative_lift_abs_{{ side }},
         {%- endfor %}
         -- the horizon after the week's last run has passed: the counts are final
         {{ dbt.dateadd('day', horizon, 'last_run_date') }} <= measured_at as is_complete,
