@@ -100,15 +100,23 @@ bench-pipeline: setup
 
 # Closed loop (docs/frequency_rules.md §11): the daily pipeline for DAYS days against a
 # simulated send tool that writes sends and responses back after DELAY days (0, 1, never);
-# every promise checked from the tool's own send records. Exit 1 on any violation.
+# every promise checked from the tool's own send records. Exit 1 on any violation. Users
+# have planted hours (responses fall away from them: SEND_TIME=personal|off compares) and a
+# send's planted effect (EFFECT, 0 = none) is compared with campaign_lift at the end
+# (docs/evaluation.md §5).
 DAYS ?= 28
 DELAY ?= 1
 SIM_USERS ?= 600
 SIM_ITEMS ?= 200
 SEED ?= 7
+EFFECT ?= 1
+SEND_TIME ?= personal
+HOLDOUT ?= 0.2
 simulate: setup
 	$(BIN)/python -m proactive_recs_tools.simulate --days $(DAYS) --write-back-delay $(DELAY) \
-	  --users $(SIM_USERS) --items $(SIM_ITEMS) --seed $(SEED) --work target/simulation_$(DELAY)
+	  --users $(SIM_USERS) --items $(SIM_ITEMS) --seed $(SEED) --active-hours \
+	  --send-effect $(EFFECT) --send-time $(SEND_TIME) --holdout-share $(HOLDOUT) \
+	  --work target/simulation_$(DELAY)_$(SEND_TIME)_effect$(EFFECT)
 
 # Snowflake: zip the library and PUT it on the stage the Python models import (needs SNOWFLAKE_*).
 # Zip the library, PUT it on the stage (the var proactive_recs_snowflake_stage, or STAGE=...)

@@ -68,7 +68,7 @@ DIGEST_ITEMS_READ = 3  # a digest's relevance: the best of its first items
 # Behaviour without any send, so that the holdout has something to be compared on: each day a
 # user buys ORGANIC_PURCHASES_PER_DAY items on average, spread over the available items by
 # the user's taste for their categories (uniform within a category).
-ORGANIC_PURCHASES_PER_DAY = 0.04
+ORGANIC_PURCHASES_PER_DAY = 0.015
 # Planted habits (--active-hours): a send's chance of being opened falls with the distance
 # between the hour it arrives (user's local time) and the user's planted hour, to
 # TIMING_FLOOR of it far away (a Gaussian of TIMING_WIDTH_HOURS in between).
@@ -618,7 +618,11 @@ def planted_lift(world: World, sent: pd.DataFrame, horizon_days: int) -> pd.Data
     without any send. The planted lift is the mean difference over the treated user-weeks
     (the holdout is a random draw of the same users, so it estimates the same).
     """
-    items = sent.dropna(subset=["item_id"])
+    # one row per item a send carried; a digest converts through its first item only
+    items = sent.explode("item_ids").rename(columns={"item_id": "pushed_item"})
+    items = items.assign(item_id=items.pop("item_ids")).dropna(subset=["item_id"])
+    first_item = ~items.index.duplicated(keep="first")
+    items["p_conversion"] = np.where(first_item, items["p_conversion"], 0.0)
     if items.empty:
         return pd.DataFrame(columns=["campaign_id", "channel", "planted_lift", "user_weeks"])
     column = {item: i for i, item in enumerate(world.items["item_id"])}
@@ -803,6 +807,7 @@ def simulate(
                 "p_conversion",
                 "run_date",
                 "campaign_id",
+                "item_ids",
             ]
         )
     )

@@ -4,14 +4,20 @@
 -- both), their conversions within horizon_days of the run that planned them, and the lift
 -- with a 95 % interval that holds for small counts (Wilson per rate, Newcombe's hybrid score
 -- interval for the difference; macros/stats/intervals.sql). A conversion is a conversion
--- event (var proactive_recs_conversion_event_types) with the pushed item; `halo_` columns
--- count one with any item. Digests log no items, so only their halo is measured.
+-- event (var proactive_recs_conversion_event_types) with the pushed item, or for a digest with
+-- any of its items (notification_digest_log); `halo_` columns count one with any item.
 {%- set horizon = var('proactive_recs_horizon_days') | int %}
 with
 
 notification_log as (
 
     select * from {{ ref('notification_log') }}
+
+),
+
+digest_log as (
+
+    select * from {{ ref('notification_digest_log') }}
 
 ),
 
@@ -39,8 +45,35 @@ conversions as (
 
 ),
 
+-- the items each planned send carried: the pushed item, or the digest's items
+planned_items as (
+
+    select
+        send_key,
+        item_id
+
+    from notification_log
+    where item_id is not null
+
+    union all
+
+    select
+        send_key,
+        item_id
+
+    from digest_log
+
+),
+
+-- a digest planned before its items were logged has none: its item conversions are unknown
+sends_with_items as (
+
+    select distinct send_key from planned_items
+
+),
+
 -- each planned send (sent or held out) and whether its user converted in the horizon after
--- the run that planned it: with its item, and with anything
+-- the run that planned it: with one of its items, and with anything
 send_outcomes as (
 
     select
@@ -51,18 +84,22 @@ send_outcomes as (
         notification_log.item_id,
         notification_log.run_date,
         case when notification_log.is_holdout then 1 else 0 end as is_holdout,
-        max(
-            case when conversions.item_id = notification_log.item_id then 1 else 0 end
-        ) as converted_item,
+        case when sends_with_items.send_key is null then 0 else 1 end as has_items,
+        max(case when planned_items.item_id is not null then 1 else 0 end) as converted_item,
         max(case when conversions.user_id is not null then 1 else 0 end) as converted_any
 
     from notification_log
+    left join sends_with_items on notification_log.send_key = sends_with_items.send_key
     left join conversions
         on
             notification_log.user_id = conversions.user_id
             and notification_log.run_date <= conversions.occurred_at
             and conversions.occurred_at
             < {{ dbt.dateadd('day', horizon, 'notification_log.run_date') }}
+    left join planned_items
+        on
+            notification_log.send_key = planned_items.send_key
+            and conversions.item_id = planned_items.item_id
     group by
         notification_log.send_key,
         notification_log.campaign_id,
@@ -70,7 +107,8 @@ send_outcomes as (
         notification_log.user_id,
         notification_log.item_id,
         notification_log.run_date,
-        notification_log.is_holdout
+        notification_log.is_holdout,
+        sends_with_items.send_key
 
 ),
 
@@ -83,7 +121,7 @@ user_outcomes as (
         {{ dbt.date_trunc('week', 'run_date') }} as week_start,
         user_id,
         max(is_holdout) as is_holdout,
-        max(case when item_id is null then 1 else 0 end) as is_digest,
+        max(1 - has_items) as lacks_items,
         max(converted_item) as converted_item,
         max(converted_any) as converted_any,
         max(run_date) as last_run_date
@@ -99,7 +137,7 @@ counts as (
         user_outcomes.campaign_id,
         user_outcomes.channel,
         user_outcomes.week_start,
-        max(user_outcomes.is_digest) as is_digest,
+        max(user_outcomes.lacks_items) as lacks_items,
         sum(1 - user_outcomes.is_holdout) as users_treated,
         sum(user_outcomes.is_holdout) as users_holdout,
         sum((1 - user_outcomes.is_holdout) * user_outcomes.converted_item) as conversions_treated,
@@ -128,8 +166,13 @@ cumulative_counts as (
                 partition by campaign_id, channel
                 order by week_start
                 rows between unbounded preceding and current row
-            ) as cumulative_{{ count }}{{ ',' if not loop.last }}
+            ) as cumulative_{{ count }},
         {%- endfor %}
+        max(lacks_items) over (
+            partition by campaign_id, channel
+            order by week_start
+            rows between unbounded preceding and current row
+        ) as cumulative_lacks_items
 
     from counts
 
@@ -145,14 +188,15 @@ rates as (
             as cumulative_rate_treated,
         cumulative_conversions_holdout * 1.0 / nullif(cumulative_users_holdout, 0)
             as cumulative_rate_holdout,
-        cumulative_users_treated > 0 and cumulative_users_holdout > 0 and is_digest = 0
+        cumulative_users_treated > 0 and cumulative_users_holdout > 0
+        and cumulative_lacks_items = 0
             as has_cumulative_item_lift,
         conversions_treated * 1.0 / nullif(users_treated, 0) as rate_treated,
         conversions_holdout * 1.0 / nullif(users_holdout, 0) as rate_holdout,
         halo_conversions_treated * 1.0 / nullif(users_treated, 0) as halo_rate_treated,
         halo_conversions_holdout * 1.0 / nullif(users_holdout, 0) as halo_rate_holdout,
         users_treated > 0 and users_holdout > 0 as has_both_groups,
-        users_treated > 0 and users_holdout > 0 and is_digest = 0 as has_item_lift
+        users_treated > 0 and users_holdout > 0 and lacks_items = 0 as has_item_lift
 
     from cumulative_counts
 
@@ -166,12 +210,12 @@ final as (
         cast(week_start as {{ dbt.type_timestamp() }}) as week_start,
         cast(users_treated as integer) as users_treated,
         cast(users_holdout as integer) as users_holdout,
-        cast(case when is_digest = 0 then conversions_treated end as integer)
+        cast(case when lacks_items = 0 then conversions_treated end as integer)
             as conversions_treated,
-        cast(case when is_digest = 0 then conversions_holdout end as integer)
+        cast(case when lacks_items = 0 then conversions_holdout end as integer)
             as conversions_holdout,
-        case when is_digest = 0 then rate_treated end as rate_treated,
-        case when is_digest = 0 then rate_holdout end as rate_holdout,
+        case when lacks_items = 0 then rate_treated end as rate_treated,
+        case when lacks_items = 0 then rate_holdout end as rate_holdout,
         case when has_item_lift then rate_treated - rate_holdout end as lift_abs,
         {%- for side in ['lower', 'upper'] %}
             case
@@ -201,9 +245,9 @@ final as (
         {%- endfor %}
         cast(cumulative_users_treated as integer) as cumulative_users_treated,
         cast(cumulative_users_holdout as integer) as cumulative_users_holdout,
-        cast(case when is_digest = 0 then cumulative_conversions_treated end as integer)
+        cast(case when cumulative_lacks_items = 0 then cumulative_conversions_treated end as integer)
             as cumulative_conversions_treated,
-        cast(case when is_digest = 0 then cumulative_conversions_holdout end as integer)
+        cast(case when cumulative_lacks_items = 0 then cumulative_conversions_holdout end as integer)
             as cumulative_conversions_holdout,
         case
             when has_cumulative_item_lift
@@ -222,7 +266,8 @@ final as (
         case
             when users_holdout = 0 then 'no holdout users: no lift to measure'
             when users_treated = 0 then 'every planned user was held out'
-            when is_digest = 1 then 'digest: its items are not logged, see the halo columns'
+            when lacks_items = 1
+                then 'items not logged (planned before notification_digest_log): see the halo columns'
         end as reason
 
     from rates
