@@ -1,4 +1,4 @@
--- The send ledger: every send that frequency rules count. Two kinds of rows:
+-- The send ledger: every send that frequency rules count. Three kinds of rows:
 --   confirmed: the clean send history (notification_sends), whatever its date, later than
 --     the run date included (a written-back send is real even when the run is pinned earlier);
 --   planned, unconfirmed: rows that earlier runs handed to the send tool (notification_sync,
@@ -7,6 +7,11 @@
 --     daily runs whatever the write-back delay (or with no write-back at all). The sync is the
 --     run's commit point: a run killed before its sync insert handed nothing to the tool and
 --     adds nothing here; one killed after it is counted, whatever else it did not finish.
+--   held out: what earlier runs would have sent the holdout (notification_holdout), dated at
+--     the run that planned it. Never sent, but counted against the holdout user's caps,
+--     spacing and item repeats, so that the holdout is planned under the same rules as
+--     everyone else and campaign_lift compares like with like (a holdout that no send ever
+--     caps would be planned every day). Unconfirmed, so adaptive cadence gives no verdict.
 -- A synced send is confirmed by a history row with send_id = its send_key, or with the same
 -- user, campaign, channel and item sent within proactive_recs_ledger_match_hours of its
 -- scheduled time; it is then counted once, as the confirmed row.
@@ -14,6 +19,7 @@
 -- built from this run's plan, so a ref would be a cycle. Rows of the current run date (a
 -- re-run of the same date) are left out: the re-run plans them again under the same keys.
 {%- set previous_sync = proactive_recs_previous_relation('notification_sync') %}
+{%- set previous_holdout = proactive_recs_previous_relation('notification_holdout') %}
 {%- set match_hours = var('proactive_recs_ledger_match_hours', 48) | int %}
 
 with
@@ -109,6 +115,27 @@ confirmed_sends as (
 
 {% endif %}
 
+{% if previous_holdout is not none %}
+    held_out as (
+
+        select
+            held.send_key as send_id,
+            held.user_id,
+            held.campaign_id,
+            held.item_id,
+            held.channel,
+            {{ utc_timestamp_ntz('held.run_date') }} as sent_at,
+            false as is_confirmed,
+            'notification_holdout' as ledger_source
+
+        from {{ previous_holdout }} as held
+        cross join run_context
+        where {{ utc_timestamp_ntz('held.run_date') }} < run_context.run_date
+
+    ),
+
+{% endif %}
+
 confirmed as (
 
     select
@@ -131,6 +158,10 @@ final as (
     {% if previous_sync is not none %}
         union all
         select * from unconfirmed
+    {% endif %}
+    {% if previous_holdout is not none %}
+        union all
+        select * from held_out
     {% endif %}
 
 )

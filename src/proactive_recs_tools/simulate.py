@@ -838,6 +838,17 @@ def simulate(
         "send_time": rules.send_time,
         "mean_timing": round(float(sent["timing"].mean()), 5) if n else None,
     }
+    with duckdb.connect(str(db), read_only=True) as con:
+        # like with like: the holdout is planned as often as the sent users (the ledger
+        # counts what it would have been sent), per user and week
+        per_week = con.sql(
+            "select is_holdout, avg(n) as rows_per_user_week from (select is_holdout, user_id, "
+            "date_trunc('week', run_date), count(*) as n from main.notification_log "
+            "group by all) group by is_holdout"
+        ).fetchall()
+    result["planned_per_user_week"] = {
+        "holdout" if held else "sent": round(float(n), 3) for held, n in per_week
+    }
     if measure:
         # The horizon after the last run passes with no further sends (the shop's own
         # purchases go on), everything due reaches the sources, then campaign_lift is built.
@@ -877,6 +888,8 @@ def format_summary(result: dict[str, Any]) -> str:
         f"{result['expected_conversions_per_send']}); carpet bomb "
         f"{result['carpet_bomb_conversions_per_send']}"
     )
+    if result.get("planned_per_user_week"):
+        lines.append(f"planned sends per user and week: {result['planned_per_user_week']}")
     if result.get("mean_timing") is not None and result["active_hours"]:
         lines.append(
             f"send time {result['send_time']}: mean timing factor {result['mean_timing']} "

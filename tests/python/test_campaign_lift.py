@@ -16,11 +16,17 @@ RUN = pd.Timestamp("2026-10-05")  # a Monday: the week of planning starts here
 LATER = pd.Timestamp("2026-11-20")  # the measuring run: every horizon has passed
 
 
-def _world():
-    log, conversions = [], []
+WEEK2 = RUN + pd.Timedelta(days=7)
 
-    def plan(campaign, channel, user, item, holdout, run=RUN):
-        log.append((f"{campaign}|{user}|{item}|{run}", run, user, channel, campaign, item, holdout))
+
+def _world():
+    log, conversions, digest_items = [], [], []
+
+    def plan(campaign, channel, user, item, holdout, run=RUN, carried=()):
+        key = f"{campaign}|{user}|{item}|{run}"
+        log.append((key, run, user, channel, campaign, item, holdout))
+        for rank, carried_item in enumerate(carried, start=1):
+            digest_items.append((key, carried_item, rank, run, user, campaign, holdout, run))
 
     def buy(user, item, at):
         conversions.append((user, item, at))
@@ -40,10 +46,21 @@ def _world():
     buy("h1", "i9", RUN + pd.Timedelta(days=2))
     # a user planned twice in the week counts once: converts with the second item
     plan("push_a", "push", "t0", "i2", False, RUN + pd.Timedelta(days=2))
-    # a digest (no item): only the halo is measured
+    # a digest (no item of its own in the log): its items are in notification_digest_log;
+    # t0..t3 carried i1 (which they bought), t4 and t5 only i8 (bought by nobody)
     for k in range(6):
-        plan("digest", "email", f"t{k}", None, False)
-    plan("digest", "email", "h2", None, True)
+        plan("digest", "email", f"t{k}", None, False, carried=("i1", "i8") if k < 4 else ("i8",))
+    plan("digest", "email", "h2", None, True, carried=("i8",))
+    # a digest planned before its items were logged: only the halo can be measured
+    plan("old_digest", "email", "t1", None, False)
+    plan("old_digest", "email", "h1", None, True)
+    # a second week of the push: 10 more sent users (2 buy), 5 more held out (none buys)
+    for k in range(10):
+        plan("push_a", "push", f"s{k}", "i1", False, WEEK2)
+        if k < 2:
+            buy(f"s{k}", "i1", WEEK2 + pd.Timedelta(days=1))
+    for k in range(5):
+        plan("push_a", "push", f"g{k}", "i1", True, WEEK2)
     # no holdout at all
     plan("welcome", "email", "w0", "i3", False)
     buy("w0", "i3", RUN + pd.Timedelta(days=1))
@@ -57,25 +74,47 @@ def _world():
     interactions["event_weight"], interactions["quantity"] = 5.0, 1.0
     # a view is never a conversion
     views = interactions.assign(event_type="view", is_conversion=False)
-    return frame, pd.concat([interactions, views], ignore_index=True)
+    digests = pd.DataFrame(
+        digest_items,
+        columns=[
+            "send_key",
+            "item_id",
+            "item_rank",
+            "run_date",
+            "user_id",
+            "campaign_id",
+            "is_holdout",
+            "logged_at",
+        ],
+    )
+    return frame, pd.concat([interactions, views], ignore_index=True), digests
 
 
 @pytest.fixture(scope="module")
-def lift(tmp_path_factory):
+def built(tmp_path_factory):
     work = tmp_path_factory.mktemp("lift")
     path = work / "scenario.duckdb"
     vars_ = {**DEMO_VARS, "proactive_recs_horizon_days": 30}
     done = run_dbt(["compile", "--select", "campaign_lift"], path, vars_)
     assert done.returncode == 0, done.stdout[-3000:]
     compiled = next((work / "target" / "compiled").rglob("campaign_lift.sql")).read_text()
-    log, interactions = _world()
+    log, interactions, digests = _world()
     with duckdb.connect(str(path)) as con:
         con.register("log_frame", log)
         con.register("interactions_frame", interactions)
+        con.register("digests_frame", digests)
         con.execute("create table main.notification_log as select * from log_frame")
+        con.execute("create table main.notification_digest_log as select * from digests_frame")
         con.execute("create table main.int_interactions as select * from interactions_frame")
         con.execute(f"create table main.int_run_context as select timestamp '{LATER}' as run_date")
-        return con.execute(compiled).df().set_index("campaign_id")
+        frame = con.execute(compiled).df()
+    # the first week of each campaign by campaign_id; the push's second week apart
+    return frame[frame["week_start"] == RUN].set_index("campaign_id"), frame
+
+
+@pytest.fixture(scope="module")
+def lift(built):
+    return built[0]
 
 
 def test_counts_are_the_users_and_their_conversions_in_the_horizon(lift):
@@ -107,13 +146,39 @@ def test_the_lift_and_its_interval_are_newcombes(lift):
     assert push["users_needed_per_group"] == math.ceil(term**2 / (p1 - p0) ** 2)
 
 
-def test_digests_get_their_halo_and_no_holdout_gets_a_reason(lift):
+def test_a_digest_converts_with_its_own_items_and_an_unlogged_one_gets_a_reason(lift):
     digest = lift.loc["digest"]
-    assert pd.isna(digest["conversions_treated"]) and pd.isna(digest["lift_abs"])
     assert (digest["users_treated"], digest["users_holdout"]) == (6, 1)
-    # t0..t5 all bought the push's item within the digest's horizon: halo for the digest too
+    # t0..t3 bought i1, which their digest carried; t4 and t5 bought it too, but theirs did not
+    assert (digest["conversions_treated"], digest["conversions_holdout"]) == (4, 0)
+    assert digest["lift_abs"] == pytest.approx(4 / 6) and pd.isna(digest["reason"])
     assert (digest["halo_conversions_treated"], digest["halo_conversions_holdout"]) == (6, 0)
-    assert "digest" in digest["reason"]
+    old = lift.loc["old_digest"]
+    assert pd.isna(old["conversions_treated"]) and pd.isna(old["lift_abs"])
+    assert pd.isna(old["cumulative_lift_abs"]) and "not logged" in old["reason"]
+    assert (old["halo_conversions_treated"], old["halo_conversions_holdout"]) == (1, 1)
     welcome = lift.loc["welcome"]
     assert welcome["users_holdout"] == 0 and pd.isna(welcome["lift_abs"])
     assert pd.isna(welcome["lift_abs_lower"]) and "no holdout" in welcome["reason"]
+
+
+def test_the_cumulative_lift_adds_the_weeks_up_and_takes_newcombes_interval(built):
+    _, frame = built
+    push = frame[frame["campaign_id"] == "push_a"].set_index("week_start")
+    first, second = push.loc[RUN], push.loc[WEEK2]
+    assert (second["users_treated"], second["users_holdout"]) == (10, 5)
+    assert (second["conversions_treated"], second["conversions_holdout"]) == (2, 0)
+    assert first["cumulative_users_treated"] == first["users_treated"] == 40
+    # user-weeks: the second week's users added to the first's
+    assert (second["cumulative_users_treated"], second["cumulative_users_holdout"]) == (50, 25)
+    counts = (second["cumulative_conversions_treated"], second["cumulative_conversions_holdout"])
+    assert counts == (12, 1)
+    p1, p0 = 12 / 50, 1 / 25
+    assert second["cumulative_lift_abs"] == pytest.approx(p1 - p0)
+    lower = p1 - p0 - math.hypot(p1 - wilson(12, 50, "lower"), wilson(1, 25, "upper") - p0)
+    upper = p1 - p0 + math.hypot(wilson(12, 50, "upper") - p1, p0 - wilson(1, 25, "lower"))
+    assert second["cumulative_lift_abs_lower"] == pytest.approx(lower)
+    assert second["cumulative_lift_abs_upper"] == pytest.approx(upper)
+    # the interval narrows as the weeks add up
+    width = second["cumulative_lift_abs_upper"] - second["cumulative_lift_abs_lower"]
+    assert width < first["lift_abs_upper"] - first["lift_abs_lower"]
