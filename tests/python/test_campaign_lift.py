@@ -3,6 +3,7 @@ whose every conversion is known, against counts and intervals computed here."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import duckdb
@@ -54,6 +55,9 @@ def _world():
     # a digest planned before its items were logged: only the halo can be measured
     plan("old_digest", "email", "t1", None, False)
     plan("old_digest", "email", "h1", None, True)
+    # the holdout salt changed on RUN + 3 days, in the middle of this campaign's week
+    plan("salted", "push", "x1", "i4", False, RUN + pd.Timedelta(days=2))
+    plan("salted", "push", "x2", "i4", True, RUN + pd.Timedelta(days=3))
     # a second week of the push: 10 more sent users (2 buy), 5 more held out (none buys)
     for k in range(10):
         plan("push_a", "push", f"s{k}", "i1", False, WEEK2)
@@ -87,7 +91,16 @@ def _world():
             "logged_at",
         ],
     )
-    return frame, pd.concat([interactions, views], ignore_index=True), digests
+    day = pd.Timedelta(days=1)
+    settings = pd.DataFrame(
+        {
+            "run_date": [RUN, RUN + 2 * day, RUN + 3 * day, WEEK2],
+            "holdout_salt_fingerprint": ["salt a", "salt a", "salt b", "salt b"],
+            "holdout_share": [0.05] * 4,
+            "logged_at": [RUN, RUN + 2 * day, RUN + 3 * day, WEEK2],
+        }
+    )
+    return frame, pd.concat([interactions, views], ignore_index=True), digests, settings
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +111,17 @@ def built(tmp_path_factory):
     done = run_dbt(["compile", "--select", "campaign_lift"], path, vars_)
     assert done.returncode == 0, done.stdout[-3000:]
     compiled = next((work / "target" / "compiled").rglob("campaign_lift.sql")).read_text()
-    log, interactions, digests = _world()
+    log, interactions, digests, settings = _world()
     with duckdb.connect(str(path)) as con:
         con.register("log_frame", log)
         con.register("interactions_frame", interactions)
         con.register("digests_frame", digests)
         con.execute("create table main.notification_log as select * from log_frame")
         con.execute("create table main.notification_digest_log as select * from digests_frame")
+        con.register("settings_frame", settings)
+        con.execute(
+            "create table main.notification_holdout_settings as select * from settings_frame"
+        )
         con.execute("create table main.int_interactions as select * from interactions_frame")
         con.execute(f"create table main.int_run_context as select timestamp '{LATER}' as run_date")
         frame = con.execute(compiled).df()
@@ -182,3 +199,46 @@ def test_the_cumulative_lift_adds_the_weeks_up_and_takes_newcombes_interval(buil
     # the interval narrows as the weeks add up
     width = second["cumulative_lift_abs_upper"] - second["cumulative_lift_abs_lower"]
     assert width < first["lift_abs_upper"] - first["lift_abs_lower"]
+
+
+def test_a_week_planned_under_two_salts_says_so(built):
+    _, frame = built
+    salted = frame[frame["campaign_id"] == "salted"].iloc[0]
+    assert salted["holdout_salts"] == 2
+    assert salted["holdout_salt_changed_at"] == RUN + pd.Timedelta(days=3)
+    assert "salt changed" in salted["reason"]
+    push = frame[frame["campaign_id"] == "push_a"].set_index("week_start")
+    # the push's first week ran before the change under one salt; its second week after it
+    assert push.loc[RUN, "holdout_salts"] == 1 and pd.isna(push.loc[RUN, "holdout_salt_changed_at"])
+    assert push.loc[WEEK2, "holdout_salts"] == 1
+    assert push.loc[WEEK2, "holdout_salt_changed_at"] == RUN + pd.Timedelta(days=3)
+    assert pd.isna(push.loc[WEEK2, "reason"])
+
+
+def test_each_run_records_its_holdout_salt_and_a_rerun_adds_nothing(tmp_path):
+    """notification_holdout_settings over three runs: the package default, then a salt set by
+    the var (its fingerprint, never the salt itself), and a re-run of the same date."""
+    path = tmp_path / "settings.duckdb"
+    select = ["run", "--select", "int_run_context", "notification_holdout_settings"]
+
+    def run(day, rules):
+        vars_ = {
+            **DEMO_VARS,
+            "proactive_recs_run_date": day,
+            "proactive_recs_frequency_rules": rules,
+        }
+        done = run_dbt(select, path, vars_)
+        assert done.returncode == 0, done.stdout[-3000:]
+
+    run("2026-11-01", {})
+    run("2026-11-02", {"holdout_salt": "spring's draw", "holdout_share": 0.1})
+    run("2026-11-02", {"holdout_salt": "another", "holdout_share": 0.1})  # same date: nothing
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            "select run_date, holdout_salt_fingerprint, holdout_share "
+            "from main.notification_holdout_settings order by run_date"
+        ).fetchall()
+    assert [r[0] for r in rows] == [pd.Timestamp("2026-11-01"), pd.Timestamp("2026-11-02")]
+    assert rows[0][1:] == ("package default", None)
+    assert rows[1][1] == hashlib.md5(b"spring's draw").hexdigest()
+    assert rows[1][2] == 0.1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from proactive_recs.notifications.frequency import FrequencyRules, holdout_score
+from proactive_recs_tools import simulate as sim
 from proactive_recs_tools.simulate import RULES, check, simulate
 
 RULES_ = FrequencyRules()
@@ -122,6 +124,96 @@ def test_a_short_closed_loop_keeps_every_promise(tmp_path):
     assert result["sends"] > 0
     assert result["violations"] == dict.fromkeys(RULES, 0)
     assert 0 < result["expected_conversions_per_send"] <= 1
+    # the holdout is planned like everyone else (the ledger counts what it would have had)
+    per_week = result["planned_per_user_week"]
+    assert per_week["holdout"] <= 1.25 * per_week["sent"]
+    # campaign_lift, built once the horizon has passed, against the planted lift
+    measured = [e for e in result["lift"] if e["lower"] is not None]
+    assert measured and all(e["all_weeks_complete"] for e in result["lift"])
+    for e in measured:
+        assert e["lower"] <= e["measured_lift"] <= e["upper"]
+        assert e["planted_lift"] > 0 and e["user_weeks_holdout"] > 0
+    assert {e["reason"] for e in result["lift"] if e["lower"] is None} <= {
+        "no holdout users: no lift to measure",
+        "every planned user was held out",
+    }
+
+
+def _world(active_hour=None, zone=("UTC",), organic=0.0):
+    items = pd.DataFrame(
+        {
+            "item_id": ["i1", "i2"],
+            "category": ["a", "a"],
+            "available_from": [pd.NaT, pd.NaT],
+            "available_until": [pd.NaT, pd.Timestamp("2026-11-02 12:00")],  # i2: 2 days
+        }
+    )
+    return sim.World(
+        tables={},
+        taste=np.ones((1, 1)),
+        categories=("a",),
+        taste_row={"u1": 0, "u2": 0},
+        initial_sends=pd.DataFrame(),
+        items=items,
+        organic=np.full((1, 2), organic),
+        active_hour=None if active_hour is None else np.array([active_hour]),
+        zone=zone,
+    )
+
+
+def test_timing_falls_with_the_distance_from_the_planted_hour_in_local_time():
+    world = _world(active_hour=18, zone=("Europe/Berlin",))  # UTC+1 in November
+    assert world.timing("u1", pd.Timestamp("2026-11-03 17:30")) == pytest.approx(1.0)
+    two_hours = sim.TIMING_FLOOR + (1 - sim.TIMING_FLOOR) * np.exp(-0.5)
+    assert world.timing("u1", pd.Timestamp("2026-11-03 15:30")) == pytest.approx(two_hours)
+    # across midnight: 23:30 local is 5 h from 18:30, 06:30 local is 12 h (the floor)
+    assert world.timing("u1", pd.Timestamp("2026-11-03 22:30")) == pytest.approx(
+        sim.TIMING_FLOOR + (1 - sim.TIMING_FLOOR) * np.exp(-0.5 * 2.5**2)
+    )
+    assert world.timing("u1", pd.Timestamp("2026-11-03 05:30")) == pytest.approx(
+        sim.TIMING_FLOOR, abs=1e-6
+    )
+    assert _world().timing("u1", pd.Timestamp("2026-11-03 05:30")) == 1.0  # no habits
+    assert world.timing("stranger", pd.Timestamp("2026-11-03 05:30")) == 1.0
+
+
+def test_planted_lift_by_hand():
+    """Per user-week: 1 - prod(1 - organic)(1 - send) with the send, 1 - prod(1 - organic)
+    without; a digest converts through its first item; organic counts the days on sale."""
+    q, horizon = 0.01, 3
+    world = _world(organic=q)
+    run = pd.Timestamp("2026-11-02 06:00")  # a Monday; the window is 11-02 to 11-04
+    sent = pd.DataFrame(
+        {
+            "campaign_id": ["push", "push", "digest"],
+            "channel": ["push", "push", "email"],
+            "user_id": ["u1", "u2", "u1"],
+            "item_id": ["i1", "i2", None],
+            "item_ids": [["i1"], ["i2"], ["i1", "i2"]],
+            "run_date": [run, run, run],
+            "p_conversion": [0.1, 0.3, 0.2],
+        }
+    )
+    out = sim.planted_lift(world, sent, horizon).set_index("campaign_id")
+    o1 = 1 - (1 - q) ** 3  # i1 on sale every day of the window
+    o2 = 1 - (1 - q) ** 1  # i2 until 2026-11-02 12:00: one day of the window
+    push = ((1 - o1) * 0.1 + (1 - o2) * 0.3) / 2
+    digest = (1 - o1) * (1 - o2) * 0.2
+    assert out.loc["push", "planted_lift"] == pytest.approx(push)
+    assert out.loc["digest", "planted_lift"] == pytest.approx(digest)
+    assert out.loc["push", "user_weeks"] == 2
+
+
+def test_organic_purchases_follow_the_planted_rate():
+    world = _world(organic=0.05)
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2026-11-01", periods=400, freq="D")
+    bought = sum(sim.organic_purchases(world, day, rng) for day in days)
+    # i1 every day, i2 on two days (2026-11-01 and -02): expected 0.05 x 402
+    assert bought == pytest.approx(0.05 * 402, rel=0.3)
+    rows = [r for _, source, r in world.pending if source == "transactions"]
+    assert len(rows) == bought and {r["event_type"] for r in rows} == {"purchase"}
+    assert {r["item_id"] for r in rows if r["occurred_at"] > "2026-11-03"} == {"i1"}
 
 
 def test_repeats_within_the_history_alone_are_not_the_packages():

@@ -21,6 +21,12 @@ digest_log as (
 
 ),
 
+holdout_settings as (
+
+    select * from {{ ref('notification_holdout_settings') }}
+
+),
+
 interactions as (
 
     select * from {{ ref('int_interactions') }}
@@ -42,6 +48,55 @@ conversions as (
 
     from interactions
     where is_conversion
+
+),
+
+-- when the holdout salt changed: the first run under each new salt, carried forward
+salt_changes as (
+
+    select
+        run_date,
+        holdout_salt_fingerprint,
+        case
+            when
+                lag(holdout_salt_fingerprint) over (order by run_date)
+                != holdout_salt_fingerprint
+                then run_date
+        end as changed_at
+
+    from holdout_settings
+
+),
+
+salt_per_run as (
+
+    select
+        run_date,
+        holdout_salt_fingerprint,
+        max(changed_at) over (
+            order by run_date rows between unbounded preceding and current row
+        ) as salt_changed_at
+
+    from salt_changes
+
+),
+
+-- per campaign week: how many salts its runs used (runs before the record began count none)
+week_salts as (
+
+    select
+        notification_log.campaign_id,
+        notification_log.channel,
+        {{ dbt.date_trunc('week', 'notification_log.run_date') }} as week_start,
+        count(distinct salt_per_run.holdout_salt_fingerprint) as holdout_salts,
+        max(salt_per_run.salt_changed_at) as holdout_salt_changed_at
+
+    from notification_log
+    left join salt_per_run on notification_log.run_date = salt_per_run.run_date
+    group by
+        notification_log.campaign_id,
+        notification_log.channel,
+        {{ dbt.date_trunc('week', 'notification_log.run_date') }}
 
 ),
 
@@ -202,6 +257,22 @@ rates as (
 
 ),
 
+rates_and_salts as (
+
+    select
+        rates.*,
+        week_salts.holdout_salts,
+        week_salts.holdout_salt_changed_at
+
+    from rates
+    left join week_salts
+        on
+            rates.campaign_id = week_salts.campaign_id
+            and rates.channel = week_salts.channel
+            and rates.week_start = week_salts.week_start
+
+),
+
 final as (
 
     select
@@ -261,16 +332,20 @@ final as (
                     'cumulative_conversions_holdout', 'cumulative_users_holdout', side) }}
             end as cumulative_lift_abs_{{ side }},
         {%- endfor %}
+        cast(holdout_salts as integer) as holdout_salts,
+        cast(holdout_salt_changed_at as {{ dbt.type_timestamp() }}) as holdout_salt_changed_at,
         -- the horizon after the week's last run has passed: the counts are final
         {{ dbt.dateadd('day', horizon, 'last_run_date') }} <= measured_at as is_complete,
         case
             when users_holdout = 0 then 'no holdout users: no lift to measure'
             when users_treated = 0 then 'every planned user was held out'
+            when holdout_salts > 1
+                then 'the holdout salt changed within the week: the groups mix two draws'
             when lacks_items = 1
                 then 'items not logged (planned before notification_digest_log): see the halo columns'
         end as reason
 
-    from rates
+    from rates_and_salts
 
 )
 
