@@ -228,3 +228,49 @@ def interval_chart(
     figure.add_hline(y=0, line={"color": REFERENCE, "width": 2, "dash": "dash"})
     _layout(figure, title, width, height, yaxis_title=y_label, xaxis={"type": "category"})
     return _html(figure)
+
+
+def band_chart(
+    series: Sequence[tuple[str, Sequence, Sequence[float], Sequence[float], Sequence[float]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 720,
+    height: int = 360,
+) -> str:
+    """Lines over time with a shaded interval each (name, x, value, lower, upper), and a
+    dashed line at 0: an estimate that narrows as evidence accumulates."""
+    figure = go.Figure()
+    for position, (name, xs, values, lower, upper) in enumerate(series):
+        points = [
+            (x, v, lo, hi)
+            for x, v, lo, hi in zip(xs, values, lower, upper, strict=True)
+            if _finite(v) and _finite(lo) and _finite(hi)
+        ]
+        if not points:
+            continue
+        colour = PALETTE[position % len(PALETTE)]
+        x = [p[0] for p in points]
+        figure.add_scatter(  # the band: upper edge forwards, lower edge back
+            x=x + x[::-1],
+            y=[p[3] for p in points] + [p[2] for p in points][::-1],
+            fill="toself",
+            fillcolor=colour,
+            opacity=0.18,
+            line={"width": 0},
+            hoverinfo="skip",
+            showlegend=False,
+        )
+        figure.add_scatter(
+            x=x,
+            y=[p[1] for p in points],
+            name=str(name),
+            mode="lines+markers",
+            line={"color": colour, "width": 2.5},
+            marker={"size": 8},
+            hovertemplate=f"{name} %{{x}}: %{{y:,.4g}}<extra></extra>",
+        )
+    figure.add_hline(y=0, line={"color": REFERENCE, "width": 2, "dash": "dash"})
+    _layout(figure, title, width, height, xaxis_title=x_label, yaxis_title=y_label)
+    return _html(figure)

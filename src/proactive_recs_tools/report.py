@@ -21,7 +21,7 @@ note instead:
 * ``plot-send-times``: users by their chosen send hour, weekdays and weekends, and the
   send-time evaluation against the population's hour (user_send_times, model_evaluation);
 * ``plot-lift``: lift against the holdout per campaign, channel and week, with its 95 %
-  interval (campaign_lift);
+  interval, and the cumulative lift since each campaign's first week (campaign_lift);
 
 plus row counts of the outputs and rejected raw rows per source and reason.
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .charts import bar_chart, heatmap_chart, interval_chart, line_chart, plotly_js
+from .charts import band_chart, bar_chart, heatmap_chart, interval_chart, line_chart, plotly_js
 from .summary import MAIN_OUTPUTS
 from .validation import (
     CHANNELS,
@@ -542,6 +542,25 @@ def lift_section(con, schema: str, present: set[str]) -> str:
         if c in frame.columns
     ]  # fmt: skip
     numeric = [c for c in shown if c not in ("campaign_id", "channel", "week_start", "reason")]
+    if "cumulative_lift_abs" in frame.columns:  # since launch: narrows as the weeks add up
+        series = [
+            (
+                f"{campaign} · {channel}",
+                [f"{pd.Timestamp(w):%Y-%m-%d}" for w in group["week_start"]],
+                group["cumulative_lift_abs"].astype(float).tolist(),
+                group["cumulative_lift_abs_lower"].astype(float).tolist(),
+                group["cumulative_lift_abs_upper"].astype(float).tolist(),
+            )
+            for (campaign, channel), group in frame.groupby(["campaign_id", "channel"])
+            if group["cumulative_lift_abs"].notna().any()
+        ]
+        if series:
+            chart += band_chart(
+                series,
+                title="Cumulative lift since the campaign's first week (95 % interval)",
+                x_label="week of planning",
+                y_label="lift",
+            )
     body = (
         f'<div id="{plot_id}" class="plot">{chart}</div>'
         f"<details><summary>Values</summary>{_table(frame[shown], numeric=numeric)}</details>"

@@ -206,7 +206,10 @@ def report_tables() -> dict[str, pd.DataFrame]:
             "halo_lift_abs_lower": [-0.03, -0.05],
             "halo_lift_abs_upper": [0.09, 0.08],
             "is_complete": [True, True],
-            "reason": [None, "digest: its items are not logged, see the halo columns"],
+            "reason": [None, None],
+            "cumulative_lift_abs": [0.03, 0.02],
+            "cumulative_lift_abs_lower": [-0.04, -0.01],
+            "cumulative_lift_abs_upper": [0.07, 0.05],
         }
     )
     return {
@@ -373,6 +376,7 @@ def test_report_draws_every_plot_and_is_self_contained(tmp_path):
         assert "Not built yet" not in finder.text[plot_id]
     assert finder.images["plot-model-metrics"] == 2  # one chart per direction
     assert finder.images["plot-sends-per-user"] == 2  # email and push
+    assert finder.images["plot-lift"] == 2  # per week, and cumulative since the first week
     # No network: plotly.js is inline, once; no script, stylesheet, font or image is fetched.
     lowered = page.lower()
     for needle in ("<script src", "<link", "@import", 'src="http', "src='http"):
