@@ -19,7 +19,7 @@ benchmark can ask for millions of rows. The same arguments always give the same 
 Usage::
 
     python -m proactive_recs_tools.generate --users 2000 --items 500 --days 180 --seed 42 \\
-        --out seeds/demo
+        --active-hours --out seeds/demo
 
     data = generate(1_000_000, 100_000, 180, n_transactions=20_000_000, dirt=False)
     data.tables["transactions"]  # text columns in docs/raw_data.md order
@@ -899,12 +899,18 @@ ACTIVE_HOUR_SHARE = 0.6
 
 
 def _planted_hours(
-    rng: np.random.Generator, users: _Users, rows: _Interactions, start: int, end: int
+    rng: np.random.Generator,
+    users: _Users,
+    items: _Items,
+    rows: _Interactions,
+    start: int,
+    end: int,
 ) -> tuple[_Interactions, np.ndarray]:
     """Each user's own hour of the day (local time, see ACTIVE_HOUR_PROFILE) and the rows
     with a share of each user's interactions moved to that hour of the same local day (a
-    move that would leave [start, end) is not made). Returns the rows sorted by time again
-    and the hour per user."""
+    move that would leave [start, end), go before the user joined or out of the item's
+    availability window is not made). Returns the rows sorted by time again and the hour
+    per user."""
     n_users = len(users.joined)
     hour = rng.choice(24, size=n_users, p=ACTIVE_HOUR_PROFILE / ACTIVE_HOUR_PROFILE.sum())
     share = rng.beta(6.0 * ACTIVE_HOUR_SHARE, 6.0 * (1 - ACTIVE_HOUR_SHARE), n_users)
@@ -922,7 +928,13 @@ def _planted_hours(
         local_s = occurred[pick] + offset.astype(np.int64)
         day_start = local_s - local_s % DAY
         target = day_start + hour[rows.user[pick]] * HOUR + minute[pick] - offset.astype(np.int64)
-        inside = (target >= np.maximum(start, users.joined[rows.user[pick]])) & (target < end)
+        item = rows.item[pick]
+        inside = (
+            (target >= np.maximum(start, users.joined[rows.user[pick]]))
+            & (target < end)
+            & (target >= items.available_from[item])
+            & (target < items.available_until[item])
+        )
         occurred[pick[inside]] = target[inside]
     order = np.argsort(occurred, kind="stable")
     fields = {f: getattr(rows, f)[order] for f in _FIELDS if f != "occurred"}
@@ -1196,7 +1208,9 @@ def generate(
         interactions = _shuffled_times(streams[7], interactions)
     active_hour = None
     if active_hours:
-        interactions, active_hour = _planted_hours(streams[8], users, interactions, start_s, end_s)
+        interactions, active_hour = _planted_hours(
+            streams[8], users, items, interactions, start_s, end_s
+        )
     users.loyalty = _loyalty(users, interactions, end_s)
 
     tables, reports = _build_tables(

@@ -21,7 +21,7 @@ from proactive_recs_tools import generate as gen
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "seeds" / "demo"
-DEMO_ARGS = ["--users", "2000", "--items", "500", "--days", "180", "--seed", "42"]
+DEMO_ARGS = ["--users", "2000", "--items", "500", "--days", "180", "--seed", "42", "--active-hours"]
 RUN_DATE = pd.Timestamp("2026-11-01", tz="UTC")
 FILES = [f"raw_{source}.csv" for source in gen.SOURCES] + ["generation_manifest.json"]
 EVENT_TYPES = {"view", "add_to_cart", "wishlist", "purchase"}
@@ -229,7 +229,7 @@ def demo_clean(demo_raw, demo_manifest) -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def demo_data() -> gen.SyntheticData:
-    return gen.generate(2000, 500, 180, seed=42)
+    return gen.generate(2000, 500, 180, seed=42, active_hours=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_manifest_is_sorted_json_with_the_canonical_command(demo_manifest):
     assert raw_text == json.dumps(demo_manifest, sort_keys=True, indent=2) + "\n"
     assert demo_manifest["command"] == (
         "python -m proactive_recs_tools.generate --users 2000 --items 500 --days 180 --seed 42 "
-        "--transactions 50000 --end 2026-11-01 --format csv"
+        "--transactions 50000 --end 2026-11-01 --format csv --active-hours"
     )
     assert demo_manifest["run_date"] == "2026-11-01"
 
