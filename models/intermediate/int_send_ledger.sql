@@ -7,11 +7,13 @@
 --     daily runs whatever the write-back delay (or with no write-back at all). The sync is the
 --     run's commit point: a run killed before its sync insert handed nothing to the tool and
 --     adds nothing here; one killed after it is counted, whatever else it did not finish.
---   held out: what earlier runs would have sent the holdout (notification_holdout), dated at
---     the run that planned it. Never sent, but counted against the holdout user's caps,
---     spacing and item repeats, so that the holdout is planned under the same rules as
---     everyone else and campaign_lift compares like with like (a holdout that no send ever
---     caps would be planned every day). Unconfirmed, so adaptive cadence gives no verdict.
+--   held out: what earlier runs would have sent the holdout (notification_holdout), dated
+--     when it would have gone out (holdout_send_at; the run date for rows from before it).
+--     Never sent, but counted against the holdout user's caps, spacing and item repeats, so
+--     that the holdout is planned under the same rules as everyone else and campaign_lift
+--     compares like with like (a holdout that no send ever caps would be planned every day;
+--     one counted at the run date rather than where its send would have fallen is freed
+--     hours early each week). Unconfirmed, so adaptive cadence gives no verdict.
 -- A synced send is confirmed by a history row with send_id = its send_key, or with the same
 -- user, campaign, channel and item sent within proactive_recs_ledger_match_hours of its
 -- scheduled time; it is then counted once, as the confirmed row.
@@ -20,6 +22,10 @@
 -- re-run of the same date) are left out: the re-run plans them again under the same keys.
 {%- set previous_sync = proactive_recs_previous_relation('notification_sync') %}
 {%- set previous_holdout = proactive_recs_previous_relation('notification_holdout') %}
+{#- a holdout table from before holdout_send_at existed: its rows count at their run date #}
+{%- set holdout_has_send_at = previous_holdout is not none and (
+    adapter.get_columns_in_relation(previous_holdout)
+    | selectattr('name', 'equalto', 'holdout_send_at') | list | length > 0) %}
 {%- set match_hours = var('proactive_recs_ledger_match_hours', 48) | int %}
 
 with
@@ -124,7 +130,14 @@ confirmed_sends as (
             held.campaign_id,
             held.item_id,
             held.channel,
-            {{ utc_timestamp_ntz('held.run_date') }} as sent_at,
+            {% if holdout_has_send_at -%}
+                coalesce(
+                    {{ utc_timestamp_ntz('held.holdout_send_at') }},
+                    {{ utc_timestamp_ntz('held.run_date') }}
+                )
+            {%- else -%}
+                {{ utc_timestamp_ntz('held.run_date') }}
+            {%- endif %} as sent_at,
             false as is_confirmed,
             'notification_holdout' as ledger_source
 

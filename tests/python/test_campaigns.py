@@ -570,13 +570,16 @@ def test_a_shared_mailbox_is_emailed_through_one_account_and_capped_as_one_perso
     assert emails[["user_id", "item_id"]].values.tolist() == [["u5", "i2"]]
 
 
-def test_plan_run_holdout_is_allocated_but_not_scheduled():
+def test_plan_run_holdout_is_allocated_and_scheduled_apart():
     world = _world()
     everyone = plan_run(rules=FrequencyRules(holdout_share=1.0), **world).audience
     nobody = plan_run(rules=FrequencyRules(holdout_share=0.0), **world).audience
     assert everyone["is_holdout"].all() and everyone["scheduled_send_at"].isna().all()
     columns = ["send_key", "user_id", "campaign_id", "item_id", "rank"]
     pd.testing.assert_frame_equal(everyone[columns], nobody[columns])
+    # the holdout's sends would have gone out exactly when the same sends to them would have
+    assert everyone["holdout_send_at"].tolist() == nobody["scheduled_send_at"].tolist()
+    assert nobody["holdout_send_at"].isna().all() and everyone["send_time_basis"].isna().all()
 
 
 def test_plan_run_is_idempotent_and_ignores_row_order():

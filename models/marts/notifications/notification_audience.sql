@@ -37,6 +37,7 @@ final as (
         cast(planned_sends.scheduled_send_at as {{ dbt.type_timestamp() }}) as scheduled_send_at,
         cast(planned_sends.send_time_basis as {{ dbt.type_string() }}) as send_time_basis,
         planned_sends.is_holdout,
+        cast(planned_sends.holdout_send_at as {{ dbt.type_timestamp() }}) as holdout_send_at,
         -- payload of an item push: what the message shows
         items.title as item_title,
         items.url as item_url,

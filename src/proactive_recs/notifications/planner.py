@@ -75,6 +75,7 @@ AUDIENCE_COLUMNS = [
     "scheduled_send_at",
     "send_time_basis",
     "is_holdout",
+    "holdout_send_at",
     "digest_items",
 ]
 
@@ -124,6 +125,7 @@ def _empty_audience() -> pd.DataFrame:
             "expected_value": float,
             "scheduled_send_at": "datetime64[ns]",
             "is_holdout": bool,
+            "holdout_send_at": "datetime64[ns]",
         }
     )
 
@@ -159,7 +161,8 @@ def plan_run(
 
     Suppressed users (``is_eligible`` false or null) and ids absent from ``users`` never
     reach ``audience``. Holdout users are allocated like everyone else and come out with
-    ``is_holdout`` true and a null ``scheduled_send_at``. ``rank`` is 1-based within a
+    ``is_holdout`` true and a null ``scheduled_send_at``; ``holdout_send_at`` says when their
+    send would have gone out (the same schedule, never sent). ``rank`` is 1-based within a
     user's sends of the run, by expected value; ``scheduled_send_at`` is naive UTC.
     Identical inputs give identical frames (no randomness, deterministic tie-breaks).
     """
@@ -342,9 +345,12 @@ def _finish_audience(
     who = pd.unique(chosen["user_id"])
     holdout = dict(zip(who, is_holdout(who, rules), strict=True))
     chosen["is_holdout"] = chosen["user_id"].map(holdout).astype(bool)
-    # Rows are sorted by user then rank: walk each user's block of live rows in one pass.
+    # Rows are sorted by user then rank: walk each user's block of rows in one pass. Holdout
+    # rows are scheduled the same way but not sent: their moment is kept apart
+    # (holdout_send_at), so that the send ledger counts them against the holdout's caps
+    # where a send would have fallen, and the holdout is planned as often as everyone else.
     scheduled = np.full(len(chosen), np.datetime64("NaT"), dtype="datetime64[ns]")
-    live = np.flatnonzero(~chosen["is_holdout"].to_numpy())
+    live = np.arange(len(chosen))
     live_users = chosen["user_id"].to_numpy()[live]
     cuts = np.flatnonzero(live_users[1:] != live_users[:-1]) + 1 if len(live) else []
     zone_of = user_info["timezone"].to_dict()
@@ -356,9 +362,7 @@ def _finish_audience(
     ]
     block_users = [live_users[a] for a, _ in blocks]
     zones = [resolve_timezone(zone_of.get(u), rules.default_timezone) for u in block_users]
-    # holdout rows are not sent: no schedule and no basis
-    basis = np.full(len(chosen), None, dtype=object)
-    basis[live] = "off"
+    basis = np.full(len(chosen), "off", dtype=object)
     # the first send of each user with a profile waits for their best allowed hour
     profiles = _send_profiles(send_times, rules)
     firsts = [anchor_of[u] for u in block_users]
@@ -378,8 +382,11 @@ def _finish_audience(
     for (a, b), zone, first in zip(blocks, zones, firsts, strict=True):
         times = schedule_sends(first, b - a, zone, rules)
         scheduled[live[a:b]] = np.array([t.to_datetime64() for t in times], dtype="datetime64[ns]")
-    chosen["scheduled_send_at"] = scheduled
-    chosen["send_time_basis"] = basis
+    held = chosen["is_holdout"].to_numpy()
+    chosen["scheduled_send_at"] = np.where(held, np.datetime64("NaT"), scheduled)
+    chosen["holdout_send_at"] = np.where(held, scheduled, np.datetime64("NaT"))
+    # holdout rows are not sent: no schedule and no basis
+    chosen["send_time_basis"] = np.where(held, None, basis)
     chosen["email"] = chosen["user_id"].map(user_info["email"]).map(_native)
     chosen["send_key"] = [
         make_send_key(run_time, c, u, i)
