@@ -43,11 +43,39 @@ def test_caps_hold_over_consecutive_daily_runs_without_write_back(demo_copy):
     with duckdb.connect(str(demo_copy), read_only=True) as con:
         history = _clean_sends(con.sql("select * from main.raw_notification_sends").df())
         users = con.sql("select * from main.raw_users").df()
-    violations = check(sent.assign(suppressed_when_planned=False), history, users, FrequencyRules())
+    rules = FrequencyRules()
+    violations = check(sent.assign(suppressed_when_planned=False), history, users, rules)
     assert violations == dict.fromkeys(RULES, 0)
     digests = sent[sent["campaign_id"] == "weekly_digest"]
     assert not digests["user_id"].duplicated().any(), "the weekly digest went out twice in 3 days"
     assert sent["run"].nunique() == 3 and len(sent) > 0
+    # The holdout, never sent, is planned under the same caps, spacing and repeats: what it
+    # would have been sent over the three runs, where it would have been sent, keeps them.
+    with duckdb.connect(str(demo_copy), read_only=True) as con:
+        held = con.sql(
+            "select user_id, channel, campaign_id, item_id, run_date, "
+            "timezone('UTC', holdout_send_at) as sent_at from main.notification_holdout "
+            "where holdout_send_at is not null"  # a demo database from before the column
+        ).df()
+    assert held["run_date"].nunique() >= 3
+    held_violations = check(held.assign(suppressed_when_planned=False), history, users, rules)
+    for rule in ("cap_per_user", "cap_per_mailbox", "min_spacing", "item_repeat"):
+        assert held_violations[rule] == 0, (rule, held_violations)
+    # An upgrade: a holdout table from a version without holdout_send_at. The ledger counts
+    # its rows at their run date; the next build appends the column, old rows null.
+    with duckdb.connect(str(demo_copy)) as con:
+        con.execute("alter table main.notification_holdout drop column holdout_send_at")
+    vars_ = {**DEMO_VARS, "proactive_recs_run_date": "2026-11-03T06:00:00"}
+    ledger = run_dbt(
+        ["run", "--select", "int_send_ledger", "notification_holdout"], demo_copy, vars_
+    )
+    assert ledger.returncode == 0, ledger.stdout[-4000:]
+    with duckdb.connect(str(demo_copy), read_only=True) as con:
+        held_rows = con.sql(
+            "select count(*) from main.int_send_ledger where ledger_source = 'notification_holdout'"
+        ).fetchone()[0]
+        columns = [r[0] for r in con.sql("describe main.notification_holdout").fetchall()]
+    assert held_rows > 0 and "holdout_send_at" in columns
 
 
 def test_run_date_unset_builds_everything_for_now(demo_copy):
