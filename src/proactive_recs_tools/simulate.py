@@ -609,59 +609,68 @@ def measure_lift(db: Path, work: Path, measured_at: pd.Timestamp, extra_vars: di
 
 
 def planted_lift(world: World, sent: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
-    """The lift the response model planted, per campaign and channel, in campaign_lift's unit.
+    """The lift the response model planted, per campaign and channel, in campaign_lift's
+    cumulative unit: the user since the campaign's first week.
 
-    campaign_lift compares user-weeks: a treated user converted when any item the campaign
-    sent them that week was bought within ``horizon_days`` of the run that planned it. Under
-    the model a user-week's chance is 1 - prod(1 - organic_i)(1 - send_i) with a send and
-    1 - prod(1 - organic_i) without, organic_i the chance of buying item i in its window
-    without any send. The planted lift is the mean difference over the treated user-weeks
-    (the holdout is a random draw of the same users, so it estimates the same).
+    campaign_lift counts a sent user as converted when any item the campaign planned for them
+    was bought within ``horizon_days`` of the run that planned it. Under the model, per user
+    and such item ``i`` (its window: from the first run that planned it to the last one plus
+    the horizon), ``o_i`` is the chance of buying it on one's own in the window (days on sale
+    counted) and ``s_i`` the chance that a send converted it: every send the user got in the
+    window whose conversion is ``i``, of any campaign, since the holdout gets none of them.
+    The user converts with chance ``1 - prod(1 - o_i)(1 - s_i)`` sent, ``1 - prod(1 - o_i)``
+    held out; the planted lift is the mean difference over the campaign's sent users (the
+    holdout is a random draw of the same users, so it estimates the same).
     """
-    # one row per item a send carried; a digest converts through its first item only
-    items = sent.explode("item_ids").rename(columns={"item_id": "pushed_item"})
-    items = items.assign(item_id=items.pop("item_ids")).dropna(subset=["item_id"])
-    first_item = ~items.index.duplicated(keep="first")
-    items["p_conversion"] = np.where(first_item, items["p_conversion"], 0.0)
-    if items.empty:
-        return pd.DataFrame(columns=["campaign_id", "channel", "planted_lift", "user_weeks"])
-    column = {item: i for i, item in enumerate(world.items["item_id"])}
-    first_day = items["run_date"].min().normalize()
-    days = pd.date_range(
-        first_day, items["run_date"].max().normalize() + pd.Timedelta(days=horizon_days), freq="D"
-    )
+    columns = ["campaign_id", "channel", "planted_lift", "users"]
+    if sent.empty:
+        return pd.DataFrame(columns=columns)
+    # what each send could convert: its item, a digest its first item
+    converts = sent.assign(item=sent["item_ids"].map(lambda ids: ids[0] if len(ids) else None))
+    converts = converts.dropna(subset=["item"])
+    # the items each send planned: one row per item a send carried
+    planned = sent.explode("item_ids").dropna(subset=["item_ids"])
+    planned = planned.rename(columns={"item_ids": "item"})
+    if planned.empty:
+        return pd.DataFrame(columns=columns)
+    column = {item: k for k, item in enumerate(world.items["item_id"])}
+    window = pd.Timedelta(days=horizon_days)
+    runs = planned.groupby(["campaign_id", "channel", "user_id", "item"])["run_date"]
+    pairs = runs.agg(first="min", last="max").reset_index()
+    first_day = pairs["first"].min().normalize()
+    days = pd.date_range(first_day, pairs["last"].max().normalize() + window, freq="D")
     on_sale = np.stack([world.available(day) for day in days])  # days x items
-    rows = []
-    for send in items.itertuples(index=False):
-        row = world.taste_row.get(send.user_id)
-        j = column.get(send.item_id)
+    sends_of = {key: group for key, group in converts.groupby(["user_id", "item"])}
+    log_held, log_sent = [], []
+    for pair in pairs.itertuples(index=False):
+        start, end = pair.first, pair.last + window
         organic = 0.0
-        if row is not None and j is not None and not send.user_id.endswith("_alt"):
-            start = (send.run_date.normalize() - first_day).days
-            window = on_sale[start : start + horizon_days, j]
-            organic = 1.0 - (1.0 - world.organic[row, j]) ** int(window.sum())
-        rows.append((organic, send.p_conversion))
-    frame = items[["campaign_id", "channel", "user_id", "run_date"]].copy()
-    frame[["organic", "p_send"]] = np.asarray(rows)
-    frame["week_start"] = frame["run_date"].dt.normalize() - pd.to_timedelta(
-        frame["run_date"].dt.weekday, unit="D"
-    )
-    frame["log_none_sent"] = np.log1p(-frame["organic"]) + np.log1p(-frame["p_send"])
-    frame["log_none_held"] = np.log1p(-frame["organic"])
-    cells = frame.groupby(["campaign_id", "channel", "week_start", "user_id"])[
-        ["log_none_sent", "log_none_held"]
-    ].sum()
-    cells["difference"] = np.exp(cells["log_none_held"]) - np.exp(cells["log_none_sent"])
+        row, j = world.taste_row.get(pair.user_id), column.get(pair.item)
+        if row is not None and j is not None and not pair.user_id.endswith("_alt"):
+            a = (start.normalize() - first_day).days
+            b = (end.normalize() - first_day).days
+            organic = 1.0 - (1.0 - world.organic[row, j]) ** int(on_sale[a:b, j].sum())
+        group = sends_of.get((pair.user_id, pair.item))
+        p_send = 0.0
+        if group is not None:
+            inside = group[(group["sent_at"] >= start) & (group["sent_at"] < end)]
+            p_send = 1.0 - float(np.prod(1.0 - inside["p_conversion"].to_numpy()))
+        log_held.append(np.log1p(-organic))
+        log_sent.append(np.log1p(-organic) + np.log1p(-min(p_send, 1.0 - 1e-12)))
+    pairs["log_held"], pairs["log_sent"] = log_held, log_sent
+    users = pairs.groupby(["campaign_id", "channel", "user_id"])[["log_held", "log_sent"]].sum()
+    users["difference"] = np.exp(users["log_held"]) - np.exp(users["log_sent"])
     return (
-        cells.groupby(["campaign_id", "channel"])["difference"]
-        .agg(planted_lift="mean", user_weeks="size")
+        users.groupby(["campaign_id", "channel"])["difference"]
+        .agg(planted_lift="mean", users="size")
         .reset_index()
     )
 
 
 def lift_recovery(lift: pd.DataFrame, planted: pd.DataFrame) -> list[dict[str, Any]]:
     """Per campaign and channel: campaign_lift's cumulative lift and interval over the whole
-    period (its last week's cumulative columns) against the planted lift."""
+    period (its last week's cumulative columns: users since launch) against the planted
+    lift."""
     out = []
     for row in lift.groupby(["campaign_id", "channel"]).tail(1).itertuples(index=False):
         truth = planted[
@@ -670,8 +679,8 @@ def lift_recovery(lift: pd.DataFrame, planted: pd.DataFrame) -> list[dict[str, A
         entry = {
             "campaign_id": row.campaign_id,
             "channel": row.channel,
-            "user_weeks_treated": int(row.cumulative_users_treated),
-            "user_weeks_holdout": int(row.cumulative_users_holdout),
+            "users_treated": int(row.cumulative_users_treated),
+            "users_holdout": int(row.cumulative_users_holdout),
             "measured_lift": _rounded(row.cumulative_lift_abs),
             "lower": _rounded(row.cumulative_lift_abs_lower),
             "upper": _rounded(row.cumulative_lift_abs_upper),
@@ -906,8 +915,8 @@ def format_summary(result: dict[str, Any]) -> str:
             measured = f"{e['measured_lift']:+.4f}" if e["measured_lift"] is not None else "-"
             planted = f"{e['planted_lift']:+.4f}" if e["planted_lift"] is not None else "-"
             lines.append(
-                f"{'':<60}{e['campaign_id']:<22} {e['channel']:<6} {e['user_weeks_treated']:>8} "
-                f"{e['user_weeks_holdout']:>8} {measured:>9} {interval:>20} {planted:>9}  "
+                f"{'':<60}{e['campaign_id']:<22} {e['channel']:<6} {e['users_treated']:>8} "
+                f"{e['users_holdout']:>8} {measured:>9} {interval:>20} {planted:>9}  "
                 f"{e['recovered'] if e['recovered'] is not None else e['reason']}"
             )
     return "\n".join(lines)

@@ -65,6 +65,9 @@ def _world():
             buy(f"s{k}", "i1", WEEK2 + pd.Timedelta(days=1))
     for k in range(5):
         plan("push_a", "push", f"g{k}", "i1", True, WEEK2)
+    # t1 (who bought i1 in week 1) is planned again in week 2 and buys nothing more: one more
+    # user in week 2, still one user (and one conversion) since launch
+    plan("push_a", "push", "t1", "i5", False, WEEK2)
     # no holdout at all
     plan("welcome", "email", "w0", "i3", False)
     buy("w0", "i3", RUN + pd.Timedelta(days=1))
@@ -183,10 +186,10 @@ def test_the_cumulative_lift_adds_the_weeks_up_and_takes_newcombes_interval(buil
     _, frame = built
     push = frame[frame["campaign_id"] == "push_a"].set_index("week_start")
     first, second = push.loc[RUN], push.loc[WEEK2]
-    assert (second["users_treated"], second["users_holdout"]) == (10, 5)
+    assert (second["users_treated"], second["users_holdout"]) == (11, 5)
     assert (second["conversions_treated"], second["conversions_holdout"]) == (2, 0)
     assert first["cumulative_users_treated"] == first["users_treated"] == 40
-    # user-weeks: the second week's users added to the first's
+    # distinct users since launch: t1, planned in both weeks, counts once
     assert (second["cumulative_users_treated"], second["cumulative_users_holdout"]) == (50, 25)
     counts = (second["cumulative_conversions_treated"], second["cumulative_conversions_holdout"])
     assert counts == (12, 1)

@@ -132,7 +132,7 @@ def test_a_short_closed_loop_keeps_every_promise(tmp_path):
     assert measured and all(e["all_weeks_complete"] for e in result["lift"])
     for e in measured:
         assert e["lower"] <= e["measured_lift"] <= e["upper"]
-        assert e["planted_lift"] > 0 and e["user_weeks_holdout"] > 0
+        assert e["planted_lift"] > 0 and e["users_holdout"] > 0
     assert {e["reason"] for e in result["lift"] if e["lower"] is None} <= {
         "no holdout users: no lift to measure",
         "every planned user was held out",
@@ -178,11 +178,13 @@ def test_timing_falls_with_the_distance_from_the_planted_hour_in_local_time():
 
 
 def test_planted_lift_by_hand():
-    """Per user-week: 1 - prod(1 - organic)(1 - send) with the send, 1 - prod(1 - organic)
-    without; a digest converts through its first item; organic counts the days on sale."""
+    """Per user: 1 - prod(1 - organic)(1 - send) sent, 1 - prod(1 - organic) held out; a
+    digest converts through its first item; a send of another campaign that converts one of
+    the campaign's items counts (the holdout gets none); organic counts the days on sale."""
     q, horizon = 0.01, 3
     world = _world(organic=q)
-    run = pd.Timestamp("2026-11-02 06:00")  # a Monday; the window is 11-02 to 11-04
+    run = pd.Timestamp("2026-11-02 06:00")  # the window: 11-02 to 11-04
+    at = run + pd.Timedelta(hours=4)
     sent = pd.DataFrame(
         {
             "campaign_id": ["push", "push", "digest"],
@@ -191,17 +193,23 @@ def test_planted_lift_by_hand():
             "item_id": ["i1", "i2", None],
             "item_ids": [["i1"], ["i2"], ["i1", "i2"]],
             "run_date": [run, run, run],
+            "sent_at": [at, at, at + pd.Timedelta(hours=20)],
             "p_conversion": [0.1, 0.3, 0.2],
         }
     )
     out = sim.planted_lift(world, sent, horizon).set_index("campaign_id")
     o1 = 1 - (1 - q) ** 3  # i1 on sale every day of the window
     o2 = 1 - (1 - q) ** 1  # i2 until 2026-11-02 12:00: one day of the window
-    push = ((1 - o1) * 0.1 + (1 - o2) * 0.3) / 2
-    digest = (1 - o1) * (1 - o2) * 0.2
+    s1 = 1 - (1 - 0.1) * (1 - 0.2)  # u1's i1: the push and the digest (its first item)
+    push = ((1 - o1) * s1 + (1 - o2) * 0.3) / 2
+    digest = (1 - o1) * (1 - o2) * s1  # i2 of u1's digest: no send converts it
     assert out.loc["push", "planted_lift"] == pytest.approx(push)
     assert out.loc["digest", "planted_lift"] == pytest.approx(digest)
-    assert out.loc["push", "user_weeks"] == 2
+    assert out.loc["push", "users"] == 2
+    # a send after the window does not count
+    late = sent.assign(sent_at=[at, at, run + pd.Timedelta(days=4)])
+    out = sim.planted_lift(world, late, horizon).set_index("campaign_id")
+    assert out.loc["push", "planted_lift"] == pytest.approx(((1 - o1) * 0.1 + (1 - o2) * 0.3) / 2)
 
 
 def test_organic_purchases_follow_the_planted_rate():

@@ -209,27 +209,64 @@ counts as (
 
 ),
 
--- the campaign's counts from its first week up to each week, in user-weeks (a user planned
--- in two weeks counts in both): the lift since launch, which narrows as the weeks add up
+-- the campaign's users from its first week up to each week, each user once (converted when
+-- any of their planned sends so far converted): the lift since launch. Counting user-weeks
+-- instead would treat the same holdout users, week after week, as new evidence, and give an
+-- interval far too narrow when the holdout happens to differ from the rest.
+users_up_to_week as (
+
+    select
+        weeks.campaign_id,
+        weeks.channel,
+        weeks.week_start,
+        user_outcomes.user_id,
+        max(user_outcomes.is_holdout) as is_holdout,
+        max(user_outcomes.lacks_items) as lacks_items,
+        max(user_outcomes.converted_item) as converted_item
+
+    from counts as weeks
+    inner join user_outcomes
+        on
+            weeks.campaign_id = user_outcomes.campaign_id
+            and weeks.channel = user_outcomes.channel
+            and user_outcomes.week_start <= weeks.week_start
+    group by weeks.campaign_id, weeks.channel, weeks.week_start, user_outcomes.user_id
+
+),
+
+cumulative_users as (
+
+    select
+        campaign_id,
+        channel,
+        week_start,
+        sum(1 - is_holdout) as cumulative_users_treated,
+        sum(is_holdout) as cumulative_users_holdout,
+        sum((1 - is_holdout) * converted_item) as cumulative_conversions_treated,
+        sum(is_holdout * converted_item) as cumulative_conversions_holdout,
+        max(lacks_items) as cumulative_lacks_items
+
+    from users_up_to_week
+    group by campaign_id, channel, week_start
+
+),
+
 cumulative_counts as (
 
     select
-        *,
-        {%- for count in ['users_treated', 'users_holdout', 'conversions_treated',
-                          'conversions_holdout'] %}
-            sum({{ count }}) over (
-                partition by campaign_id, channel
-                order by week_start
-                rows between unbounded preceding and current row
-            ) as cumulative_{{ count }},
-        {%- endfor %}
-        max(lacks_items) over (
-            partition by campaign_id, channel
-            order by week_start
-            rows between unbounded preceding and current row
-        ) as cumulative_lacks_items
+        counts.*,
+        cumulative_users.cumulative_users_treated,
+        cumulative_users.cumulative_users_holdout,
+        cumulative_users.cumulative_conversions_treated,
+        cumulative_users.cumulative_conversions_holdout,
+        cumulative_users.cumulative_lacks_items
 
     from counts
+    inner join cumulative_users
+        on
+            counts.campaign_id = cumulative_users.campaign_id
+            and counts.channel = cumulative_users.channel
+            and counts.week_start = cumulative_users.week_start
 
 ),
 
