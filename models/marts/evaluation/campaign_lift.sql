@@ -5,7 +5,9 @@
 -- with a 95 % interval that holds for small counts (Wilson per rate, Newcombe's hybrid score
 -- interval for the difference; macros/stats/intervals.sql). A conversion is a conversion
 -- event (var proactive_recs_conversion_event_types) with the pushed item, or for a digest with
--- any of its items (notification_digest_log); `halo_` columns count one with any item.
+-- any of its items (notification_digest_log); `halo_` columns count one with any item. The
+-- cumulative_ columns count the campaign's users since its first week, each once; a week whose
+-- runs used two holdout salts (notification_holdout_settings) says so.
 {%- set horizon = var('proactive_recs_horizon_days') | int %}
 with
 
@@ -229,7 +231,7 @@ users_up_to_week as (
         on
             weeks.campaign_id = user_outcomes.campaign_id
             and weeks.channel = user_outcomes.channel
-            and user_outcomes.week_start <= weeks.week_start
+            and weeks.week_start >= user_outcomes.week_start
     group by weeks.campaign_id, weeks.channel, weeks.week_start, user_outcomes.user_id
 
 ),
@@ -271,7 +273,7 @@ cumulative_counts as (
 ),
 
 -- the rates, and whether a lift can be measured: both groups have users (and, for the
--- item's conversions, the campaign pushes items: digests log none)
+-- item's conversions, every planned send's items are known)
 rates as (
 
     select
