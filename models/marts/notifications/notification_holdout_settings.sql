@@ -31,8 +31,8 @@ final as (
     from run_context
     {% if is_incremental() -%}
         where not exists (
-            select 1 from {{ this }} as logged
-            where logged.run_date = run_context.run_date
+            select 1 from {{ this }} as recorded
+            where recorded.run_date = run_context.run_date
         )
     {%- endif %}
 
