@@ -23,10 +23,19 @@
    explicit opt-in, has an unsubscribe date, or an opt-out event); no holdout user; every
    send outside the quiet hours in the user's zone.
 
+The world also lives without sends: users buy on their own every day (``organic_purchases``:
+the holdout's baseline); with ``--active-hours`` each user has a planted hour and a send's
+chance to be opened falls with the distance from it (``World.timing``); ``--send-effect``
+scales a send's chance to convert (0: sends change nothing). After the last run the horizon
+passes with no sends, everything due reaches the sources, and ``campaign_lift`` is built and
+compared with the planted lift (``planted_lift``, ``lift_recovery``).
+
 It prints a table per day and, last, one JSON line: days, sends, violations (a count per
 rule), conversions_per_send (drawn), expected_conversions_per_send (the response model's
-mean over the sends made) and carpet_bomb_conversions_per_send (the same model's mean if every
-reachable user were sent the day's most popular available item every day).
+mean over the sends made), carpet_bomb_conversions_per_send (the same model's mean if every
+reachable user were sent the day's most popular available item every day, at the run),
+planned_per_user_week (sent and holdout), mean_timing and lift (per campaign: measured,
+interval, planted, recovered).
 """
 
 from __future__ import annotations
