@@ -245,3 +245,44 @@ def test_each_run_records_its_holdout_salt_and_a_rerun_adds_nothing(tmp_path):
     assert rows[0][1:] == ("package default", None)
     assert rows[1][1] == hashlib.md5(b"spring's draw").hexdigest()
     assert rows[1][2] == 0.1
+
+
+def _digest_macro(name: str, relation: str) -> str:
+    import jinja2
+
+    from conftest import REPO
+
+    macros = (REPO / "macros" / "cross_db" / "json_arrays.sql").read_text()
+    call = f"{{{{ {name}('{relation}', 'digest_items_json') }}}}"
+    return jinja2.Environment().from_string(macros + call).render()
+
+
+def test_digest_items_are_read_from_the_json_array_on_duckdb_and_parse_on_snowflake():
+    """The plan's JSON array of a digest, one row per item, on DuckDB (run) and Snowflake
+    (rendered and parsed with sqlfluff's Snowflake grammar: no account here)."""
+    import json
+
+    import sqlfluff
+
+    digests = pd.DataFrame(
+        {
+            "send_key": ["d1", "d2", "p1"],
+            "digest_items_json": [
+                json.dumps(
+                    [{"item_id": "i7", "rank": 1, "title": "A"}, {"item_id": "i2", "rank": 2}]
+                ),
+                json.dumps([{"item_id": "i9", "rank": 1}]),
+                None,  # an item push: no digest items
+            ],
+        }
+    )
+    with duckdb.connect() as con:
+        con.register("audience", digests)
+        rows = con.execute(
+            f"select * from ({_digest_macro('default__digest_item_rows', 'audience')}) "
+            "order by send_key, item_rank"
+        ).fetchall()
+    assert rows == [("d1", "i7", 1), ("d1", "i2", 2), ("d2", "i9", 1)]
+    snowflake = _digest_macro("snowflake__digest_item_rows", "analytics.recs.notification_audience")
+    sqlfluff.parse(snowflake, dialect="snowflake")  # raises on a parse error
+    assert "lateral flatten(input => parse_json(digests.digest_items_json))" in snowflake
