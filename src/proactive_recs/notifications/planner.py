@@ -350,17 +350,16 @@ def _finish_audience(
     # (holdout_send_at), so that the send ledger counts them against the holdout's caps
     # where a send would have fallen, and the holdout is planned as often as everyone else.
     scheduled = np.full(len(chosen), np.datetime64("NaT"), dtype="datetime64[ns]")
-    live = np.arange(len(chosen))
-    live_users = chosen["user_id"].to_numpy()[live]
-    cuts = np.flatnonzero(live_users[1:] != live_users[:-1]) + 1 if len(live) else []
+    row_users = chosen["user_id"].to_numpy()
+    cuts = np.flatnonzero(row_users[1:] != row_users[:-1]) + 1
     zone_of = user_info["timezone"].to_dict()
     anchor_of = anchors.to_dict()
     blocks = [
         (a, b)
-        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(live)].tolist(), strict=True)
+        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(chosen)].tolist(), strict=True)
         if b > a
     ]
-    block_users = [live_users[a] for a, _ in blocks]
+    block_users = [row_users[a] for a, _ in blocks]
     zones = [resolve_timezone(zone_of.get(u), rules.default_timezone) for u in block_users]
     basis = np.full(len(chosen), "off", dtype=object)
     # the first send of each user with a profile waits for their best allowed hour
@@ -378,10 +377,10 @@ def _finish_audience(
         for k, at in zip(with_profile, moved, strict=True):
             firsts[k] = pd.Timestamp(at)
             a, b = blocks[k]
-            basis[live[a:b]] = profiles[block_users[k]][0]
+            basis[a:b] = profiles[block_users[k]][0]
     for (a, b), zone, first in zip(blocks, zones, firsts, strict=True):
         times = schedule_sends(first, b - a, zone, rules)
-        scheduled[live[a:b]] = np.array([t.to_datetime64() for t in times], dtype="datetime64[ns]")
+        scheduled[a:b] = np.array([t.to_datetime64() for t in times], dtype="datetime64[ns]")
     held = chosen["is_holdout"].to_numpy()
     chosen["scheduled_send_at"] = np.where(held, np.datetime64("NaT"), scheduled)
     chosen["holdout_send_at"] = np.where(held, scheduled, np.datetime64("NaT"))
