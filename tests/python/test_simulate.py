@@ -106,10 +106,10 @@ def test_suppressed_and_holdout_sends_are_counted():
 
 @pytest.mark.dbt
 def test_a_short_closed_loop_keeps_every_promise(tmp_path):
-    """Three daily runs with next-day write-back on a small generated world (the 28-day figures
+    """Two daily runs with next-day write-back on a small generated world (the 28-day figures
     for each write-back delay are in docs/frequency_rules.md §11)."""
     result = simulate(
-        days=3,
+        days=2,
         users=250,
         items=80,
         history_days=90,
