@@ -12,6 +12,9 @@ export DUCKDB_PATH ?= proactive_recs.duckdb
 ONLINE_RETAIL_CSV ?= ../shared/datasets/online_retail/online_retail.csv.gz
 DBT := $(BIN)/dbt
 DBT_VARS = --vars "$$(cat vars/$(DATA).yml)"
+# Two pytest workers (pytest-xdist), one test file each at a time: most tests wait on a dbt
+# subprocess, and a file's module fixtures are built once. PYTEST_WORKERS= runs them serially.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: setup demo test load-data build validate report docs summary pytest lint bench bench-pipeline simulate snowflake-stage clean
 
@@ -64,14 +67,14 @@ report: setup
 	  --vars-file dbt_project.yml --vars-file vars/$(DATA).yml --out target/report.html
 
 pytest: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_WORKERS)
 
 # The demo database is built once and shared with pytest (tests/python/conftest.py), with
 # the profile's one dbt thread (profiles.yml says why): the tests compare against it.
 test: setup
 	mkdir -p target
 	$(MAKE) --no-print-directory build DATA=demo DUCKDB_PATH=target/ci_demo.duckdb
-	PROACTIVE_RECS_DEMO_DB=target/ci_demo.duckdb $(BIN)/python -m pytest
+	PROACTIVE_RECS_DEMO_DB=target/ci_demo.duckdb $(BIN)/python -m pytest $(PYTEST_WORKERS)
 	$(MAKE) --no-print-directory lint DUCKDB_PATH=target/ci_demo.duckdb
 
 # SQL style (.sqlfluff, dbt templater: needs a built database to compile against) and Python.
