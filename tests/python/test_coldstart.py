@@ -133,26 +133,30 @@ def test_explanation_is_the_history_item_most_similar_to_the_recommendation():
     assert (got >= 0).any() and (got == -1).any()
 
 
-def test_item_similarity_in_blocks_matches_brute_force_cosine_top_neighbours():
-    seen = sp.random(400, 90, density=0.05, random_state=5, format="csr")
-    seen.data[:] = 1.0
-    dense = seen.toarray()
-    buyers = dense.sum(axis=0)
-    cosine = (dense.T @ dense) / np.sqrt(np.outer(buyers, buyers) + 1e-300)
-    np.fill_diagonal(cosine, 0.0)
-    neighbours = 5
-    # Tiny blocks (one column each), a few columns per block, and one block for everything.
-    for block_entries in (1, 40, 10**9):
-        sim = item_similarity(seen, neighbours=neighbours, block_entries=block_entries)
-        got = sim.toarray()
-        for i in range(90):
-            column = cosine[:, i]
-            positive = np.flatnonzero(column > 0)
-            # Reference: the top `neighbours` by similarity, lower row first among equals.
-            order = positive[np.lexsort((positive, -np.round(column[positive], 6)))]
-            expected = np.zeros(90)
-            expected[order[:neighbours]] = column[order[:neighbours]]
-            np.testing.assert_allclose(got[:, i], expected, atol=1e-6)
+def test_item_similarity_matches_brute_force_cosine_top_neighbours():
+    # A sparse random pattern, and a tiny dense one where many similarities tie exactly.
+    sparse = sp.random(400, 90, density=0.05, random_state=5, format="csr")
+    ties = sp.csr_matrix(np.random.default_rng(3).integers(0, 2, size=(6, 30)).astype(float))
+    for seen in (sparse, ties):
+        seen.data[:] = 1.0
+        dense = seen.toarray()
+        n_items = dense.shape[1]
+        buyers = dense.sum(axis=0)
+        cosine = (dense.T @ dense) / np.sqrt(np.outer(buyers, buyers) + 1e-300)
+        np.fill_diagonal(cosine, 0.0)
+        # one neighbour, a few, and more than there are items
+        for neighbours in (1, 5, 500):
+            got = item_similarity(seen, neighbours=neighbours).toarray()
+            for i in range(n_items):
+                column = cosine[:, i]
+                positive = np.flatnonzero(column > 0)
+                # Reference: the top `neighbours` by similarity, lower row first among equals.
+                order = positive[np.lexsort((positive, -np.round(column[positive], 6)))]
+                expected = np.zeros(n_items)
+                expected[order[:neighbours]] = column[order[:neighbours]]
+                np.testing.assert_allclose(got[:, i], expected, atol=1e-6)
+    empty = item_similarity(sp.csr_matrix((5, 4)), neighbours=3)
+    assert empty.shape == (4, 4) and empty.nnz == 0
 
 
 # ------------------------------------------------------------------ category affinity
