@@ -19,6 +19,29 @@
 {%- endmacro %}
 
 
+{# A decimal number of dbt's numeric type, or null when the text is not a number. #}
+{% macro try_cast_numeric(expression) -%}
+    {{ return(adapter.dispatch('try_cast_numeric', 'proactive_recs')(expression)) }}
+{%- endmacro %}
+
+{% macro default__try_cast_numeric(expression) -%}
+    {{ try_cast_as(expression, dbt.type_numeric()) }}
+{%- endmacro %}
+
+{#
+  DuckDB parses text into a 128-bit decimal (precision over 18, as numeric(28,6)) about 60
+  times slower than into a 64-bit one: 2.5 s against 0.04 s for 2M quantities. Values that
+  fit decimal(18,6) take that path, the rest the wide one; the type and every value stay
+  those of numeric(28,6) (same scale, same rounding).
+#}
+{% macro duckdb__try_cast_numeric(expression) -%}
+    cast(coalesce(
+        {{ try_cast_as(expression, 'decimal(18, 6)') }},
+        {{ try_cast_as(expression, dbt.type_numeric()) }}
+    ) as {{ dbt.type_numeric() }})
+{%- endmacro %}
+
+
 {#
   Text (with or without a UTC offset) to a timestamp in UTC without zone.
   Text without an offset is read in the session's zone: UTC in this package's DuckDB profile;

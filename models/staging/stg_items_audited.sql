@@ -13,7 +13,7 @@ typed as (
         {{ clean_text('item_id') }} as item_id,
         {{ clean_text('title') }} as title,
         lower({{ clean_text('category') }}) as category,
-        {{ try_cast_as('price', dbt.type_numeric()) }} as price,
+        {{ try_cast_numeric('price') }} as price,
         {{ to_utc_timestamp('available_from') }} as available_from,
         {{ to_utc_timestamp('available_until') }} as available_until,
         {{ clean_text('url') }} as url,

@@ -24,14 +24,14 @@ typed as (
         -- the contract's default: a line with no event type is a purchase
         coalesce(lower({{ clean_text('event_type') }}), 'purchase') as event_type,
         -- a line with no quantity counts once
-        coalesce({{ try_cast_as('quantity', dbt.type_numeric()) }}, 1) as quantity,
-        {{ try_cast_as('amount', dbt.type_numeric()) }} as amount,
+        coalesce({{ try_cast_numeric('quantity') }}, 1) as quantity,
+        {{ try_cast_numeric('amount') }} as amount,
         {{ star_exclude(proactive_recs_required_columns()['transactions']) }},
 
         {{ clean_text('occurred_at') }} as occurred_at_raw,
         {{ clean_text('quantity') }} as quantity_raw,
         {{ clean_text('amount') }} as amount_raw,
-        {{ try_cast_as('quantity', dbt.type_numeric()) }} as quantity_parsed,
+        {{ try_cast_numeric('quantity') }} as quantity_parsed,
         {{ dbt.concat([
             "coalesce(" ~ clean_text('user_id') ~ ", '<null>')", "'|'",
             "coalesce(" ~ clean_text('item_id') ~ ", '<null>')", "'|'",
