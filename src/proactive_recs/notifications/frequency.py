@@ -405,9 +405,8 @@ def normalize_sends(sends: pd.DataFrame) -> pd.DataFrame:
             out[column] = None
     for column in ("send_id", "user_id", "campaign_id", "channel"):
         out[column] = out[column].astype(str)
-    out["item_id"] = pd.Series(
-        [None if pd.isna(v) else str(v) for v in out["item_id"]], index=out.index, dtype=object
-    )
+    missing = out["item_id"].isna()
+    out["item_id"] = out["item_id"].astype(str).astype(object).where(~missing, None)
     out["sent_at"] = utc_naive(out["sent_at"]).to_numpy()
     return out[columns]
 
