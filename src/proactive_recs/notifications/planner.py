@@ -354,11 +354,8 @@ def _finish_audience(
     cuts = np.flatnonzero(row_users[1:] != row_users[:-1]) + 1
     zone_of = user_info["timezone"].to_dict()
     anchor_of = anchors.to_dict()
-    blocks = [
-        (a, b)
-        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(chosen)].tolist(), strict=True)
-        if b > a
-    ]
+    # one block per user, never empty: cuts are where the user id changes
+    blocks = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(chosen)].tolist(), strict=True))
     block_users = [row_users[a] for a, _ in blocks]
     zones = [resolve_timezone(zone_of.get(u), rules.default_timezone) for u in block_users]
     basis = np.full(len(chosen), "off", dtype=object)
