@@ -24,6 +24,7 @@ FAST = {
     "candidates_per_user": 30,
     "candidates_per_item": 60,
     "active_candidates_per_item": 20,
+    "cold_active_candidates_per_item": 20,
     "popular_candidates_per_user": 10,
     "min_positives": 20,
     "k_items": 5,
@@ -314,6 +315,29 @@ def test_a_new_item_gets_a_day_zero_audience_from_its_title(shop, served):
     assert fresh["score"].between(0, 1).all()
     assert _group_share(fresh, group, 2) >= 0.7  # a random audience would be about 0.25
     assert (iu.loc[~iu["item_id"].isin(["fresh_gamma"]), "basis"] == "history").all()
+
+
+def test_new_items_take_their_own_count_of_most_active_users(shop):
+    """Warm and new items have a most-active-users setting each: with no affinity
+    candidates, every new item's audience is the same few most active users, while the
+    warm items' lists still draw on the larger warm count."""
+    interactions, users, items, _ = shop
+    params = {
+        **FAST,
+        "candidates_per_item": 0,
+        "active_candidates_per_item": 40,
+        "cold_active_candidates_per_item": 7,
+    }
+    result = score(interactions, users, items, RUN_DATE, params)
+    audiences = pd.concat([result.item_user_scores, result.prelaunch_item_user_scores])
+    new = audiences[audiences["basis"] == "attributes"]
+    assert set(new["item_id"]) == {"fresh_gamma", "soon_beta"}
+    per_item = new.groupby("item_id")["user_id"].apply(frozenset)
+    assert per_item.map(len).tolist() == [7, 7] and per_item.nunique() == 1
+    counts = interactions.groupby("user_id")["item_id"].nunique()
+    assert counts[list(per_item.iloc[0])].min() > counts.median()
+    warm = audiences[audiences["basis"] == "history"]
+    assert warm["user_id"].nunique() > 40
 
 
 def test_an_item_nobody_knows_anything_about_is_listed_not_served(served):

@@ -177,6 +177,7 @@ def test_full_protocol_on_synthetic_data():
         "candidates_per_user": 30,
         "candidates_per_item": 40,
         "active_candidates_per_item": 20,
+        "cold_active_candidates_per_item": 20,
         "popular_candidates_per_user": 10,
         "min_positives": 10,
     }

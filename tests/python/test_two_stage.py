@@ -24,6 +24,7 @@ FAST = {
     "candidates_per_user": 30,
     "candidates_per_item": 40,
     "active_candidates_per_item": 20,
+    "cold_active_candidates_per_item": 20,
     "popular_candidates_per_user": 10,
     "min_positives": 20,
     "k_items": 5,

@@ -584,6 +584,7 @@ def training_frame(
     items: pd.DataFrame | None = None,
     negative_rate: float = 0.1,
     cold_items: bool = False,
+    cold_active_per_item: int | None = None,
     random_state=None,
 ) -> TrainingData:
     """Labelled candidate pairs from ``windows`` past snapshots before ``run_date``.
@@ -594,7 +595,8 @@ def training_frame(
     candidates and about 0.5 % positives); :class:`PropensityRanker` re-weights them.
     Snapshots without a positive (or with too little history) are skipped. With
     ``cold_items`` (and an ``items`` frame) the same snapshots also yield examples for
-    items that were new at the time.
+    items that were new at the time; their candidates take ``cold_active_per_item`` most
+    active users (``candidate_params["active_per_item"]`` when None), as at serving.
     """
     from proactive_recs.estimators.coldstart import cold_training_examples
 
@@ -638,7 +640,11 @@ def training_frame(
                 items,
                 future,
                 per_item=candidate_params["per_item"],
-                active_per_item=candidate_params["active_per_item"],
+                active_per_item=(
+                    candidate_params["active_per_item"]
+                    if cold_active_per_item is None
+                    else cold_active_per_item
+                ),
                 negative_rate=negative_rate,
                 rng=rng,
                 block_size=candidate_params.get("block_size"),

@@ -58,7 +58,13 @@ class RecommenderConfig:
     training_windows: int = 3
     candidates_per_user: int = 200
     candidates_per_item: int = 300
-    active_candidates_per_item: int = 300
+    # Most active users proposed per item. Warm items (with history) and new items get a
+    # setting each: for warm items MF and the other sources already find the buyers, and 100
+    # did better than 300 on the validation windows of the demo and Online Retail; a new item
+    # has no MF users, so activity is a main source of its audience and 300 did better there
+    # (docs/benchmark.md, "Which candidates the served lists come from").
+    active_candidates_per_item: int = 100
+    cold_active_candidates_per_item: int = 300
     popular_candidates_per_user: int = 100
     negative_rate: float = 0.1
     ranker_max_iter: int = 100
@@ -86,6 +92,7 @@ class RecommenderConfig:
             "candidates_per_user",
             "candidates_per_item",
             "active_candidates_per_item",
+            "cold_active_candidates_per_item",
             "popular_candidates_per_user",
             "ranker_max_iter",
             "min_positives",

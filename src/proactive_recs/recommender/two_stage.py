@@ -774,6 +774,7 @@ class Recommender(BaseEstimator):
             items=self.universe_.items,
             negative_rate=settings["negative_rate"],
             cold_items=bool(settings["cold_items"]),
+            cold_active_per_item=settings["cold_active_candidates_per_item"],
             random_state=settings["random_state"],
         )
         diagnostics["training_rows"] = int(len(training.y))
@@ -1110,7 +1111,7 @@ def _new_item_audiences(snapshot, universe, settings, cold_ranker, wanted, user_
         snapshot,
         cold,
         per_item=settings["candidates_per_item"],
-        active_per_item=settings["active_candidates_per_item"],
+        active_per_item=settings["cold_active_candidates_per_item"],
         user_mask=user_mask,
         user_boost=user_boost,
         item_boost=boost,
