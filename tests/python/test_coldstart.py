@@ -224,8 +224,57 @@ def test_auto_calibration_declines_when_the_booster_is_already_calibrated():
     assert check["log_loss_with_map"] >= check["log_loss_without_map"]
     assert auto.calibrator_ is None
     # ... and the booster is refitted on every window, validation rows included.
-    everything = PropensityRanker(calibration="none", negative_weight=1.0, random_state=0)
+    # (with the tree count chosen on window 1)
+    everything = PropensityRanker(
+        calibration="none", negative_weight=1.0, max_iter=auto.n_trees_, random_state=0
+    )
     np.testing.assert_allclose(auto.predict_proba(X), everything.fit(X, y).predict_proba(X))
+
+
+def _overfittable(seed=0, n_per_window=1_500, noise_columns=6):
+    """Three windows of one weak signal among noise columns: more trees fit the noise."""
+    rng = np.random.default_rng(seed)
+    window = np.repeat([3, 2, 1], n_per_window)
+    X = pd.DataFrame(rng.normal(size=(window.size, noise_columns + 1))).add_prefix("x")
+    y = rng.random(window.size) < 1 / (1 + np.exp(-(0.7 * X["x0"].to_numpy() - 1.5)))
+    return X, y, window
+
+
+def test_tree_count_is_the_best_of_every_count_on_the_validation_window():
+    """Every count's weighted log-loss on window 1, from the staged predictions of a
+    booster fitted on windows >= 2; the chosen count is the first minimum, and boosters
+    fitted afresh with counts around it score what the staged predictions said."""
+    X, y, window = _overfittable()
+    params = dict(max_iter=40, min_samples_leaf=20, negative_weight=3.0, random_state=0)
+    ranker = PropensityRanker(calibration="none", **params).fit(X, y, window=window)
+    older, last = window >= 2, window == 1
+    weight = np.where(y, 1.0, 3.0)
+
+    def log_loss(p):
+        p = np.clip(p, 1e-9, 1 - 1e-9)
+        return -np.sum(weight[last] * np.where(y[last], np.log(p), np.log1p(-p))) / np.sum(
+            weight[last]
+        )
+
+    def booster(n):
+        model = PropensityRanker(calibration="none", **{**params, "max_iter": n})._booster()
+        return model.fit(X[older], y[older], sample_weight=weight[older])
+
+    losses = [log_loss(p[:, 1]) for p in booster(40).staged_predict_proba(X[last])]
+    best = int(np.argmin(losses)) + 1
+    assert ranker.n_trees_ == best < 40  # the noise does get fitted
+    assert ranker.model_.n_iter_ == best  # the served booster has that many trees
+    for n in sorted({max(best - 1, 1), best, best + 1, 40}):
+        assert log_loss(booster(n).predict_proba(X[last])[:, 1]) == pytest.approx(
+            losses[n - 1], rel=1e-9
+        )
+    check = ranker.tree_selection_check_
+    assert check["log_loss_at_n_trees"] == pytest.approx(losses[best - 1], rel=1e-9)
+    assert check["log_loss_at_max_iter"] == pytest.approx(losses[-1], rel=1e-9)
+    # switched off, or without a validation window: every tree
+    off = PropensityRanker(calibration="none", tree_selection=False, **params)
+    assert off.fit(X, y, window=window).model_.n_iter_ == 40
+    assert PropensityRanker(calibration="none", **params).fit(X, y).model_.n_iter_ == 40
 
 
 # ------------------------------------------------------------------ day-0 audiences

