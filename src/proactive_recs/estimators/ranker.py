@@ -833,16 +833,14 @@ class PropensityRanker:
         window 1; return the probabilities of window 1 at that count. A booster without
         subsampling grows the same first trees whatever its ``max_iter``, so these are the
         probabilities of a booster of ``n_trees_`` trees fitted on the same rows."""
-        losses, at_best = [], None
-        for proba in probe.staged_predict_proba(X_last):
-            losses.append(_log_loss(proba[:, 1], y_last, weight_last))
-            if losses[-1] < min(losses[:-1], default=np.inf):  # fewer trees on a tie
-                at_best = proba[:, 1]
-        best = int(np.argmin(losses))
-        self.n_trees_ = best + 1
+        best_loss, at_best, loss = np.inf, None, np.inf
+        for n_trees, proba in enumerate(probe.staged_predict_proba(X_last), start=1):
+            loss = _log_loss(proba[:, 1], y_last, weight_last)
+            if loss < best_loss:  # strictly: fewer trees on a tie
+                best_loss, at_best, self.n_trees_ = loss, proba[:, 1], n_trees
         self.tree_selection_check_ = {
-            "log_loss_at_max_iter": losses[-1],
-            "log_loss_at_n_trees": losses[best],
+            "log_loss_at_max_iter": loss,
+            "log_loss_at_n_trees": best_loss,
         }
         return at_best
 
