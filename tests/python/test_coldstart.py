@@ -203,10 +203,18 @@ def test_logistic_calibration_matches_the_validation_rate_and_keeps_the_order():
     assert abs(p_cal.mean() - observed) < 0.005
     assert p_plain.mean() - observed > 0.1  # what calibration fixed
     # Strictly increasing map: the booster's order is kept, no ties are created.
-    raw = calibrated.model_.predict_proba(X[last])[:, 1]
+    raw = _first_trees_proba(calibrated.model_, X[last], calibrated.n_trees_)
     order = np.argsort(raw, kind="stable")
     assert (np.diff(p_cal[order]) >= 0).all()
     assert len(np.unique(p_cal)) == len(np.unique(raw))
+
+
+def _first_trees_proba(booster, X, n_trees):
+    """scikit-learn's own P(class 1) after the booster's first ``n_trees`` trees."""
+    for n, proba in enumerate(booster.staged_predict_proba(X), start=1):
+        if n == n_trees:
+            return proba[:, 1]
+    raise AssertionError(f"the booster has fewer than {n_trees} trees")
 
 
 def test_auto_calibration_keeps_the_map_when_the_replay_says_it_helps():
@@ -263,7 +271,13 @@ def test_tree_count_is_the_best_of_every_count_on_the_validation_window():
     losses = [log_loss(p[:, 1]) for p in booster(40).staged_predict_proba(X[last])]
     best = int(np.argmin(losses)) + 1
     assert ranker.n_trees_ == best < 40  # the noise does get fitted
-    assert ranker.model_.n_iter_ == best  # the served booster has that many trees
+    # the served booster keeps every tree, so that the grid's counts can be served too;
+    # its default probability is that of its first `best` trees
+    assert ranker.model_.n_iter_ == 40
+    assert ranker.tree_counts_ == tuple(sorted({best, 4, 8, 14, 20, 30, 40}))
+    np.testing.assert_array_equal(
+        ranker.predict_proba(X)[:, 1], _first_trees_proba(ranker.model_, X, best)
+    )
     for n in sorted({max(best - 1, 1), best, best + 1, 40}):
         assert log_loss(booster(n).predict_proba(X[last])[:, 1]) == pytest.approx(
             losses[n - 1], rel=1e-9
@@ -274,7 +288,32 @@ def test_tree_count_is_the_best_of_every_count_on_the_validation_window():
     # switched off, or without a validation window: every tree
     off = PropensityRanker(calibration="none", tree_selection=False, **params)
     assert off.fit(X, y, window=window).model_.n_iter_ == 40
+    assert off.tree_counts_ == (40,)
+    with pytest.raises(ValueError, match=r"no calibrated probability at \[20\] trees"):
+        off.predict_proba(X, n_trees=20)
     assert PropensityRanker(calibration="none", **params).fit(X, y).model_.n_iter_ == 40
+
+
+@pytest.mark.parametrize("calibration", ["logistic", "none"])
+def test_every_offered_count_serves_what_a_ranker_of_that_many_trees_would(calibration):
+    """One fitted ranker serves several tree counts (the recommender picks one per
+    direction): at each, its probabilities are those of a ranker fitted with exactly that
+    many trees and the same calibration, map included, and one walk gives them all."""
+    X, y, window = _overfittable(seed=3)
+    params = dict(min_samples_leaf=20, negative_weight=3.0, calibration=calibration)
+    ranker = PropensityRanker(max_iter=40, random_state=0, **params).fit(X, y, window=window)
+    counts = ranker.tree_counts_
+    assert len(counts) >= 6 and ranker.n_trees_ in counts and max(counts) == 40
+    together = ranker.positive_proba_at(X, counts)
+    for column, n in enumerate(counts):
+        alone = PropensityRanker(max_iter=n, tree_selection=False, random_state=0, **params)
+        alone.fit(X, y, window=window)
+        assert (alone.calibrator_ is not None) == (n in ranker.calibrators_)
+        np.testing.assert_allclose(ranker.predict_proba(X, n_trees=n), alone.predict_proba(X))
+        np.testing.assert_array_equal(together[:, column], ranker.predict_proba(X, n)[:, 1])
+    if calibration == "logistic":  # a map per count, each fitted on its own log-odds
+        slopes = {n: ranker.calibrators_[n].coef_[0, 0] for n in counts}
+        assert len(set(slopes.values())) == len(counts)
 
 
 # ------------------------------------------------------------------ day-0 audiences

@@ -15,6 +15,7 @@ from proactive_recs.recommender.selection import (
     MARGIN_IN_STANDARD_ERRORS,
     DirectionChoice,
     StageSelection,
+    best_tree_count,
     fit_probability_map,
     list_hits,
     paired_gain,
@@ -56,6 +57,19 @@ def test_the_paired_gain_and_its_standard_error_by_hand():
     assert paired_gain(np.array([1.0]), np.array([0.0])) == (0.0, float("inf"))
 
 
+def test_the_best_tree_count_by_hand():
+    per_query = {
+        10: np.array([0.2, 0.4]),  # mean 0.3
+        40: np.array([0.5, 0.3]),  # mean 0.4
+        20: np.array([0.6, 0.2]),  # mean 0.4: a tie with 40, fewer trees win
+        100: np.array([0.1, 0.1]),
+    }
+    assert best_tree_count(per_query, default=40) == (20, pytest.approx(0.4))
+    # the ranker's own count comes back as None: a later fit uses its own log-loss count
+    assert best_tree_count(per_query, default=20) == (None, pytest.approx(0.4))
+    assert best_tree_count({7: np.array([0.1])}, default=7) == (None, pytest.approx(0.1))
+
+
 @pytest.fixture(scope="module")
 def fitted():
     return Recommender(FAST).fit(synthetic_interactions(), as_of=RUN_DATE)
@@ -72,6 +86,20 @@ def test_the_decision_and_its_figures_are_recorded_and_stored(fitted):
         assert 0 < noise < 0.1
         assert (source == "mf") == (mf - two_stage > MARGIN_IN_STANDARD_ERRORS * noise)
         assert key in used[f"served_{direction}_reason"]
+        # the second stage's figure is that of the best tree count tried on the window
+        tried = {
+            int(name.rsplit("_", 2)[-2]): value
+            for name, value in used.items()
+            if name.startswith(f"selection_{direction}_two_stage_")
+        }
+        # (the replay's ranker offers the grid and its own log-loss count)
+        grid = {10, 20, 35, 50, 75, 100}  # TREE_GRID of ranker_max_iter = 100
+        assert grid <= set(tried) and len(set(tried) - grid) <= 1
+        chosen = getattr(fitted.selection_, direction).n_trees
+        assert used[f"served_{direction}_trees"] == ("default" if chosen is None else chosen)
+        assert two_stage == max(tried.values())
+        if chosen is not None:  # a grid count, which the served ranker offers too
+            assert tried[chosen] == two_stage and chosen in fitted.ranker_.tree_counts_
     # A daily fit reusing the weekly stages serves what the weekly fit chose.
     daily = Recommender(FAST).fit(
         synthetic_interactions(), as_of=RUN_DATE, stages=fitted.trained_stages()

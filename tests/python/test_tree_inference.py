@@ -38,6 +38,28 @@ def test_same_probabilities_as_scikit_learn(dtype):
     assert np.array_equal(predict_positive_proba(trees, frame.to_numpy()), expected)
 
 
+def test_first_trees_give_the_staged_probabilities_of_scikit_learn():
+    """Several counts from one walk: column c is what scikit-learn's staged prediction
+    gives after that many trees (counts in any order, repeats allowed)."""
+    X, y = _data(4000, 2, np.float32)
+    model = HistGradientBoostingClassifier(
+        max_iter=30, max_leaf_nodes=15, early_stopping=False, random_state=0
+    ).fit(X, y)
+    fresh, _ = _data(5000, 3, np.float32)
+    staged = [proba[:, 1] for proba in model.staged_predict_proba(fresh)]
+    trees = flatten(model)
+    counts = [17, 1, 30, 5, 17]
+    got = predict_positive_proba(trees, fresh, counts)
+    assert got.shape == (5000, 5)
+    for column, count in enumerate(counts):
+        assert np.array_equal(got[:, column], staged[count - 1])
+    assert np.array_equal(predict_positive_proba(trees, fresh, 12), staged[11])
+    with pytest.raises(ValueError, match=r"1\.\.30"):
+        predict_positive_proba(trees, fresh, [0, 5])
+    with pytest.raises(ValueError, match=r"1\.\.30"):
+        predict_positive_proba(trees, fresh, 31)
+
+
 def test_models_the_kernel_does_not_cover_are_left_to_scikit_learn():
     X, y = _data(2000, 0, np.float64)
     categorical = HistGradientBoostingClassifier(

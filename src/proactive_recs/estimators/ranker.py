@@ -685,6 +685,13 @@ def _log_odds(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+# Tree counts, as fractions of max_iter, that a fitted ranker can serve besides its
+# default count: coarse enough that picking among them on one validation window is not
+# chasing noise, spread so that a few trees (a smooth, activity-led probability) and all
+# of them (finer distinctions between a user's items) are both on offer.
+TREE_GRID = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+
 class PropensityRanker:
     """Gradient-boosted P(new interaction within the horizon | pair features).
 
@@ -710,20 +717,29 @@ class PropensityRanker:
     tree_selection : when True (and windows 1 and >= 2 both hold positives and negatives),
         the number of trees is chosen on the validation window: a booster of ``max_iter``
         trees is fitted on windows >= 2, and the count whose staged predictions give the
-        lowest weighted log-loss on window 1 is used for every booster fitted after it. More
-        trees than that memorise the past windows (on Online Retail the validation AUC falls
-        from 0.80 at 20 trees to 0.78 at 100) and cost scoring time in every daily run.
+        lowest weighted log-loss on window 1 is the default count, the one the calibration
+        replay uses and :meth:`predict_proba` serves. More trees than that memorise the past
+        windows for the probability as a whole (on Online Retail the validation AUC falls
+        from 0.80 at 20 trees to 0.78 at 100). The served booster then keeps ``max_iter``
+        trees so that the counts of :data:`TREE_GRID` can be served too: a caller that
+        ranks for one purpose (the recommender, per direction: selection.py) picks its
+        own count among ``tree_counts_``. Boosting is sequential and this booster does not
+        subsample, so its first n trees are the booster a fit of n trees would give.
     random_state : seeds the booster.
 
     Attributes
     ----------
     model_ : the fitted ``HistGradientBoostingClassifier``
-    n_trees_ : trees of the served booster (``max_iter`` unless ``tree_selection`` chose)
+    n_trees_ : the default count of trees (``max_iter`` unless ``tree_selection`` chose)
+    tree_counts_ : the counts :meth:`predict_proba` can serve (ascending): ``n_trees_``,
+        and with ``tree_selection`` the fractions :data:`TREE_GRID` of ``max_iter``
     tree_selection_check_ : {'log_loss_at_max_iter': ..., 'log_loss_at_n_trees': ...} on
         window 1 when the count was chosen, else {}
     feature_names_in_ : columns used (those of ``fit`` with at least one value)
     base_rate_ : weighted share of positives in the training data
-    calibrator_ : fitted ``LogisticRegression`` on the booster's log-odds, or None
+    calibrators_ : {count: fitted ``LogisticRegression`` on the log-odds of the first
+        ``count`` trees} when the map is used, else {}
+    calibrator_ : the map at ``n_trees_`` (``calibrators_[n_trees_]``), or None
     calibration_check_ : {'log_loss_without_map': ..., 'log_loss_with_map': ...} of the
         replay on window 1 ('auto' with >= 3 windows), else {}
     """
@@ -766,14 +782,15 @@ class PropensityRanker:
         X = X[used]
         weight = np.where(y, 1.0, float(self.negative_weight))
         self.feature_names_in_ = list(X.columns)
-        self.calibrator_, self.calibration_check_ = None, {}
+        self.calibrator_, self.calibrators_, self.calibration_check_ = None, {}, {}
         self.tree_selection_check_ = {}
         self.flat_trees_ = None  # the booster flattened for scoring, made at the first use
         self.base_rate_ = float(y.sum() / weight.sum())
         self.n_trees_ = int(self.max_iter)
 
-        def fit_on(rows):
-            return self._booster(self.n_trees_).fit(X[rows], y[rows], sample_weight=weight[rows])
+        def fit_on(rows, n_trees=None):
+            booster = self._booster(self.n_trees_ if n_trees is None else n_trees)
+            return booster.fit(X[rows], y[rows], sample_weight=weight[rows])
 
         def usable(rows):
             return bool(y[rows].any() and (~y[rows]).any())
@@ -806,26 +823,45 @@ class PropensityRanker:
                         self.calibration_check_["log_loss_with_map"]
                         < self.calibration_check_["log_loss_without_map"]
                     )
+        counts = {self.n_trees_}
+        if self.tree_selection:
+            counts |= {max(1, round(f * int(self.max_iter))) for f in TREE_GRID}
+        self.tree_counts_ = tuple(sorted(counts))
+        served_trees = max(self.tree_counts_)
         if use_map and usable(last) and usable(older):
-            self.model_ = fit_on(older)
-            self.calibrator_ = _platt(
-                _log_odds(self.model_.predict_proba(X[last])[:, 1]), y[last], weight[last]
-            )
+            self.model_ = fit_on(older, served_trees)
+            # one map per count, each on the log-odds of that many first trees
+            at_counts = self._booster_proba_at(_features_array(X[last]), self.tree_counts_)
+            for column, count in enumerate(self.tree_counts_):
+                platt = _platt(_log_odds(at_counts[:, column]), y[last], weight[last])
+                if platt is not None:
+                    self.calibrators_[count] = platt
+            self.calibrator_ = self.calibrators_.get(self.n_trees_)
             if self.calibrator_ is not None:
+                # a count whose map would reverse the ranking is not offered
+                self.tree_counts_ = tuple(sorted(self.calibrators_))
                 return self
-        self.model_ = fit_on(np.ones(y.size, bool))
+            self.calibrators_ = {}
+            self.flat_trees_ = None
+        self.model_ = fit_on(np.ones(y.size, bool), served_trees)
         return self
 
-    def _booster_proba(self, X: np.ndarray) -> np.ndarray:
-        """The booster's (n, 2) probabilities for the array ``X`` (columns in
-        ``feature_names_in_`` order): the compiled row-wise kernel (tree_inference.py, same
-        numbers) when it covers the model, else scikit-learn."""
+    def _booster_proba_at(self, X: np.ndarray, counts) -> np.ndarray:
+        """P(class 1) of the booster's first ``counts[c]`` trees, column c, for the array
+        ``X`` (columns in ``feature_names_in_`` order): the compiled row-wise kernel
+        (tree_inference.py, same numbers, one walk for every count) when it covers the
+        model, else scikit-learn's staged predictions."""
         if getattr(self, "flat_trees_", None) is None:
             self.flat_trees_ = flatten(self.model_) or False
-        if self.flat_trees_ is False:
-            return self.model_.predict_proba(pd.DataFrame(X, columns=self.feature_names_in_))
-        positive = predict_positive_proba(self.flat_trees_, X)
-        return np.column_stack([1.0 - positive, positive])
+        if self.flat_trees_ is not False:
+            return predict_positive_proba(self.flat_trees_, X, list(counts))
+        out = np.empty((X.shape[0], len(counts)), dtype=np.float64)
+        frame = pd.DataFrame(X, columns=self.feature_names_in_)
+        for n_trees, proba in enumerate(self.model_.staged_predict_proba(frame), start=1):
+            for column, count in enumerate(counts):
+                if count == n_trees:
+                    out[:, column] = proba[:, 1]
+        return out
 
     def _choose_tree_count(self, probe, X_last, y_last, weight_last) -> np.ndarray:
         """Set ``n_trees_`` to the count of ``probe``'s first trees (a booster of
@@ -857,12 +893,27 @@ class PropensityRanker:
             random_state=self.random_state,
         )
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """(n, 2) probabilities. ``X`` is a frame holding the fit's columns, or an array
-        whose columns are ``feature_names_in_`` in that order (what
+    def predict_proba(self, X: pd.DataFrame | np.ndarray, n_trees: int | None = None) -> np.ndarray:
+        """(n, 2) probabilities of the first ``n_trees`` trees (None: ``n_trees_``, the
+        default count; else one of ``tree_counts_``). ``X`` is a frame holding the fit's
+        columns, or an array whose columns are ``feature_names_in_`` in that order (what
         :func:`pair_feature_matrix` builds for scoring without a frame)."""
+        positive = self.positive_proba_at(X, [self.n_trees_ if n_trees is None else n_trees])
+        return np.column_stack([1.0 - positive[:, 0], positive[:, 0]])
+
+    def positive_proba_at(self, X: pd.DataFrame | np.ndarray, counts) -> np.ndarray:
+        """P(class 1) at several tree counts (each one of ``tree_counts_``), one column per
+        count, from one walk over the trees; each column calibrated by its count's map."""
         if not hasattr(self, "model_"):
             raise RuntimeError("PropensityRanker is not fitted yet")
+        counts = [int(count) for count in counts]
+        offered = getattr(self, "tree_counts_", (self.n_trees_,))
+        unknown = sorted(set(counts) - set(offered))
+        if unknown:
+            raise ValueError(
+                f"PropensityRanker: no calibrated probability at {unknown} trees; this ranker"
+                f" serves {list(offered)}"
+            )
         if isinstance(X, pd.DataFrame):
             X = _features_array(X[self.feature_names_in_])
         elif X.ndim != 2 or X.shape[1] != len(self.feature_names_in_):
@@ -870,9 +921,13 @@ class PropensityRanker:
                 f"PropensityRanker.predict_proba: expected {len(self.feature_names_in_)} "
                 f"columns ({self.feature_names_in_}), got an array of shape {X.shape}"
             )
-        proba = self._booster_proba(X)
-        if self.calibrator_ is not None:
-            proba = self.calibrator_.predict_proba(_log_odds(proba[:, 1])[:, None])
+        proba = self._booster_proba_at(X, counts)
+        for column, count in enumerate(counts):
+            calibrator = self.calibrators_.get(count)
+            if calibrator is not None:
+                proba[:, column] = calibrator.predict_proba(
+                    _log_odds(proba[:, column])[:, None]
+                )[:, 1]
         return proba
 
 

@@ -67,29 +67,44 @@ def flatten(model) -> FlatTrees | None:
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _raw_scores(X, feature, threshold, missing_left, left, right, is_leaf, value, roots, base):
-    out = np.empty(X.shape[0], dtype=np.float64)
+def _raw_scores(X, feature, threshold, missing_left, left, right, is_leaf, value, roots, base, stops):
+    # out[row, s]: the raw score of the first stops[s] trees (stops ascending): one walk
+    # per row serves every count asked for.
+    out = np.empty((X.shape[0], stops.size), dtype=np.float64)
     for row in numba.prange(X.shape[0]):
         total = base
-        for t in range(roots.size):
-            node = roots[t]
-            while not is_leaf[node]:
-                x = X[row, feature[node]]
-                if np.isnan(x):
-                    node = left[node] if missing_left[node] else right[node]
-                elif x <= threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
-            total += value[node]
-        out[row] = total
+        t = 0
+        for s in range(stops.size):
+            while t < stops[s]:
+                node = roots[t]
+                while not is_leaf[node]:
+                    x = X[row, feature[node]]
+                    if np.isnan(x):
+                        node = left[node] if missing_left[node] else right[node]
+                    elif x <= threshold[node]:
+                        node = left[node]
+                    else:
+                        node = right[node]
+                total += value[node]
+                t += 1
+            out[row, s] = total
     return out
 
 
-def predict_positive_proba(trees: FlatTrees, X: np.ndarray) -> np.ndarray:
+def predict_positive_proba(trees: FlatTrees, X: np.ndarray, n_trees=None) -> np.ndarray:
     """P(class 1) for the rows of ``X`` (n_rows x n_features, the model's feature order,
-    float32 or float64): the logistic function of the boosted raw score."""
+    float32 or float64): the logistic function of the boosted raw score of the first
+    ``n_trees`` trees (None = all). ``n_trees`` may be a sequence of counts: then the
+    result is (n_rows, len(n_trees)), one column per count, from one walk over the trees
+    (what a booster fitted with that many trees predicts, boosting being sequential)."""
     X = np.ascontiguousarray(X)
+    counts = np.atleast_1d(np.asarray(trees.roots.size if n_trees is None else n_trees))
+    counts = counts.astype(np.int64)
+    if counts.size == 0 or counts.min() < 1 or counts.max() > trees.roots.size:
+        raise ValueError(
+            f"tree counts must be in 1..{trees.roots.size} (the booster's trees), got {counts}"
+        )
+    order = np.argsort(counts, kind="stable")
     raw = _raw_scores(
         X,
         trees.feature,
@@ -101,5 +116,8 @@ def predict_positive_proba(trees: FlatTrees, X: np.ndarray) -> np.ndarray:
         trees.value,
         trees.roots,
         trees.baseline,
+        counts[order],
     )
-    return expit(raw)  # scikit-learn's own link for the binary log-loss
+    proba = np.empty_like(raw)
+    proba[:, order] = expit(raw)  # scikit-learn's own link for the binary log-loss
+    return proba[:, 0] if np.ndim(n_trees) == 0 else proba

@@ -73,6 +73,10 @@ class RecommenderConfig:
     # the ranker's tree count (at most ranker_max_iter) chosen on the last training window
     # (PropensityRanker's tree_selection)
     ranker_tree_selection: bool = True
+    # per direction, the tree count (among the ranker's tree_counts_) whose lists did best on
+    # the last horizon before the run date, in stage selection's replay (selection.py);
+    # False: both directions use the default count
+    ranker_trees_per_direction: bool = True
     min_positives: int = 50
     # probability calibration on the last window before the run date: auto (chosen by
     # replaying one window back), logistic or none (None = none; see PropensityRanker)

@@ -14,6 +14,13 @@ back and lets the data decide, for each direction separately:
 3. both of its warm lists, the second stage's and plain MF's (same masks, same exclusions),
    are scored on the window's new pairs with the objective of each direction
    (user -> item ndcg@10, item -> user recall@100);
+   The second stage's lists are scored at every tree count its ranker offers
+   (``PropensityRanker.tree_counts_``: the count chosen by log-loss and the fractions of
+   ``TREE_GRID``), and each direction keeps the count with the best objective (the fewest
+   trees on a tie): the log-loss count is one proxy for both directions, while ranking an
+   item's users across the whole user base and ranking a user's items are different
+   questions (on Online Retail a user's items were ranked best with every tree, an item's
+   users with a fifth of them);
 4. plain MF serves a direction only when it scores higher there by more than noise: its
    mean gain over the window's queries must exceed ``MARGIN_IN_STANDARD_ERRORS`` standard
    errors of that paired difference (the second stage is what was designed to serve, and
@@ -38,6 +45,7 @@ from proactive_recs.evaluation import metrics
 __all__ = [
     "MARGIN_IN_STANDARD_ERRORS",
     "DirectionChoice",
+    "best_tree_count",
     "StageSelection",
     "fit_probability_map",
     "list_hits",
@@ -59,14 +67,20 @@ class DirectionChoice:
     source : 'two_stage' or 'mf'
     mf_map : (slope, intercept) of the logistic map from the MF score to a probability,
         when ``source`` is 'mf'
-    validation : objective per source on the validation window (empty when not compared)
+    validation : objective per source on the validation window (empty when not compared);
+        'two_stage' is the figure at the tree count chosen, 'two_stage_<n>_trees' the
+        figure at each count tried
     reason : why, in words
+    n_trees : the second stage's tree count for this direction, one of the served ranker's
+        ``tree_counts_``; None = the ranker's default count (``n_trees_``, chosen by
+        log-loss in its own fit)
     """
 
     source: str = "two_stage"
     mf_map: tuple[float, float] | None = None
     validation: dict = field(default_factory=dict)
     reason: str = "second stage (not compared)"
+    n_trees: int | None = None
 
     def probability(self, mf_scores: np.ndarray) -> np.ndarray:
         """The MF scores as probabilities through ``mf_map``."""
@@ -92,6 +106,9 @@ class StageSelection:
             choice = getattr(self, direction)
             out[f"served_{direction}"] = choice.source
             out[f"served_{direction}_reason"] = choice.reason
+            out[f"served_{direction}_trees"] = (
+                "default" if choice.n_trees is None else int(choice.n_trees)
+            )
             for source, value in choice.validation.items():
                 out[f"selection_{direction}_{source}"] = round(float(value), 6)
         return out
@@ -142,6 +159,15 @@ def list_hits(
     out = np.zeros(lists.shape, dtype=bool)
     out[rows >= 0] = hits_there[rows[rows >= 0]]
     return out
+
+
+def best_tree_count(per_query_by_count: dict, default: int) -> tuple[int | None, float]:
+    """The tree count whose per-query objective has the highest mean (the fewest trees on
+    a tie), as a :attr:`DirectionChoice.n_trees` (None when it is ``default``, the
+    ranker's own count, so that a later fit uses its own), and that mean."""
+    means = {count: float(np.mean(q)) for count, q in sorted(per_query_by_count.items())}
+    best = max(means, key=lambda count: (means[count], -count))
+    return (None if best == default else best), means[best]
 
 
 def paired_gain(candidate: np.ndarray, incumbent: np.ndarray) -> tuple[float, float]:

@@ -38,7 +38,7 @@ __all__ = [
     "usable_stages",
 ]
 
-FORMAT = 1  # the layout of dump(); raise it when the header or the pickled classes change
+FORMAT = 2  # the layout of dump(); raise it when the header or the pickled classes change
 
 # Settings that change what is served but not what is trained: stages trained under other
 # values of these are still the same stages.

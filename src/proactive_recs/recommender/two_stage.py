@@ -89,6 +89,7 @@ from proactive_recs.recommender.categories import CategoryChoice, choose_categor
 from proactive_recs.recommender.config import RecommenderConfig
 from proactive_recs.recommender.selection import (
     MARGIN_IN_STANDARD_ERRORS,
+    best_tree_count,
     DirectionChoice,
     StageSelection,
     fit_probability_map,
@@ -660,8 +661,6 @@ class Recommender(BaseEstimator):
             reason = f"second stage: the fit as of {window.split} trained none to compare"
             return StageSelection(DirectionChoice(reason=reason), DirectionChoice(reason=reason))
         data = past.snapshot_.data
-        ts_ui, _, ts_iu, _ = past._ranker_lists()
-        mf_ui, _, mf_iu, _ = past._mf_lists()
         base = window.base
 
         def over_window(ui, iu):
@@ -670,30 +669,49 @@ class Recommender(BaseEstimator):
                 remap_lists(iu, data.item_ids, data.user_ids, base.item_ids, base.user_ids),
             )
 
-        per_query = {
-            "two_stage": window.per_query(*over_window(ts_ui, ts_iu)),
-            "mf": window.per_query(*over_window(mf_ui, mf_iu)),
+        # the second stage at every tree count its ranker offers, then plain MF
+        counts = past.ranker_.tree_counts_ if settings["ranker_trees_per_direction"] else None
+        two_stage_at = {
+            count: window.per_query(*over_window(ui, iu))
+            for count, (ui, _, iu, _) in past._ranker_lists_at(counts).items()
         }
+        mf_ui, _, mf_iu, _ = past._mf_lists()
+        mf_per_query = window.per_query(*over_window(mf_ui, mf_iu))
         U, V = past.snapshot_.mf.user_factors_, past.snapshot_.mf.item_factors_
         choices = []
         for direction, key in (
             ("user_to_item", f"ndcg@{metrics.OBJECTIVE_K_ITEMS}"),
             ("item_to_user", f"recall@{metrics.OBJECTIVE_K_USERS}"),
         ):
-            ts_q, mf_q = per_query["two_stage"][direction], per_query["mf"][direction]
+            by_count = {count: q[direction] for count, q in two_stage_at.items()}
+            n_trees, _ = best_tree_count(by_count, default=past.ranker_.n_trees_)
+            ts_q = by_count[past.ranker_.n_trees_ if n_trees is None else n_trees]
+            mf_q = mf_per_query[direction]
             gain, noise = paired_gain(mf_q, ts_q)
             validation = {
                 "two_stage": float(ts_q.mean()),
                 "mf": float(mf_q.mean()),
                 "mf_gain_standard_error": noise,
             }
+            if len(by_count) > 1:
+                validation.update(
+                    {f"two_stage_{count}_trees": float(q.mean()) for count, q in by_count.items()}
+                )
+            trees_said = (
+                f"{past.ranker_.n_trees_} trees (its log-loss count)"
+                if n_trees is None
+                else f"{n_trees} trees"
+            )
             if not gain > MARGIN_IN_STANDARD_ERRORS * noise:
                 reason = (
-                    f"second stage: {key} on the last horizon {validation['two_stage']:.4f},"
-                    f" plain MF {validation['mf']:.4f} (MF must win by more than"
-                    f" {MARGIN_IN_STANDARD_ERRORS} standard errors, {noise:.4f} each)"
+                    f"second stage at {trees_said}: {key} on the last horizon"
+                    f" {validation['two_stage']:.4f}, plain MF {validation['mf']:.4f} (MF must"
+                    f" win by more than {MARGIN_IN_STANDARD_ERRORS} standard errors,"
+                    f" {noise:.4f} each)"
                 )
-                choices.append(DirectionChoice("two_stage", None, validation, reason))
+                choices.append(
+                    DirectionChoice("two_stage", None, validation, reason, n_trees=n_trees)
+                )
                 continue
             if direction == "user_to_item":
                 lists, ids, truth = mf_ui, (data.user_ids, data.item_ids), window.truth
@@ -853,19 +871,63 @@ class Recommender(BaseEstimator):
         ui_source, iu_source = selection.user_to_item.source, selection.item_to_user.source
         lists = {}
         if "two_stage" in (ui_source, iu_source):
-            lists["two_stage"] = self._ranker_lists()
+            lists["two_stage"] = self._ranker_lists(
+                selection.user_to_item.n_trees, selection.item_to_user.n_trees
+            )
         if "mf" in (ui_source, iu_source):
             lists["mf"] = self._mf_probability_lists(selection)
         ui_lists, ui_scores = lists[ui_source][:2]
         iu_lists, iu_scores = lists[iu_source][2:]
         return ui_lists, ui_scores, iu_lists, iu_scores
 
-    def _ranker_lists(self):
+    def _ranker_lists(self, user_to_item_trees=None, item_to_user_trees=None):
         """The second stage's lists: the ranker's probability on the candidate pairs,
-        boosted, top-K both ways."""
-        snapshot, settings = self.snapshot_, self.params_
+        boosted, top-K both ways; each direction with its own count of trees (None: the
+        ranker's default count)."""
+        ui_trees = self._offered_trees(user_to_item_trees, "user_to_item")
+        iu_trees = self._offered_trees(item_to_user_trees, "item_to_user")
+        counts = sorted({ui_trees, iu_trees})
+        u, i, boosted = self._scored_candidates(counts)
+        ui_lists, ui_scores = self._topk_by_user(u, i, boosted[:, counts.index(ui_trees)])
+        iu_lists, iu_scores = self._topk_by_item(u, i, boosted[:, counts.index(iu_trees)])
+        return ui_lists, ui_scores, iu_lists, iu_scores
+
+    def _offered_trees(self, n_trees, direction: str) -> int:
+        """``n_trees`` when the ranker serves that count, else (None, or a count whose
+        probability map the served fit could not fit) its default count, said in the log."""
+        default = self.ranker_.n_trees_
+        if n_trees is None or int(n_trees) == default:
+            return default
+        if int(n_trees) not in self.ranker_.tree_counts_:
+            log.warning(
+                "%s: stage selection chose %d trees, which this ranker does not serve"
+                " calibrated (it serves %s); using its default count, %d",
+                direction,
+                int(n_trees),
+                list(self.ranker_.tree_counts_),
+                default,
+            )
+            return default
+        return int(n_trees)
+
+    def _ranker_lists_at(self, counts=None) -> dict:
+        """{tree count: the second stage's four lists at that count} for ``counts`` (None:
+        the ranker's default count alone), from one scoring of the candidates."""
+        counts = sorted(set(counts or [self.ranker_.n_trees_]))
+        u, i, boosted = self._scored_candidates(counts)
+        return {
+            count: (
+                *self._topk_by_user(u, i, boosted[:, column]),
+                *self._topk_by_item(u, i, boosted[:, column]),
+            )
+            for column, count in enumerate(counts)
+        }
+
+    def _scored_candidates(self, counts):
+        """The candidate pairs (u, i) and their boosted probabilities, one column per tree
+        count of ``counts``."""
+        snapshot = self.snapshot_
         user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
-        n_u, n_i = snapshot.data.n_users, snapshot.data.n_items
         u, i = candidate_pairs(
             snapshot,
             exclude=exclude,
@@ -875,12 +937,16 @@ class Recommender(BaseEstimator):
             item_boost=item_boost,
             **self.candidate_params_,
         )
-        prob = _predict_pairs(self.ranker_, snapshot, u, i)
-        boosted = apply_boost(prob, user_boost[u] * item_boost[i])
-        ui_lists, ui_scores = topk_pairs(u, i, boosted, n_u, settings["k_items"])
-        iu_lists, iu_scores = topk_pairs(i, u, boosted, n_i, settings["k_users"])
+        prob = _predict_pairs(self.ranker_, snapshot, u, i, counts)
+        boost = (user_boost[u] * item_boost[i])[:, None]
         self.diagnostics_["candidates"] = int(u.size)
-        return ui_lists, ui_scores, iu_lists, iu_scores
+        return u, i, apply_boost(prob, boost)
+
+    def _topk_by_user(self, u, i, scores):
+        return topk_pairs(u, i, scores, self.snapshot_.data.n_users, self.params_["k_items"])
+
+    def _topk_by_item(self, u, i, scores):
+        return topk_pairs(i, u, scores, self.snapshot_.data.n_items, self.params_["k_users"])
 
     def _mf_lists(self):
         """Plain MF's lists: boosted dot products over every pair, top-K both ways."""
@@ -1063,17 +1129,18 @@ class _ColdFrames:
 _PAIRS_PER_CHUNK = 1 << 21  # ~2M candidate pairs (~350 MB of features) scored at a time
 
 
-def _predict_pairs(ranker, snapshot, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-    """The ranker's probability for every candidate pair, computed in chunks so that
-    only one chunk's features exist at a time (pairs are sorted by user, and so is every
-    chunk, as pair_feature_matrix requires)."""
-    prob = np.empty(u.size, dtype=np.float32)
+def _predict_pairs(ranker, snapshot, u: np.ndarray, i: np.ndarray, counts) -> np.ndarray:
+    """The ranker's probability for every candidate pair at each tree count of ``counts``
+    (one column per count), computed in chunks so that only one chunk's features exist at
+    a time (pairs are sorted by user, and so is every chunk, as pair_feature_matrix
+    requires)."""
+    prob = np.empty((u.size, len(counts)), dtype=np.float32)
     for start in range(0, u.size, _PAIRS_PER_CHUNK):
         stop = min(start + _PAIRS_PER_CHUNK, u.size)
         features = pair_feature_matrix(
             snapshot, u[start:stop], i[start:stop], ranker.feature_names_in_
         )
-        prob[start:stop] = ranker.predict_proba(features)[:, 1]
+        prob[start:stop] = ranker.positive_proba_at(features, counts)
     return prob
 
 

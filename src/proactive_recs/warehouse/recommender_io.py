@@ -261,7 +261,12 @@ def read_stages(relation, run_date, settings: dict | None = None) -> tuple:
         matching = same_version[same_version["settings_key"] == settings_key(settings)]
         same_version = matching if len(matching) else same_version
     latest = same_version.sort_values(["fitted_as_of", "stages_id"]).iloc[-1]
-    stages = TrainedStages.from_bytes(base64.b64decode(latest["payload_base64"]))
+    try:
+        stages = TrainedStages.from_bytes(base64.b64decode(latest["payload_base64"]))
+    except ValueError as error:
+        # e.g. stages stored in an older layout by the same version during development:
+        # not used, and the run trains its own (the caller logs this reason)
+        return None, f"recommender_stages {latest['stages_id']} not usable: {error}"
     return stages, f"recommender_stages {latest['stages_id']}"
 
 
