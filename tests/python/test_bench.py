@@ -174,6 +174,13 @@ def test_the_weekly_selector_runs_after_a_daily_build_and_reads_against_the_floo
         result["floor_fit_s"] + result["floor_recommend_s"], abs=0.02
     )
     assert result["ratio_vs_floor"] == pytest.approx(result["wall_s"] / result["floor_s"], rel=0.01)
+    # the floor timed right before and right after the timed build; floor_s their mean
+    before, after = result["floor_runs_s"]
+    assert result["floor_s"] == pytest.approx((before + after) / 2, abs=0.01)
+    assert result["ratio_vs_floor_runs"] == [
+        pytest.approx(result["wall_s"] / before, abs=0.01),
+        pytest.approx(result["wall_s"] / after, abs=0.01),
+    ]
     assert result["peak_rss_mb"] >= result["dbt_peak_rss_mb"] > 0
     slowest = result["slowest_nodes"]
     assert 0 < len(slowest) <= 5 and {"node", "seconds", "peak_rss_mb"} <= set(slowest[0])

@@ -158,3 +158,16 @@ def test_read_stages_offers_the_latest_matching_row_not_after_the_run():
     none, why = read_stages(table, pd.Timestamp("2026-09-01"), ours)
     assert none is None and "fitted as of the run date or before" in why
     assert read_stages(None, pd.Timestamp("2026-10-15"))[1].startswith("no recommender_stages")
+    # a row of this version in an older layout (written during development) is not used:
+    # the run trains its own, and the note says why
+    import proactive_recs.recommender.stages as stages_io
+
+    layout = stages_io.FORMAT
+    stages_io.FORMAT = layout - 1
+    try:
+        old_layout = row("2026-10-12", ours)
+    finally:
+        stages_io.FORMAT = layout
+    with_old = pd.concat([table, pd.DataFrame([old_layout])], ignore_index=True)
+    refused, why = read_stages(with_old, pd.Timestamp("2026-10-15"), ours)
+    assert refused is None and "not usable" in why and f"format {layout - 1}" in why
