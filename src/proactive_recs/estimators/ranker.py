@@ -925,9 +925,9 @@ class PropensityRanker:
         for column, count in enumerate(counts):
             calibrator = self.calibrators_.get(count)
             if calibrator is not None:
-                proba[:, column] = calibrator.predict_proba(
-                    _log_odds(proba[:, column])[:, None]
-                )[:, 1]
+                proba[:, column] = calibrator.predict_proba(_log_odds(proba[:, column])[:, None])[
+                    :, 1
+                ]
         return proba
 
 

@@ -67,7 +67,9 @@ def flatten(model) -> FlatTrees | None:
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _raw_scores(X, feature, threshold, missing_left, left, right, is_leaf, value, roots, base, stops):
+def _raw_scores(
+    X, feature, threshold, missing_left, left, right, is_leaf, value, roots, base, stops
+):
     # out[row, s]: the raw score of the first stops[s] trees (stops ascending): one walk
     # per row serves every count asked for.
     out = np.empty((X.shape[0], stops.size), dtype=np.float64)

@@ -89,9 +89,9 @@ from proactive_recs.recommender.categories import CategoryChoice, choose_categor
 from proactive_recs.recommender.config import RecommenderConfig
 from proactive_recs.recommender.selection import (
     MARGIN_IN_STANDARD_ERRORS,
-    best_tree_count,
     DirectionChoice,
     StageSelection,
+    best_tree_count,
     fit_probability_map,
     list_hits,
     listed_pairs,
