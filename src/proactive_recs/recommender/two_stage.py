@@ -888,8 +888,8 @@ class Recommender(BaseEstimator):
         iu_trees = self._offered_trees(item_to_user_trees, "item_to_user")
         counts = sorted({ui_trees, iu_trees})
         u, i, boosted = self._scored_candidates(counts)
-        ui_lists, ui_scores = self._topk_by_user(u, i, boosted[:, counts.index(ui_trees)])
-        iu_lists, iu_scores = self._topk_by_item(u, i, boosted[:, counts.index(iu_trees)])
+        ui_lists, ui_scores = self._topk_by_user(u, i, boosted[counts.index(ui_trees)])
+        iu_lists, iu_scores = self._topk_by_item(u, i, boosted[counts.index(iu_trees)])
         return ui_lists, ui_scores, iu_lists, iu_scores
 
     def _offered_trees(self, n_trees, direction: str) -> int:
@@ -917,15 +917,15 @@ class Recommender(BaseEstimator):
         u, i, boosted = self._scored_candidates(counts)
         return {
             count: (
-                *self._topk_by_user(u, i, boosted[:, column]),
-                *self._topk_by_item(u, i, boosted[:, column]),
+                *self._topk_by_user(u, i, boosted[row]),
+                *self._topk_by_item(u, i, boosted[row]),
             )
-            for column, count in enumerate(counts)
+            for row, count in enumerate(counts)
         }
 
     def _scored_candidates(self, counts):
-        """The candidate pairs (u, i) and their boosted probabilities, one column per tree
-        count of ``counts``."""
+        """The candidate pairs (u, i) and their boosted probabilities, one row per tree
+        count of ``counts`` (boosted in place, a row at a time: at M a row is ~100 MB)."""
         snapshot = self.snapshot_
         user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
         u, i = candidate_pairs(
@@ -938,9 +938,12 @@ class Recommender(BaseEstimator):
             **self.candidate_params_,
         )
         prob = _predict_pairs(self.ranker_, snapshot, u, i, counts)
-        boost = (user_boost[u] * item_boost[i])[:, None]
+        boost = user_boost[u] * item_boost[i]
+        if not (boost == 1).all():
+            for row in prob:
+                row[:] = apply_boost(row, boost)
         self.diagnostics_["candidates"] = int(u.size)
-        return u, i, apply_boost(prob, boost)
+        return u, i, prob
 
     def _topk_by_user(self, u, i, scores):
         return topk_pairs(u, i, scores, self.snapshot_.data.n_users, self.params_["k_items"])
@@ -1131,16 +1134,16 @@ _PAIRS_PER_CHUNK = 1 << 21  # ~2M candidate pairs (~350 MB of features) scored a
 
 def _predict_pairs(ranker, snapshot, u: np.ndarray, i: np.ndarray, counts) -> np.ndarray:
     """The ranker's probability for every candidate pair at each tree count of ``counts``
-    (one column per count), computed in chunks so that only one chunk's features exist at
+    (one row per count), computed in chunks so that only one chunk's features exist at
     a time (pairs are sorted by user, and so is every chunk, as pair_feature_matrix
     requires)."""
-    prob = np.empty((u.size, len(counts)), dtype=np.float32)
+    prob = np.empty((len(counts), u.size), dtype=np.float32)
     for start in range(0, u.size, _PAIRS_PER_CHUNK):
         stop = min(start + _PAIRS_PER_CHUNK, u.size)
         features = pair_feature_matrix(
             snapshot, u[start:stop], i[start:stop], ranker.feature_names_in_
         )
-        prob[start:stop] = ranker.positive_proba_at(features, counts)
+        prob[:, start:stop] = ranker.positive_proba_at(features, counts).T
     return prob
 
 
