@@ -8,7 +8,12 @@ import scipy.sparse as sp
 
 from proactive_recs.estimators.coldstart import ItemAttributeModel, category_affinity_vectors
 from proactive_recs.estimators.mf import ImplicitMF
-from proactive_recs.estimators.ranker import PropensityRanker, explain_pairs, item_similarity
+from proactive_recs.estimators.ranker import (
+    PropensityRanker,
+    explain_pairs,
+    item_similarity,
+    training_frame,
+)
 from proactive_recs.evaluation.protocol import evaluate
 from proactive_recs.recommender.two_stage import score
 
@@ -386,6 +391,43 @@ def shop():
 def served(shop):
     interactions, users, items, _ = shop
     return score(interactions, users, items, RUN_DATE, FAST)
+
+
+def test_each_window_and_kind_of_example_samples_its_own_negatives(shop):
+    """Adding a training window, or drawing new items' candidates differently, leaves every
+    other window's and kind's examples as they were (one shared random stream reshuffled
+    all negatives whenever one setting changed)."""
+    interactions, _, items, _ = shop
+    common = dict(
+        horizon_days=FAST["horizon_days"],
+        mf_params={"factors": 8, "iterations": 8, "random_state": 0},
+        candidate_params=dict(per_user=30, per_item=40, active_per_item=20, popular_per_user=10),
+        items=items,
+        negative_rate=0.1,
+        cold_items=True,
+        random_state=0,
+    )
+
+    def frame(**changed):
+        return training_frame(interactions, RUN_DATE, **{**common, **changed})
+
+    two = frame(windows=2, cold_active_per_item=20)
+    three = frame(windows=3, cold_active_per_item=20)
+    other_cold = frame(windows=2, cold_active_per_item=5)
+    first_two = three.window <= 2
+    assert (three.window == 3).any() and len(two.y) == first_two.sum()
+    pd.testing.assert_frame_equal(
+        three.X[first_two].reset_index(drop=True), two.X.reset_index(drop=True)
+    )
+    assert np.array_equal(three.y[first_two], two.y)
+    assert len(three.y_cold) > len(two.y_cold)
+    # new items' candidates drawn differently: warm examples untouched, new ones changed
+    pd.testing.assert_frame_equal(other_cold.X, two.X)
+    assert np.array_equal(other_cold.y, two.y)
+    assert len(other_cold.y_cold) != len(two.y_cold)
+    # a different seed does draw other negatives
+    reseeded = frame(windows=2, cold_active_per_item=20, random_state=1)
+    assert np.array_equal(reseeded.y.sum(), two.y.sum()) and len(reseeded.y) != len(two.y)
 
 
 def _group_share(frame, group, wanted):

@@ -597,11 +597,12 @@ def training_frame(
     ``cold_items`` (and an ``items`` frame) the same snapshots also yield examples for
     items that were new at the time; their candidates take ``cold_active_per_item`` most
     active users (``candidate_params["active_per_item"]`` when None), as at serving.
+    ``random_state`` seeds the negative sampling: one stream per window and per kind of
+    example (:func:`_sampling_rng`).
     """
     from proactive_recs.estimators.coldstart import cold_training_examples
 
     run_date = pd.Timestamp(run_date)
-    rng = np.random.default_rng(random_state)
     frames, labels, window_of, cold_frames, cold_labels = [], [], [], [], []
     for w in range(1, windows + 1):
         as_of = run_date - pd.Timedelta(days=w * horizon_days)
@@ -624,7 +625,7 @@ def training_frame(
         truth = new_pairs_matrix(interactions, snap.data, as_of, end)
         y = np.asarray(truth[u, i]).ravel() > 0
         if y.any():
-            keep = y | (rng.random(y.size) < negative_rate)
+            keep = y | (_sampling_rng(random_state, w, "warm").random(y.size) < negative_rate)
             frames.append(pair_features(snap, u[keep], i[keep]))
             labels.append(y[keep])
             window_of.append(np.full(int(keep.sum()), w))
@@ -646,7 +647,7 @@ def training_frame(
                     else cold_active_per_item
                 ),
                 negative_rate=negative_rate,
-                rng=rng,
+                rng=_sampling_rng(random_state, w, "new"),
                 block_size=candidate_params.get("block_size"),
             )
             if cold is not None:
@@ -662,6 +663,16 @@ def training_frame(
     X_cold, y_cold = stack(cold_frames, cold_labels)
     window = np.concatenate(window_of) if window_of else np.zeros(0, dtype=np.int64)
     return TrainingData(X, y, window, X_cold, y_cold)
+
+
+def _sampling_rng(random_state, window: int, kind: str) -> np.random.Generator:
+    """The negative-sampling stream of one training window and one kind of example ('warm'
+    or 'new' items), each its own: adding a window, or changing how new items' candidates
+    are drawn, leaves every other sample as it was, so a comparison of two settings sees
+    the settings and not a reshuffle of the negatives (one shared stream moved the demo's
+    user -> item ndcg@10 by 0.01 when only the new items' setting changed)."""
+    key = (int(window), ("warm", "new").index(kind))
+    return np.random.default_rng(np.random.SeedSequence(random_state, spawn_key=key))
 
 
 def _platt(log_odds, y, weight):
