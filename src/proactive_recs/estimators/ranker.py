@@ -21,7 +21,8 @@ short-term co-purchase patterns. The second stage learns that mix from the past:
 At serving time the same candidates and features are built as of ``run_date`` and the
 ranker's probability is the score (see ``recommender/two_stage.py``). Because the score is a
 calibrated probability of the same event for every pair, one model orders both
-directions: a user's items and an item's users.
+directions: a user's items and an item's users (each direction may use its own number of
+the booster's first trees: ``PropensityRanker.tree_counts_``).
 """
 
 from __future__ import annotations

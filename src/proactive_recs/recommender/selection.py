@@ -13,8 +13,7 @@ back and lets the data decide, for each direction separately:
    windows before that);
 3. both of its warm lists, the second stage's and plain MF's (same masks, same exclusions),
    are scored on the window's new pairs with the objective of each direction
-   (user -> item ndcg@10, item -> user recall@100);
-   The second stage's lists are scored at every tree count its ranker offers
+   (user -> item ndcg@10, item -> user recall@100); the second stage's lists are scored at every tree count its ranker offers
    (``PropensityRanker.tree_counts_``: the count chosen by log-loss and the fractions of
    ``TREE_GRID``), and each direction keeps the count with the best objective (the fewest
    trees on a tie): the log-loss count is one proxy for both directions, while ranking an
