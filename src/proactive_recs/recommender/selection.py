@@ -13,13 +13,13 @@ back and lets the data decide, for each direction separately:
    windows before that);
 3. both of its warm lists, the second stage's and plain MF's (same masks, same exclusions),
    are scored on the window's new pairs with the objective of each direction
-   (user -> item ndcg@10, item -> user recall@100); the second stage's lists are scored at every tree count its ranker offers
-   (``PropensityRanker.tree_counts_``: the count chosen by log-loss and the fractions of
-   ``TREE_GRID``), and each direction keeps the count with the best objective (the fewest
-   trees on a tie): the log-loss count is one proxy for both directions, while ranking an
-   item's users across the whole user base and ranking a user's items are different
-   questions (on Online Retail a user's items were ranked best with every tree, an item's
-   users with a fifth of them);
+   (user -> item ndcg@10, item -> user recall@100); the second stage's lists are scored
+   at every tree count its ranker offers (``PropensityRanker.tree_counts_``: the count
+   chosen by log-loss and the fractions of ``TREE_GRID``), and each direction keeps the
+   count with the best objective (the fewest trees on a tie): the log-loss count is one
+   proxy for both directions, while ranking an item's users across the whole user base and
+   ranking a user's items are different questions (on Online Retail a user's items were
+   ranked best with every tree, an item's users with a fifth of them);
 4. plain MF serves a direction only when it scores higher there by more than noise: its
    mean gain over the window's queries must exceed ``MARGIN_IN_STANDARD_ERRORS`` standard
    errors of that paired difference (the second stage is what was designed to serve, and
