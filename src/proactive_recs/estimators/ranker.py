@@ -919,7 +919,7 @@ class PropensityRanker:
         if not hasattr(self, "model_"):
             raise RuntimeError("PropensityRanker is not fitted yet")
         counts = [int(count) for count in counts]
-        offered = getattr(self, "tree_counts_", (self.n_trees_,))
+        offered = self.tree_counts_
         unknown = sorted(set(counts) - set(offered))
         if unknown:
             raise ValueError(
