@@ -40,8 +40,8 @@ from proactive_recs.notifications.frequency import (
     make_send_key,
     normalize_sends,
     recently_sent_items,
-    resolve_timezone,
-    schedule_sends,
+    resolve_timezones,
+    schedule_sends_all,
     send_anchors,
 )
 from proactive_recs.notifications.send_time import preferred_send_times
@@ -345,39 +345,34 @@ def _finish_audience(
     who = pd.unique(chosen["user_id"])
     holdout = dict(zip(who, is_holdout(who, rules), strict=True))
     chosen["is_holdout"] = chosen["user_id"].map(holdout).astype(bool)
-    # Rows are sorted by user then rank: walk each user's block of rows in one pass. Holdout
+    # Rows are sorted by user then rank: each user's rows are one block, scheduled rank after
+    # rank for all users at once (frequency.schedule_sends_all). Holdout
     # rows are scheduled the same way but not sent: their moment is kept apart
     # (holdout_send_at), so that the send ledger counts them against the holdout's caps
     # where a send would have fallen, and the holdout is planned as often as everyone else.
-    scheduled = np.full(len(chosen), np.datetime64("NaT"), dtype="datetime64[ns]")
     row_users = chosen["user_id"].to_numpy()
     cuts = np.flatnonzero(row_users[1:] != row_users[:-1]) + 1
-    zone_of = user_info["timezone"].to_dict()
-    anchor_of = anchors.to_dict()
     # one block per user, never empty: cuts are where the user id changes
-    blocks = list(zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(chosen)].tolist(), strict=True))
-    block_users = [row_users[a] for a, _ in blocks]
-    zones = [resolve_timezone(zone_of.get(u), rules.default_timezone) for u in block_users]
-    basis = np.full(len(chosen), "off", dtype=object)
+    block_starts = np.r_[0, cuts]
+    block_sizes = np.diff(np.r_[block_starts, len(chosen)])
+    block_users = pd.Index(row_users[block_starts])
+    zones = resolve_timezones(user_info["timezone"].reindex(block_users), rules.default_timezone)
+    firsts = pd.DatetimeIndex(anchors.reindex(block_users)).as_unit("ns").to_numpy().copy()
+    block_basis = np.full(len(block_users), "off", dtype=object)
     # the first send of each user with a profile waits for their best allowed hour
     profiles = _send_profiles(send_times, rules)
-    firsts = [anchor_of[u] for u in block_users]
-    with_profile = [k for k, u in enumerate(block_users) if u in profiles]
-    if with_profile:
-        moved = preferred_send_times(
-            [firsts[k] for k in with_profile],
+    with_profile = np.flatnonzero(block_users.isin(list(profiles)))
+    if with_profile.size:
+        firsts[with_profile] = preferred_send_times(
+            firsts[with_profile],
             run_time + pd.Timedelta(hours=rules.send_time_max_delay_hours),
-            [zones[k] for k in with_profile],
-            [profiles[block_users[k]][1] for k in with_profile],
+            list(zones[with_profile]),
+            [profiles[user][1] for user in block_users[with_profile]],
             rules,
         )
-        for k, at in zip(with_profile, moved, strict=True):
-            firsts[k] = pd.Timestamp(at)
-            a, b = blocks[k]
-            basis[a:b] = profiles[block_users[k]][0]
-    for (a, b), zone, first in zip(blocks, zones, firsts, strict=True):
-        times = schedule_sends(first, b - a, zone, rules)
-        scheduled[a:b] = np.array([t.to_datetime64() for t in times], dtype="datetime64[ns]")
+        block_basis[with_profile] = [profiles[user][0] for user in block_users[with_profile]]
+    basis = np.repeat(block_basis, block_sizes)
+    scheduled = schedule_sends_all(firsts, block_sizes, zones, rules)
     held = chosen["is_holdout"].to_numpy()
     chosen["scheduled_send_at"] = np.where(held, np.datetime64("NaT"), scheduled)
     chosen["holdout_send_at"] = np.where(held, scheduled, np.datetime64("NaT"))

@@ -31,6 +31,7 @@ from proactive_recs.data.instants import utc_naive
 from proactive_recs.notifications.frequency import (
     FrequencyRules,
     is_known_timezone,
+    pandas_zone,
     quiet_hours_mask,
     resolve_timezone,
 )
@@ -75,7 +76,7 @@ def _local_slots(occurred_at, zones, default_timezone) -> tuple[np.ndarray, np.n
         name = None if code < 0 else names[code]
         zone = resolve_timezone(name, default_timezone)
         defaulted[rows] = not is_known_timezone(name)
-        local = instants.iloc[rows].dt.tz_convert(zone)
+        local = instants.iloc[rows].dt.tz_convert(pandas_zone(zone))
         weekend = (local.dt.dayofweek >= 5).to_numpy()
         slots[rows] = local.dt.hour.to_numpy() + HOURS * weekend
     return slots, defaulted
@@ -368,7 +369,11 @@ def preferred_send_times(
     codes, unique_zones = pd.factorize(pd.Series([zones[r] for r in rows], dtype=object))
     for code, zone in enumerate(unique_zones):
         group = np.flatnonzero(codes == code)
-        local = pd.DatetimeIndex(candidates[group].ravel()).tz_localize("UTC").tz_convert(zone)
+        local = (
+            pd.DatetimeIndex(candidates[group].ravel())
+            .tz_localize("UTC")
+            .tz_convert(pandas_zone(zone))
+        )
         fractional = (local.hour + local.minute / 60 + local.second / 3600).to_numpy()
         quiet = quiet_hours_mask(fractional, rules.quiet_hours_start, rules.quiet_hours_end)
         slot = (local.hour + HOURS * (local.dayofweek >= 5)).to_numpy()
