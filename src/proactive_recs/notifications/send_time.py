@@ -251,6 +251,13 @@ def _users_frame(events: pd.DataFrame, users: pd.DataFrame | None) -> pd.DataFra
     return frame.rename_axis("user_id").reset_index()[["user_id", "timezone", "segment"]]
 
 
+def _event_rows(frame: pd.DataFrame, events: pd.DataFrame) -> np.ndarray:
+    """Each event's row in ``frame`` (from :func:`_users_frame`, which holds every event's
+    user): the distinct ids are looked up once, not every event's."""
+    codes, distinct = pd.factorize(events["user_id"].astype(str))
+    return pd.Index(frame["user_id"]).get_indexer(distinct)[codes]
+
+
 def capture_share(
     events: pd.DataFrame,
     users: pd.DataFrame | None,
@@ -268,7 +275,7 @@ def capture_share(
     frame = _users_frame(events, users)
     zone_of = frame.set_index("user_id")["timezone"]
     user_ids = pd.Index(frame["user_id"])
-    rows = user_ids.get_indexer(events["user_id"].astype(str))
+    rows = _event_rows(frame, events)
     slots, _ = _event_slots(events, zone_of, default_timezone)
 
     def per_user(hours):
@@ -299,13 +306,10 @@ def fit_send_times(
     params = dict(model_params or {})
     strength = float(params.pop("prior_strength", SendTimeModel().prior_strength))
     frame = _users_frame(events, users)
-    zone_of = frame.set_index("user_id")["timezone"]
     default_zone = params.get("default_timezone", SendTimeModel().default_timezone)
-    rows = pd.Index(frame["user_id"]).get_indexer(events["user_id"].astype(str))
+    rows = _event_rows(frame, events)
     slots, defaulted = _local_slots(
-        events["occurred_at"],
-        zone_of.reindex(events["user_id"].astype(str)).reset_index(drop=True),
-        default_zone,
+        events["occurred_at"], frame["timezone"].to_numpy(object)[rows], default_zone
     )
     is_before = (when < start).to_numpy()
     in_window = ((when >= start) & (when < as_of)).to_numpy()
