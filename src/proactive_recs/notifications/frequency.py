@@ -449,6 +449,8 @@ def normalize_sends(sends: pd.DataFrame) -> pd.DataFrame:
     spacing and repeats like any send, but adaptive cadence holds no verdict on it.
     """
     columns = ["send_id", "user_id", "campaign_id", "item_id", "channel", "sent_at", "is_confirmed"]
+    if sends is not None and sends.attrs.get(_NORMALIZED) and list(sends.columns) == columns:
+        return sends  # already this function's output (or rows of it): nothing to redo
     if sends is None or len(sends) == 0:
         dtypes = {"sent_at": "datetime64[ns]", "is_confirmed": bool}
         return pd.DataFrame({c: pd.Series(dtype=dtypes.get(c, object)) for c in columns})
@@ -465,7 +467,14 @@ def normalize_sends(sends: pd.DataFrame) -> pd.DataFrame:
     missing = out["item_id"].isna()
     out["item_id"] = out["item_id"].astype(str).astype(object).where(~missing, None)
     out["sent_at"] = utc_naive(out["sent_at"]).to_numpy()
-    return out[columns]
+    out = out[columns]
+    out.attrs[_NORMALIZED] = True
+    return out
+
+
+# Marks a frame normalize_sends returned; pandas keeps it on row selections and copies, and
+# the planner passes one normalized history through every rule instead of redoing it each time.
+_NORMALIZED = "proactive_recs.normalized_sends"
 
 
 def cadence_allowance(
