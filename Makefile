@@ -37,12 +37,16 @@ else
 	@echo "DATA must be demo or online_retail (got '$(DATA)')" >&2; exit 2
 endif
 
-# Step 2: the two schedules of selectors.yml, each model with its tests, in DAG order:
-# daily (everything needed to send today), then weekly (evaluation and backtest, which read
-# the daily tables). In production: `dbt build --selector daily` every day, weekly once a week.
+# Step 2: the two schedules of selectors.yml, each model with its tests. In production:
+# `dbt build --selector daily` every day, `--selector weekly` once a week. On a fresh
+# database the weekly training (recommender_stages and what it reads) goes first, so that the
+# first daily run reuses it rather than training the same stages itself; then the daily run;
+# then the rest of the weekly set (evaluation and backtest, which read the daily tables).
 build: load-data
+	$(DBT) build --select +recommender_stages --exclude tag:demo_data --indirect-selection cautious \
+	  $(DBT_VARS) $(DBT_BUILD_FLAGS)
 	$(DBT) build --selector daily $(DBT_VARS) $(DBT_BUILD_FLAGS)
-	$(DBT) build --selector weekly $(DBT_VARS) $(DBT_BUILD_FLAGS)
+	$(DBT) build --select tag:weekly --exclude recommender_stages $(DBT_VARS) $(DBT_BUILD_FLAGS)
 
 summary: setup
 	$(BIN)/python -m proactive_recs_tools.summary --duckdb $(DUCKDB_PATH)

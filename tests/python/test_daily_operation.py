@@ -194,9 +194,9 @@ def test_shuffled_sources_and_two_threads_give_identical_public_tables(demo_db, 
             ]
             assert columns, table
             select = ", ".join(f'"{c}"' for c in columns)
-            # The reference's daily run came before its weekly one and trained the
-            # recommender itself (a diagnostic says so); this run reused the stored stages.
-            # Same scores either way; only that diagnostic differs.
+            # A daily run that trains the recommender itself (a diagnostic says so) serves
+            # the same scores as one that reuses the stored stages; only that diagnostic may
+            # differ (`make build` trains the stages before the reference's daily run).
             where = (
                 " where diagnostic != 'stages_trained_in_run'" if table == "run_diagnostics" else ""
             )

@@ -45,6 +45,7 @@ from proactive_recs.data.interactions import (
 from proactive_recs.estimators.mf import ImplicitMF
 from proactive_recs.estimators.topk import _jit, distinct_pairs, topk_both
 from proactive_recs.estimators.tree_inference import flatten, predict_positive_proba
+from proactive_recs.estimators.weighted_binning import batched_weighted_binning
 
 __all__ = [
     "PropensityRanker",
@@ -802,7 +803,8 @@ class PropensityRanker:
 
         def fit_on(rows, n_trees=None):
             booster = self._booster(self.n_trees_ if n_trees is None else n_trees)
-            return booster.fit(X[rows], y[rows], sample_weight=weight[rows])
+            with batched_weighted_binning(booster.max_bins):  # same bins, one sort a feature
+                return booster.fit(X[rows], y[rows], sample_weight=weight[rows])
 
         def usable(rows):
             return bool(y[rows].any() and (~y[rows]).any())
