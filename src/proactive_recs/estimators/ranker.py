@@ -811,9 +811,10 @@ class PropensityRanker:
 
         last, older = window == 1, window >= 2
         # window 1 scored by a booster of windows >= 2 (the count chosen, when it is)
-        without = None
+        without, probe = None, None
         if self.tree_selection and usable(last) and usable(older):
-            without = self._choose_tree_count(fit_on(older), X[last], y[last], weight[last])
+            probe = fit_on(older)
+            without = self._choose_tree_count(probe, X[last], y[last], weight[last])
         use_map = self.calibration == "logistic"
         if self.calibration == "auto":
             oldest = window >= 3
@@ -843,7 +844,9 @@ class PropensityRanker:
         self.tree_counts_ = tuple(sorted(counts))
         served_trees = max(self.tree_counts_)
         if use_map and usable(last) and usable(older):
-            self.model_ = fit_on(older, served_trees)
+            # the probe is this booster when it has as many trees (the fit is deterministic)
+            same = probe is not None and probe.max_iter == served_trees
+            self.model_ = probe if same else fit_on(older, served_trees)
             # one map per count, each on the log-odds of that many first trees
             at_counts = self._booster_proba_at(_features_array(X[last]), self.tree_counts_)
             for column, count in enumerate(self.tree_counts_):
