@@ -390,7 +390,7 @@ def schedule_sends_all(firsts, counts, zones, rules: FrequencyRules) -> np.ndarr
     ``firsts[u]`` in zone ``zones[u]``; the times come out flat, user after user (naive UTC
     ``datetime64[ns]``). One pass per rank, all users of that rank together."""
     counts = np.asarray(counts, dtype=np.int64)
-    zones = np.asarray(list(zones) + [None], dtype=object)[:-1]  # keeps tzinfo objects whole
+    zones = np.asarray(list(zones), dtype=object)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     out = np.full(int(counts.sum()), np.datetime64("NaT"), dtype="datetime64[ns]")
     gap = pd.Timedelta(hours=rules.min_hours_between_sends).to_timedelta64()
