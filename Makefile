@@ -38,9 +38,9 @@ else
 endif
 
 # Step 2: the two schedules of selectors.yml, each model with its tests. In production:
-# `dbt build --selector daily` every day, `--selector weekly` once a week. On a fresh
-# database the weekly training (recommender_stages and what it reads) goes first, so that the
-# first daily run reuses it rather than training the same stages itself; then the daily run;
+# `dbt build --selector daily` every day, `--selector weekly` once a week. Here the weekly
+# training (recommender_stages and what it reads) goes first, so that the daily run reuses it
+# (on a fresh database it would otherwise train the same stages itself); then the daily run;
 # then the rest of the weekly set (evaluation and backtest, which read the daily tables).
 build: load-data
 	$(DBT) build --select +recommender_stages --exclude tag:demo_data --indirect-selection cautious \
