@@ -20,11 +20,17 @@ PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 setup: $(VENV)/.installed
 
-# Re-installs when pyproject.toml changes.
+# Re-installs when pyproject.toml changes. uv (from PyPI) installs the same
+# versions as pip in ~15 s instead of ~2 minutes; pip does it when uv cannot.
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,tools,snowflake]"
+	if $(BIN)/python -m pip install --quiet --disable-pip-version-check uv && \
+	  $(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[dev,tools,snowflake]"; then \
+	  :; \
+	else \
+	  $(BIN)/python -m pip install --quiet --upgrade pip && \
+	  $(BIN)/python -m pip install --quiet -e ".[dev,tools,snowflake]"; \
+	fi
 	touch $@
 
 # Step 1: raw tables. The demo seeds are dbt seeds; Online Retail is loaded by the library.
@@ -83,7 +89,7 @@ test: setup
 
 # SQL style (.sqlfluff, dbt templater: needs a built database to compile against) and Python.
 lint: setup
-	$(BIN)/sqlfluff lint models tests analyses
+	$(BIN)/sqlfluff lint --processes 2 models tests analyses
 	$(BIN)/ruff check src tests python_models
 	$(DBT) parse --quiet --target snowflake --target-path target/snowflake  # compiles for Snowflake, no account
 	$(DBT) parse --quiet
