@@ -7,7 +7,11 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from proactive_recs.estimators.tree_inference import flatten, predict_positive_proba
+from proactive_recs.estimators.tree_inference import (
+    flatten,
+    predict_positive_proba,
+    staged_positive_proba,
+)
 
 
 def _data(n, seed, dtype):
@@ -58,6 +62,23 @@ def test_first_trees_give_the_staged_probabilities_of_scikit_learn():
         predict_positive_proba(trees, fresh, [0, 5])
     with pytest.raises(ValueError, match=r"1\.\.30"):
         predict_positive_proba(trees, fresh, 31)
+
+
+@pytest.mark.parametrize("max_bytes", [1, 5000 * 8 * 7, 1 << 30])
+def test_staged_walk_yields_every_count_as_scikit_learn_does(max_bytes):
+    """One probability array per count, 1..all trees, equal to scikit-learn's staged
+    predictions whether the counts are walked one at a time, in groups of 7 (the last
+    group shorter), or all at once."""
+    X, y = _data(4000, 4, np.float64)
+    model = HistGradientBoostingClassifier(
+        max_iter=30, max_leaf_nodes=15, early_stopping=False, random_state=0
+    ).fit(X, y, sample_weight=np.where(y, 1.0, 10.0))
+    fresh, _ = _data(5000, 5, np.float64)
+    expected = [proba[:, 1] for proba in model.staged_predict_proba(fresh)]
+    got = list(staged_positive_proba(flatten(model), fresh, max_bytes=max_bytes))
+    assert len(got) == len(expected) == 30
+    for count, (ours, theirs) in enumerate(zip(got, expected, strict=True), start=1):
+        assert np.array_equal(ours, theirs), count
 
 
 def test_models_the_kernel_does_not_cover_are_left_to_scikit_learn():

@@ -172,6 +172,18 @@ def test_deterministic(data, two_stage):
     pd.testing.assert_frame_equal(two_stage.item_user_scores, again.item_user_scores)
 
 
+def test_the_served_lists_do_not_depend_on_the_thread_count(data, two_stage):
+    """num_threads (OpenMP threads of implicit and the booster) changes the time a fit takes,
+    not what it serves: the default (all cores) and one thread give the same frames."""
+    interactions, users, items = data
+    one = score(interactions, users, items, RUN_DATE, {**FAST, "num_threads": 1})
+    two = score(interactions, users, items, RUN_DATE, {**FAST, "num_threads": 2})
+    assert one.stage == two.stage == "two_stage"
+    for name in ("user_item_scores", "item_user_scores", "user_factors", "item_factors"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name), obj=name)
+    pd.testing.assert_frame_equal(two.user_item_scores, two_stage.user_item_scores)
+
+
 def test_the_recommender_fits_once_and_serves_what_score_serves(data, two_stage):
     """score() is Recommender(params).fit(...).recommend(): same frames; the fitted state is
     kept, recommend() may be called again without refitting, and the estimator follows

@@ -44,7 +44,11 @@ from proactive_recs.data.interactions import (
 )
 from proactive_recs.estimators.mf import ImplicitMF
 from proactive_recs.estimators.topk import _jit, distinct_pairs, topk_both
-from proactive_recs.estimators.tree_inference import flatten, predict_positive_proba
+from proactive_recs.estimators.tree_inference import (
+    flatten,
+    predict_positive_proba,
+    staged_positive_proba,
+)
 from proactive_recs.estimators.weighted_binning import batched_weighted_binning
 
 __all__ = [
@@ -887,10 +891,15 @@ class PropensityRanker:
         subsampling grows the same first trees whatever its ``max_iter``, so these are the
         probabilities of a booster of ``n_trees_`` trees fitted on the same rows."""
         best_loss, at_best, loss = np.inf, None, np.inf
-        for n_trees, proba in enumerate(probe.staged_predict_proba(X_last), start=1):
-            loss = _log_loss(proba[:, 1], y_last, weight_last)
+        trees = flatten(probe)
+        if trees is None:
+            staged = (proba[:, 1] for proba in probe.staged_predict_proba(X_last))
+        else:  # the compiled walk, same numbers (tree_inference.py)
+            staged = staged_positive_proba(trees, _features_array(X_last))
+        for n_trees, proba in enumerate(staged, start=1):
+            loss = _log_loss(proba, y_last, weight_last)
             if loss < best_loss:  # strictly: fewer trees on a tie
-                best_loss, at_best, self.n_trees_ = loss, proba[:, 1], n_trees
+                best_loss, at_best, self.n_trees_ = loss, proba, n_trees
         self.tree_selection_check_ = {
             "log_loss_at_max_iter": loss,
             "log_loss_at_n_trees": best_loss,

@@ -16,13 +16,14 @@ are scored by scikit-learn itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from scipy.special import expit
 
-__all__ = ["FlatTrees", "flatten", "predict_positive_proba"]
+__all__ = ["FlatTrees", "flatten", "predict_positive_proba", "staged_positive_proba"]
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,16 @@ def flatten(model) -> FlatTrees | None:
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _raw_scores(
-    X, feature, threshold, missing_left, left, right, is_leaf, value, roots, base, stops
+    X, feature, threshold, missing_left, left, right, is_leaf, value, roots, totals, first, stops
 ):
-    # out[row, s]: the raw score of the first stops[s] trees (stops ascending): one walk
-    # per row serves every count asked for.
+    # out[row, s]: the raw score of the first stops[s] trees (stops ascending, > first): one
+    # walk per row serves every count asked for. totals[row] is the raw score of the first
+    # `first` trees (the baseline when first = 0) and is left at that of the last stop, so
+    # a next call goes on where this one ended, adding in the same order.
     out = np.empty((X.shape[0], stops.size), dtype=np.float64)
     for row in numba.prange(X.shape[0]):
-        total = base
-        t = 0
+        total = totals[row]
+        t = first
         for s in range(stops.size):
             while t < stops[s]:
                 node = roots[t]
@@ -90,6 +93,7 @@ def _raw_scores(
                 total += value[node]
                 t += 1
             out[row, s] = total
+        totals[row] = total
     return out
 
 
@@ -117,9 +121,41 @@ def predict_positive_proba(trees: FlatTrees, X: np.ndarray, n_trees=None) -> np.
         trees.is_leaf,
         trees.value,
         trees.roots,
-        trees.baseline,
+        np.full(X.shape[0], trees.baseline),
+        0,
         counts[order],
     )
     proba = np.empty_like(raw)
     proba[:, order] = expit(raw)  # scikit-learn's own link for the binary log-loss
     return proba[:, 0] if np.ndim(n_trees) == 0 else proba
+
+
+def staged_positive_proba(
+    trees: FlatTrees, X: np.ndarray, max_bytes: int = 256 << 20
+) -> Iterator[np.ndarray]:
+    """P(class 1) of the first 1, 2, ..., all trees in turn, for the rows of ``X``: what
+    scikit-learn's ``staged_predict_proba`` yields (its column 1), from one walk over the
+    trees. The counts are walked in groups of at most ``max_bytes`` of scores; each group
+    goes on from the raw scores where the previous one stopped."""
+    X = np.ascontiguousarray(X)
+    n_rows, n_trees = X.shape[0], trees.roots.size
+    group = max(1, min(n_trees, max_bytes // max(8 * n_rows, 1)))
+    totals = np.full(n_rows, trees.baseline)
+    for first in range(0, n_trees, group):
+        stops = np.arange(first + 1, min(first + group, n_trees) + 1, dtype=np.int64)
+        raw = _raw_scores(
+            X,
+            trees.feature,
+            trees.threshold,
+            trees.missing_left,
+            trees.left,
+            trees.right,
+            trees.is_leaf,
+            trees.value,
+            trees.roots,
+            totals,
+            first,
+            stops,
+        )
+        for column in range(stops.size):
+            yield expit(raw[:, column])

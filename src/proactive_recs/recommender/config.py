@@ -45,10 +45,11 @@ class RecommenderConfig:
     iterations: int = 15
     random_state: int = 0
     # OpenMP threads for implicit and the booster; 0 = all cores (BLAS stays at one thread:
-    # proactive_recs.estimators.threads). One thread is the default because on small data and busy
-    # machines extra threads cost more than they bring (Online Retail: 60 s with 1 thread,
-    # 53 s with 2).
-    num_threads: int = 1
+    # proactive_recs.estimators.threads). The served lists do not depend on it (implicit
+    # solves each user on one thread; the booster splits its histograms by feature):
+    # test_the_served_lists_do_not_depend_on_the_thread_count. All cores by default: with one,
+    # the weekly fit at M used one core of two for 27 minutes (docs/benchmark.md).
+    num_threads: int = 0
     # MF hyper-parameters picked on the last horizon before the run date (serving.tune_mf)
     tune: bool = True
     tune_grid: list = field(default_factory=_default_tune_grid)

@@ -570,6 +570,8 @@ class Recommender(BaseEstimator):
         and choose per direction what serves (selection.py)."""
         settings, reused = self.params_, self.reused_stages_
         mf_params = dict(reused.mf_params) if reused else self._tuned_mf_params()
+        # stored stages carry the thread count of the weekly run; this run's own applies
+        mf_params["num_threads"] = settings["num_threads"]
         used = {**settings, **mf_params}
         snapshot = build_snapshot(
             self.interactions_,
