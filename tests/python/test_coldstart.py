@@ -299,6 +299,36 @@ def test_tree_count_is_the_best_of_every_count_on_the_validation_window():
     assert PropensityRanker(calibration="none", **params).fit(X, y).model_.n_iter_ == 40
 
 
+@pytest.mark.parametrize("calibration", ["none", "logistic"])
+def test_the_validation_ranker_never_saw_window_1(calibration):
+    """What stage selection scores window 1 with: a booster fitted on windows >= 2 alone
+    (equal to one fitted afresh on those rows), with the ranker's maps only when the served
+    booster is that one; the probe is forgotten once used."""
+    X, y, window = _overfittable()
+    params = dict(max_iter=40, min_samples_leaf=20, negative_weight=3.0, random_state=0)
+    ranker = PropensityRanker(calibration=calibration, **params).fit(X, y, window=window)
+    older, weight = window >= 2, np.where(y, 1.0, 3.0)
+    fresh = PropensityRanker(calibration="none", **params)._booster()
+    fresh.fit(X[older], y[older], sample_weight=weight[older])
+    replay = ranker.validation_ranker()
+    assert replay.model_.n_iter_ == 40
+    np.testing.assert_array_equal(replay.model_.predict_proba(X), fresh.predict_proba(X))
+    assert replay.n_trees_ == ranker.n_trees_ and replay.tree_counts_ == ranker.tree_counts_
+    if calibration == "logistic":  # the served booster is the one of windows >= 2
+        assert replay is ranker and ranker.calibrator_ is not None
+        ranker.drop_validation_model()
+        assert ranker.validation_ranker() is ranker
+        return
+    # the served booster saw every window; the replay is the probe, without maps
+    assert replay is not ranker and replay.calibrators_ == {} and replay.calibrator_ is None
+    assert not np.array_equal(ranker.model_.predict_proba(X), fresh.predict_proba(X))
+    np.testing.assert_array_equal(
+        replay.predict_proba(X)[:, 1], _first_trees_proba(fresh, X, ranker.n_trees_)
+    )
+    ranker.drop_validation_model()
+    assert ranker.validation_ranker() is None
+
+
 @pytest.mark.parametrize("calibration", ["logistic", "none"])
 def test_every_offered_count_serves_what_a_ranker_of_that_many_trees_would(calibration):
     """One fitted ranker serves several tree counts (the recommender picks one per

@@ -108,6 +108,23 @@ def test_the_decision_and_its_figures_are_recorded_and_stored(fitted):
     assert daily.stages_used_.endswith("reused")
 
 
+def test_the_fit_one_horizon_back_is_assembled_from_what_the_fit_trained(fitted):
+    """The selection's fit as of the last horizon's start is the last training window's
+    snapshot and the ranker trained without that window: plain MF's figures there are those
+    of a fit made anew at that date (the same MF on the same interactions), and the stored
+    stages carry no second booster."""
+    assert fitted.selection_.replay.startswith("as of ")
+    assert fitted.params_used_["selection_replay"] == fitted.selection_.replay
+    anew = fitted._select_stages(fitted.mf_params_, None, None)
+    assert anew.replay.startswith("fitted again as of ")
+    for direction in ("user_to_item", "item_to_user"):
+        replayed = getattr(fitted.selection_, direction).validation
+        fitted_again = getattr(anew, direction).validation
+        assert replayed["mf"] == fitted_again["mf"]
+        assert replayed["two_stage"] > 0 and fitted_again["two_stage"] > 0
+    assert fitted.trained_stages().ranker.validation_model_ is None
+
+
 def test_a_direction_served_by_mf_serves_mf_lists_as_probabilities(fitted):
     plain = Recommender({**FAST, "second_stage": False}).fit(
         synthetic_interactions(), as_of=RUN_DATE

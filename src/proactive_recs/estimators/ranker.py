@@ -27,6 +27,7 @@ the booster's first trees: ``PropensityRanker.tree_counts_``).
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from functools import cached_property
@@ -569,6 +570,9 @@ class TrainingData:
     X_cold, y_cold : pairs of items that were brand-new at their snapshot (see
         :func:`proactive_recs.estimators.coldstart.cold_training_examples`); empty when not asked
         for or when no past snapshot had a new item with a buyer.
+    last_snapshot : the snapshot of window 1 (as of one horizon before the run date), or
+        None when there was too little history for it; stage selection replays the fit
+        there (two_stage.Recommender._replay).
     """
 
     X: pd.DataFrame
@@ -576,6 +580,7 @@ class TrainingData:
     window: np.ndarray
     X_cold: pd.DataFrame
     y_cold: np.ndarray
+    last_snapshot: Snapshot | None = None
 
 
 def training_frame(
@@ -610,6 +615,7 @@ def training_frame(
 
     run_date = pd.Timestamp(run_date)
     frames, labels, window_of, cold_frames, cold_labels = [], [], [], [], []
+    last_snapshot = None
     for w in range(1, windows + 1):
         as_of = run_date - pd.Timedelta(days=w * horizon_days)
         history = interactions_before(interactions, as_of)
@@ -626,6 +632,8 @@ def training_frame(
             half_life_days=half_life_days,
             items=items,
         )
+        if w == 1:
+            last_snapshot = snap
         end = as_of + pd.Timedelta(days=horizon_days)
         u, i = candidate_pairs(snap, exclude=snap.data.seen, **candidate_params)
         truth = new_pairs_matrix(interactions, snap.data, as_of, end)
@@ -668,7 +676,7 @@ def training_frame(
     X, y = stack(frames, labels)
     X_cold, y_cold = stack(cold_frames, cold_labels)
     window = np.concatenate(window_of) if window_of else np.zeros(0, dtype=np.int64)
-    return TrainingData(X, y, window, X_cold, y_cold)
+    return TrainingData(X, y, window, X_cold, y_cold, last_snapshot)
 
 
 def _sampling_rng(random_state, window: int, kind: str) -> np.random.Generator:
@@ -759,6 +767,11 @@ class PropensityRanker:
     calibrator_ : the map at ``n_trees_`` (``calibrators_[n_trees_]``), or None
     calibration_check_ : {'log_loss_without_map': ..., 'log_loss_with_map': ...} of the
         replay on window 1 ('auto' with >= 3 windows), else {}
+    fitted_on_older_windows_ : True when ``model_`` was fitted on windows >= 2 (the maps
+        are then fitted on window 1), False when on every window
+    validation_model_ : the probe booster of the tree-count choice (windows >= 2,
+        ``max_iter`` trees), kept for :meth:`validation_ranker` until
+        :meth:`drop_validation_model`; None when not fitted
     """
 
     def __init__(
@@ -804,6 +817,7 @@ class PropensityRanker:
         self.flat_trees_ = None  # the booster flattened for scoring, made at the first use
         self.base_rate_ = float(y.sum() / weight.sum())
         self.n_trees_ = int(self.max_iter)
+        self.validation_model_, self.fitted_on_older_windows_ = None, False
 
         def fit_on(rows, n_trees=None):
             booster = self._booster(self.n_trees_ if n_trees is None else n_trees)
@@ -819,6 +833,7 @@ class PropensityRanker:
         if self.tree_selection and usable(last) and usable(older):
             probe = fit_on(older)
             without = self._choose_tree_count(probe, X[last], y[last], weight[last])
+            self.validation_model_ = probe
         use_map = self.calibration == "logistic"
         if self.calibration == "auto":
             oldest = window >= 3
@@ -861,11 +876,35 @@ class PropensityRanker:
             if self.calibrator_ is not None:
                 # a count whose map would reverse the ranking is not offered
                 self.tree_counts_ = tuple(sorted(self.calibrators_))
+                self.fitted_on_older_windows_ = True
                 return self
             self.calibrators_ = {}
             self.flat_trees_ = None
         self.model_ = fit_on(np.ones(y.size, bool), served_trees)
         return self
+
+    def validation_ranker(self) -> PropensityRanker | None:
+        """This ranker as trained without window 1 (the last horizon before the run date),
+        to score that window as unseen data (stage selection): itself when its booster was
+        fitted on windows >= 2 (with the probability maps); else the tree-count choice's
+        probe (the booster of the same settings on windows >= 2, ``max_iter`` trees, no
+        maps); None when neither was fitted."""
+        if getattr(self, "fitted_on_older_windows_", False):
+            return self
+        if getattr(self, "validation_model_", None) is None:
+            return None
+        replay = copy.copy(self)
+        replay.model_, replay.validation_model_ = self.validation_model_, None
+        replay.calibrators_, replay.calibrator_, replay.flat_trees_ = {}, None, None
+        replay.tree_counts_ = tuple(
+            count for count in self.tree_counts_ if count <= self.validation_model_.max_iter
+        )
+        return replay
+
+    def drop_validation_model(self) -> None:
+        """Forget the probe booster once stage selection has used it (it is not served,
+        and the stored stages need not carry a second booster)."""
+        self.validation_model_ = None
 
     def _booster_proba_at(self, X: np.ndarray, counts) -> np.ndarray:
         """P(class 1) of the booster's first ``counts[c]`` trees, column c, for the array

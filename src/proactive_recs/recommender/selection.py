@@ -8,9 +8,15 @@ back and lets the data decide, for each direction separately:
 
 1. the last ``horizon_days`` before the run are the validation window (the same one MF
    tuning uses, :func:`~proactive_recs.recommender.tuning.validation_window`);
-2. a recommender with the same settings and the tuned MF hyper-parameters is fitted as of
-   the window's start, on the interactions before it (second stage included, trained on
-   windows before that);
+2. a recommender with the same settings and the tuned MF hyper-parameters as of the
+   window's start, on the interactions before it (second stage included, trained on
+   windows before that). The fit being selected for already holds one: the snapshot of
+   its last training window is MF fitted on exactly those interactions, and its ranker's
+   tree-count probe is the booster trained on the windows before it (one window fewer
+   than a fit there would use). So that fit is assembled from them
+   (``Recommender._replay``; ``selection_replay`` in ``model_parameters`` says which) and
+   only fitted anew when they are missing (no probe: tree selection off or a window
+   without positives);
 3. both of its warm lists, the second stage's and plain MF's (same masks, same exclusions),
    are scored on the window's new pairs with the objective of each direction
    (user -> item ndcg@10, item -> user recall@100); the second stage's lists are scored
@@ -90,10 +96,12 @@ class DirectionChoice:
 
 @dataclass(frozen=True)
 class StageSelection:
-    """The choice for both directions (default: the second stage everywhere)."""
+    """The choice for both directions (default: the second stage everywhere); ``replay``
+    says how the fit one horizon back was made (empty when nothing was compared)."""
 
     user_to_item: DirectionChoice = field(default_factory=DirectionChoice)
     item_to_user: DirectionChoice = field(default_factory=DirectionChoice)
+    replay: str = ""
 
     def sources(self) -> set[str]:
         return {self.user_to_item.source, self.item_to_user.source}
@@ -110,6 +118,8 @@ class StageSelection:
             )
             for source, value in choice.validation.items():
                 out[f"selection_{direction}_{source}"] = round(float(value), 6)
+        if self.replay:
+            out["selection_replay"] = self.replay
         return out
 
 
