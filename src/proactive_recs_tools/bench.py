@@ -1072,7 +1072,7 @@ def run(
     factors: int = DEFAULT_FACTORS,
     pipeline: bool = False,
     repeats: int | None = None,
-    fit_threads: int = 1,
+    fit_threads: int = 0,
     seed: int = 0,
     profile: bool = False,
     profile_users: int | None = None,
@@ -1777,8 +1777,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fit-threads",
         type=int,
-        default=1,
-        help="ALS threads (default 1, the package default; 0 = all cores)",
+        default=0,
+        help="ALS threads of both fits and of the floor (default 0 = all cores, the package's"
+        " num_threads default)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="split one more topk_both call into phases"
