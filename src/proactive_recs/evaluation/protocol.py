@@ -233,8 +233,20 @@ def evaluate(
         )
 
     truth = (truth_ui, truth_iu)
+    # the served settings, with lists long enough for every metric
+    served_params = {
+        **(params or {}),
+        "k_items": max(int(p["k_items"]), K_ITEMS),
+        "k_users": max(int(p["k_users"]), K_USERS),
+    }
+    served = None
+    if "served" in models:
+        served = two_stage.Recommender(served_params).fit(train, users, items, as_of=cutoff)
     if "als" in models:
-        als_rows, als_params = _als_rows(train, cutoff, horizon_days, p, base, truth)
+        # plain MF tunes on the same window with the same grid as the served model's first
+        # stage: the same search, so its result is taken from the served fit when it ran
+        tuned = getattr(served, "mf_params_", None) if p["tune"] and p["tune_grid"] else None
+        als_rows, als_params = _als_rows(train, cutoff, horizon_days, p, base, truth, tuned)
         rows += als_rows
         record_params("als", als_params)
     rows += _simple_baseline_rows(models, base, truth, random_state)
@@ -245,14 +257,7 @@ def evaluate(
             record_params(model, window)
     if "random" in models:
         record_params("random", {"random_state": random_state})
-    # the served settings, with lists long enough for every metric
-    served_params = {
-        **(params or {}),
-        "k_items": max(int(p["k_items"]), K_ITEMS),
-        "k_users": max(int(p["k_users"]), K_USERS),
-    }
-    if "served" in models:
-        served = two_stage.Recommender(served_params).fit(train, users, items, as_of=cutoff)
+    if served is not None:
         result = served.recommend()
         ui, ui_s, iu, iu_s = served_lists(result, base.user_ids, base.item_ids)
         rows += _score_lists("served", "user_to_item", ui, truth_ui, n_i)
@@ -299,12 +304,15 @@ def _week_old_stages_rows(train, users, items, cutoff, served_params, base, trut
     return rows, {"stage": reused.stage_, "stages": reused.stages_used_, "stages_as_of": week_old}
 
 
-def _als_rows(train, cutoff, horizon_days, p, base, truth) -> tuple[list, dict]:
+def _als_rows(train, cutoff, horizon_days, p, base, truth, tuned=None) -> tuple[list, dict]:
     """Plain MF (implicit ALS, tuned on the window before the cutoff like the served model's
-    first stage), scored both ways: its metric rows and the parameters it used."""
+    first stage; ``tuned``: that search's result, when the served fit already made it),
+    scored both ways: its metric rows and the parameters it used."""
     truth_ui, truth_iu = truth
     mf_params = tuning.mf_params(p)
-    if p["tune"] and p["tune_grid"]:
+    if tuned is not None:
+        mf_params = {key: tuned[key] for key in mf_params}
+    elif p["tune"] and p["tune_grid"]:
         mf_params, _ = tuning.tune_mf(
             train,
             cutoff,
