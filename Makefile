@@ -84,7 +84,10 @@ pytest: setup
 test: setup
 	mkdir -p target
 	$(MAKE) --no-print-directory build DATA=demo DUCKDB_PATH=target/ci_demo.duckdb
-	PROACTIVE_RECS_DEMO_DB=target/ci_demo.duckdb $(BIN)/python -m pytest $(PYTEST_WORKERS)
+	# The two pytest workers already use both cores: one OpenMP thread each (implicit, the
+	# booster), or each waits at every parallel region for its threads the other descheduled
+	# (two demo fits at once: 16 s each with one thread, 24 s with two).
+	PROACTIVE_RECS_DEMO_DB=target/ci_demo.duckdb OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_WORKERS)
 	$(MAKE) --no-print-directory lint DUCKDB_PATH=target/ci_demo.duckdb
 
 # SQL style (.sqlfluff, dbt templater: needs a built database to compile against) and Python.

@@ -90,9 +90,11 @@ def test_openmp_limits_stay_in_their_thread():
 
     if not _threads("openmp"):
         pytest.skip("no OpenMP runtime loaded")
-    before = _threads("openmp")
-    entered, release = threading.Event(), threading.Event()
-    other = _in_thread(lambda: openmp_threads(1), entered, release)
-    assert _threads("openmp") == before  # read from this thread: unchanged
-    release.set()
-    other.join()
+    # two threads here (make test runs pytest with OMP_NUM_THREADS=1), one in the other
+    with openmp_threads(2):
+        assert _threads("openmp") == {2}
+        entered, release = threading.Event(), threading.Event()
+        other = _in_thread(lambda: openmp_threads(1), entered, release)
+        assert _threads("openmp") == {2}  # read from this thread: unchanged
+        release.set()
+        other.join()
