@@ -97,6 +97,24 @@ def _raw_scores(
     return out
 
 
+def _walk(trees: FlatTrees, X, totals, first: int, stops) -> np.ndarray:
+    """:func:`_raw_scores` over ``trees``' arrays (``totals`` updated in place)."""
+    return _raw_scores(
+        X,
+        trees.feature,
+        trees.threshold,
+        trees.missing_left,
+        trees.left,
+        trees.right,
+        trees.is_leaf,
+        trees.value,
+        trees.roots,
+        totals,
+        first,
+        stops,
+    )
+
+
 def predict_positive_proba(trees: FlatTrees, X: np.ndarray, n_trees=None) -> np.ndarray:
     """P(class 1) for the rows of ``X`` (n_rows x n_features, the model's feature order,
     float32 or float64): the logistic function of the boosted raw score of the first
@@ -111,20 +129,7 @@ def predict_positive_proba(trees: FlatTrees, X: np.ndarray, n_trees=None) -> np.
             f"tree counts must be in 1..{trees.roots.size} (the booster's trees), got {counts}"
         )
     order = np.argsort(counts, kind="stable")
-    raw = _raw_scores(
-        X,
-        trees.feature,
-        trees.threshold,
-        trees.missing_left,
-        trees.left,
-        trees.right,
-        trees.is_leaf,
-        trees.value,
-        trees.roots,
-        np.full(X.shape[0], trees.baseline),
-        0,
-        counts[order],
-    )
+    raw = _walk(trees, X, np.full(X.shape[0], trees.baseline), 0, counts[order])
     proba = np.empty_like(raw)
     proba[:, order] = expit(raw)  # scikit-learn's own link for the binary log-loss
     return proba[:, 0] if np.ndim(n_trees) == 0 else proba
@@ -143,19 +148,6 @@ def staged_positive_proba(
     totals = np.full(n_rows, trees.baseline)
     for first in range(0, n_trees, group):
         stops = np.arange(first + 1, min(first + group, n_trees) + 1, dtype=np.int64)
-        raw = _raw_scores(
-            X,
-            trees.feature,
-            trees.threshold,
-            trees.missing_left,
-            trees.left,
-            trees.right,
-            trees.is_leaf,
-            trees.value,
-            trees.roots,
-            totals,
-            first,
-            stops,
-        )
+        raw = _walk(trees, X, totals, first, stops)
         for column in range(stops.size):
             yield expit(raw[:, column])
