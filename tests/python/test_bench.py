@@ -206,3 +206,15 @@ def test_dbt_estimate_is_capped_by_the_watchdog_limit():
     )
     assert free["dbt"] > 12 * 2**30 == capped["dbt"]
     assert capped["total"] < free["total"]
+
+
+def test_tree_walk_benchmark_prints_both_timings_and_one_json_line(capsys):
+    """bench_trees checks the compiled walk against scikit-learn's probabilities before
+    timing (it raises when they differ), and reports both in the last line."""
+    from proactive_recs_tools import bench_trees
+
+    bench_trees.main(["--rows", "3000", "--trees", "12", "--features", "8", "--repeats", "1"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["rows"] == 3000 and result["trees"] == 12 and result["counts_per_walk"] == 3
+    assert result["compiled_walk_s"] > 0 and result["scikit_learn_s"] > 0
+    assert result["ratio_vs_scikit_learn"] > 0

@@ -90,3 +90,28 @@ def test_models_the_kernel_does_not_cover_are_left_to_scikit_learn():
     three = np.digitize(X[:, 0], [-0.5, 0.5])
     multi = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(X, three)
     assert flatten(multi) is None
+
+
+def test_a_stored_ranker_flattens_its_trees_again_when_read():
+    """The flattened trees are a scoring cache in the layout of the code that made it: a
+    pickled ranker (stored stages) does not carry them, and a ranker stored with a cache of
+    another layout scores with its own trees flattened anew, the same probabilities."""
+    import pickle
+    import types
+
+    from proactive_recs.estimators.ranker import PropensityRanker
+
+    X, y = _data(3000, 6, np.float32)
+    frame = pd.DataFrame(X, columns=[f"f{k}" for k in range(6)])
+    ranker = PropensityRanker(max_iter=20, min_samples_leaf=20, random_state=0).fit(frame, y)
+    fresh = pd.DataFrame(_data(2000, 7, np.float32)[0], columns=frame.columns)
+    expected = ranker.predict_proba(fresh)
+    assert ranker.flat_trees_ is not None  # scoring made the cache
+    stored = pickle.loads(pickle.dumps(ranker))
+    assert stored.flat_trees_ is None
+    assert np.array_equal(stored.predict_proba(fresh), expected)
+    # a cache of an older layout (left/right arrays, no children) in a stored ranker
+    state = {**ranker.__dict__, "flat_trees_": types.SimpleNamespace(left=None, right=None)}
+    old = PropensityRanker.__new__(PropensityRanker)
+    old.__setstate__(state)
+    assert np.array_equal(old.predict_proba(fresh), expected)

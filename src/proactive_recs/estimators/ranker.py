@@ -796,6 +796,15 @@ class PropensityRanker:
         self.tree_selection = tree_selection
         self.random_state = random_state
 
+    # The flattened trees are a cache of model_ for scoring, in the layout of the code that
+    # made it: never stored with the ranker (stored stages are read by later code), and
+    # dropped from a ranker stored before this rule, so each process flattens its own.
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "flat_trees_": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({**state, "flat_trees_": None})
+
     def fit(self, X: pd.DataFrame, y, window=None) -> PropensityRanker:
         """Fit on (X, y); ``window`` (one per row, 1 = most recent) drives the calibration
         step (see ``calibration``). Without it, or without a positive in the windows a
