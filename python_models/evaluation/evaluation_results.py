@@ -1,10 +1,12 @@
 """Offline evaluation (docs/evaluation.md) on a time split at the var proactive_recs_eval_cutoff
 (unset: one horizon before the run date): the served
-two-stage recommender against plain ALS, popularity, heavy users and random, both directions.
+two-stage recommender against plain ALS, popularity, heavy users and random, both directions
+(and week-old stages reused, with the var proactive_recs_evaluate_week_old_stages).
 One long table: record_type 'metric', 'parameter' or 'calibration'.
 Logic: proactive_recs.evaluation.protocol."""
 
 from proactive_recs.warehouse.dbt_io import (
+    evaluated_models,
     evaluation_cutoff,
     for_session,
     horizon_days,
@@ -48,6 +50,7 @@ def model(dbt, session):
         cutoff=cutoff,
         horizon_days=horizon,
         params=recommender_params(meta),
+        models=evaluated_models(meta),
     )
     # user_to_category, with the MF configuration the als model chose and the blend weight
     # the served model chose, both on the validation window before the cutoff

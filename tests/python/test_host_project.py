@@ -375,6 +375,20 @@ def test_the_hosts_vocabulary_and_horizon_reach_every_model(host):
     assert [float(v) for (v,) in served_horizon] == [14.0]
 
 
+def test_the_week_old_stages_are_measured_only_when_asked_for(host):
+    """By default the weekly evaluation does not fit the served model a second time for
+    served_stages_week_old (the demo's vars ask for it: test_dbt_recommendations)."""
+    with duckdb.connect(str(host["db"]), read_only=True) as con:
+        models = {
+            row[0]
+            for row in con.execute(
+                f"select distinct model from {SCHEMA}.model_evaluation"
+            ).fetchall()
+        }
+    assert {"served", "als"} <= models
+    assert "served_stages_week_old" not in models
+
+
 def test_the_host_selects_the_daily_and_weekly_sets_by_tag(host):
     """dbt reads selectors.yml from the root project only: a host selects by the tags."""
     sets = {}

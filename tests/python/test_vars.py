@@ -155,3 +155,16 @@ def test_the_renamed_vars_warning_knows_every_frequency_rule():
     text = (REPO / "macros" / "renamed_vars.sql").read_text()
     listed = re.search(r"for rule in \[(.*?)\]", text, re.S).group(1)
     assert set(re.findall(r"'([a-z_]+)'", listed)) == {f.name for f in fields(FrequencyRules)}
+
+
+def test_week_old_stages_are_evaluated_only_when_the_var_says_true():
+    from proactive_recs.evaluation.protocol import MODELS
+    from proactive_recs.warehouse.dbt_io import evaluated_models
+
+    assert evaluated_models({"week_old_stages": "True"}) == MODELS
+    for off in ({"week_old_stages": "False"}, {"week_old_stages": "None"}, {}):
+        models = evaluated_models(off)
+        assert "served_stages_week_old" not in models
+        assert set(models) == set(MODELS) - {"served_stages_week_old"}
+    with pytest.raises(ValueError, match="proactive_recs_evaluate_week_old_stages"):
+        evaluated_models({"week_old_stages": "weekly"})

@@ -181,6 +181,23 @@ def evaluation_cutoff(meta, run_date: pd.Timestamp) -> pd.Timestamp:
     return utc_instant(str(value), name="var proactive_recs_eval_cutoff")
 
 
+def evaluated_models(meta) -> tuple[str, ...]:
+    """The models evaluation_results scores: every model of the protocol, less
+    ``served_stages_week_old`` unless the var ``proactive_recs_evaluate_week_old_stages`` is
+    true (a second whole fit, asked for when the weekly schedule is in question)."""
+    from proactive_recs.evaluation.protocol import MODELS
+
+    value = config_value(meta.get("week_old_stages"), default=False)
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(
+            f"var proactive_recs_evaluate_week_old_stages must be true or false, got {value!r}"
+        )
+    if text == "true":
+        return MODELS
+    return tuple(model for model in MODELS if model != "served_stages_week_old")
+
+
 # How each third-party package reaches a Snowflake Python model (README "Running on Snowflake").
 _ANACONDA_OR_PYPI = (
     "Snowflake's Anaconda channel or PyPI repository: list it in the var "
