@@ -755,12 +755,14 @@ def read_vars_file(path: Path | None) -> dict[str, Any]:
 
 
 def _dbt_vars(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The demo vars, then ``extra`` (a scale profile such as vars/bench_L.yml), then the
-    benchmark's raw schema."""
+    """The demo vars (less the demo's extra week-old-stages evaluation), then ``extra`` (a
+    scale profile such as vars/bench_L.yml), then the benchmark's raw schema."""
     path = REPO / "vars" / "demo.yml"
     values = read_vars_file(path) if path.exists() else {}
     return {
         **values,
+        # the package default, not the demo's: the week-old-stages check is a second fit
+        "proactive_recs_evaluate_week_old_stages": False,
         **(extra or {}),
         "proactive_recs_source_schema": RAW_SCHEMA,
         # the package's default campaigns: the generated raw schema has no campaign table

@@ -218,3 +218,11 @@ def test_tree_walk_benchmark_prints_both_timings_and_one_json_line(capsys):
     assert result["rows"] == 3000 and result["trees"] == 12 and result["counts_per_walk"] == 3
     assert result["compiled_walk_s"] > 0 and result["scikit_learn_s"] > 0
     assert result["ratio_vs_scikit_learn"] > 0
+
+
+def test_the_pipeline_benchmark_measures_the_package_defaults_not_the_demos_extras():
+    """The bench builds on the demo's vars (run date, cutoff) but times the package's default
+    weekly set: without the demo's week-old-stages evaluation, unless a profile asks."""
+    assert bench._dbt_vars(None)["proactive_recs_evaluate_week_old_stages"] is False
+    asked = bench._dbt_vars({"proactive_recs_evaluate_week_old_stages": True})
+    assert asked["proactive_recs_evaluate_week_old_stages"] is True
