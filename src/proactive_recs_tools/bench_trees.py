@@ -6,6 +6,11 @@ scikit-learn's own ``predict_proba`` on the same booster and rows, in one run.
 The booster has the ranker's shape (15 leaves, 200 rows a leaf at least); the rows are
 float32 with a share of missing values, as the pair features are. Both results are checked
 equal before anything is timed. Last line: one JSON object.
+
+Synthetic rows are not the served ranker's rows: how deep a row goes in each tree decides
+what a walk costs, and the real trees are lopsided (most candidate pairs leave after a few
+splits). A change to the walk is judged on real pair features too (bench/results/tree_walk.md
+records one that won here and lost there).
 """
 
 from __future__ import annotations

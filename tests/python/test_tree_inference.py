@@ -110,8 +110,8 @@ def test_a_stored_ranker_flattens_its_trees_again_when_read():
     stored = pickle.loads(pickle.dumps(ranker))
     assert stored.flat_trees_ is None
     assert np.array_equal(stored.predict_proba(fresh), expected)
-    # a cache of an older layout (left/right arrays, no children) in a stored ranker
-    state = {**ranker.__dict__, "flat_trees_": types.SimpleNamespace(left=None, right=None)}
+    # a cache of another layout (fields the walk cannot use) in a stored ranker
+    state = {**ranker.__dict__, "flat_trees_": types.SimpleNamespace(nodes=None)}
     old = PropensityRanker.__new__(PropensityRanker)
     old.__setstate__(state)
     assert np.array_equal(old.predict_proba(fresh), expected)

@@ -3,15 +3,8 @@
 scikit-learn predicts tree by tree: every tree walks all the rows, after the feature frame
 has been copied to float64. The daily run scores tens of millions of candidate pairs with
 the stored ranker (a hundred trees), and that walk was its largest cost. Here the trees are
-flattened once into arrays and a numba kernel walks them over blocks of rows, on the float32
-features as they are.
-
-The walk is predicated: each step picks a child by indexing (``children[2 * node + go_right]``,
-a leaf being its own child) instead of branching on the comparison, whose outcome a CPU
-cannot predict, and every row of a block takes the tree's depth in steps, so the block's
-rows are independent chains the CPU overlaps. On a hundred 15-leaf trees and 2M rows this
-takes 0.55x the time of walking each row through its branches, 0.36x scikit-learn's
-``predict_proba`` (``python -m proactive_recs_tools.bench_trees``; bench/results/tree_walk.md).
+flattened once into arrays and a numba kernel walks all trees for one row before the next
+(the row's features stay in cache), on the float32 features as they are.
 
 The result is the same number scikit-learn computes, not an approximation: a float32
 feature compared with a float64 threshold is the comparison scikit-learn makes after its
@@ -40,10 +33,11 @@ class FlatTrees:
     feature: np.ndarray
     threshold: np.ndarray
     missing_left: np.ndarray
-    children: np.ndarray  # node n's left child at 2n, right at 2n + 1; a leaf's are itself
+    left: np.ndarray
+    right: np.ndarray
+    is_leaf: np.ndarray
     value: np.ndarray
     roots: np.ndarray
-    depth: np.ndarray  # steps from tree t's root to its deepest leaf
     baseline: float
 
 
@@ -60,62 +54,46 @@ def flatten(model) -> FlatTrees | None:
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     nodes = np.concatenate([tree.nodes for tree in trees])
     shift = np.repeat(offsets, sizes)
-    is_leaf = nodes["is_leaf"].astype(np.bool_)
-    itself = np.arange(nodes.size, dtype=np.int64)
-    children = np.empty(2 * nodes.size, dtype=np.int64)
-    children[0::2] = np.where(is_leaf, itself, nodes["left"].astype(np.int64) + shift)
-    children[1::2] = np.where(is_leaf, itself, nodes["right"].astype(np.int64) + shift)
     return FlatTrees(
-        # a leaf's feature is never compared, but it is read: keep it a valid column
-        feature=np.where(is_leaf, 0, nodes["feature_idx"]).astype(np.int64),
+        feature=nodes["feature_idx"].astype(np.int64),
         threshold=nodes["num_threshold"].astype(np.float64),
         missing_left=nodes["missing_go_to_left"].astype(np.bool_),
-        children=children,
+        left=nodes["left"].astype(np.int64) + shift,
+        right=nodes["right"].astype(np.int64) + shift,
+        is_leaf=nodes["is_leaf"].astype(np.bool_),
         value=nodes["value"].astype(np.float64),
         roots=offsets,
-        depth=np.array([tree.nodes["depth"].max() for tree in trees], dtype=np.int64),
         baseline=float(np.asarray(model._baseline_prediction).ravel()[0]),
     )
 
 
-# Rows walked together through one tree: enough independent chains to fill the CPU's
-# out-of-order window; more only adds the block's bookkeeping (measured: 16-64 alike).
-_BLOCK_ROWS = 32
-
-
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _raw_scores(
-    X, feature, threshold, missing_left, children, value, roots, depth, totals, first, stops
+    X, feature, threshold, missing_left, left, right, is_leaf, value, roots, totals, first, stops
 ):
     # out[row, s]: the raw score of the first stops[s] trees (stops ascending, > first): one
     # walk per row serves every count asked for. totals[row] is the raw score of the first
     # `first` trees (the baseline when first = 0) and is left at that of the last stop, so
-    # a next call goes on where this one ended, adding in the same order (tree by tree, as
-    # scikit-learn does: the same float64 sums).
-    n_rows = X.shape[0]
-    out = np.empty((n_rows, stops.size), dtype=np.float64)
-    for block in numba.prange((n_rows + _BLOCK_ROWS - 1) // _BLOCK_ROWS):
-        lo = block * _BLOCK_ROWS
-        size = min(n_rows, lo + _BLOCK_ROWS) - lo
-        total = totals[lo : lo + size].copy()
-        node = np.empty(size, dtype=np.int64)
+    # a next call goes on where this one ended, adding in the same order.
+    out = np.empty((X.shape[0], stops.size), dtype=np.float64)
+    for row in numba.prange(X.shape[0]):
+        total = totals[row]
         t = first
         for s in range(stops.size):
             while t < stops[s]:
-                node[:] = roots[t]
-                for _ in range(depth[t]):
-                    for r in range(size):
-                        n = node[r]
-                        x = X[lo + r, feature[n]]
-                        # x <= threshold goes left; a missing value goes where the split
-                        # learned (NaN compares false, so XOR flips it when that is left)
-                        right = (not (x <= threshold[n])) ^ ((x != x) & missing_left[n])
-                        node[r] = children[2 * n + right]
-                for r in range(size):
-                    total[r] += value[node[r]]
+                node = roots[t]
+                while not is_leaf[node]:
+                    x = X[row, feature[node]]
+                    if np.isnan(x):
+                        node = left[node] if missing_left[node] else right[node]
+                    elif x <= threshold[node]:
+                        node = left[node]
+                    else:
+                        node = right[node]
+                total += value[node]
                 t += 1
-            out[lo : lo + size, s] = total
-        totals[lo : lo + size] = total
+            out[row, s] = total
+        totals[row] = total
     return out
 
 
@@ -126,10 +104,11 @@ def _walk(trees: FlatTrees, X, totals, first: int, stops) -> np.ndarray:
         trees.feature,
         trees.threshold,
         trees.missing_left,
-        trees.children,
+        trees.left,
+        trees.right,
+        trees.is_leaf,
         trees.value,
         trees.roots,
-        trees.depth,
         totals,
         first,
         stops,
