@@ -10,6 +10,7 @@ from proactive_recs.estimators.coldstart import ItemAttributeModel, category_aff
 from proactive_recs.estimators.mf import ImplicitMF
 from proactive_recs.estimators.ranker import (
     PropensityRanker,
+    capped_negative_rate,
     explain_pairs,
     item_similarity,
     training_frame,
@@ -458,6 +459,66 @@ def test_each_window_and_kind_of_example_samples_its_own_negatives(shop):
     # a different seed does draw other negatives
     reseeded = frame(windows=2, cold_active_per_item=20, random_state=1)
     assert np.array_equal(reseeded.y.sum(), two.y.sum()) and len(reseeded.y) != len(two.y)
+
+
+def test_a_row_cap_keeps_every_positive_and_a_reweighted_subset_of_the_negatives(shop):
+    """max_rows lowers the negative rate (fixed on window 1, the same for every window), keeps
+    all positives, draws a subset of the uncapped negatives, and the reweighted base rate
+    stays that of the uncapped frame (the booster's probabilities stay calibrated)."""
+    interactions, _, items, _ = shop
+    common = dict(
+        horizon_days=FAST["horizon_days"],
+        windows=3,
+        mf_params={"factors": 8, "iterations": 8, "random_state": 0},
+        candidate_params=dict(per_user=30, per_item=40, active_per_item=20, popular_per_user=10),
+        items=items,
+        negative_rate=0.5,
+        random_state=0,
+    )
+    full = training_frame(interactions, RUN_DATE, **common)
+    assert full.negative_rate == 0.5
+    cap = len(full.y) // 3
+    capped = training_frame(interactions, RUN_DATE, max_rows=cap, **common)
+
+    # the rate, computed by hand from window 1's labels of the uncapped frame: its kept
+    # negatives are half of window 1's negatives in expectation, positives all kept
+    last = full.window == 1
+    positives_1 = int(full.y[last].sum())
+    negatives_1 = round((~full.y[last]).sum() / 0.5)
+    assert capped.negative_rate < 0.5
+    assert capped.negative_rate == pytest.approx((cap / 3 - positives_1) / negatives_1, rel=0.1)
+    assert len(capped.y) == pytest.approx(cap, rel=0.15)
+    assert capped.y.sum() == full.y.sum()  # every positive kept
+
+    def keys(frame):
+        columns = [frame.X[c].round(6) for c in ("mf", "mf_z_item", "mf_z_user")]
+        return set(zip(frame.window, frame.y, *columns, strict=True))
+
+    assert keys(capped) <= keys(full)  # the same draws against a lower threshold
+
+    def weighted_rate(frame):
+        weight = np.where(frame.y, 1.0, 1.0 / frame.negative_rate)
+        return frame.y.sum() / weight.sum()
+
+    assert weighted_rate(capped) == pytest.approx(weighted_rate(full), rel=0.1)
+    # no cap, or one the frame is within: the frame as asked
+    roomy = training_frame(interactions, RUN_DATE, max_rows=10 * len(full.y), **common)
+    assert roomy.negative_rate == 0.5 and np.array_equal(roomy.y, full.y)
+
+
+@pytest.mark.parametrize(
+    ("positives", "negatives", "windows", "max_rows", "expected"),
+    [
+        (100, 9_900, 3, None, 0.1),  # no cap
+        (100, 9_900, 3, 30_000, 0.1),  # 10,000 rows a window fit in 30,000
+        (100, 9_900, 3, 3_000, 900 / 9_900),  # 1,000 a window: 100 positives, 900 negatives
+        (100, 9_900, 2, 100, 100 / 9_900),  # the cap below the positives: as many negatives
+        (50, 0, 3, 10, 0.1),  # nothing to sample
+    ],
+)
+def test_capped_negative_rate_by_hand(positives, negatives, windows, max_rows, expected):
+    y = np.r_[np.ones(positives, bool), np.zeros(negatives, bool)]
+    assert capped_negative_rate(0.1, y, windows, max_rows) == pytest.approx(expected)
 
 
 def _group_share(frame, group, wanted):

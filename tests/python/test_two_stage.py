@@ -459,6 +459,7 @@ def test_parameters_given_as_text_are_coerced():
         ({"k_items": -1}, "'k_items' must be >= 0"),
         ({"factors": 0}, "'factors' must be >= 1"),
         ({"negative_rate": 0}, "'negative_rate' must be in"),
+        ({"max_training_rows": 0}, "'max_training_rows' must be >= 1 or None"),
         ({"calibration": "isotonic"}, "'calibration' must be one of"),
         ({"tune_grid": "factors=32"}, "'tune_grid' must be a list of maps"),
         ({"second_stage": "maybe"}, "expected a boolean, got 'maybe'"),

@@ -58,6 +58,7 @@ __all__ = [
     "TrainingData",
     "build_snapshot",
     "candidate_pairs",
+    "capped_negative_rate",
     "explain_pairs",
     "item_similarity",
     "history_affinity",
@@ -573,6 +574,8 @@ class TrainingData:
     last_snapshot : the snapshot of window 1 (as of one horizon before the run date), or
         None when there was too little history for it; stage selection replays the fit
         there (two_stage.Recommender._replay).
+    negative_rate : the share of the warm negatives kept (the rate asked for, or lower when
+        ``max_rows`` capped it); each kept negative stands for ``1 / negative_rate``.
     """
 
     X: pd.DataFrame
@@ -581,6 +584,7 @@ class TrainingData:
     X_cold: pd.DataFrame
     y_cold: np.ndarray
     last_snapshot: Snapshot | None = None
+    negative_rate: float = 1.0
 
 
 def training_frame(
@@ -597,6 +601,7 @@ def training_frame(
     cold_items: bool = False,
     cold_active_per_item: int | None = None,
     random_state=None,
+    max_rows: int | None = None,
 ) -> TrainingData:
     """Labelled candidate pairs from ``windows`` past snapshots before ``run_date``.
 
@@ -610,12 +615,18 @@ def training_frame(
     active users (``candidate_params["active_per_item"]`` when None), as at serving.
     ``random_state`` seeds the negative sampling: one stream per window and per kind of
     example (:func:`_sampling_rng`).
+
+    ``max_rows`` (None: no cap) bounds the warm rows at about that many: the first window
+    with a positive fixes a lower negative rate for every window when ``negative_rate``
+    would exceed it (:func:`capped_negative_rate`). Positives are all kept. The draws are
+    the same, compared with a lower threshold, so a capped frame is a subset of the
+    uncapped one; the rate used is returned for the re-weighting.
     """
     from proactive_recs.estimators.coldstart import cold_training_examples
 
     run_date = pd.Timestamp(run_date)
     frames, labels, window_of, cold_frames, cold_labels = [], [], [], [], []
-    last_snapshot = None
+    last_snapshot, rate = None, None
     for w in range(1, windows + 1):
         as_of = run_date - pd.Timedelta(days=w * horizon_days)
         history = interactions_before(interactions, as_of)
@@ -639,12 +650,18 @@ def training_frame(
         truth = new_pairs_matrix(interactions, snap.data, as_of, end)
         y = np.asarray(truth[u, i]).ravel() > 0
         if y.any():
-            keep = y | (_sampling_rng(random_state, w, "warm").random(y.size) < negative_rate)
+            if rate is None:
+                rate = capped_negative_rate(negative_rate, y, windows, max_rows)
+            keep = y | (_sampling_rng(random_state, w, "warm").random(y.size) < rate)
             frames.append(pair_features(snap, u[keep], i[keep]))
             labels.append(y[keep])
             window_of.append(np.full(int(keep.sum()), w))
         log.info(
-            "training window %s: %d candidates, %d positives", as_of.date(), y.size, int(y.sum())
+            "training window %s: %d candidates, %d positives, negatives kept at rate %.4g",
+            as_of.date(),
+            y.size,
+            int(y.sum()),
+            negative_rate if rate is None else rate,
         )
         if cold_items and items is not None:
             future = interactions[
@@ -676,7 +693,31 @@ def training_frame(
     X, y = stack(frames, labels)
     X_cold, y_cold = stack(cold_frames, cold_labels)
     window = np.concatenate(window_of) if window_of else np.zeros(0, dtype=np.int64)
-    return TrainingData(X, y, window, X_cold, y_cold, last_snapshot)
+    rate = negative_rate if rate is None else rate
+    return TrainingData(X, y, window, X_cold, y_cold, last_snapshot, rate)
+
+
+def capped_negative_rate(
+    negative_rate: float, y: np.ndarray, windows: int, max_rows: int | None
+) -> float:
+    """The share of negatives to keep so that ``windows`` windows like this one (labels
+    ``y``: the most recent window, usually the largest) hold about ``max_rows`` rows with
+    every positive kept; ``negative_rate`` when that is already within the cap. At least as
+    many negatives as positives are kept whatever the cap: below that the booster would
+    learn the sampling rather than the shop.
+
+    Why a cap: the booster's fit grows with its rows (at 100k users x 20k items about 11M
+    rows, ~110 s a fit, and a weekly run fits it 17 times), while a few million rows already
+    hold every positive and far more negatives than the booster's leaves need.
+    """
+    if max_rows is None:
+        return float(negative_rate)
+    positives = int(np.count_nonzero(y))
+    negatives = y.size - positives
+    if negatives == 0:
+        return float(negative_rate)
+    budget = max(int(max_rows) / max(int(windows), 1) - positives, positives)
+    return float(min(negative_rate, budget / negatives))
 
 
 def _sampling_rng(random_state, window: int, kind: str) -> np.random.Generator:

@@ -69,6 +69,12 @@ class RecommenderConfig:
     cold_active_candidates_per_item: int = 300
     popular_candidates_per_user: int = 100
     negative_rate: float = 0.1
+    # About this many warm training rows at most (None = no cap): past it the negatives are
+    # sampled at a lower rate, fixed on the most recent window, and weighted up to match
+    # (ranker.capped_negative_rate). Online Retail and the demo hold 0.6M and 0.15M rows and
+    # are untouched; at 100k users x 20k items the ~9.5M rows cost ~110 s a booster fit,
+    # and a weekly run fits the booster 17 times (docs/benchmark.md, session 17).
+    max_training_rows: int | None = 3_000_000
     ranker_max_iter: int = 100
     ranker_learning_rate: float = 0.1
     # the ranker's tree count (at most ranker_max_iter) chosen on the last training window
@@ -116,6 +122,8 @@ class RecommenderConfig:
         for name in ("regularization", "alpha", "horizon_days", "ranker_learning_rate"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"recommender parameter {name!r} must be > 0")
+        if self.max_training_rows is not None and int(self.max_training_rows) < 1:
+            raise ValueError("recommender parameter 'max_training_rows' must be >= 1 or None")
         if not 0 < float(self.negative_rate) <= 1:
             raise ValueError("recommender parameter 'negative_rate' must be in (0, 1]")
         if self.prelaunch_days is not None and float(self.prelaunch_days) < 0:
@@ -168,7 +176,7 @@ def _coerce(key: str, value, default):
         if text not in ("true", "false", "1", "0"):
             raise ValueError(f"parameter {key!r}: expected a boolean, got {value!r}")
         return text in ("true", "1")
-    if isinstance(default, int) or key in ("half_life_days", "block_size"):
+    if isinstance(default, int) or key in ("half_life_days", "block_size", "max_training_rows"):
         number = float(text)
         return int(number) if number.is_integer() and not isinstance(default, float) else number
     if isinstance(default, float):

@@ -844,6 +844,7 @@ class Recommender(BaseEstimator):
             cold_items=bool(settings["cold_items"]),
             cold_active_per_item=settings["cold_active_candidates_per_item"],
             random_state=settings["random_state"],
+            max_rows=settings["max_training_rows"],
         )
         diagnostics["training_rows"] = int(len(training.y))
         diagnostics["training_positives"] = int(training.y.sum())
@@ -855,10 +856,12 @@ class Recommender(BaseEstimator):
                 calibration=settings["calibration"] or "none",
                 max_iter=settings["ranker_max_iter"],
                 learning_rate=settings["ranker_learning_rate"],
-                negative_weight=1.0 / settings["negative_rate"],
+                negative_weight=1.0 / training.negative_rate,
                 tree_selection=bool(settings["ranker_tree_selection"]),
                 random_state=settings["random_state"],
             ).fit(training.X, training.y, window=training.window)
+            used["training_rows"] = int(len(training.y))
+            used["training_negative_rate"] = round(training.negative_rate, 6)
             used["calibration_applied"] = ranker.calibrator_ is not None
             used["ranker_trees"] = ranker.n_trees_
             for name, value in ranker.tree_selection_check_.items():
