@@ -1,7 +1,8 @@
 """Replay weekly runs over the last proactive_recs_backtest_weeks before the run date with
 the configured rules and with the baselines of docs/evaluation.md (carpet_bomb, heavy_users,
 heavy_users_capped, topk_no_allocation). Each week re-trains the recommender on the
-interactions before that week.
+interactions before that week; stage selection is chosen at the first week and applied to
+the later ones (weekly_scorer).
 One long frame: record_type 'summary' (policy, metric, value) or 'weekly'.
 Logic: proactive_recs.notifications.backtest."""
 

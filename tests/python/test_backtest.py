@@ -354,3 +354,50 @@ def test_digests_are_replayed_on_request_and_convert_on_any_item():
         conversion_days=7,
     )
     assert without.set_index(["policy", "metric"])["value"][("configured", "sends")] == 4
+
+
+def test_the_weekly_scorer_chooses_stages_in_the_first_week_and_applies_the_choice_after():
+    """The dbt backtest's score_fn: every week trains its own rankers; stage selection and
+    the category weight are chosen at week 1 and applied to later weeks, which serve what a
+    fit given week 1's choices serves; with decide_once=False every week chooses again."""
+    from test_two_stage import FAST, RUN_DATE, synthetic_interactions
+
+    from proactive_recs.recommender.two_stage import Recommender
+    from proactive_recs.warehouse.notifications_io import weekly_scorer
+
+    interactions = synthetic_interactions()
+    params = {**FAST, "stage_selection": True}
+    weekly = {**params, "tune": False, "training_windows": 1}
+    weeks = [RUN_DATE - pd.Timedelta(days=14), RUN_DATE - pd.Timedelta(days=7)]
+    pasts = [interactions[interactions["occurred_at"] < t] for t in weeks]
+
+    def fit(week, choices=None):
+        return Recommender(weekly).fit(pasts[week], as_of=weeks[week], choices=choices)
+
+    first = fit(0)
+    assert first.ranker_ is not None and first.selection_.replay.startswith("fitted again")
+    given = fit(1, choices=first.trained_stages())
+    assert given.stages_used_ == "trained in this fit"  # its own rankers
+    assert given.ranker_ is not first.ranker_
+    assert given.selection_.user_to_item == first.selection_.user_to_item
+    assert given.selection_.replay == f"chosen by the fit as of {weeks[0]:%Y-%m-%d %H:%M}"
+    assert given.category_choice_ == first.category_choice_
+    own = fit(1)
+    assert own.selection_.replay.startswith("fitted again")
+
+    def same(scored, fitted):
+        expected = fitted.recommend()
+        pd.testing.assert_frame_equal(scored[0], expected.item_user_scores)
+        pd.testing.assert_frame_equal(scored[1], expected.user_item_scores)
+
+    deciding_once = weekly_scorer(None, None, params)
+    same(deciding_once(pasts[0], weeks[0]), first)
+    same(deciding_once(pasts[1], weeks[1]), given)
+    deciding_weekly = weekly_scorer(None, None, params, decide_once=False)
+    deciding_weekly(pasts[0], weeks[0])
+    same(deciding_weekly(pasts[1], weeks[1]), own)
+    # choices of other settings are not applied: the fit chooses again
+    other = Recommender({**weekly, "factors": 6}).fit(
+        pasts[1], as_of=weeks[1], choices=first.trained_stages()
+    )
+    assert other.selection_.replay.startswith("fitted again")

@@ -50,7 +50,7 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -441,13 +441,20 @@ class Recommender(BaseEstimator):
     def __init__(self, params: dict | None = None):
         self.params = params
 
-    def fit(self, interactions, users=None, items=None, as_of=None, *, stages=None) -> Recommender:
+    def fit(
+        self, interactions, users=None, items=None, as_of=None, *, stages=None, choices=None
+    ) -> Recommender:
         """Learn everything as of ``as_of`` (default: the midnight after the last interaction).
 
         ``stages`` (optional, :class:`TrainedStages` from an earlier fit, e.g. last week's):
         reuse its tuned MF hyper-parameters and rankers instead of tuning and training again,
         when it was trained with the same settings and not after ``as_of``; MF itself is
         always refitted on the interactions given. ``stages_used_`` says which happened.
+
+        ``choices`` (optional, :class:`TrainedStages`): train everything, but apply its stage
+        selection and user -> category weight instead of choosing them again (each choice
+        is a second fit one horizon back), under the same conditions as ``stages``; the
+        campaign backtest's later weeks take the first week's (weekly_scorer).
         """
         settings = resolve_params(self.params)
         frame = normalise_interactions(interactions)
@@ -473,6 +480,9 @@ class Recommender(BaseEstimator):
         self.reused_stages_, self.stages_used_ = usable_stages(stages, settings, as_of)
         if stages is None:
             self.stages_used_ = "trained in this fit"
+        self.given_choices_, why = usable_stages(choices, settings, as_of)
+        if choices is not None and self.given_choices_ is None:
+            log.warning("choices of the earlier fit not applied (%s): choosing again", why)
 
         n_users_known = frame["user_id"].nunique()
         n_items_known = frame["item_id"].nunique()
@@ -594,9 +604,13 @@ class Recommender(BaseEstimator):
             used.update(reused.decisions)
         elif settings["second_stage"]:
             ranker, cold_ranker, last_snapshot = self._fit_rankers(mf_params, candidates, used)
-        selection = StageSelection()
+        selection, given = StageSelection(), self.given_choices_
         if settings["second_stage"] and reused is not None:
             selection = getattr(reused, "selection", None) or selection
+        elif ranker is not None and given is not None and given.selection is not None:
+            selection = replace(
+                given.selection, replay=f"chosen by the fit as of {given.as_of:%Y-%m-%d %H:%M}"
+            )
         elif ranker is not None and settings["stage_selection"]:
             selection = self._select_stages(
                 mf_params, users, items, replay_from=(last_snapshot, ranker, candidates)
@@ -626,6 +640,9 @@ class Recommender(BaseEstimator):
         if reused is not None:
             stored = getattr(reused, "category_choice", None)
             return stored or CategoryChoice(reason="MF profiles: stored stages chose none")
+        given = self.given_choices_
+        if given is not None and given.category_choice is not None:
+            return given.category_choice
         if not settings["stage_selection"]:
             return CategoryChoice(reason="MF profiles: stage_selection is off")
         items = self.universe_.items

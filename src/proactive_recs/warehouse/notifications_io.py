@@ -80,19 +80,30 @@ def backtest_start(run_date, weeks, conversion_days) -> pd.Timestamp:
     return last_week - pd.Timedelta(days=7 * (int(weeks) - 1))
 
 
-def weekly_scorer(users: pd.DataFrame, items: pd.DataFrame, params: dict):
+def weekly_scorer(users: pd.DataFrame, items: pd.DataFrame, params: dict, *, decide_once=True):
     """score_fn for the backtest: the served recommender re-trained as of each week.
 
     Hyper-parameter search is switched off (a fixed configuration every week) and the ranker
-    learns from one past window instead of several, to keep the replay's cost near one
-    two-stage fit per week.
+    learns from one past window instead of several. With ``decide_once`` (the default)
+    stage selection and the user -> category weight are chosen at the first week and
+    applied to the later ones (``Recommender.fit(choices=...)``): each choice is a second
+    fit one horizon back, and at 100k users x 20k items it was ~140 s of a week's ~370 s.
+    Reusing the first week's rankers as well (as a daily run reuses the weekly ones) was
+    tried and not kept: on Online Retail the configured policy's conversions fell from 24
+    to 14 (docs/benchmark.md, session 17).
     """
-    from proactive_recs.recommender.two_stage import score
+    from proactive_recs.recommender.two_stage import Recommender
 
     weekly_params = {**params, "tune": False, "training_windows": 1}
+    first = {}
 
     def score_fn(past_interactions: pd.DataFrame, as_of):
-        result = score(past_interactions, users, items, run_date=as_of, params=weekly_params)
+        fitted = Recommender(weekly_params).fit(
+            past_interactions, users, items, as_of=as_of, choices=first.get("choices")
+        )
+        if decide_once and "choices" not in first and fitted.ranker_ is not None:
+            first["choices"] = fitted.trained_stages()
+        result = fitted.recommend()
         return result.item_user_scores, result.user_item_scores
 
     return score_fn
