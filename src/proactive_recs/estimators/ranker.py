@@ -706,8 +706,8 @@ def capped_negative_rate(
     many negatives as positives are kept whatever the cap: below that the booster would
     learn the sampling rather than the shop.
 
-    Why a cap: the booster's fit grows with its rows (at 100k users x 20k items about 11M
-    rows, ~110 s a fit, and a weekly run fits it 17 times), while a few million rows already
+    Why a cap: the booster's fit grows with its rows (at 100k users x 20k items about 9.5M
+    rows, ~110 s a fit, and a weekly run fits it about a dozen times), while a few million rows
     hold every positive and far more negatives than the booster's leaves need.
     """
     if max_rows is None:

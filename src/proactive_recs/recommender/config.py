@@ -73,7 +73,7 @@ class RecommenderConfig:
     # sampled at a lower rate, fixed on the most recent window, and weighted up to match
     # (ranker.capped_negative_rate). Online Retail and the demo hold 0.6M and 0.15M rows and
     # are untouched; at 100k users x 20k items the ~9.5M rows cost ~110 s a booster fit,
-    # and a weekly run fits the booster 17 times (docs/benchmark.md, session 17).
+    # and a weekly run fits the booster about a dozen times (docs/benchmark.md, session 17).
     max_training_rows: int | None = 3_000_000
     ranker_max_iter: int = 100
     ranker_learning_rate: float = 0.1
