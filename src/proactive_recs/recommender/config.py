@@ -176,7 +176,7 @@ def _coerce(key: str, value, default):
         if text not in ("true", "false", "1", "0"):
             raise ValueError(f"parameter {key!r}: expected a boolean, got {value!r}")
         return text in ("true", "1")
-    if isinstance(default, int) or key in ("half_life_days", "block_size", "max_training_rows"):
+    if isinstance(default, int) or key in ("half_life_days", "block_size"):
         number = float(text)
         return int(number) if number.is_integer() and not isinstance(default, float) else number
     if isinstance(default, float):
