@@ -363,11 +363,12 @@ def test_the_weekly_scorer_chooses_stages_in_the_first_week_and_applies_the_choi
     from test_two_stage import FAST, RUN_DATE, synthetic_interactions
 
     from proactive_recs.recommender.two_stage import Recommender
-    from proactive_recs.warehouse.notifications_io import weekly_scorer
+    from proactive_recs.warehouse.notifications_io import replay_params, weekly_scorer
 
     interactions = synthetic_interactions()
     params = {**FAST, "stage_selection": True}
-    weekly = {**params, "tune": False, "training_windows": 1}
+    weekly = replay_params(params)
+    assert weekly["tune"] is False and weekly["training_windows"] == 1
     weeks = [RUN_DATE - pd.Timedelta(days=14), RUN_DATE - pd.Timedelta(days=7)]
     pasts = [interactions[interactions["occurred_at"] < t] for t in weeks]
 
@@ -401,3 +402,43 @@ def test_the_weekly_scorer_chooses_stages_in_the_first_week_and_applies_the_choi
         pasts[1], as_of=weeks[1], choices=first.trained_stages()
     )
     assert other.selection_.replay.startswith("fitted again")
+
+
+@pytest.mark.parametrize(
+    ("cap", "windows", "replay_cap"),
+    [(3_000_000, 3, 1_000_000), (1000, 3, 334), (1000, 1, 1000), (2, 5, 1), (None, 3, None)],
+)
+def test_the_replay_keeps_the_served_fits_row_budget_per_window(cap, windows, replay_cap):
+    from proactive_recs.warehouse.notifications_io import replay_params
+
+    params = {"max_training_rows": cap, "training_windows": windows, "factors": 6}
+    assert replay_params(params) == {
+        "max_training_rows": replay_cap,
+        "training_windows": 1,
+        "tune": False,
+        "factors": 6,
+    }
+    # the default cap and window count when the served settings leave them out
+    assert replay_params({})["max_training_rows"] == 1_000_000
+
+
+def test_the_replays_ranker_samples_negatives_at_the_served_rankers_rate():
+    """Where the cap binds, the served fit (two windows, 1,000 rows) and the replay's
+    one-window fit (500 rows) keep the same share of negatives: both fix it on the same most
+    recent window, with the same budget per window."""
+    from test_two_stage import FAST, RUN_DATE, synthetic_interactions
+
+    from proactive_recs.recommender.two_stage import Recommender
+    from proactive_recs.warehouse.notifications_io import replay_params
+
+    interactions = synthetic_interactions()
+    served = {**FAST, "max_training_rows": 1000, "stage_selection": False}
+    assert served["training_windows"] == 2
+    fits = [
+        Recommender(settings).fit(interactions, as_of=RUN_DATE).params_used_
+        for settings in (served, replay_params(served))
+    ]
+    rates = [fit["training_negative_rate"] for fit in fits]
+    assert rates[0] < 0.1  # the cap binds (negative_rate 0.1 would keep more)
+    assert rates[0] == rates[1]
+    assert fits[1]["training_rows"] <= 500 + 5 < fits[0]["training_rows"]

@@ -80,21 +80,43 @@ def backtest_start(run_date, weeks, conversion_days) -> pd.Timestamp:
     return last_week - pd.Timedelta(days=7 * (int(weeks) - 1))
 
 
-def weekly_scorer(users: pd.DataFrame, items: pd.DataFrame, params: dict, *, decide_once=True):
-    """score_fn for the backtest: the served recommender re-trained as of each week.
+def replay_params(params: dict) -> dict:
+    """The settings of the backtest's weekly fits, from the served ones.
 
     Hyper-parameter search is switched off (a fixed configuration every week) and the ranker
-    learns from one past window instead of several. With ``decide_once`` (the default)
-    stage selection and the user -> category weight are chosen at the first week and
-    applied to the later ones (``Recommender.fit(choices=...)``): each choice is a second
-    fit one horizon back, and at 100k users x 20k items it was ~140 s of a week's ~370 s.
-    Reusing the first week's rankers as well (as a daily run reuses the weekly ones) was
-    tried and not kept: on Online Retail the configured policy's conversions fell from 24
-    to 14 (docs/benchmark.md, session 17).
+    learns from one past window instead of ``training_windows``. Its row cap shrinks in the
+    same proportion: ``max_training_rows`` is a budget for all the served fit's windows, and
+    a one-window replay given the whole budget kept three times the served ranker's
+    negatives (at 100k users x 20k items, 3M rows instead of 1M, 1,180 s instead of 778 s
+    for the backtest, with the same conversions: docs/benchmark.md, session 17). With the
+    budget per window kept, the replay's ranker samples negatives at the served ranker's rate.
+    """
+    from proactive_recs.recommender.config import RecommenderConfig
+
+    settings = RecommenderConfig.from_dict(params)
+    cap, windows = settings.max_training_rows, max(int(settings.training_windows), 1)
+    return {
+        **params,
+        "tune": False,
+        "training_windows": 1,
+        "max_training_rows": None if cap is None else max(-(-int(cap) // windows), 1),
+    }
+
+
+def weekly_scorer(users: pd.DataFrame, items: pd.DataFrame, params: dict, *, decide_once=True):
+    """score_fn for the backtest: the served recommender re-trained as of each week, with
+    :func:`replay_params`' settings.
+
+    With ``decide_once`` (the default) stage selection and the user -> category weight are
+    chosen at the first week and applied to the later ones (``Recommender.fit(choices=...)``):
+    each choice is a second fit one horizon back, and at 100k users x 20k items it was
+    ~140 s of a week's ~370 s. Reusing the first week's rankers as well (as a daily run
+    reuses the weekly ones) was tried and not kept: on Online Retail the configured policy's
+    conversions fell from 24 to 14 (docs/benchmark.md, session 17).
     """
     from proactive_recs.recommender.two_stage import Recommender
 
-    weekly_params = {**params, "tune": False, "training_windows": 1}
+    weekly_params = replay_params(params)
     first = {}
 
     def score_fn(past_interactions: pd.DataFrame, as_of):
