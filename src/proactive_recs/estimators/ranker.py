@@ -44,7 +44,15 @@ from proactive_recs.data.interactions import (
     new_pairs_matrix,
 )
 from proactive_recs.estimators.mf import ImplicitMF
-from proactive_recs.estimators.topk import _jit, distinct_pairs, topk_both
+from proactive_recs.estimators.topk import (
+    _best_sorted,
+    _jit,
+    _key,
+    _key_index,
+    _key_score,
+    distinct_pairs,
+    topk_both,
+)
 from proactive_recs.estimators.tree_inference import (
     flatten,
     predict_positive_proba,
@@ -211,6 +219,9 @@ def _top_cosine_neighbours(
     for task in numba.prange(first.size - 1):
         counts = np.zeros(n_items, dtype=np.int64)
         touched = np.empty(n_items, dtype=np.int64)
+        # one row of keys that sort as (value desc, row asc): topk's candidate keys, and its
+        # selection (a numba sort or partition here took ~25 s to compile)
+        keys = np.empty((1, n_items), dtype=np.uint64)
         for c in range(first[task], first[task + 1]):
             n_touched = 0
             for p in range(col_ptr[c], col_ptr[c + 1]):
@@ -222,24 +233,15 @@ def _top_cosine_neighbours(
                             touched[n_touched] = j
                             n_touched += 1
                         counts[j] += 1
-            rows = touched[:n_touched]
-            vals = np.empty(n_touched, dtype=np.float32)
             for t in range(n_touched):
-                j = rows[t]
+                j = touched[t]
                 # the division in float64, then float32: what the sparse product gave
-                vals[t] = np.float32(counts[j] / np.sqrt(buyers[j] * buyers[c]))
+                keys[0, t] = _key(np.float32(counts[j] / np.sqrt(buyers[j] * buyers[c])), j)
                 counts[j] = 0
-            kept = min(neighbours, n_touched)
-            if kept < n_touched:  # only rows at least as similar as the kept-th can be kept
-                floor = -np.partition(-vals, kept - 1)[kept - 1]
-                contenders = vals >= floor
-                rows, vals = rows[contenders], vals[contenders]
-            by_row = np.argsort(rows)
-            rows, vals = rows[by_row], vals[by_row]
-            order = np.argsort(-vals, kind="mergesort")  # stable: lower row first on ties
+            kept = _best_sorted(keys, 0, n_touched, neighbours)
             for t in range(kept):
-                out_rows[c, t] = rows[order[t]]
-                out_vals[c, t] = vals[order[t]]
+                out_rows[c, t] = _key_index(keys[0, t])
+                out_vals[c, t] = _key_score(keys[0, t])
             out_len[c] = kept
     return out_rows, out_vals, out_len
 

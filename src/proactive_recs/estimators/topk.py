@@ -126,20 +126,27 @@ def group_desc_key(group: np.ndarray, vals: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ the kernel
 
 
-def _jit(**options):
+def _jit(signature=None, **options):
     """``numba.njit(cache=True, **options)``, without the cache when numba finds no
-    writable cache directory (it raises at decoration time then)."""
+    writable cache directory (it raises at decoration time then).
+
+    ``signature``: the one type signature to compile, at import. The helpers called from
+    other compiled functions take one: otherwise numba compiles a helper again for every
+    argument type its callers pass (an int64 or uint64 index, a literal 0 or 16: ``_nth``
+    8 times, ``_best_sorted`` 6 times), and compiling is what a fresh process or a
+    Snowflake procedure, which has no cache to read, spends its first minutes on."""
 
     def decorate(fn):
+        given = () if signature is None else (signature,)
         try:
-            return numba.njit(cache=True, **options)(fn)
+            return numba.njit(*given, cache=True, **options)(fn)
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"
             warnings.warn(
                 f"numba cannot cache {fn.__name__} ({exc}); compiling it in every process",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            return numba.njit(cache=False, **options)(fn)
+            return numba.njit(*given, cache=False, **options)(fn)
 
     return decorate
 
@@ -190,7 +197,7 @@ def _key_index(key):
     return np.int64(key & _LOW32)
 
 
-@_jit()
+@_jit("void(uint64[:, ::1], int64, int64, int64)")
 def _nth(a, r, n, k):
     """Reorder ``a[r, :n]`` (distinct keys) so that ``a[r, :k]`` are its ``k`` smallest
     and ``a[r, k - 1]`` the largest of them (quickselect, median-of-3 pivots)."""
@@ -216,7 +223,7 @@ def _nth(a, r, n, k):
             break
 
 
-@_jit()
+@_jit("int64(uint64[:, ::1], int64, int64, int64)")
 def _best_sorted(a, r, n, k):
     """Put the ``min(n, k)`` smallest of the keys ``a[r, :n]`` first, in increasing
     order; returns ``min(n, k)``. (Insertion sort for the short lists it usually gets:
@@ -237,7 +244,7 @@ def _best_sorted(a, r, n, k):
     return min(n, k)
 
 
-@_jit()
+@_jit("Tuple((int64, float32))(uint64[:, ::1], int64, int64, int64)")
 def _compact(a, r, n, k):
     """Shrink the ``n > k`` keys buffered in ``a[r]`` to a set that still holds the ``k``
     best; returns (new length, new pruning threshold).
@@ -295,7 +302,7 @@ def _ordered_bits(x):
     return x ^ ((x >> np.int32(31)) & np.int32(0x7FFFFFFF))
 
 
-@_jit()
+@_jit("float32(int32[:, ::1], int64, int64, int32[:, ::1], int64)")
 def _row_floor(bits, r, k, maxima, t):
     """A threshold below which no entry of row ``r`` can be among its ``k`` best, or -inf
     (``bits``: the int32 view of the score block; ``maxima[t]``: scratch).
@@ -414,7 +421,7 @@ def _select_rows(
                 out_val[dest, j] = _key_score(row_keys[t, j])
 
 
-@_jit()
+@_jit("void(float32[:, ::1], float32[:, ::1], int64)")
 def _share_thresholds(col_thr, col_own, t):
     """Raise part ``t``'s column thresholds to what the other parts have established.
 
@@ -468,10 +475,12 @@ def _kernel(
                 np.dot(U[c0:c1], VT, S[base : base + c1 - c0])
             if k_cols > 0 and n_parts > 1:
                 _share_thresholds(col_thr, col_own, t)
+            # t as int64: prange types it int64 or uint64 by the pass, and each type would
+            # compile _select_rows again
             _select_rows(
-                S, bits, base, c0, c1, t, row_ids, col_ids, ub, ib, has_boost, ex_ptr, ex_idx,
-                k_rows, out_idx, out_val, row_keys, row_maxima, col_thr, col_own, col_keys,
-                col_n, k_cols,
+                S, bits, base, c0, c1, np.int64(t), row_ids, col_ids, ub, ib, has_boost, ex_ptr,
+                ex_idx, k_rows, out_idx, out_val, row_keys, row_maxima, col_thr, col_own,
+                col_keys, col_n, k_cols,
             )  # fmt: skip
 
 
