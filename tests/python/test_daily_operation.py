@@ -33,8 +33,12 @@ def test_caps_hold_over_consecutive_daily_runs_without_write_back(demo_copy):
     """Three daily runs, nothing written back: the planned sends of earlier runs still count
     (before the send ledger one user got an e-mail every day and the digest every day)."""
     sent = []
-    for day in ("2026-11-01T06:00:00", "2026-11-02T06:00:00", "2026-11-03T06:00:00"):
-        result = run_dbt(DAILY, demo_copy, {**DEMO_VARS, "proactive_recs_run_date": day})
+    days = ("2026-11-01T06:00:00", "2026-11-02T06:00:00", "2026-11-03T06:00:00")
+    for day in days:
+        # the last run is the scheduled `dbt build`; the first two skip the data tests (the
+        # same models, the same plan: ~20 s each of a CI run kept)
+        command = DAILY if day == days[-1] else ["run", *DAILY[1:]]
+        result = run_dbt(command, demo_copy, {**DEMO_VARS, "proactive_recs_run_date": day})
         assert result.returncode == 0, result.stdout[-4000:]
         sent.append(_sendable(demo_copy).assign(run=day))
     sent = pd.concat(sent, ignore_index=True)
