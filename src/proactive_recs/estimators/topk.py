@@ -133,8 +133,9 @@ def _jit(signature=None, **options):
     ``signature``: the one type signature to compile, at import. The helpers called from
     other compiled functions take one: otherwise numba compiles a helper again for every
     argument type its callers pass (an int64 or uint64 index, a literal 0 or 16: ``_nth``
-    8 times, ``_best_sorted`` 6 times), and compiling is what a fresh process or a
-    Snowflake procedure, which has no cache to read, spends its first minutes on."""
+    8 times, ``_best_sorted`` 6 times), and compiling is what a fresh process spends its
+    first minute on (each time where there is no cache to read, e.g. a package imported
+    from a zip, as Snowflake procedures import it)."""
 
     def decorate(fn):
         given = () if signature is None else (signature,)
