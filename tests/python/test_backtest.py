@@ -93,9 +93,14 @@ def _interactions():
     return frame
 
 
-def score_fn(past: pd.DataFrame, t: pd.Timestamp):
-    """Fixed scores for the items available at ``t`` (both directions, same rows)."""
+def score_fn(past: pd.DataFrame, t: pd.Timestamp, item_ids=None):
+    """Fixed scores for the items available at ``t`` (both directions, same rows); with
+    ``item_ids`` (the week's trigger items) those items' rows only, as the recommender's
+    ``recommend_users(item_ids)`` gives them: the hand-checked figures below then also say
+    that no policy reads another item's scores."""
     available = set(ITEMS.loc[ITEMS["available_from"] <= t, "item_id"])
+    if item_ids is not None:
+        available &= set(item_ids)
     scores = SCORES[SCORES["item_id"].isin(available)].copy()
     scores["rank"] = scores.groupby("item_id").cumcount() + 1
     return scores, scores[["user_id", "item_id", "rank", "score"]]
@@ -356,6 +361,30 @@ def test_digests_are_replayed_on_request_and_convert_on_any_item():
     assert without.set_index(["policy", "metric"])["value"][("configured", "sends")] == 4
 
 
+def test_the_scorer_is_asked_for_the_weeks_trigger_items_unless_digests_are_replayed():
+    """Without digests each week asks for its trigger items' audiences alone (the new items
+    on sale that week: new1 and new2, then new3); with digests, for every list (None)."""
+    asked = []
+
+    def recording(past, t, item_ids):
+        asked.append((t, None if item_ids is None else list(item_ids)))
+        return score_fn(past, t, item_ids)
+
+    run_backtest(_interactions(), USERS, ITEMS, CAMPAIGNS, RULES[0], recording, START, weeks=2)
+    assert asked == [(START, ["new1", "new2"]), (START + 7 * DAY, ["new3"])]
+    asked.clear()
+    digest = CAMPAIGNS.assign(
+        campaign_id="dg", campaign_type="digest", trigger=None, trigger_days=None,
+        audience_size=None, items_per_digest=2,
+    )  # fmt: skip
+    campaigns = pd.concat([CAMPAIGNS, digest], ignore_index=True)
+    run_backtest(
+        _interactions(), USERS, ITEMS, campaigns, RULES[0], recording, START, weeks=1,
+        include_digests=True,
+    )  # fmt: skip
+    assert asked == [(START, None)]
+
+
 def test_the_weekly_scorer_chooses_stages_in_the_first_week_and_applies_the_choice_after():
     """The dbt backtest's score_fn: every week trains its own rankers; stage selection and
     the category weight are chosen at week 1 and applied to later weeks, which serve what a
@@ -397,6 +426,13 @@ def test_the_weekly_scorer_chooses_stages_in_the_first_week_and_applies_the_choi
     deciding_weekly = weekly_scorer(None, None, params, decide_once=False)
     deciding_weekly(pasts[0], weeks[0])
     same(deciding_weekly(pasts[1], weeks[1]), own)
+    # asked for a week's trigger items: their audiences from the same fit, no user lists
+    audiences, user_lists = deciding_weekly(pasts[1], weeks[1], ["i007", "i010"])
+    whole = own.recommend().item_user_scores
+    expected = whole[whole["item_id"].isin(["i007", "i010"])].reset_index(drop=True)
+    assert expected["item_id"].nunique() == 2
+    pd.testing.assert_frame_equal(audiences, expected)
+    assert user_lists.empty
     # choices of other settings are not applied: the fit chooses again
     other = Recommender({**weekly, "factors": 6}).fit(
         pasts[1], as_of=weeks[1], choices=first.trained_stages()

@@ -204,6 +204,45 @@ def test_the_recommender_fits_once_and_serves_what_score_serves(data, two_stage)
     assert model.set_params(params={**FAST, "k_items": 3}).params["k_items"] == 3
 
 
+@pytest.mark.parametrize("serving", ["two_stage", "mf_chosen_for_items", "mf_only", "popularity"])
+def test_the_audiences_of_some_items_are_those_the_whole_run_serves(data, serving):
+    """recommend_users(item_ids) (what the campaign backtest asks for a week's trigger
+    items) returns exactly recommend()'s rows of those items, in the same order: warm items
+    scored by the ranker or by mapped MF, a new item's fallback audience, an item not
+    servable today (no rows) and an id nobody knows (no rows); asked twice, or in another
+    order, the same frame."""
+    from dataclasses import replace
+
+    from proactive_recs.recommender.selection import DirectionChoice
+
+    interactions, users, items = data
+    params = {
+        "mf_only": {**FAST, "min_positives": 10**9},
+        "popularity": {**FAST, "min_interactions": 10**9},
+    }.get(serving, FAST)
+    model = Recommender(params).fit(interactions, users, items, as_of=RUN_DATE)
+    if serving == "mf_chosen_for_items":
+        model.selection_ = replace(
+            model.selection_, item_to_user=DirectionChoice("mf", mf_map=(3.0, -2.0))
+        )
+    expected_stage = {"mf_only": "mf", "popularity": "popularity"}.get(serving, "two_stage")
+    assert model.stage_ == expected_stage
+    whole = model.recommend().item_user_scores
+    asked = ["i010", "cold_item", "i001", "i007", "nobody_knows_me", "i010"]
+    some = model.recommend_users(asked)
+    expected = whole[whole["item_id"].isin(asked)].reset_index(drop=True)
+    assert set(expected["item_id"]) >= {"i010", "i007", "cold_item"}  # the test bites
+    assert "i001" not in set(expected["item_id"])  # on sale only after the run date
+    pd.testing.assert_frame_equal(some, expected)
+    pd.testing.assert_frame_equal(model.recommend_users(asked[::-1]), expected)
+    # one item alone gets the rows it gets among others
+    alone = model.recommend_users(["i007"])
+    pd.testing.assert_frame_equal(
+        alone, expected[expected["item_id"] == "i007"].reset_index(drop=True)
+    )
+    assert model.recommend_users([]).empty
+
+
 def test_a_saved_recommender_serves_the_same_lists_without_refitting(data, two_stage, tmp_path):
     """save/load (and to_bytes/from_bytes, what a warehouse table stores) keep the fitted
     state: the loaded model serves frames equal to the original's, with no fit call."""

@@ -2,14 +2,16 @@
 
 At each week start ``t = start + 7 * w``:
 
-1. ``score_fn(interactions[occurred_at < t], t)`` returns ``(item_user_scores,
-   user_item_scores)`` for the items available at ``t`` (injected: the real two-stage
-   recommender in the dbt model, anything in tests). One call per week, shared by all
-   policies.
-2. The week's trigger items are chosen once, by :func:`select_trigger_items` on the
+1. The week's trigger items are chosen once, by :func:`select_trigger_items` on the
    *configured* policy's simulated history (hidden gems fall back to the interactions before
    ``t`` while that history has no conversion), and every policy works on the same
    (campaign, item) pairs, so the policies differ only in whom they send to.
+2. ``score_fn(interactions[occurred_at < t], t, item_ids)`` returns ``(item_user_scores,
+   user_item_scores)`` as of ``t`` (injected: the real two-stage recommender in the dbt
+   model, anything in tests). One call per week, shared by all policies. ``item_ids`` is
+   the week's trigger items when no digest is replayed (the item -> user lists of those
+   items are all that is read; user_item_scores may then be empty), None when digests are
+   (every list of both directions).
 3. Each policy plans its sends:
 
    * ``configured``: :func:`plan_run` itself, with the rules, over the item-push campaigns
@@ -100,7 +102,7 @@ SEND_COLUMNS = [
     "converted_at",
 ]
 
-ScoreFn = Callable[[pd.DataFrame, pd.Timestamp], tuple[pd.DataFrame, pd.DataFrame]]
+ScoreFn = Callable[[pd.DataFrame, pd.Timestamp, list | None], tuple[pd.DataFrame, pd.DataFrame]]
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,7 @@ def run_backtest_detailed(
     interactions = normalise_interactions(interactions)
     all_campaigns = [c for c in validate_campaigns(campaigns) if c.is_active]
     kept = [c for c in all_campaigns if include_digests or c.campaign_type == "item_push"]
+    with_digests = any(c.campaign_type == "digest" for c in kept)
     pushes = [c for c in kept if c.campaign_type == "item_push"]
     campaign_table = campaigns[
         campaigns["campaign_id"].astype(str).isin({c.campaign_id for c in kept})
@@ -326,14 +329,18 @@ def run_backtest_detailed(
     for week in range(int(weeks)):
         t = start + pd.Timedelta(days=7 * week)
         past = interactions[interactions["occurred_at"] < t]
-        item_user_scores, user_item_scores = score_fn(past, t)
-        if not any(c.campaign_type == "digest" for c in kept):
-            # Only digests read the user -> item lists (20M rows at 1M users): drop them.
-            user_item_scores = user_item_scores.iloc[:0]
         triggers = {
             c.campaign_id: select_trigger_items(c, items, history, events, t, interactions=past)
             for c in pushes
         }
+        if with_digests:
+            item_user_scores, user_item_scores = score_fn(past, t, None)
+        else:
+            # Item pushes read only their trigger items' audiences, and only digests read
+            # the user -> item lists (20M rows at 1M users): ask for those items alone.
+            wanted = sorted({str(item) for ids in triggers.values() for item in ids})
+            item_user_scores, user_item_scores = score_fn(past, t, wanted)
+            user_item_scores = user_item_scores.iloc[:0]
         trigger_pairs = pd.DataFrame(
             [(cid, channel_of[cid], item) for cid in sorted(triggers) for item in triggers[cid]],
             columns=["campaign_id", "channel", "item_id"],

@@ -119,12 +119,16 @@ def weekly_scorer(users: pd.DataFrame, items: pd.DataFrame, params: dict, *, dec
     weekly_params = replay_params(params)
     first = {}
 
-    def score_fn(past_interactions: pd.DataFrame, as_of):
+    def score_fn(past_interactions: pd.DataFrame, as_of, item_ids=None):
         fitted = Recommender(weekly_params).fit(
             past_interactions, users, items, as_of=as_of, choices=first.get("choices")
         )
         if decide_once and "choices" not in first and fitted.ranker_ is not None:
             first["choices"] = fitted.trained_stages()
+        if item_ids is not None:  # the week's trigger items: their audiences alone
+            return fitted.recommend_users(item_ids), pd.DataFrame(
+                {column: [] for column in ("user_id", "item_id", "rank", "score")}
+            )
         result = fitted.recommend()
         return result.item_user_scores, result.user_item_scores
 
