@@ -455,7 +455,7 @@ def test_the_replay_keeps_the_served_fits_row_budget_per_window(cap, windows, re
         "factors": 6,
     }
     # the default cap and window count when the served settings leave them out
-    assert replay_params({})["max_training_rows"] == 1_000_000
+    assert replay_params({})["max_training_rows"] == 500_000
 
 
 def test_the_replays_ranker_samples_negatives_at_the_served_rankers_rate():

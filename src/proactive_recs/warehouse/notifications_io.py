@@ -87,7 +87,7 @@ def replay_params(params: dict) -> dict:
     learns from one past window instead of ``training_windows``. Its row cap shrinks in the
     same proportion: ``max_training_rows`` is a budget for all the served fit's windows, and
     a one-window replay given the whole budget kept three times the served ranker's
-    negatives (at 100k users x 20k items, 3M rows instead of 1M, 1,180 s instead of 778 s
+    negatives (at 100k users x 20k items and a 3M cap, 3M rows instead of 1M, 1,180 s and 778 s
     for the backtest, with the same conversions: docs/benchmark.md, session 17). With the
     budget per window kept, the replay's ranker samples negatives at the served ranker's rate.
     """
