@@ -537,7 +537,7 @@ class Recommender(BaseEstimator):
             return self.recommend().item_user_scores
         if not hasattr(self, "stage_"):
             raise RuntimeError("Recommender.recommend_users() before fit()")
-        wanted = pd.Index(pd.unique(pd.Series(list(item_ids), dtype=object).astype(str)))
+        wanted = pd.Index([str(item) for item in item_ids]).unique()
         if self.stage_ == "popularity":
             frame = self.recommend().item_user_scores
         else:
@@ -1129,13 +1129,17 @@ class Recommender(BaseEstimator):
             trees = self._offered_trees(selection.item_to_user.n_trees, "item_to_user")
             u, i, boosted = self._scored_candidates([trees], keep_items=keep)
             iu_lists, iu_scores = self._topk_by_item(u, i, boosted[0])
-        iu_lists = np.where(keep[:, None], iu_lists, -1)
+        return self._item_user_frame(np.where(keep[:, None], iu_lists, -1), iu_scores)
+
+    def _item_user_frame(self, iu_lists, iu_scores) -> pd.DataFrame:
+        """Warm item -> user lists (on the snapshot's index) as the served frame."""
+        data = self.snapshot_.data
         return _frame(
-            snapshot.data.item_ids,
-            snapshot.data.user_ids,
+            data.item_ids,
+            data.user_ids,
             iu_lists,
             iu_scores,
-            np.zeros(snapshot.data.n_items, bool),
+            np.zeros(data.n_items, bool),
             "item_id",
             "user_id",
         ).assign(basis="history")
@@ -1144,28 +1148,18 @@ class Recommender(BaseEstimator):
         """The warm lists as user -> item and item -> user frames (only servable owners have
         rows: masked ones have empty lists)."""
         snapshot = self.snapshot_
-        n_u, n_i = snapshot.data.n_users, snapshot.data.n_items
         ui_lists, ui_scores, iu_lists, iu_scores = self._warm_lists()
         ui = _frame(
             snapshot.data.user_ids,
             snapshot.data.item_ids,
             ui_lists,
             ui_scores,
-            np.zeros(n_u, bool),
+            np.zeros(snapshot.data.n_users, bool),
             "user_id",
             "item_id",
         )
         ui["because_item_id"] = _because(snapshot, ui_lists)
-        iu = _frame(
-            snapshot.data.item_ids,
-            snapshot.data.user_ids,
-            iu_lists,
-            iu_scores,
-            np.zeros(n_i, bool),
-            "item_id",
-            "user_id",
-        ).assign(basis="history")
-        return ui, iu
+        return ui, self._item_user_frame(iu_lists, iu_scores)
 
     def _cold_frames(self) -> _ColdFrames:
         """Lists for users and items without history before the run: popularity for cold
