@@ -15,8 +15,12 @@ def model(dbt, session):
     return for_session(
         run_diagnostics(
             users=to_pandas(dbt.ref("int_user_context"), columns=["user_id", "timezone"]),
-            user_item_scores=to_pandas(dbt.ref("user_item_scores")),
-            item_user_scores=to_pandas(dbt.ref("item_user_scores")),
+            # only what score_fallbacks counts, of millions of score rows (user -> item
+            # rows have no basis column)
+            user_item_scores=to_pandas(dbt.ref("user_item_scores"), columns=["is_fallback"]),
+            item_user_scores=to_pandas(
+                dbt.ref("item_user_scores"), columns=["is_fallback", "basis"]
+            ),
             default_timezone=config_value(meta.get("default_timezone"), "UTC"),
             parameters=to_pandas(dbt.ref("model_parameters"), columns=["parameter", "value"]),
         ),

@@ -378,11 +378,18 @@ def test_unknown_time_zones_fall_back_to_the_default_and_are_diagnosed(written):
     assert not is_known_timezone(written)
     zone = resolve_timezone(written, "Europe/Berlin")
     assert datetime(2026, 1, 15, tzinfo=zone).utcoffset().total_seconds() == 3600
-    users = pd.DataFrame({"user_id": ["a", "b", "c"], "timezone": [written, "PST", None]})
+    # each distinct zone is resolved once: every user who wrote it is diagnosed
+    users = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "c", "d", "e"],
+            "timezone": [written, "PST", None, f" {written} ", "  "],
+        }
+    )
     empty = pd.DataFrame({"user_id": [], "item_id": [], "is_fallback": []})
     diagnostics = run_diagnostics(users, empty, empty, "Europe/Berlin")
     assert diagnostics[["diagnostic", "subject_id", "raw_value"]].values.tolist() == [
-        ["timezone_fallback", "a", written]
+        ["timezone_fallback", "a", written],
+        ["timezone_fallback", "d", f" {written} "],
     ]
 
 
