@@ -12,6 +12,8 @@ from proactive_recs.estimators import topk as topk_module
 from proactive_recs.estimators.topk import (
     apply_boost,
     distinct_pairs,
+    merge_topk,
+    owner_blocks,
     topk_both,
     topk_pairs,
     topk_rows,
@@ -590,4 +592,60 @@ def test_distinct_pairs_is_the_sorted_union_of_the_lists(n_owners, n_members, wi
     owners, members = distinct_pairs(n_owners, owner_lists, member_lists)
     got = list(zip(owners.tolist(), members.tolist(), strict=True))
     assert got == sorted(expected)
-    assert owners.dtype == members.dtype == np.int64
+    assert owners.dtype == members.dtype == np.int32  # half the memory of int64 pairs
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n_owners=st.integers(1, 8),
+    n_members=st.integers(1, 40),
+    k=st.integers(0, 7),
+    n_parts=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_merging_the_top_k_of_disjoint_parts_is_the_top_k_of_all(
+    n_owners, n_members, k, n_parts, seed
+):
+    """The item -> user cut of a scoring run done a block of users at a time: the members
+    split into parts (blocks), each part cut on its own, the cuts merged one by one, must
+    equal one cut over every pair: ties (few distinct scores, -0 and 0) included."""
+    rng = np.random.default_rng(seed)
+    values = np.array([-1.0, -0.0, 0.0, 0.5, 2.0], np.float32)
+    mask = rng.random((n_owners, n_members)) < 0.7
+    owner, member = np.nonzero(mask)
+    score = values[rng.integers(0, values.size, owner.size)]
+    expected = topk_pairs(owner, member, score, n_owners, k)
+    part_of_member = rng.integers(0, n_parts, n_members)
+    ids, vals = topk_pairs(owner[:0], member[:0], score[:0], n_owners, k)  # all padding
+    for part in rng.permutation(n_parts):
+        here = part_of_member[member] == part
+        merge_topk(ids, vals, *topk_pairs(owner[here], member[here], score[here], n_owners, k))
+    np.testing.assert_array_equal(ids, expected[0])
+    np.testing.assert_array_equal(vals, expected[1])
+
+
+def test_merge_topk_refuses_lists_of_different_shapes():
+    ids, vals = topk_pairs(np.zeros(0, int), np.zeros(0, int), np.zeros(0), 3, 2)
+    other = topk_pairs(np.zeros(0, int), np.zeros(0, int), np.zeros(0), 3, 4)
+    with pytest.raises(ValueError, match="shapes differ"):
+        merge_topk(ids, vals, *other)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 9), min_size=0, max_size=30),
+    max_pairs=st.integers(1, 25),
+)
+def test_owner_blocks_cover_the_pairs_and_never_split_an_owner(counts, max_pairs):
+    owner = np.repeat(np.arange(len(counts)), counts)
+    blocks = owner_blocks(owner, max_pairs)
+    bounds = [0] + [b for _, b in blocks]
+    assert [a for a, _ in blocks] == bounds[:-1] and bounds[-1] == owner.size  # a cover
+    for a, b in blocks:
+        assert b > a
+        if a > 0:
+            assert owner[a - 1] != owner[a]  # the cut falls between two owners
+        # a block outgrows max_pairs by less than one owner's pairs, unless it holds an
+        # owner with more than max_pairs pairs
+        sizes = np.bincount(owner[a:b])
+        assert b - a < max_pairs + max(counts) or sizes.max() > max_pairs

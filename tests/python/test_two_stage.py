@@ -184,6 +184,34 @@ def test_the_served_lists_do_not_depend_on_the_thread_count(data, two_stage):
     pd.testing.assert_frame_equal(two.user_item_scores, two_stage.user_item_scores)
 
 
+def test_scoring_a_block_of_users_at_a_time_serves_what_one_block_serves(data, monkeypatch):
+    """The candidate pairs are scored and cut in blocks of whole users, the item -> user
+    lists merged across blocks (what keeps L's scoring within memory): blocks of a few
+    dozen pairs serve exactly the frames one block over every pair serves, with boosted
+    users and items (the cut reads boosted scores), and so does the replay's scoring at
+    several tree counts."""
+    from proactive_recs.recommender import two_stage as two_stage_module
+
+    interactions, users, items = data
+    users, items = users.copy(), items.copy()
+    users.loc[users["user_id"].isin(["u005", "u017"]), "boost"] = 3.0
+    items.loc[items["item_id"].isin(["i010", "i021"]), "boost"] = 2.0
+    model = Recommender(FAST).fit(interactions, users, items, as_of=RUN_DATE)
+    assert model.stage_ == "two_stage"
+    counts = sorted(model.ranker_.tree_counts_)[:3]
+    monkeypatch.setattr(two_stage_module, "_PAIRS_PER_BLOCK", 10**9)
+    whole, whole_at = model.recommend(), model._ranker_lists_at(counts)
+    monkeypatch.setattr(two_stage_module, "_PAIRS_PER_BLOCK", 37)
+    blocks, blocks_at = model.recommend(), model._ranker_lists_at(counts)
+    assert model.diagnostics_["candidates"] > 37 * 50  # the test bites: many blocks
+    pd.testing.assert_frame_equal(blocks.user_item_scores, whole.user_item_scores)
+    pd.testing.assert_frame_equal(blocks.item_user_scores, whole.item_user_scores)
+    assert len(counts) > 1 and list(blocks_at) == counts
+    for count in counts:
+        for got, expected in zip(blocks_at[count], whole_at[count], strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
 def test_the_recommender_fits_once_and_serves_what_score_serves(data, two_stage):
     """score() is Recommender(params).fit(...).recommend(): same frames; the fitted state is
     kept, recommend() may be called again without refitting, and the estimator follows

@@ -78,7 +78,10 @@ __all__ = [
     "apply_boost",
     "default_block_size",
     "distinct_pairs",
+    "empty_topk",
     "group_desc_key",
+    "merge_topk",
+    "owner_blocks",
     "topk_both",
     "topk_pairs",
     "topk_rows",
@@ -505,7 +508,8 @@ def _merge_columns(col_keys, col_n, k, col_ids, row_ids, out_idx, out_val):
             out_val[dest, j] = _key_score(merged[0, j])
 
 
-def _empty(n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def empty_topk(n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-K lists with every slot empty: ids -1 (int64), scores -inf (float32)."""
     return np.full((n_rows, k), -1, dtype=np.int64), np.full((n_rows, k), -np.inf, np.float32)
 
 
@@ -640,8 +644,8 @@ def topk_both(
     imask = np.ones(n_items, bool) if item_mask is None else np.asarray(item_mask, bool)
     if umask.shape != (n_users,) or imask.shape != (n_items,):
         raise ValueError("user_mask and item_mask must have one entry per user / item")
-    ui = _empty(n_users, k_items)
-    iu = _empty(n_items, k_users)
+    ui = empty_topk(n_users, k_items)
+    iu = empty_topk(n_items, k_users)
     user_ids = np.flatnonzero(umask)
     item_ids = np.flatnonzero(imask)
     if user_ids.size == 0 or item_ids.size == 0 or (k_items == 0 and k_users == 0):
@@ -697,7 +701,7 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     :func:`topk_both` kernel.)"""
     scores = np.require(scores, np.float32, ["C", "W"])
     n_rows, n_cols = scores.shape
-    out = _empty(n_rows, int(k))
+    out = empty_topk(n_rows, int(k))
     if k == 0 or n_rows == 0 or n_cols == 0:
         return out
     sel = _Selector(
@@ -730,7 +734,7 @@ def topk_pairs(
     ok = np.isfinite(score)
     if not ok.all():
         owner, member, score = owner[ok], member[ok], score[ok]
-    ids, vals = _empty(n_owners, k)
+    ids, vals = empty_topk(n_owners, k)
     if owner.size == 0 or k <= 0:
         return ids, vals
     # one uint64 per pair that sorts by score descending, then member ascending
@@ -739,6 +743,67 @@ def topk_pairs(
     starts, order = _bucket_by_owner(owner, n_owners)
     _select_per_owner(starts, order, keys, member, score, ids, vals)
     return ids, vals
+
+
+def owner_blocks(owner: np.ndarray, max_pairs: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of about ``max_pairs`` pairs over ``owner`` sorted ascending,
+    cut only where the owner changes: each block holds every pair of its owners, so a
+    top-K per owner computed in a block is final. An owner with more than ``max_pairs``
+    pairs makes its block larger."""
+    owner = np.asarray(owner)
+    n = owner.size
+    if n == 0:
+        return []
+    step = max(1, int(max_pairs))
+    cuts = np.searchsorted(owner, owner[step::step])  # each cut moved back to its owner's start
+    bounds = np.unique(np.r_[0, cuts, n])
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def merge_topk(ids: np.ndarray, vals: np.ndarray, new_ids: np.ndarray, new_vals: np.ndarray):
+    """Merge the top-K lists ``new_ids`` / ``new_vals`` into ``ids`` / ``vals`` in place.
+
+    Both are (n_owners, k) lists in :func:`topk_pairs`'s conventions (best first, ties to
+    the lower member, padding -1 / -inf) over disjoint sets of members per owner, e.g.
+    the top-K per item of two blocks of users: the result is the top-K of the union,
+    exactly what one :func:`topk_pairs` over all the pairs gives.
+    """
+    if ids.shape != new_ids.shape or vals.shape != new_vals.shape or ids.shape != vals.shape:
+        raise ValueError(
+            f"merge_topk: shapes differ ({ids.shape}, {vals.shape}, {new_ids.shape},"
+            f" {new_vals.shape})"
+        )
+    _merge_sorted_rows(ids, vals, new_ids, new_vals)
+
+
+@_jit(parallel=True, nogil=True)
+def _merge_sorted_rows(ids, vals, new_ids, new_vals):
+    n, k = ids.shape
+    for o in numba.prange(n):
+        if k == 0 or new_ids[o, 0] < 0:
+            continue  # nothing new for this owner
+        old_ids = ids[o].copy()
+        old_vals = vals[o].copy()
+        a = 0
+        b = 0
+        for r in range(k):
+            a_ok = a < k and old_ids[a] >= 0
+            b_ok = b < k and new_ids[o, b] >= 0
+            if not a_ok and not b_ok:
+                break  # the rest stays padding (a row's entries after padding are padding)
+            take_old = a_ok and (
+                not b_ok
+                or old_vals[a] > new_vals[o, b]
+                or (old_vals[a] == new_vals[o, b] and old_ids[a] < new_ids[o, b])
+            )
+            if take_old:
+                ids[o, r] = old_ids[a]
+                vals[o, r] = old_vals[a]
+                a += 1
+            else:
+                ids[o, r] = new_ids[o, b]
+                vals[o, r] = new_vals[o, b]
+                b += 1
 
 
 @_jit()
@@ -797,8 +862,13 @@ def distinct_pairs(n_owners: int, owner_lists=(), member_lists=()) -> tuple[np.n
     for lists in member_lists:
         _fill_per_entry(np.asarray(lists), fill, members)
     kept = _sort_unique_segments(starts, members)
-    owners = np.repeat(np.arange(n_owners, dtype=np.int64), kept)
-    return owners, _compact_segments(starts, kept, members)
+    pairs = _compact_segments(starts, kept, members)
+    del members
+    # int32 when the indices fit (always, short of 2**31 users or items): the candidate
+    # pairs are the largest arrays of a scoring run (~200M pairs at 1M users)
+    index_type = np.int32 if max(n_owners, int(pairs.max(initial=0)) + 1) < 2**31 else np.int64
+    owners = np.repeat(np.arange(n_owners, dtype=index_type), kept)
+    return owners, pairs.astype(index_type, copy=False)
 
 
 @_jit()

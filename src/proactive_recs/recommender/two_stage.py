@@ -81,7 +81,14 @@ from proactive_recs.estimators.ranker import (
     training_frame,
 )
 from proactive_recs.estimators.threads import openmp_threads, single_threaded_blas
-from proactive_recs.estimators.topk import apply_boost, topk_both, topk_pairs
+from proactive_recs.estimators.topk import (
+    apply_boost,
+    empty_topk,
+    merge_topk,
+    owner_blocks,
+    topk_both,
+    topk_pairs,
+)
 from proactive_recs.evaluation import metrics
 from proactive_recs.recommender import stages as stages_io
 from proactive_recs.recommender import tuning
@@ -978,11 +985,8 @@ class Recommender(BaseEstimator):
         ranker's default count)."""
         ui_trees = self._offered_trees(user_to_item_trees, "user_to_item")
         iu_trees = self._offered_trees(item_to_user_trees, "item_to_user")
-        counts = sorted({ui_trees, iu_trees})
-        u, i, boosted = self._scored_candidates(counts)
-        ui_lists, ui_scores = self._topk_by_user(u, i, boosted[counts.index(ui_trees)])
-        iu_lists, iu_scores = self._topk_by_item(u, i, boosted[counts.index(iu_trees)])
-        return ui_lists, ui_scores, iu_lists, iu_scores
+        at = self._ranker_lists_at([ui_trees, iu_trees])
+        return (*at[ui_trees][:2], *at[iu_trees][2:])
 
     def _offered_trees(self, n_trees, direction: str) -> int:
         """``n_trees`` when the ranker serves that count, else (None, or a count whose
@@ -1002,24 +1006,48 @@ class Recommender(BaseEstimator):
             return default
         return int(n_trees)
 
-    def _ranker_lists_at(self, counts=None) -> dict:
+    def _ranker_lists_at(self, counts=None, keep_items=None) -> dict:
         """{tree count: the second stage's four lists at that count} for ``counts`` (None:
-        the ranker's default count alone), from one scoring of the candidates."""
-        counts = sorted(set(counts or [self.ranker_.n_trees_]))
-        u, i, boosted = self._scored_candidates(counts)
-        return {
-            count: (
-                *self._topk_by_user(u, i, boosted[row]),
-                *self._topk_by_item(u, i, boosted[row]),
-            )
-            for row, count in enumerate(counts)
-        }
+        the ranker's default count alone): the candidate pairs scored once per count,
+        boosted, top-K both ways.
 
-    def _scored_candidates(self, counts, keep_items=None):
-        """The candidate pairs (u, i) and their boosted probabilities, one row per tree
-        count of ``counts`` (boosted in place, a row at a time: at M a row is ~100 MB).
-        ``keep_items`` (a mask over the snapshot's items): only the pairs of those items
-        are kept and scored, after the candidates were drawn over all of them."""
+        The pairs are scored and cut a block of users at a time: a block's user -> item
+        lists are final (it holds all of its users' pairs) and its item -> user lists are
+        merged into the running ones, so only one block's probabilities and top-K scratch
+        exist at once (at L every pair's at once took 12 GB). ``keep_items`` (a mask over
+        the snapshot's items): only the pairs of those items are scored, after the
+        candidates were drawn over all of them."""
+        counts = sorted(set(counts or [self.ranker_.n_trees_]))
+        snapshot = self.snapshot_
+        data = snapshot.data
+        _, _, user_boost, item_boost, _ = self.masks_
+        u, i = self._candidates(keep_items)
+        k_items, k_users = self.params_["k_items"], self.params_["k_users"]
+        lists = {}
+        for count in counts:
+            lists[count] = (*empty_topk(data.n_users, k_items), *empty_topk(data.n_items, k_users))
+        for start, stop in owner_blocks(u, _PAIRS_PER_BLOCK):
+            block_u, block_i = u[start:stop], i[start:stop]
+            prob = _predict_pairs(self.ranker_, snapshot, block_u, block_i, counts)
+            boost = user_boost[block_u] * item_boost[block_i]
+            boosted = not (boost == 1).all()
+            first, last = int(block_u[0]), int(block_u[-1])
+            for row, count in zip(prob, counts, strict=True):
+                scores = apply_boost(row, boost) if boosted else row
+                ui_lists, ui_scores, iu_lists, iu_scores = lists[count]
+                ui_lists[first : last + 1], ui_scores[first : last + 1] = topk_pairs(
+                    block_u - first, block_i, scores, last - first + 1, k_items
+                )
+                merge_topk(
+                    iu_lists,
+                    iu_scores,
+                    *topk_pairs(block_i, block_u, scores, data.n_items, k_users),
+                )
+        return lists
+
+    def _candidates(self, keep_items=None):
+        """The candidate pairs (u, i), sorted by user, drawn under the fit's masks, boosts
+        and exclusions; with ``keep_items``, only those items' pairs."""
         snapshot = self.snapshot_
         user_mask, item_mask, user_boost, item_boost, exclude = self.masks_
         u, i = candidate_pairs(
@@ -1033,21 +1061,9 @@ class Recommender(BaseEstimator):
         )
         if keep_items is not None:
             kept = np.asarray(keep_items, dtype=bool)[i]
-            u, i = u[kept], i[kept]
-        else:
-            self.diagnostics_["candidates"] = int(u.size)
-        prob = _predict_pairs(self.ranker_, snapshot, u, i, counts)
-        boost = user_boost[u] * item_boost[i]
-        if not (boost == 1).all():
-            for row in prob:
-                row[:] = apply_boost(row, boost)
-        return u, i, prob
-
-    def _topk_by_user(self, u, i, scores):
-        return topk_pairs(u, i, scores, self.snapshot_.data.n_users, self.params_["k_items"])
-
-    def _topk_by_item(self, u, i, scores):
-        return topk_pairs(i, u, scores, self.snapshot_.data.n_items, self.params_["k_users"])
+            return u[kept], i[kept]
+        self.diagnostics_["candidates"] = int(u.size)
+        return u, i
 
     def _mf_lists(self):
         """Plain MF's lists: boosted dot products over every pair, top-K both ways."""
@@ -1127,8 +1143,7 @@ class Recommender(BaseEstimator):
             iu_lists, iu_scores = self._mf_probability_lists(selection)[2:]
         else:
             trees = self._offered_trees(selection.item_to_user.n_trees, "item_to_user")
-            u, i, boosted = self._scored_candidates([trees], keep_items=keep)
-            iu_lists, iu_scores = self._topk_by_item(u, i, boosted[0])
+            iu_lists, iu_scores = self._ranker_lists_at([trees], keep_items=keep)[trees][2:]
         return self._item_user_frame(np.where(keep[:, None], iu_lists, -1), iu_scores)
 
     def _item_user_frame(self, iu_lists, iu_scores) -> pd.DataFrame:
@@ -1247,6 +1262,9 @@ class _ColdFrames:
 
 
 _PAIRS_PER_CHUNK = 1 << 21  # ~2M candidate pairs (~350 MB of features) scored at a time
+# Candidate pairs scored and cut into top-K lists at a time (whole users per block): their
+# probabilities per tree count and the cut's scratch, ~40 bytes a pair, ~350 MB.
+_PAIRS_PER_BLOCK = 1 << 23
 
 
 def _predict_pairs(ranker, snapshot, u: np.ndarray, i: np.ndarray, counts) -> np.ndarray:
