@@ -862,13 +862,15 @@ def distinct_pairs(n_owners: int, owner_lists=(), member_lists=()) -> tuple[np.n
     for lists in member_lists:
         _fill_per_entry(np.asarray(lists), fill, members)
     kept = _sort_unique_segments(starts, members)
-    pairs = _compact_segments(starts, kept, members)
-    del members
     # int32 when the indices fit (always, short of 2**31 users or items): the candidate
-    # pairs are the largest arrays of a scoring run (~200M pairs at 1M users)
-    index_type = np.int32 if max(n_owners, int(pairs.max(initial=0)) + 1) < 2**31 else np.int64
-    owners = np.repeat(np.arange(n_owners, dtype=index_type), kept)
-    return owners, pairs.astype(index_type, copy=False)
+    # pairs are the largest arrays of a scoring run (~200M pairs at 1M users), and they
+    # are written straight into int32, without an int64 copy first
+    largest = max(n_owners, int(members.max(initial=-1)) + 1)
+    pairs = np.empty(int(kept.sum()), dtype=np.int32 if largest < 2**31 else np.int64)
+    _compact_segments(starts, kept, members, pairs)
+    del members
+    owners = np.repeat(np.arange(n_owners, dtype=pairs.dtype), kept)
+    return owners, pairs
 
 
 @_jit()
@@ -927,10 +929,9 @@ def _sort_unique_segments(starts, values):
 
 
 @_jit()
-def _compact_segments(starts, kept, values):
-    out = np.empty(kept.sum(), dtype=np.int64)
+def _compact_segments(starts, kept, values, out):
+    """The first ``kept[s]`` values of each segment ``s``, one after the other, into ``out``."""
     w = 0
     for s in range(kept.size):
         out[w : w + kept[s]] = values[starts[s] : starts[s] + kept[s]]
         w += kept[s]
-    return out
