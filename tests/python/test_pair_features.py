@@ -132,3 +132,52 @@ def test_the_ranker_gives_the_same_probabilities_from_the_array_and_the_frame(
     np.testing.assert_array_equal(ranker.predict_proba(matrix), ranker.predict_proba(frame))
     with pytest.raises(ValueError, match="expected .* columns"):
         ranker.predict_proba(matrix[:, :-1])
+
+
+def test_candidates_are_the_union_of_the_four_proposals_by_brute_force(snapshot_and_pairs):
+    """candidate_pairs against the definition: MF's best items per user and users per item,
+    the most active users per item and the most popular items per user, each ranked over
+    the whole boosted score matrix with exclusions and masks, ties to the lower index."""
+    snap = snapshot_and_pairs[0]
+    n_u, n_i = snap.data.n_users, snap.data.n_items
+    rng = np.random.default_rng(5)
+    exclude = snap.data.seen.tocsr()
+    user_mask, item_mask = rng.random(n_u) < 0.9, rng.random(n_i) < 0.9
+    user_boost = rng.choice([0.5, 1.0, 2.0], n_u).astype(np.float32)  # powers of two: exact
+    item_boost = rng.choice([0.25, 1.0, 4.0], n_i).astype(np.float32)
+    sizes = {"per_user": 7, "per_item": 9, "active_per_item": 5, "popular_per_user": 6}
+    u, i = candidate_pairs(
+        snap, exclude=exclude, user_mask=user_mask, item_mask=item_mask,
+        user_boost=user_boost, item_boost=item_boost, **sizes,
+    )  # fmt: skip
+
+    def boosted(S):
+        b = np.maximum(user_boost[:, None] * item_boost[None, :], np.float32(1e-6))
+        S = np.where(S >= 0, S * b, S / b).astype(np.float32)
+        S[exclude.toarray() != 0] = -np.inf
+        S[~user_mask, :] = -np.inf
+        S[:, ~item_mask] = -np.inf
+        return S
+
+    def best(S, k):  # (row, column) of each row's k best finite entries
+        return {
+            (r, c)
+            for r in range(S.shape[0])
+            for c in sorted(np.flatnonzero(S[r] > -np.inf), key=lambda c: (-S[r, c], c))[:k]
+        }
+
+    uf, itf = snap.user_features, snap.item_features
+    mf = boosted(snap.mf.user_factors_.astype(np.float32) @ snap.mf.item_factors_.T)
+    activity = (np.log1p(uf["u_items"]) + np.log1p(uf["u_items_3h"])).to_numpy() + 1.0
+    popularity = (np.log1p(itf["i_users_h"]) + 1e-3 * np.log1p(itf["i_users"])).to_numpy() + 1.0
+    active = boosted(np.repeat(activity.astype(np.float32)[:, None], n_i, axis=1))
+    popular = boosted(np.repeat(popularity.astype(np.float32)[None, :], n_u, axis=0))
+    expected = (
+        best(mf, sizes["per_user"])
+        | {(r, c) for c, r in best(mf.T.copy(), sizes["per_item"])}
+        | {(r, c) for c, r in best(active.T.copy(), sizes["active_per_item"])}
+        | best(popular, sizes["popular_per_user"])
+    )
+    assert set(zip(u.tolist(), i.tolist(), strict=True)) == expected
+    assert len(expected) == u.size  # distinct
+    assert (np.diff(u) >= 0).all()  # sorted by user

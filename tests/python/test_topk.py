@@ -17,6 +17,7 @@ from proactive_recs.estimators.topk import (
     topk_both,
     topk_pairs,
     topk_rows,
+    topk_shared_score,
 )
 
 
@@ -649,3 +650,63 @@ def test_owner_blocks_cover_the_pairs_and_never_split_an_owner(counts, max_pairs
         # owner with more than max_pairs pairs
         sizes = np.bincount(owner[a:b])
         assert b - a < max_pairs + max(counts) or sizes.max() > max_pairs
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n_owners=st.integers(1, 12),
+    n_members=st.integers(1, 30),
+    k=st.integers(0, 8),
+    owners_are_rows=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_a_shared_score_gives_what_the_rank_one_product_gives(
+    n_owners, n_members, k, owners_are_rows, seed
+):
+    """Candidate generation's popular items per user and active users per item: one
+    sorted order walked per owner must list exactly what topk_both lists for the rank-one
+    product, in either direction, with exclusions, masks, boosts, ties, signs, -inf and
+    NaN."""
+    rng = np.random.default_rng(seed)
+    values = np.array([-2.0, -0.0, 0.0, 0.5, 0.5, 3.0, -np.inf, np.nan], np.float32)
+    score = values[rng.integers(0, values.size, n_members)]
+    exclude = sp.random(n_owners, n_members, density=0.3, random_state=rng, format="csr")
+    owner_mask = rng.random(n_owners) < 0.8
+    member_mask = rng.random(n_members) < 0.8
+    member_boost = rng.choice([0.0, 0.5, 1.0, 4.0], n_members).astype(np.float32)
+    ones = np.ones((n_owners, 1), np.float32)
+    if owners_are_rows:  # users ranking items by popularity
+        ref = topk_both(
+            ones,
+            score[:, None],
+            k_items=k,
+            k_users=0,
+            exclude=exclude,
+            user_mask=owner_mask,
+            item_mask=member_mask,
+            item_boost=member_boost,
+        )
+        expected = ref.user_items, ref.user_item_scores
+    else:  # items ranking users by activity: the exclusions come transposed
+        ref = topk_both(
+            score[:, None],
+            ones,
+            k_items=0,
+            k_users=k,
+            exclude=exclude.T,
+            user_mask=member_mask,
+            item_mask=owner_mask,
+            user_boost=member_boost,
+        )
+        expected = ref.item_users, ref.item_user_scores
+    ids, vals = topk_shared_score(
+        score, n_owners, k, exclude=exclude, owner_mask=owner_mask,
+        member_mask=member_mask, member_boost=member_boost,
+    )  # fmt: skip
+    np.testing.assert_array_equal(ids, expected[0])
+    np.testing.assert_array_equal(vals, expected[1])
+
+
+def test_a_shared_score_refuses_exclusions_of_another_shape():
+    with pytest.raises(ValueError, match="exclude must have shape"):
+        topk_shared_score(np.ones(4), 3, 2, exclude=sp.csr_matrix((3, 5)))
