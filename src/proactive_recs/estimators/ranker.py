@@ -364,18 +364,19 @@ def candidate_pairs(
     exclusions and boosts apply here already so that every proposed pair is servable and
     boosted pairs get their chance to be proposed.
     """
-    common = dict(
+    mf = snap.mf
+    by_user, by_item = [], []  # lists per user (of items) and per item (of users)
+    by_mf = topk_both(
+        mf.user_factors_,
+        mf.item_factors_,
+        k_items=per_user,
+        k_users=per_item,
         exclude=exclude,
         user_mask=user_mask,
         item_mask=item_mask,
         user_boost=user_boost,
         item_boost=item_boost,
         block_size=block_size,
-    )
-    mf = snap.mf
-    by_user, by_item = [], []  # lists per user (of items) and per item (of users)
-    by_mf = topk_both(
-        mf.user_factors_, mf.item_factors_, k_items=per_user, k_users=per_item, **common
     )
     by_user.append(by_mf.user_items)
     by_item.append(by_mf.item_users)
