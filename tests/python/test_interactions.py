@@ -155,12 +155,26 @@ def test_normalising_a_normalised_frame_returns_it_without_a_copy():
 
 
 @pytest.mark.dbt
-def test_int_interactions_is_read_once_without_a_normalising_copy(demo_con):
+def test_int_interactions_is_read_once_without_a_normalising_copy(demo_con, monkeypatch):
     """The dbt table comes in the library's own column order and types, so normalising the
     frame read from it returns it as it is: one copy of the interactions per model."""
+    import proactive_recs.data.interactions as interactions_module
     from proactive_recs.warehouse.recommender_io import read_interactions
 
-    frame = read_interactions(demo_con.sql("select * from main.int_interactions"))
+    relation = demo_con.sql("select * from main.int_interactions")
+    # DuckDB gives its TIMESTAMP in microseconds, the library works in nanoseconds: reading
+    # must fix that one column, or normalising would copy and re-type the whole frame
+    assert str(relation.limit(1).df()["occurred_at"].dtype) == "datetime64[us]"
+    verdicts = []
+    real_check = interactions_module._already_normalised
+    monkeypatch.setattr(
+        interactions_module,
+        "_already_normalised",
+        lambda frame, cols: verdicts.append(real_check(frame, cols)) or verdicts[-1],
+    )
+    frame = read_interactions(relation)
+    assert verdicts == [True]  # the frame read was taken as it is, not copied
+    assert str(frame["occurred_at"].dtype) == "datetime64[ns]"
     assert list(frame.columns) == list(INTERACTION_COLUMNS)
     assert normalise_interactions(frame) is frame
     assert frame["is_conversion"].any() and not frame["is_conversion"].all()

@@ -28,7 +28,18 @@ def read_interactions(relation) -> pd.DataFrame:
     from proactive_recs.data.interactions import normalise_interactions
     from proactive_recs.warehouse.dbt_io import to_pandas
 
-    return normalise_interactions(to_pandas(relation))
+    frame = to_pandas(relation)
+    occurred = frame.get("occurred_at")
+    if (
+        occurred is not None
+        and pd.api.types.is_datetime64_dtype(occurred)
+        and occurred.dtype != "datetime64[ns]"
+    ):
+        # DuckDB hands a TIMESTAMP over in microseconds; the library works in nanoseconds.
+        # Converting this one column in place keeps the frame normalised, where leaving it
+        # made normalising copy every column and re-type 20M text ids (35 s and 1.5 GB at L).
+        frame["occurred_at"] = occurred.astype("datetime64[ns]")
+    return normalise_interactions(frame)
 
 
 def _targeting_for_scores(targeting: pd.DataFrame, key: str) -> pd.DataFrame:
