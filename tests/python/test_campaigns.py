@@ -303,6 +303,81 @@ def test_interactions_given_as_a_function_are_read_only_for_the_fallback_and_onc
     assert reads == []
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 7), st.one_of(st.none(), st.floats(0.0, 1.0))),
+        min_size=1,
+        max_size=50,
+    ),
+    recent=st.sets(st.tuples(st.integers(0, 5), st.integers(0, 8)), max_size=15),
+    unavailable=st.sets(st.integers(0, 7), max_size=4),
+    eligible=st.lists(st.booleans(), min_size=4, max_size=4),
+    size=st.integers(1, 3),
+    min_relevance=st.sampled_from([0.0, 0.3, 0.6]),
+)
+def test_digest_candidates_match_a_row_by_row_reference(
+    rows, recent, unavailable, eligible, size, min_relevance
+):
+    """Each scored user's digest (or its one rejection), worked out row by row in plain
+    Python: the best score of each (user, item), the items available, not sent recently and
+    relevant, best first (score, rank, item id), the score from the first ``size`` of them.
+    User u4 is in no users table; users u0-u3 are suppressed where ``eligible`` says so."""
+    campaign = Campaign("d", "digest", "email", items_per_digest=size, min_relevance=min_relevance)
+    scores = pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u, _, _ in rows],
+            "item_id": [f"i{i}" for _, i, _ in rows],
+            "rank": np.arange(1.0, len(rows) + 1),
+            "score": [np.nan if s is None else s for _, _, s in rows],
+        }
+    )
+    users = pd.DataFrame(
+        {"user_id": [f"u{u}" for u in range(4)], "email": "a@x", "timezone": "UTC"}
+    ).assign(is_eligible=eligible)
+    recent_pairs = pd.DataFrame(
+        {"user_id": [f"u{u}" for u, _ in recent], "item_id": [f"i{i}" for _, i in recent]},
+        dtype=object,
+    )
+    available = {f"i{i}" for i in range(8)} - {f"i{i}" for i in unavailable}
+    kept, rejected = digest_candidates(campaign, scores, available, users, None, recent_pairs)
+
+    best: dict = {}  # (user, item) -> (score or None, rank): the best score, first on ties
+    for rank, (u, i, s) in enumerate(rows, start=1):
+        old = best.get((u, i))
+        if old is None or (s is not None and (old[0] is None or s > old[0])):
+            best[(u, i)] = (s, rank)
+    want_pools, want_scores, want_reasons = {}, {}, {}
+    for u in sorted({u for u, _, _ in rows}):
+        mine = [(i, s, r) for (uu, i), (s, r) in best.items() if uu == u]
+        fresh = [(i, s, r) for i, s, r in mine if i not in unavailable and (u, i) not in recent]
+        pool = sorted(
+            [(i, s, r) for i, s, r in fresh if s is not None and s >= min_relevance],
+            key=lambda x: (-x[1], x[2], f"i{x[0]}"),
+        )
+        user = f"u{u}"
+        if u == 4:
+            want_reasons[user] = "unknown_user"
+        elif not eligible[u]:
+            want_reasons[user] = "suppressed"
+        elif not any(i not in unavailable for i, _, _ in mine):
+            want_reasons[user] = "no_available_items"
+        elif not fresh:
+            want_reasons[user] = "item_repeat"
+        elif not pool:
+            want_reasons[user] = "below_min_relevance"
+        else:
+            want_pools[user] = [(f"i{i}", s) for i, s, _ in pool]
+            want_scores[user] = 1.0 - float(np.prod([1.0 - s for _, s, _ in pool[:size]]))
+
+    assert dict(zip(rejected["user_id"], rejected["reason"], strict=True)) == want_reasons
+    assert rejected["item_id"].isna().all()
+    assert kept["user_id"].tolist() == sorted(want_pools)
+    for _, row in kept.iterrows():
+        assert row["digest_pool"] == want_pools[row["user_id"]]
+        assert row["score"] == pytest.approx(want_scores[row["user_id"]], abs=1e-12)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     scores=st.lists(

@@ -174,8 +174,8 @@ def _scores(scores: pd.DataFrame) -> pd.DataFrame:
         )
     out = pd.DataFrame(
         {
-            "user_id": scores["user_id"].astype(str),
-            "item_id": scores["item_id"].astype(str),
+            "user_id": _as_text(scores["user_id"]),
+            "item_id": _as_text(scores["item_id"]),
             "rank": pd.to_numeric(scores["rank"], errors="coerce") if "rank" in scores else np.nan,
             "score": pd.to_numeric(scores["score"], errors="coerce"),
         }
@@ -189,6 +189,14 @@ def _scores(scores: pd.DataFrame) -> pd.DataFrame:
     user_codes, item_codes = user_codes[order], item_codes[order]
     first = np.r_[True, (user_codes[1:] != user_codes[:-1]) | (item_codes[1:] != item_codes[:-1])]
     return out.iloc[order[first]].reset_index(drop=True)
+
+
+def _as_text(ids: pd.Series) -> pd.Series:
+    """``ids`` as text; as they are when they already are (``astype(str)`` makes a new
+    array of 20M cells at L even then)."""
+    if pd.api.types.infer_dtype(ids, skipna=False) == "string":
+        return ids
+    return ids.astype(str)
 
 
 def _with_user_context(
@@ -290,13 +298,7 @@ def item_push_candidates(
     if scores.empty:
         return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
     frame = _with_user_context(scores, campaign, users, targeting)
-    repeat = (
-        pd.MultiIndex.from_frame(frame[["user_id", "item_id"]]).isin(
-            pd.MultiIndex.from_frame(recent_pairs[["user_id", "item_id"]])
-        )
-        if len(recent_pairs)
-        else np.zeros(len(frame), bool)
-    )
+    repeat = _pairs_in(frame, recent_pairs)
     boosted = frame["score"] * frame["boost"]
     frame["expected_value"] = boosted * campaign.priority
     low = ~(boosted >= campaign.min_relevance).to_numpy()  # NaN scores fail too
@@ -356,43 +358,53 @@ def digest_candidates(
     if scores.empty:
         return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
     frame = _with_user_context(scores, campaign, users, targeting)
-    frame["available"] = frame["item_id"].isin(set(available_item_ids))
-    frame["repeat"] = (
-        pd.MultiIndex.from_frame(frame[["user_id", "item_id"]]).isin(
-            pd.MultiIndex.from_frame(recent_pairs[["user_id", "item_id"]])
-        )
-        if len(recent_pairs)
-        else False
-    )
-    frame["relevant"] = (frame["score"] * frame["boost"]) >= campaign.min_relevance
-    frame["fresh"] = frame["available"] & ~frame["repeat"]
-    frame["qualifies"] = frame["fresh"] & frame["relevant"]
-    # by user, then best first: score (descending), the scorer's rank, item id; nulls last
+    # Row-level flags and per-user aggregates as arrays over the rows sorted by user, best
+    # first: at a million users the table has 20M rows, and pandas' groupby over text ids
+    # plus a sorted copy of the whole frame took most of notification_plan's memory.
+    available = frame["item_id"].isin(set(available_item_ids)).to_numpy(bool)
+    fresh = available & ~_pairs_in(frame, recent_pairs)
     score, rank = frame["score"].to_numpy(float), frame["rank"].to_numpy(float)
+    boost = frame["boost"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        qualifies = fresh & ((score * boost) >= campaign.min_relevance)  # NaN fails
+    # by user, then best first: score (descending), the scorer's rank, item id; nulls last
+    user_codes, user_ids = pd.factorize(frame["user_id"], sort=True)
     order = np.lexsort(
         (
             pd.factorize(frame["item_id"], sort=True)[0],
             np.where(np.isnan(rank), np.inf, rank),
             np.where(np.isnan(score), np.inf, -score),
-            pd.factorize(frame["user_id"], sort=True)[0],
+            user_codes,
         )
     )
-    frame = frame.iloc[order]
-    per_user = frame.groupby("user_id", sort=True).agg(
-        user_reason=("user_reason", "first"),
-        boost=("boost", "first"),
-        any_available=("available", "any"),
-        any_fresh=("fresh", "any"),
-        any_qualifies=("qualifies", "any"),
+    group = user_codes[order]  # every code occurs: groups 0..n-1 in order
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    first_rows = order[starts]
+    per_user = pd.DataFrame(
+        {
+            # per-user values, the same on each of the user's rows
+            "user_reason": frame["user_reason"].to_numpy(object)[first_rows],
+            "boost": boost[first_rows],
+            "any_available": np.logical_or.reduceat(available[order], starts),
+            "any_fresh": np.logical_or.reduceat(fresh[order], starts),
+            "any_qualifies": np.logical_or.reduceat(qualifies[order], starts),
+        },
+        index=pd.Index(np.asarray(user_ids, dtype=object), name="user_id"),
     )
-    pool = frame[frame["qualifies"]]
-    top = pool[pool.groupby("user_id", sort=False).cumcount() < campaign.items_per_digest]
-    miss = (1.0 - top["score"].clip(0.0, 1.0)).groupby(top["user_id"]).prod()
+    # the qualifying rows (the pool), still by user and best first
+    pool_rows = order[qualifies[order]]
+    pool_group = group[qualifies[order]]
+    place = _place_in_group(pool_group, np.ones(pool_rows.size, dtype=np.int64))
+    top = place < campaign.items_per_digest
+    # P(at least one of the digest's items is wanted), from its first items_per_digest
+    miss = np.ones(len(per_user))
+    np.multiply.at(miss, pool_group[top], 1.0 - np.clip(score[pool_rows[top]], 0.0, 1.0))
     if pushable_item_ids is not None:
-        other = (~pool["item_id"].isin(set(pushable_item_ids))).astype(np.int64)
-        others_before = other.groupby(pool["user_id"], sort=False).cumsum() - other
-        pool = pool[(others_before < campaign.items_per_digest).to_numpy()]
-    per_user["score"] = 1.0 - miss.reindex(per_user.index)  # NaN: no qualifying item
+        other = ~pd.Index(frame["item_id"].to_numpy(object)[pool_rows]).isin(set(pushable_item_ids))
+        keep = _place_in_group(pool_group, other.astype(np.int64)) < campaign.items_per_digest
+        pool_rows = pool_rows[keep]
+    pool = frame.iloc[pool_rows][["user_id", "item_id", "score"]]
+    per_user["score"] = np.where(per_user["any_qualifies"].to_numpy(), 1.0 - miss, np.nan)
     per_user["expected_value"] = per_user["score"] * per_user["boost"] * campaign.priority
     user_reason = per_user["user_reason"].to_numpy(object)
     reason = _first_reason(
@@ -423,6 +435,33 @@ def digest_candidates(
     dropped = per_user[per_user["reason"].notna()].assign(item_id=None)
     rejected = _rejected(dropped, campaign, dropped["reason"])
     return candidates.reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def _pairs_in(frame: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
+    """Per row of ``frame``: is its (user_id, item_id) one of ``pairs``? Compared as integer
+    codes of the frame's ids (a MultiIndex's ``isin`` builds a Python tuple per row: GBs at
+    the 20M score rows of a million users)."""
+    if len(frame) == 0 or len(pairs) == 0:
+        return np.zeros(len(frame), dtype=bool)
+    user_codes, user_ids = pd.factorize(frame["user_id"])
+    item_codes, item_ids = pd.factorize(frame["item_id"])
+    pair_users = pd.Index(user_ids).get_indexer(pairs["user_id"])
+    pair_items = pd.Index(item_ids).get_indexer(pairs["item_id"])
+    known = (pair_users >= 0) & (pair_items >= 0)  # a pair with an id the frame lacks: no row
+    width = np.int64(max(len(item_ids), 1))
+    keys = user_codes.astype(np.int64) * width + item_codes
+    return np.isin(keys, pair_users[known].astype(np.int64) * width + pair_items[known])
+
+
+def _place_in_group(group: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per row, the sum of ``weight`` over the earlier rows of its group (rows sorted by
+    ``group``): with weights of one, the row's 0-based place within its group."""
+    if group.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    total = np.cumsum(weight)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    before_group = (total - weight)[starts]
+    return total - weight - np.repeat(before_group, np.diff(np.r_[starts, group.size]))
 
 
 def _pools(pool: pd.DataFrame, user_ids) -> list[list[tuple[str, float]]]:
