@@ -583,6 +583,14 @@ def _no_exclusions(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int32)
 
 
+def _checked_exclusions(exclude: sp.spmatrix, shape: tuple[int, int]) -> sp.csr_matrix:
+    """``exclude`` as CSR, refused unless it has one row per owner and one column per member."""
+    exclude = sp.csr_matrix(exclude)
+    if exclude.shape != shape:
+        raise ValueError(f"exclude must have shape {shape}")
+    return exclude
+
+
 def _compact_exclusions(exclude: sp.csr_matrix, umask, imask) -> tuple[np.ndarray, np.ndarray]:
     """CSR (indptr, indices) of the stored entries of ``exclude`` between active users
     and active items, in compact indices."""
@@ -638,9 +646,7 @@ def topk_both(
     if k_items < 0 or k_users < 0:
         raise ValueError("k_items and k_users must be >= 0")
     if exclude is not None:
-        exclude = sp.csr_matrix(exclude)
-        if exclude.shape != (n_users, n_items):
-            raise ValueError(f"exclude must have shape {(n_users, n_items)}")
+        exclude = _checked_exclusions(exclude, (n_users, n_items))
     umask = np.ones(n_users, bool) if user_mask is None else np.asarray(user_mask, bool)
     imask = np.ones(n_items, bool) if item_mask is None else np.asarray(item_mask, bool)
     if umask.shape != (n_users,) or imask.shape != (n_items,):
@@ -790,11 +796,9 @@ def topk_shared_score(
     if owner_mask is not None:
         owners = np.flatnonzero(np.asarray(owner_mask, dtype=bool))
     if exclude is None:
-        ex_ptr, ex_idx = np.zeros(int(n_owners) + 1, np.int64), np.zeros(0, np.int32)
+        ex_ptr, ex_idx = _no_exclusions(int(n_owners))
     else:
-        exclude = sp.csr_matrix(exclude)
-        if exclude.shape != (n_owners, n_members):
-            raise ValueError(f"exclude must have shape {(n_owners, n_members)}")
+        exclude = _checked_exclusions(exclude, (int(n_owners), n_members))
         if not exclude.has_sorted_indices:
             exclude = exclude.sorted_indices()
         ex_ptr = exclude.indptr.astype(np.int64, copy=False)

@@ -286,7 +286,7 @@ def _popularity_lists(
     users weighted by the share of their history in that category first: a day-0
     audience for a brand-new item is the active buyers of its category. Boosts,
     masks and exclusions apply as everywhere. ``exclude``, when given, is the fit's
-    ``_seen_over`` the universe, the very matrix needed here (built once: ~10 s at L).
+    ``_seen_over`` of the universe, the very matrix needed here (built once: ~10 s at L).
     """
     seen = (
         exclude
