@@ -1,5 +1,7 @@
 """Benchmark of the compiled tree walk (proactive_recs.estimators.tree_inference) against
-scikit-learn's own ``predict_proba`` on the same booster and rows, in one run.
+scikit-learn's own ``predict_proba`` on the same booster and rows, in one run: the kernel
+the package uses for the ranker's trees (decision tables) and the row-wise walk it keeps
+for bigger trees.
 
     python -m proactive_recs_tools.bench_trees [--rows 2000000] [--trees 100] [--nan-share 0.1]
 
@@ -35,7 +37,7 @@ def _data(rows: int, features: int, nan_share: float, seed: int):
 def run(rows: int, trees: int, features: int, nan_share: float, repeats: int) -> dict:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from proactive_recs.estimators.tree_inference import flatten, predict_positive_proba
+    from proactive_recs.estimators.tree_inference import _walk, flatten, predict_positive_proba
 
     X_fit, y_fit = _data(200_000, features, nan_share, 0)
     model = HistGradientBoostingClassifier(
@@ -52,15 +54,27 @@ def run(rows: int, trees: int, features: int, nan_share: float, repeats: int) ->
     theirs = model.predict_proba(X[:1000])[:, 1]
     if not np.array_equal(ours[:, -1], theirs):
         raise AssertionError("the compiled walk differs from scikit-learn's probabilities")
-    ours_s, theirs_s = [], []
-    for _ in range(repeats):  # alternated, so that both see the same machine
+    stops = np.array(counts, dtype=np.int64)
+
+    def rowwise():
+        return _walk(flat, X, np.full(X.shape[0], flat.baseline), 0, stops, kernel="rowwise")
+
+    rowwise_raw = rowwise()
+    tables_raw = _walk(flat, X, np.full(X.shape[0], flat.baseline), 0, stops)
+    if not np.array_equal(rowwise_raw, tables_raw):
+        raise AssertionError("the decision tables and the row-wise walk give other scores")
+    ours_s, rowwise_s, theirs_s = [], [], []
+    for _ in range(repeats):  # alternated, so that all see the same machine
         start = time.perf_counter()
         predict_positive_proba(flat, X, counts)
         ours_s.append(time.perf_counter() - start)
         start = time.perf_counter()
+        rowwise()
+        rowwise_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
         model.predict_proba(X)
         theirs_s.append(time.perf_counter() - start)
-    ours_best, theirs_best = min(ours_s), min(theirs_s)
+    ours_best, rowwise_best, theirs_best = min(ours_s), min(rowwise_s), min(theirs_s)
     return {
         "rows": rows,
         "trees": trees,
@@ -68,9 +82,12 @@ def run(rows: int, trees: int, features: int, nan_share: float, repeats: int) ->
         "nan_share": nan_share,
         "counts_per_walk": len(counts),
         "threads": os.cpu_count(),
-        "compiled_walk_s": round(ours_best, 3),
-        "scikit_learn_s": round(theirs_best, 3),
+        "kernel": "tables" if flat.tables is not None else "rowwise",
+        "compiled_walk_s": round(ours_best, 4),
+        "rowwise_walk_s": round(rowwise_best, 4),
+        "scikit_learn_s": round(theirs_best, 4),
         "ratio_vs_scikit_learn": round(ours_best / theirs_best, 3),
+        "ratio_vs_rowwise": round(ours_best / rowwise_best, 3),
         "rows_per_s": round(rows / ours_best),
     }
 
@@ -86,8 +103,10 @@ def main(argv=None) -> None:
     result = run(args.rows, args.trees, args.features, args.nan_share, args.repeats)
     print(
         f"{result['rows']:,} rows x {result['trees']} trees ({result['counts_per_walk']} counts"
-        f" a walk): compiled walk {result['compiled_walk_s']} s, scikit-learn"
-        f" {result['scikit_learn_s']} s (one count), ratio {result['ratio_vs_scikit_learn']}"
+        f" a walk): compiled ({result['kernel']}) {result['compiled_walk_s']} s, row-wise walk"
+        f" {result['rowwise_walk_s']} s, scikit-learn {result['scikit_learn_s']} s (one count);"
+        f" ratios {result['ratio_vs_rowwise']} vs row-wise,"
+        f" {result['ratio_vs_scikit_learn']} vs scikit-learn"
     )
     print(json.dumps(result))
 

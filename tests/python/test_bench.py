@@ -210,11 +210,12 @@ def test_tree_walk_benchmark_prints_both_timings_and_one_json_line(capsys):
     timing (it raises when they differ), and reports both in the last line."""
     from proactive_recs_tools import bench_trees
 
-    bench_trees.main(["--rows", "3000", "--trees", "12", "--features", "8", "--repeats", "1"])
+    bench_trees.main(["--rows", "20000", "--trees", "12", "--features", "8", "--repeats", "1"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["rows"] == 3000 and result["trees"] == 12 and result["counts_per_walk"] == 3
+    assert result["rows"] == 20000 and result["trees"] == 12 and result["counts_per_walk"] == 3
     assert result["compiled_walk_s"] > 0 and result["scikit_learn_s"] > 0
-    assert result["ratio_vs_scikit_learn"] > 0
+    assert result["ratio_vs_scikit_learn"] > 0 and result["rowwise_walk_s"] > 0
+    assert result["kernel"] == "tables"  # the ranker's shape (15 leaves)
 
 
 def test_the_pipeline_benchmark_measures_the_package_defaults_not_the_demos_extras():

@@ -8,6 +8,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from proactive_recs.estimators.tree_inference import (
+    MAX_TABLE_SPLITS,
     flatten,
     predict_positive_proba,
     staged_positive_proba,
@@ -32,6 +33,7 @@ def test_same_probabilities_as_scikit_learn(dtype):
     ).fit(X, y, sample_weight=np.where(y, 1.0, 10.0))
     trees = flatten(model)
     assert trees is not None and trees.roots.size == 60
+    assert trees.tables is not None  # the ranker's shape is scored by decision tables
     fresh, _ = _data(20_000, 1, dtype)
     fresh[:50] = np.nan  # rows with nothing known
     fresh[50:60] = np.inf
@@ -115,3 +117,51 @@ def test_a_stored_ranker_flattens_its_trees_again_when_read():
     old = PropensityRanker.__new__(PropensityRanker)
     old.__setstate__(state)
     assert np.array_equal(old.predict_proba(fresh), expected)
+
+
+def test_trees_too_big_for_tables_are_walked_row_by_row_with_the_same_numbers():
+    """Trees of more than MAX_TABLE_SPLITS splits have no decision tables; the row-wise
+    walk scores them, scikit-learn's numbers all the same (also at intermediate counts)."""
+    X, y = _data(8000, 8, np.float32)
+    model = HistGradientBoostingClassifier(
+        max_iter=12, max_leaf_nodes=MAX_TABLE_SPLITS + 8, min_samples_leaf=5, random_state=0
+    ).fit(X, y)
+    trees = flatten(model)
+    splits = np.diff(np.append(trees.roots, trees.feature.size)) // 2
+    assert splits.max() > MAX_TABLE_SPLITS and trees.tables is None
+    fresh, _ = _data(5000, 9, np.float32)
+    staged = [proba[:, 1] for proba in model.staged_predict_proba(fresh)]
+    got = predict_positive_proba(trees, fresh, [3, 12])
+    assert np.array_equal(got[:, 0], staged[2]) and np.array_equal(got[:, 1], staged[11])
+
+
+def test_float32_values_beside_a_threshold_go_where_scikit_learn_sends_them():
+    """The tables compare float32 features with each threshold rounded down to float32;
+    scikit-learn compares them as float64. Values on and just beside every split's
+    threshold (the float32 below, at and above it) must leave by the same side."""
+    X, y = _data(6000, 10, np.float64)  # float64 thresholds, float32 rows to score
+    model = HistGradientBoostingClassifier(
+        max_iter=40, max_leaf_nodes=15, early_stopping=False, random_state=0
+    ).fit(X, y)
+    trees = flatten(model)
+    assert trees.tables is not None
+    split = ~trees.is_leaf & np.isfinite(trees.threshold)
+    rng = np.random.default_rng(11)
+    rows = []
+    for feature, threshold in zip(trees.feature[split], trees.threshold[split], strict=True):
+        at = np.float32(threshold)
+        for value in (
+            np.nextafter(at, np.float32(-np.inf)),
+            at,
+            np.nextafter(at, np.float32(np.inf)),
+        ):
+            row = rng.normal(size=6).astype(np.float32)
+            row[feature] = value
+            rows.append(row)
+    fresh = np.array(rows, dtype=np.float32)
+    # some thresholds must round up to float32 (that value goes right, though a plain
+    # float32 comparison would send it left), or this test would prove nothing
+    thresholds = trees.threshold[split]
+    assert (thresholds.astype(np.float32).astype(np.float64) > thresholds).any()
+    expected = model.predict_proba(fresh)[:, 1]
+    assert np.array_equal(predict_positive_proba(trees, fresh), expected)

@@ -975,8 +975,8 @@ class PropensityRanker:
 
     def _booster_proba_at(self, X: np.ndarray, counts) -> np.ndarray:
         """P(class 1) of the booster's first ``counts[c]`` trees, column c, for the array
-        ``X`` (columns in ``feature_names_in_`` order): the compiled row-wise kernel
-        (tree_inference.py, same numbers, one walk for every count) when it covers the
+        ``X`` (columns in ``feature_names_in_`` order): the compiled kernels
+        (tree_inference.py, same numbers, one pass for every count) when they cover the
         model, else scikit-learn's staged predictions."""
         if getattr(self, "flat_trees_", None) is None:
             self.flat_trees_ = flatten(self.model_) or False
