@@ -22,10 +22,15 @@ setup: $(VENV)/.installed
 
 # Re-installs when pyproject.toml changes. uv (from PyPI) installs the same
 # versions as pip in ~15 s instead of ~2 minutes; pip does it when uv cannot.
+# --compile-bytecode: uv, unlike pip, leaves the packages as source only, and where
+# PYTHONDONTWRITEBYTECODE is set (CI images often set it) every dbt process then compiles
+# dbt, pandas and scikit-learn anew: `dbt --version` 6.3 s -> 3.9 s, the first Python
+# model's imports 4.4 s -> 2.0 s on this machine.
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	if $(BIN)/python -m pip install --quiet --disable-pip-version-check uv && \
-	  $(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[dev,tools,snowflake]"; then \
+	  $(BIN)/python -m uv pip install --quiet --compile-bytecode --python $(BIN)/python \
+	    -e ".[dev,tools,snowflake]"; then \
 	  :; \
 	else \
 	  $(BIN)/python -m pip install --quiet --upgrade pip && \
