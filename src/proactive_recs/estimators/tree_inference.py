@@ -11,7 +11,7 @@ float32 features as they are, in one of two ways:
   feature column against one threshold, which the compiler vectorises), the outcomes make a
   bit code per row, and a table made once per tree maps each code to the leaf the walk
   would reach. No branch depends on the data, so a lopsided tree costs no mispredictions;
-  on the real pair features of the M benchmark this was 3.6x the row-wise walk
+  on the real pair features of the M benchmark this was 4.7x the row-wise walk
   (bench/results/tree_walk.md), where a predicated walk had lost to it;
 * **the row-wise walk** for bigger trees: all trees for one row before the next, the
   row's features staying in cache.
