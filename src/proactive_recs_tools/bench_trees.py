@@ -57,7 +57,7 @@ def run(rows: int, trees: int, features: int, nan_share: float, repeats: int) ->
     stops = np.array(counts, dtype=np.int64)
 
     def rowwise():
-        return _walk(flat, X, np.full(X.shape[0], flat.baseline), 0, stops, kernel="rowwise")
+        return _walk(flat, X, np.full(X.shape[0], flat.baseline), 0, stops, rowwise=True)
 
     rowwise_raw = rowwise()
     tables_raw = _walk(flat, X, np.full(X.shape[0], flat.baseline), 0, stops)

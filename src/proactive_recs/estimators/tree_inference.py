@@ -20,7 +20,7 @@ The result is the same number scikit-learn computes, not an approximation: a flo
 feature compared with a float64 threshold is the comparison scikit-learn makes after its
 exact float32 -> float64 copy; missing values follow each node's ``missing_go_to_left``;
 the leaf values are added to the baseline in tree order in float64, as scikit-learn does.
-Models this kernel does not cover (categorical splits, more than one tree per iteration)
+Models these kernels do not cover (categorical splits, more than one tree per iteration)
 are scored by scikit-learn itself.
 """
 
@@ -255,12 +255,12 @@ def _raw_scores(
     return out
 
 
-def _walk(trees: FlatTrees, X, totals, first: int, stops, kernel: str = "auto") -> np.ndarray:
+def _walk(trees: FlatTrees, X, totals, first: int, stops, rowwise: bool = False) -> np.ndarray:
     """Raw scores of the first ``stops`` trees (``totals`` updated in place): the decision
-    tables when ``trees`` has them (``kernel`` 'auto' or 'tables'), else the row-wise walk
-    (or with ``kernel='rowwise'``, which the benchmark uses to compare the two)."""
+    tables when ``trees`` has them, else (or with ``rowwise``, which the benchmark uses to
+    compare the two) the row-wise walk."""
     tables = getattr(trees, "tables", None)
-    if kernel != "rowwise" and tables is not None and X.dtype in (np.float32, np.float64):
+    if not rowwise and tables is not None and X.dtype in (np.float32, np.float64):
         return _table_scores(
             X,
             tables.split_feature,
@@ -276,8 +276,6 @@ def _walk(trees: FlatTrees, X, totals, first: int, stops, kernel: str = "auto") 
             stops,
             _TABLE_BLOCK,
         )
-    if kernel == "tables":
-        raise ValueError("these trees have no decision tables (a tree has too many splits)")
     return _raw_scores(
         X,
         trees.feature,
