@@ -166,8 +166,9 @@
 
 
 {#
-  A text fingerprint of a whole row of the relation or CTE `alias` (every column), for
-  ordering rows that tie on everything else in the same way in every build.
+  A fingerprint of a whole row of the relation or CTE `alias` (every column), for ordering
+  rows that tie on everything else in the same way in every build: a function of the row's
+  values alone, so the source's row order cannot change it.
 #}
 {% macro row_fingerprint(alias) -%}
     {{ return(adapter.dispatch('row_fingerprint', 'proactive_recs')(alias)) }}
@@ -175,6 +176,17 @@
 
 {% macro default__row_fingerprint(alias) -%}
     md5(cast({{ alias }} as {{ dbt.type_string() }}))
+{%- endmacro %}
+
+{#
+  DuckDB hashes the row itself (64 bits): casting every row to text for md5 made
+  stg_transactions_audited take 6.4 s at 2M rows, 2.9 s with the hash. The hash is DuckDB's
+  own, the same in every build on one DuckDB version; a version that changed it could only
+  change which of two rows equal on every contract column but differing elsewhere (an extra
+  column) is the one kept.
+#}
+{% macro duckdb__row_fingerprint(alias) -%}
+    hash({{ alias }})
 {%- endmacro %}
 
 {% macro snowflake__row_fingerprint(alias) -%}

@@ -37,6 +37,46 @@ def test_chunked_read_equals_df_and_shares_repeated_strings():
     assert len({id(v) for v in got["item_id"].dropna().to_numpy()}) == 13
 
 
+def test_every_column_type_the_models_read_comes_as_df_gives_it():
+    """Text goes through Arrow and the other columns back through DuckDB's own conversion:
+    the frame must be the one ``.df()`` gives, for each type the package's tables hold, over
+    several batches, and a zoned timestamp (whose pandas form depends on the session's
+    TimeZone) must be read the plain way."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'America/New_York'")
+    select = """
+        select
+            case when i % 5 = 0 then null else 'id_' || (i % 37)::varchar end as text_id,
+            'unique_' || i::varchar as unique_text,
+            case when i % 3 = 0 then null else i end::integer as nullable_int,
+            (i / 7)::bigint as big,
+            (i * 1.25)::decimal(28, 6) as amount,
+            (i * 0.5)::float as weight,
+            case when i % 4 = 0 then null else [i * 1.0, 2.0] end as factors,
+            timestamp '2026-01-01' + to_seconds(i) as occurred_at,
+            (timestamp '2026-01-01' + to_seconds(i))::timestamp_ns as occurred_at_ns,
+            date '2026-01-01' + (i % 30)::integer as day,
+            case when i % 6 = 0 then null else i % 2 = 0 end as flag
+        from range(10000) r(i)
+        order by i desc
+    """
+    expected = con.sql(select).df()
+    got = duckdb_to_pandas(con.sql(select), vectors_per_chunk=1)
+    pd.testing.assert_frame_equal(got, expected)
+    assert len({id(v) for v in got["text_id"].dropna().to_numpy()}) == 37
+    assert got["text_id"].isna().sum() == 2000
+
+    zoned = (
+        "select 'a' || (i % 3)::varchar as k, timestamptz '2026-01-01 12:00:00+00' as at"
+        " from range(5) r(i)"
+    )
+    pd.testing.assert_frame_equal(duckdb_to_pandas(con.sql(zoned)), con.sql(zoned).df())
+    text_only = "select 'x' || (i % 4)::varchar as k from range(9000) r(i)"
+    pd.testing.assert_frame_equal(
+        duckdb_to_pandas(con.sql(text_only), vectors_per_chunk=1), con.sql(text_only).df()
+    )
+
+
 def test_empty_relation_keeps_columns_and_to_pandas_lower_cases():
     con = duckdb.connect()
     empty = duckdb_to_pandas(_relation(con).filter("false"))

@@ -481,16 +481,52 @@ def pair_feature_names(snap: Snapshot) -> list[str]:
 
 
 @_jit(parallel=True, nogil=True)
-def _row_dots(U, V, u, i):
-    """``(U @ V.T)[u, i]`` pair by pair, without gathering the factor rows first."""
-    out = np.empty(u.size, dtype=np.float64)
+def _fill_pair_columns(
+    out,
+    dest,
+    U,
+    V,
+    u,
+    i,
+    col_mean,
+    col_std,
+    row_mean,
+    row_std,
+    knn,
+    knn_recent,
+    n_hist,
+    item_category,
+    category_share,
+):
+    """Write the pair columns (:data:`PAIR_COLUMNS`, in that order; ``dest[c]`` is the
+    column of ``out`` for the c-th, -1 when not asked for) row by row: one pass over the
+    pairs' matrix instead of one strided pass per column (a pass costs as much as the
+    whole matrix, as each row is its own cache line). The MF score is the dot product of
+    the factor rows, summed in float64; ``category_share`` has no columns when the items
+    have no categories (the share is then NaN)."""
+    with_share = category_share.shape[1] > 0
     for r in numba.prange(u.size):
         a, b = u[r], i[r]
-        total = 0.0
+        mf = 0.0
         for k in range(U.shape[1]):
-            total += U[a, k] * V[b, k]
-        out[r] = total
-    return out
+            mf += U[a, k] * V[b, k]
+        if dest[0] >= 0:
+            out[r, dest[0]] = mf
+        if dest[1] >= 0:
+            out[r, dest[1]] = (mf - col_mean[b]) / col_std[b]
+        if dest[2] >= 0:
+            out[r, dest[2]] = (mf - row_mean[a]) / row_std[a]
+        if dest[3] >= 0:
+            out[r, dest[3]] = knn[r]
+        if dest[4] >= 0:
+            out[r, dest[4]] = knn[r] / max(n_hist[a], np.float32(1.0))
+        if dest[5] >= 0:
+            out[r, dest[5]] = knn_recent[r]
+        if dest[6] >= 0:
+            share = np.nan
+            if with_share and item_category[b] >= 0:
+                share = category_share[a, item_category[b]]
+            out[r, dest[6]] = share
 
 
 @_jit(parallel=True, nogil=True)
@@ -511,26 +547,34 @@ def _score_spread(rows: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.
     return mean, np.sqrt(np.maximum(spread, 0)) + 1e-6
 
 
-def _pair_columns(snap: Snapshot, u: np.ndarray, i: np.ndarray) -> dict[str, np.ndarray]:
-    U, V = snap.mf.user_factors_, snap.mf.item_factors_
-    mf = _row_dots(U, V, np.asarray(u, np.int64), np.asarray(i, np.int64))
+def _fill_pairs(out: np.ndarray, dest: np.ndarray, snap: Snapshot, u, i) -> None:
+    """The pair columns of ``(u, i)`` (pairs sorted by user) into ``out`` (see
+    :func:`_fill_pair_columns`); the co-purchase affinities only when asked for."""
+    u = np.asarray(u, np.int64)
+    i = np.asarray(i, np.int64)
     (col_mean, col_std), (row_mean, row_std) = snap.mf_score_spread
-    knn = history_affinity(snap.data.seen, snap.similarity, u, i)
-    n_hist = snap.user_features["u_items"].to_numpy()[u]
-    if snap.category_share is not None:
-        cat = snap.item_category[i]
-        share = np.where(cat >= 0, snap.category_share[u, np.maximum(cat, 0)], np.nan)
-    else:
-        share = np.full(u.size, np.nan)
-    return {
-        "mf": mf,
-        "mf_z_item": (mf - col_mean[i]) / col_std[i],
-        "mf_z_user": (mf - row_mean[u]) / row_std[u],
-        "knn": knn,
-        "knn_mean": knn / np.maximum(n_hist, 1.0),
-        "knn_recent": history_affinity(snap.recent, snap.similarity, u, i),
-        "category_share": share,
-    }
+    none = np.zeros(0, dtype=np.float32)
+    wants_knn = dest[3] >= 0 or dest[4] >= 0
+    knn = history_affinity(snap.data.seen, snap.similarity, u, i) if wants_knn else none
+    recent = history_affinity(snap.recent, snap.similarity, u, i) if dest[5] >= 0 else none
+    share = snap.category_share
+    _fill_pair_columns(
+        out,
+        dest,
+        snap.mf.user_factors_,
+        snap.mf.item_factors_,
+        u,
+        i,
+        col_mean,
+        col_std,
+        row_mean,
+        row_std,
+        knn,
+        recent,
+        np.ascontiguousarray(snap.user_features["u_items"].to_numpy(np.float32)),
+        np.asarray(snap.item_category, dtype=np.int64),
+        np.zeros((0, 0), dtype=np.float32) if share is None else share,
+    )
 
 
 def pair_feature_matrix(snap: Snapshot, u: np.ndarray, i: np.ndarray, columns=None) -> np.ndarray:
@@ -543,11 +587,8 @@ def pair_feature_matrix(snap: Snapshot, u: np.ndarray, i: np.ndarray, columns=No
     if unknown:
         raise ValueError(f"pair_feature_matrix: unknown feature columns {sorted(unknown)}")
     out = np.empty((len(u), len(names)), dtype=np.float32)
-    # The pair columns go straight into their columns (a stacked copy of them, then a
-    # float32 copy of that, cost more than the columns themselves at 35M pairs).
-    for name, values in _pair_columns(snap, u, i).items():
-        if name in position:
-            out[:, position[name]] = values
+    dest = np.array([position.get(name, -1) for name in PAIR_COLUMNS], dtype=np.int64)
+    _fill_pairs(out, dest, snap, u, i)
     parts = [  # (column names, values, which row of values each pair reads)
         (list(snap.user_features), snap.user_features.to_numpy(np.float32), u),
         (list(snap.item_features), snap.item_features.to_numpy(np.float32), i),

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.types as pa_types
 
 from proactive_recs.data.instants import utc_instant
@@ -40,17 +41,79 @@ def to_pandas(frame, columns=None) -> pd.DataFrame:
 
 # DuckDB vectors (2,048 rows) per chunk: ~0.5M rows, a few hundred MB of Python strings.
 _VECTORS_PER_CHUNK = 256
+_VECTOR_ROWS = 2048
 
 
 def duckdb_to_pandas(relation, vectors_per_chunk: int = _VECTORS_PER_CHUNK) -> pd.DataFrame:
     """``relation.df()``, fetched in chunks, with every text value stored once.
 
     ``.df()`` creates one Python string per cell: ids repeated over 20M interactions cost
-    ~60 bytes a cell (7 GB for int_interactions at the benchmark's size L). Here each
-    chunk's text columns are factorised and their cells point at one shared string per
-    distinct value (8 bytes a cell), so the whole frame never exists in the wasteful form;
-    values, dtypes (object) and nulls (None) are those ``.df()`` gives.
+    ~60 bytes a cell (7 GB for int_interactions at the benchmark's size L), and creating
+    them is most of the read. Here the rows come as Arrow batches: a text column is
+    dictionary-encoded in Arrow and only its distinct values become Python strings, one
+    shared object per value (8 bytes a cell); the other columns go back through DuckDB's
+    own pandas conversion, so values, dtypes (object for text) and nulls (None) are those
+    ``.df()`` gives. At 2M rows this reads int_interactions in 0.9 s instead of 1.6 s, and
+    a score table in 0.35 s instead of 1.1-1.2 s.
     """
+    types = [str(kind) for kind in relation.types]
+    if "VARCHAR" not in types or any("TIME ZONE" in kind for kind in types):
+        # Nothing to share, or a zoned type whose pandas form depends on the session's
+        # TimeZone setting (which the converter's connection does not have): as DuckDB gives it.
+        return _duckdb_chunks(relation, vectors_per_chunk)
+    names = list(relation.columns)
+    text = [name for name, kind in zip(names, types, strict=True) if kind == "VARCHAR"]
+    rest = [name for name in names if name not in text]
+    rows = vectors_per_chunk * _VECTOR_ROWS
+    reader = (
+        relation.to_arrow_reader(rows)
+        if hasattr(relation, "to_arrow_reader")  # duckdb >= 1.5; older: fetch_record_batch
+        else relation.fetch_record_batch(rows)
+    )
+    pool: dict = {}
+    chunks = []
+    for batch in reader:
+        if rest:
+            chunk = _converter().from_arrow(pa.Table.from_batches([batch.select(rest)])).df()
+        else:
+            chunk = pd.DataFrame(index=pd.RangeIndex(batch.num_rows))
+        for name in text:
+            chunk[name] = _shared_text(batch.column(name), pool)
+        chunks.append(chunk[names])
+    if not chunks:
+        return relation.df()  # no rows: the empty frame has the columns and dtypes
+    if len(chunks) == 1:
+        return chunks[0]
+    return pd.concat(chunks, ignore_index=True)
+
+
+_CONVERTER = None
+
+
+def _converter():
+    """An in-memory DuckDB connection that turns Arrow batches into pandas as ``.df()``
+    does (the relation's own connection is not reachable from the relation)."""
+    global _CONVERTER
+    if _CONVERTER is None:
+        import duckdb
+
+        _CONVERTER = duckdb.connect()
+    return _CONVERTER
+
+
+def _shared_text(column: pa.Array, pool: dict) -> np.ndarray:
+    """A text column as an object array, one shared string from ``pool`` per value."""
+    if not (pa_types.is_string(column.type) or pa_types.is_large_string(column.type)):
+        column = column.cast(pa.large_string())  # e.g. string_view
+    encoded = pc.dictionary_encode(column)
+    shared = np.empty(len(encoded.dictionary) + 1, dtype=object)  # the last slot: null
+    shared[:-1] = [pool.setdefault(value, value) for value in encoded.dictionary.to_pylist()]
+    shared[-1] = None
+    return shared[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
+
+
+def _duckdb_chunks(relation, vectors_per_chunk: int) -> pd.DataFrame:
+    """``relation.df()`` in chunks, text cells shared per chunk (:func:`_shared_values`)."""
     pool: dict = {}
     chunks = []
     while True:
