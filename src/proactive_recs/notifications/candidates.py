@@ -293,7 +293,7 @@ def item_push_candidates(
         return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
     # Keep the trigger items' rows before normalising: the table holds every item's top-K.
     scores = _scores(
-        item_user_scores[item_user_scores["item_id"].astype(str).isin(set(map(str, trigger_items)))]
+        item_user_scores[_as_text(item_user_scores["item_id"]).isin(set(map(str, trigger_items)))]
     )
     if scores.empty:
         return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
