@@ -77,6 +77,37 @@ def test_every_column_type_the_models_read_comes_as_df_gives_it():
     )
 
 
+def test_two_threads_read_side_by_side():
+    """dbt runs Python models in parallel threads with ``--threads 2``: two reads at once
+    must both finish (one converter connection shared by the threads deadlocked)."""
+    import threading
+
+    con = duckdb.connect()
+    _relation(con)
+    expected = con.sql("select * from t order by occurred_at").df()
+    results, errors = {}, []
+
+    def read(name):
+        try:
+            cursor = con.cursor()  # what dbt-duckdb gives each thread
+            for _ in range(20):
+                results[name] = duckdb_to_pandas(
+                    cursor.sql("select * from t order by occurred_at"), vectors_per_chunk=1
+                )
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(n,), daemon=True) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "the reads deadlocked"
+    assert not errors
+    for frame in results.values():
+        pd.testing.assert_frame_equal(frame, expected)
+
+
 def test_empty_relation_keeps_columns_and_to_pandas_lower_cases():
     con = duckdb.connect()
     empty = duckdb_to_pandas(_relation(con).filter("false"))

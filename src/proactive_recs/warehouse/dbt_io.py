@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import numpy as np
 import pandas as pd
@@ -87,18 +88,20 @@ def duckdb_to_pandas(relation, vectors_per_chunk: int = _VECTORS_PER_CHUNK) -> p
     return pd.concat(chunks, ignore_index=True)
 
 
-_CONVERTER = None
+_CONVERTERS = threading.local()
 
 
 def _converter():
     """An in-memory DuckDB connection that turns Arrow batches into pandas as ``.df()``
-    does (the relation's own connection is not reachable from the relation)."""
-    global _CONVERTER
-    if _CONVERTER is None:
+    does (the relation's own connection is not reachable from the relation). One per
+    thread: dbt runs Python models side by side with ``--threads 2``, and two threads on one
+    connection deadlock (each holds what the other waits for: the connection, the GIL)."""
+    connection = getattr(_CONVERTERS, "connection", None)
+    if connection is None:
         import duckdb
 
-        _CONVERTER = duckdb.connect()
-    return _CONVERTER
+        connection = _CONVERTERS.connection = duckdb.connect()
+    return connection
 
 
 def _shared_text(column: pa.Array, pool: dict) -> np.ndarray:
