@@ -6,11 +6,17 @@ print each kind in dbt build's output.
 """
 
 from proactive_recs.diagnostics import run_diagnostics
-from proactive_recs.warehouse.dbt_io import config_value, for_session, to_pandas
+from proactive_recs.warehouse.dbt_io import (
+    config_value,
+    for_session,
+    return_freed_memory,
+    to_pandas,
+)
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    return_freed_memory()  # what the models before this one freed
     meta = dbt.config.get("meta") or {}
     return for_session(
         run_diagnostics(

@@ -14,6 +14,7 @@ from proactive_recs.warehouse.dbt_io import (
     read_run_date,
     recommender_params,
     require_packages,
+    return_freed_memory,
     to_pandas,
 )
 from proactive_recs.warehouse.notifications_io import (
@@ -31,6 +32,7 @@ from proactive_recs.warehouse.recommender_io import (
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    return_freed_memory()  # what the models before this one freed
     require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"])
     meta = dbt.config.get("meta") or {}
     users = to_pandas(dbt.ref("int_user_context"))

@@ -10,7 +10,7 @@ written back.
 import json
 
 from proactive_recs.notifications.planner import PLANNER_USER_COLUMNS, plan_run
-from proactive_recs.warehouse.dbt_io import read_run_date, to_pandas
+from proactive_recs.warehouse.dbt_io import read_run_date, return_freed_memory, to_pandas
 from proactive_recs.warehouse.notifications_io import plan_frame
 from proactive_recs.warehouse.recommender_io import read_interactions
 
@@ -20,6 +20,7 @@ SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    return_freed_memory()  # what the models before this one freed
     meta = dbt.config.get("meta") or {}
     # dbt finds refs in the model's own statements (not inside a lambda); a relation is lazy.
     interactions = dbt.ref("int_interactions")

@@ -6,11 +6,17 @@ import json
 
 from proactive_recs.notifications.frequency import FrequencyRules
 from proactive_recs.notifications.send_time import fit_send_times
-from proactive_recs.warehouse.dbt_io import horizon_days, read_run_date, to_pandas
+from proactive_recs.warehouse.dbt_io import (
+    horizon_days,
+    read_run_date,
+    return_freed_memory,
+    to_pandas,
+)
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    return_freed_memory()  # what the models before this one freed
     meta = dbt.config.get("meta") or {}
     rules = FrequencyRules.from_dict(
         {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None}

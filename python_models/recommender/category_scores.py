@@ -3,12 +3,13 @@ the weight the recommender chose on the validation window (model_parameters:
 category_weight). Logic: proactive_recs.recommender.categories."""
 
 from proactive_recs.recommender.categories import user_category_scores
-from proactive_recs.warehouse.dbt_io import read_run_date, to_pandas
+from proactive_recs.warehouse.dbt_io import read_run_date, return_freed_memory, to_pandas
 from proactive_recs.warehouse.recommender_io import category_weight, read_interactions
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    return_freed_memory()  # what the models before this one freed
     from proactive_recs.data.interactions import interactions_before
 
     items = to_pandas(dbt.ref("stg_items"))

@@ -15,6 +15,7 @@ from proactive_recs.warehouse.dbt_io import (
     read_run_date,
     recommender_params,
     require_packages,
+    return_freed_memory,
     to_pandas,
 )
 from proactive_recs.warehouse.recommender_io import (
@@ -28,6 +29,7 @@ from proactive_recs.warehouse.recommender_io import (
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    return_freed_memory()  # what the models before this one freed
     require_packages(
         ["numpy", "pandas", "pyarrow", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"]
     )

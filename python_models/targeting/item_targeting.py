@@ -3,11 +3,12 @@ proactive_recs_item_booster's boost (target 'scores').
 Logic: proactive_recs.notifications.targeting."""
 
 from proactive_recs.notifications.targeting import TargetingRule, evaluate_targeting
-from proactive_recs.warehouse.dbt_io import config_value
+from proactive_recs.warehouse.dbt_io import config_value, return_freed_memory
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    return_freed_memory()  # what the models before this one freed
     meta = dbt.config.get("meta") or {}
     rule = TargetingRule(
         target="scores",

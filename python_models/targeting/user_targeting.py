@@ -4,11 +4,12 @@ campaign_id with its own filter and booster from stg_campaigns.
 Logic: proactive_recs.notifications.targeting."""
 
 from proactive_recs.notifications.targeting import TargetingRule, evaluate_targeting
-from proactive_recs.warehouse.dbt_io import config_value, to_pandas
+from proactive_recs.warehouse.dbt_io import config_value, return_freed_memory, to_pandas
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
+    return_freed_memory()  # what the models before this one freed
     meta = dbt.config.get("meta") or {}
     context = dbt.ref("int_user_context")
     campaigns = to_pandas(dbt.ref("stg_campaigns"))

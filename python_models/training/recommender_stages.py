@@ -13,6 +13,7 @@ from proactive_recs.warehouse.dbt_io import (
     read_run_date,
     recommender_params,
     require_packages,
+    return_freed_memory,
     to_pandas,
 )
 from proactive_recs.warehouse.recommender_io import (
@@ -25,6 +26,7 @@ from proactive_recs.warehouse.recommender_io import (
 
 def model(dbt, session):
     dbt.config(materialized="incremental", unique_key="stages_id")
+    return_freed_memory()  # what the models before this one freed
     require_packages(
         ["numpy", "pandas", "pyarrow", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"]
     )

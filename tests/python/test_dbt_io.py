@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import platform
+import sys
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 
 from proactive_recs.warehouse.dbt_io import duckdb_to_pandas, to_pandas
 
@@ -242,3 +248,32 @@ def test_read_stages_offers_the_latest_matching_row_not_after_the_run():
     with_old = pd.concat([table, pd.DataFrame([old_layout])], ignore_index=True)
     refused, why = read_stages(with_old, pd.Timestamp("2026-10-15"), ours)
     assert refused is None and "not usable" in why and f"format {layout - 1}" in why
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not platform.libc_ver()[0] == "glibc",
+    reason="malloc_trim is glibc's",
+)
+def test_freed_heap_memory_goes_back_to_the_system():
+    """What a model frees stays in glibc's heap (the blocks kept alive between them leave
+    holes that are never at the heap's top) until return_freed_memory hands it back."""
+    from proactive_recs.warehouse.dbt_io import return_freed_memory
+
+    def rss_mb():
+        status = Path("/proc/self/status").read_text()
+        return (
+            int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+            / 1024
+        )
+
+    blocks, pins = [], []
+    for k in range(60_000):  # 4 KB each: below glibc's mmap threshold, so from the heap
+        blocks.append(bytes(4000) + b"x")
+        if k % 16 == 0:
+            pins.append(bytes(600) + b"y")
+    del blocks
+    gc.collect()
+    freed = rss_mb()
+    assert return_freed_memory()
+    assert freed - rss_mb() > 150, "the freed blocks (~240 MB) should leave the process"
+    assert len(pins) == 3750
