@@ -160,10 +160,10 @@ def return_freed_memory() -> bool:
     Off glibc (macOS, Windows) nothing happens. True when memory was returned."""
     gc.collect()
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # no glibc (e.g. musl), or a sandbox that forbids it
         return False
-    return bool(libc.malloc_trim(0))
+    return bool(trim(0))
 
 
 def is_snowpark(session) -> bool:
