@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proactive_recs.warehouse.dbt_io import duckdb_to_pandas, to_pandas
+from proactive_recs.warehouse.dbt_io import _ROUND_TRIPS, duckdb_to_pandas, to_pandas
 
 
 def _relation(con):
@@ -55,6 +55,10 @@ def test_every_column_type_the_models_read_comes_as_df_gives_it():
             'unique_' || i::varchar as unique_text,
             case when i % 3 = 0 then null else i end::integer as nullable_int,
             (i / 7)::bigint as big,
+            (i % 100)::tinyint as tiny,
+            (i % 1000)::smallint as small,
+            (i * 0.25)::double as ratio,
+            case when i % 9 = 0 then null else [i * 1.0, 2.0]::float[] end as float_list,
             (i * 1.25)::decimal(28, 6) as amount,
             (i * 0.5)::float as weight,
             case when i % 4 = 0 then null else [i * 1.0, 2.0] end as factors,
@@ -65,6 +69,8 @@ def test_every_column_type_the_models_read_comes_as_df_gives_it():
         from range(10000) r(i)
         order by i desc
     """
+    # every type here takes the Arrow path (else this would test the plain one)
+    assert all(_ROUND_TRIPS.fullmatch(str(kind)) for kind in con.sql(select).types)
     expected = con.sql(select).df()
     got = duckdb_to_pandas(con.sql(select), vectors_per_chunk=1)
     pd.testing.assert_frame_equal(got, expected)
@@ -76,6 +82,8 @@ def test_every_column_type_the_models_read_comes_as_df_gives_it():
         " from range(5) r(i)"
     )
     pd.testing.assert_frame_equal(duckdb_to_pandas(con.sql(zoned)), con.sql(zoned).df())
+    untested = "select 'a' || (i % 3)::varchar as k, uuid() as u, 'x'::blob as b from range(5) r(i)"
+    assert duckdb_to_pandas(con.sql(untested))["k"].tolist() == ["a0", "a1", "a2", "a0", "a1"]
     text_only = "select 'x' || (i % 4)::varchar as k from range(9000) r(i)"
     pd.testing.assert_frame_equal(
         duckdb_to_pandas(con.sql(text_only), vectors_per_chunk=1), con.sql(text_only).df()
