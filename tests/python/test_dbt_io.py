@@ -61,7 +61,7 @@ def test_every_column_type_the_models_read_comes_as_df_gives_it():
             case when i % 9 = 0 then null else [i * 1.0, 2.0]::float[] end as float_list,
             (i * 1.25)::decimal(28, 6) as amount,
             (i * 0.5)::float as weight,
-            case when i % 4 = 0 then null else [i * 1.0, 2.0] end as factors,
+            case when i % 4 = 0 then null else [i * 1.0, 2.0]::double[] end as factors,
             timestamp '2026-01-01' + to_seconds(i) as occurred_at,
             (timestamp '2026-01-01' + to_seconds(i))::timestamp_ns as occurred_at_ns,
             date '2026-01-01' + (i % 30)::integer as day,
