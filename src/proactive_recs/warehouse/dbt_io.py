@@ -122,17 +122,25 @@ def _shared_text(column: pa.Array, pool: dict) -> np.ndarray:
         column = column.cast(pa.large_string())  # e.g. string_view
     encoded = pc.dictionary_encode(column)
     values = encoded.dictionary.to_pylist()
-    shared = np.empty(len(values) + 1, dtype=object)  # the last slot: null
     # A column of mostly distinct values (send ids, raw keys) gains nothing from the pool
     # and looking each value up cost 0.6 s of notification_plan's reads at size M.
-    mostly_distinct = 2 * len(values) > len(column)
-    shared[:-1] = values if mostly_distinct else [pool.setdefault(v, v) for v in values]
-    shared[-1] = None
+    shared = _with_null_slot(values, None if 2 * len(values) > len(column) else pool)
     return shared[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
 
 
+def _with_null_slot(values: list, pool: dict | None) -> np.ndarray:
+    """The distinct ``values`` as an object array to index with codes, code -1 (its last
+    slot) meaning null; each value replaced by the equal object already in ``pool`` (and
+    added to it), or as it is when ``pool`` is None."""
+    shared = np.empty(len(values) + 1, dtype=object)
+    shared[:-1] = values if pool is None else [pool.setdefault(value, value) for value in values]
+    shared[-1] = None
+    return shared
+
+
 def _duckdb_chunks(relation, vectors_per_chunk: int) -> pd.DataFrame:
-    """``relation.df()`` in chunks, text cells shared per chunk (:func:`_shared_values`)."""
+    """``relation.df()`` in chunks, equal text cells sharing one object across all chunks
+    (:func:`_shared_values`): the path for relations with types outside ``_ROUND_TRIPS``."""
     pool: dict = {}
     chunks = []
     while True:
@@ -156,10 +164,7 @@ def _shared_values(values: np.ndarray, pool: dict) -> np.ndarray:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
     except TypeError:  # unhashable cells (lists, structs): leave them as they are
         return values
-    shared = np.empty(len(uniques) + 1, dtype=object)  # the last slot: null (code -1)
-    shared[:-1] = [pool.setdefault(value, value) for value in uniques]
-    shared[-1] = None
-    return shared[codes]
+    return _with_null_slot(list(uniques), pool)[codes]
 
 
 def return_freed_memory() -> bool:
