@@ -242,6 +242,26 @@ def test_topk_pairs_with_signs_zeros_and_missing_scores_matches_brute_force():
         np.testing.assert_array_equal(vals + np.float32(0), ref_vals)
 
 
+def test_topk_pairs_with_long_buckets_and_int32_indices_matches_brute_force():
+    # Buckets of hundreds of pairs go through the partial selection, short ones through
+    # the insertion sort; ties in score are frequent (few distinct values).
+    rng = np.random.default_rng(6)
+    for k in (1, 20, 64, 65, 100, 700):
+        n_owner, n_member = 7, 600
+        mask = rng.random((n_owner, n_member)) < rng.random((n_owner, 1))
+        owner, member = np.nonzero(mask)
+        score = rng.integers(-20, 20, owner.size).astype(np.float32) / 4
+        dense = np.full((n_owner, n_member), -np.inf, np.float32)
+        dense[owner, member] = score + np.float32(0)
+        perm = rng.permutation(owner.size)
+        ids, vals = topk_pairs(
+            owner[perm].astype(np.int32), member[perm].astype(np.int32), score[perm], n_owner, k
+        )
+        ref_ids, ref_vals = _brute_lists(dense, k)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_array_equal(vals, ref_vals)
+
+
 def test_transform_is_applied_before_the_boost():
     # With expit, a raw score of -2 becomes 0.12, and a boost of 3 (0.36) beats the
     # unboosted 0.27 of a raw -1: on probabilities the boost is a plain multiplier.

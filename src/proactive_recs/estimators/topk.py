@@ -79,7 +79,6 @@ __all__ = [
     "default_block_size",
     "distinct_pairs",
     "empty_topk",
-    "group_desc_key",
     "merge_topk",
     "owner_blocks",
     "topk_both",
@@ -117,14 +116,6 @@ def apply_boost(scores: np.ndarray, boost) -> np.ndarray:
     """Sign-aware boost: ``s * b`` for ``s >= 0`` and ``s / b`` for ``s < 0`` (see module doc)."""
     b = np.maximum(np.asarray(boost, dtype=scores.dtype), MIN_BOOST)
     return np.where(scores >= 0, scores * b, scores / b).astype(scores.dtype, copy=False)
-
-
-def group_desc_key(group: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """uint64 keys that sort by (group asc, value desc): the group in the high 32 bits, an
-    order-reversing bit pattern of the float32 value in the low 32 bits."""
-    bits = (np.asarray(vals, dtype=np.float32) + np.float32(0)).view(np.uint32)  # -0 -> +0
-    ascending = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
-    return (np.asarray(group, dtype=np.uint64) << np.uint64(32)) | (~ascending).astype(np.uint64)
 
 
 # ------------------------------------------------------------------------ the kernel
@@ -721,6 +712,11 @@ def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return out
 
 
+def _index_array(values) -> np.ndarray:
+    values = np.asarray(values)
+    return values if values.dtype in (np.int32, np.int64) else values.astype(np.int64)
+
+
 def topk_pairs(
     owner: np.ndarray, member: np.ndarray, score: np.ndarray, n_owners: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -731,12 +727,15 @@ def topk_pairs(
     to the lower member index (then to the earlier pair), padding -1 / -inf. Pairs with a
     non-finite score are ignored.
 
-    The pairs are bucketed by owner in one linear pass and each owner's bucket is sorted on
-    its own (a few hundred pairs), in parallel: tens of millions of candidate pairs no
-    longer go through one global three-key sort.
+    The pairs are bucketed by owner in one linear pass and each owner's best ``k`` are
+    selected from its bucket (a few hundred pairs) as uint64 keys, in parallel: tens of
+    millions of candidate pairs never go through a global sort, and no owner sorts more
+    than its ``k`` best (at M a block of 8.4M pairs: 0.47 -> 0.15 s by user, 0.73 -> 0.30 s
+    by item, against an argsort of every bucket).
     """
-    owner = np.asarray(owner, dtype=np.int64)
-    member = np.asarray(member, dtype=np.int64)
+    # int32 indices (the candidate pairs') are taken as they are: a copy costs as much
+    # as the selection
+    owner, member = (_index_array(a) for a in (owner, member))
     score = np.asarray(score, dtype=np.float32)
     ok = np.isfinite(score)
     if not ok.all():
@@ -744,11 +743,10 @@ def topk_pairs(
     ids, vals = empty_topk(n_owners, k)
     if owner.size == 0 or k <= 0:
         return ids, vals
-    # one uint64 per pair that sorts by score descending, then member ascending
-    keys = group_desc_key(np.zeros(score.size, dtype=np.uint32), score) << np.uint64(32)
-    keys |= member.astype(np.uint64)
     starts, order = _bucket_by_owner(owner, n_owners)
-    _select_per_owner(starts, order, keys, member, score, ids, vals)
+    longest = int(np.diff(starts).max())
+    tasks = min(n_owners, 8 * numba.get_num_threads())  # a few per thread: balance
+    _select_per_owner(starts, order, member, score, ids, vals, longest, tasks)
     return ids, vals
 
 
@@ -912,19 +910,24 @@ def _bucket_by_owner(owner, n_owners):
 
 
 @_jit(parallel=True, nogil=True)
-def _select_per_owner(starts, order, keys, member, score, ids, vals):
-    """Each owner's best ``ids.shape[1]`` pairs by key (a stable sort of its bucket)."""
+def _select_per_owner(starts, order, member, score, ids, vals, longest, tasks):
+    """Each owner's best ``ids.shape[1]`` pairs: its bucket's pairs written as keys (score
+    descending, member ascending: :func:`_key`) into a buffer of the task's, partially
+    selected and sorted there (:func:`_best_sorted`). The member and the score are read
+    back from the key, so nothing is gathered or allocated per owner."""
     k = ids.shape[1]
-    for o in numba.prange(starts.size - 1):
-        begin, end = starts[o], starts[o + 1]
-        if end == begin:
-            continue
-        bucket = order[begin:end]
-        best = np.argsort(keys[bucket], kind="mergesort")[:k]
-        for r in range(best.size):
-            p = bucket[best[r]]
-            ids[o, r] = member[p]
-            vals[o, r] = score[p]
+    n_owners = starts.size - 1
+    for task in numba.prange(tasks):
+        buffer = np.empty((1, longest), dtype=np.uint64)
+        for o in range(task * n_owners // tasks, (task + 1) * n_owners // tasks):
+            begin, end = starts[o], starts[o + 1]
+            for r in range(end - begin):
+                p = order[begin + r]
+                buffer[0, r] = _key(score[p], member[p])
+            n = _best_sorted(buffer, 0, end - begin, k)
+            for r in range(n):
+                ids[o, r] = _key_index(buffer[0, r])
+                vals[o, r] = _key_score(buffer[0, r])
 
 
 def distinct_pairs(n_owners: int, owner_lists=(), member_lists=()) -> tuple[np.ndarray, np.ndarray]:
