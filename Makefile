@@ -52,12 +52,14 @@ endif
 # `dbt build --selector daily` every day, `--selector weekly` once a week. Here the weekly
 # training (recommender_stages and what it reads) goes first, so that the daily run reuses it
 # (on a fresh database it would otherwise train the same stages itself); then the daily run;
-# then the rest of the weekly set (evaluation and backtest, which read the daily tables).
+# then the rest of the weekly set (evaluation and backtest, which read the daily tables); last
+# the SQL unit tests, which a scheduled run leaves to CI (their inputs never change).
 build: load-data
 	$(DBT) build --select +recommender_stages --exclude tag:demo_data --indirect-selection cautious \
 	  $(DBT_VARS) $(DBT_BUILD_FLAGS)
 	$(DBT) build --selector daily $(DBT_VARS) $(DBT_BUILD_FLAGS)
 	$(DBT) build --select tag:weekly --exclude recommender_stages $(DBT_VARS) $(DBT_BUILD_FLAGS)
+	$(DBT) test --selector unit_tests $(DBT_VARS)
 
 summary: setup
 	$(BIN)/python -m proactive_recs_tools.summary --duckdb $(DUCKDB_PATH)

@@ -57,8 +57,14 @@ def test_the_daily_selector_holds_everything_a_send_needs_and_nothing_weekly():
     # the one weekly model upstream is the stored stages, which the daily run reads when they
     # exist and replaces by training itself when not (test_stages_reuse.py)
     assert upstream - daily == {"recommender_stages"}
-    # unit tests and the seeds the daily models read run with them; the demo's seeds never
+    # the seeds the daily models read run with them, the demo's seeds never; data tests run
+    # with their models, unit tests (fixed inputs) only in their own selector, which CI runs
     kinds = {(n["resource_type"], n["name"]) for n in _ls("--selector", "daily")}
     assert ("seed", "campaigns") in kinds and ("seed", "event_type_weights") in kinds
     assert not {name for kind, name in kinds if kind == "seed"} & {"raw_users", "demo_campaigns"}
-    assert any(kind == "unit_test" for kind, _ in kinds)
+    assert any(kind == "test" for kind, _ in kinds)
+    assert not any(kind == "unit_test" for kind, _ in kinds)
+    every_unit_test = {n["name"] for n in _ls("--resource-type", "unit_test")}
+    assert every_unit_test and {
+        n["name"] for n in _ls("--selector", "unit_tests")
+    } == every_unit_test
