@@ -65,6 +65,6 @@ def test_the_daily_selector_holds_everything_a_send_needs_and_nothing_weekly():
     assert any(kind == "test" for kind, _ in kinds)
     assert not any(kind == "unit_test" for kind, _ in kinds)
     every_unit_test = {n["name"] for n in _ls("--resource-type", "unit_test")}
-    assert every_unit_test and {
-        n["name"] for n in _ls("--selector", "unit_tests")
-    } == every_unit_test
+    assert (
+        every_unit_test and {n["name"] for n in _ls("--selector", "unit_tests")} == every_unit_test
+    )

@@ -730,3 +730,8 @@ def test_a_shared_score_gives_what_the_rank_one_product_gives(
 def test_a_shared_score_refuses_exclusions_of_another_shape():
     with pytest.raises(ValueError, match="exclude must have shape"):
         topk_shared_score(np.ones(4), 3, 2, exclude=sp.csr_matrix((3, 5)))
+
+
+def test_topk_pairs_refuses_member_indices_that_do_not_fit_its_keys():
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        topk_pairs(np.array([0]), np.array([2**32]), np.array([1.0], np.float32), 1, 1)
