@@ -9,8 +9,15 @@ written back.
 
 import json
 
-from proactive_recs.notifications.planner import PLANNER_USER_COLUMNS, plan_run
-from proactive_recs.warehouse.dbt_io import read_run_date, return_freed_memory, to_pandas
+from proactive_recs.notifications.planner import PLANNER_USER_COLUMNS, history_start, plan_run
+from proactive_recs.warehouse.dbt_io import (
+    read_run_date,
+    return_freed_memory,
+    rows_in,
+    rows_matching,
+    rows_since,
+    to_pandas,
+)
 from proactive_recs.warehouse.notifications_io import plan_frame
 from proactive_recs.warehouse.recommender_io import read_interactions
 
@@ -24,18 +31,29 @@ def model(dbt, session):
     meta = dbt.config.get("meta") or {}
     # dbt finds refs in the model's own statements (not inside a lambda); a relation is lazy.
     interactions = dbt.ref("int_interactions")
+    item_user_scores = dbt.ref("item_user_scores")
     run_date = read_run_date(dbt.ref("int_run_context"))
+    campaigns = to_pandas(dbt.ref("stg_campaigns"))
+    rules = {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None}
+    # The send ledger: confirmed sends plus earlier runs' planned sends not confirmed yet;
+    # only as far back as a rule looks (and the events of those sends).
+    sends = rows_since(
+        dbt.ref("int_send_ledger"), "sent_at", history_start(campaigns, rules, run_date)
+    )
+    events = rows_matching(dbt.ref("int_notification_events"), sends, "send_id")
     plan = plan_run(
-        campaigns=to_pandas(dbt.ref("stg_campaigns")),
-        rules={k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None},
+        campaigns=campaigns,
+        rules=rules,
         users=to_pandas(dbt.ref("int_user_context"), columns=PLANNER_USER_COLUMNS),
         targeting=to_pandas(dbt.ref("user_targeting")),
         items=to_pandas(dbt.ref("int_item_context")),
-        item_user_scores=to_pandas(dbt.ref("item_user_scores"), columns=SCORE_COLUMNS),
+        # only the rows of the run's trigger items (the table holds every item's top-K)
+        item_user_scores=lambda item_ids: to_pandas(
+            rows_in(item_user_scores, "item_id", item_ids), columns=SCORE_COLUMNS
+        ),
         user_item_scores=to_pandas(dbt.ref("user_item_scores"), columns=SCORE_COLUMNS),
-        # the send ledger: confirmed sends plus earlier runs' planned sends not confirmed yet
-        sends=to_pandas(dbt.ref("int_send_ledger")),
-        events=to_pandas(dbt.ref("int_notification_events")),
+        sends=to_pandas(sends),
+        events=to_pandas(events),
         run_date=run_date,
         # Read only if the hidden-gem fallback needs them (no conversion in the send history).
         interactions=lambda: read_interactions(interactions),

@@ -20,7 +20,12 @@ from proactive_recs.notifications.frequency import (
     in_quiet_hours,
     resolve_timezone,
 )
-from proactive_recs.notifications.planner import AUDIENCE_COLUMNS, _digest_items, plan_run
+from proactive_recs.notifications.planner import (
+    AUDIENCE_COLUMNS,
+    _digest_items,
+    history_start,
+    plan_run,
+)
 from proactive_recs.notifications.triggers import hidden_gem_stats, select_trigger_items
 
 RUN = pd.Timestamp("2026-11-02 00:00")
@@ -1051,6 +1056,109 @@ def test_plan_run_respects_every_rule_whatever_the_input(world):
     again = plan_run(**world)
     pd.testing.assert_frame_equal(result.audience, again.audience)
     pd.testing.assert_frame_equal(result.rejected_candidates, again.rejected_candidates)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds(), data=st.data())
+def test_reading_the_history_from_history_start_plans_the_same_run(world, data):
+    """notification_plan reads the send ledger from history_start on (and only the events
+    of those sends) and the scores of the trigger items only: the plan must be the one the
+    whole history and every score row give. Histories reach 90 days back, a hidden-gem
+    campaign (with or without trigger_days) looks back its own way, conversions decide which
+    items are gems."""
+    run = world["run_date"]
+    gem_days = data.draw(st.sampled_from([None, 2, 10, 45]), label="gem trigger_days")
+    gems = ("gems", "item_push", "push", "hidden_gems", gem_days, None, 2, 0.0, 1.0, None, None)
+    world["campaigns"] = pd.concat(
+        [world["campaigns"], _campaigns((*gems, True))], ignore_index=True
+    ).astype({"trigger_days": float})
+    old = data.draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(list(world["users"]["user_id"])),
+                st.sampled_from(list(world["items"]["item_id"])),
+                st.integers(-90 * 24, 0),
+                st.sampled_from([None, "open", "conversion"]),
+            ),
+            max_size=30,
+        ),
+        label="older sends",
+    )
+    sends, events = world["sends"], world["events"]
+    older = pd.DataFrame(
+        {
+            "send_id": [f"old{k}" for k in range(len(old))],
+            "user_id": [row[0] for row in old],
+            "campaign_id": "gems",
+            "item_id": [row[1] for row in old],
+            "channel": "push",
+            "sent_at": [run + pd.Timedelta(hours=row[2]) for row in old],
+        }
+    )
+    answered = [(f"old{k}", row[3], older["sent_at"][k]) for k, row in enumerate(old) if row[3]]
+    world["sends"] = pd.concat([sends, older], ignore_index=True)
+    world["events"] = pd.concat(
+        [events, pd.DataFrame(answered, columns=["send_id", "event_type", "occurred_at"])],
+        ignore_index=True,
+    )
+    whole = plan_run(**world)
+
+    start = history_start(world["campaigns"], world["rules"], run)
+    assert (start is None) == (gem_days is None)
+    window = dict(world)
+    if start is not None:
+        window["sends"] = world["sends"][world["sends"]["sent_at"] >= start]
+        window["events"] = world["events"][
+            world["events"]["send_id"].isin(set(window["sends"]["send_id"]))
+        ]
+    asked = []
+
+    def trigger_rows(item_ids):
+        asked.append(list(item_ids))
+        scores = world["item_user_scores"]
+        return scores[scores["item_id"].isin(item_ids)]
+
+    window["item_user_scores"] = trigger_rows
+    windowed = plan_run(**window)
+    pd.testing.assert_frame_equal(windowed.audience, whole.audience)
+    pd.testing.assert_frame_equal(windowed.rejected_candidates, whole.rejected_candidates)
+    pd.testing.assert_frame_equal(windowed.trigger_items, whole.trigger_items)
+    assert len(asked) == 1 and set(asked[0]) == set(whole.trigger_items["item_id"])
+
+
+def test_history_start_is_the_longest_look_back_of_the_rules():
+    campaigns = _campaigns(
+        ("d", "digest", "email", None, None, None, None, 0.0, 1.0, 3, None, True),
+        ("g", "item_push", "push", "hidden_gems", 40, None, 5, 0.0, 1.0, None, None, False),
+    )
+    rules = {"item_repeat_window_days": 12, "cadence_lookback_days": 9}
+    assert history_start(campaigns, rules, RUN) == RUN - 12 * DAY
+    # an inactive hidden-gem campaign reads nothing; an active one its trigger_days
+    campaigns.loc[1, "is_active"] = True
+    assert history_start(campaigns, rules, RUN) == RUN - 40 * DAY
+    # spacing and the rolling week count too
+    rules = {"item_repeat_window_days": 1, "cadence_lookback_days": 2}
+    assert history_start(campaigns.iloc[:1], rules, RUN) == RUN - 7 * DAY
+    rules["min_hours_between_sends"] = 24 * 10
+    assert history_start(campaigns.iloc[:1], rules, RUN) == RUN - 10 * DAY
+    # a hidden-gem campaign without trigger_days counts every send it ever had
+    campaigns.loc[1, "trigger_days"] = None
+    assert history_start(campaigns, rules, RUN) is None
+
+
+def test_a_gem_found_in_old_sends_is_found_in_the_history_read_from_history_start():
+    items = _items([(i, -60, None) for i in ("gem", "hit", "dud", "meh")])
+    sends, events = _gem_history()  # sent 5 days before RUN
+    sends["sent_at"] -= 35 * DAY
+    events["occurred_at"] -= 35 * DAY
+    campaigns = _campaigns(
+        ("g", "item_push", "push", "hidden_gems", 45, None, 5, 0.0, 1.0, None, None, True)
+    )
+    start = history_start(campaigns, {}, RUN)
+    assert start == RUN - 45 * DAY
+    read = sends[sends["sent_at"] >= start]
+    (campaign,) = validate_campaigns(campaigns)
+    assert select_trigger_items(campaign, items, read, events, RUN) == ["gem"]
 
 
 def test_scheduling_across_spring_forward_in_the_user_zone():

@@ -292,3 +292,44 @@ print(return_freed_memory(), freed - rss_mb(), len(pins))
     trimmed, returned_mb, pins = out[0] == "True", float(out[1]), int(out[2])
     assert trimmed and pins == 3750
     assert returned_mb > 150, f"the freed blocks (~240 MB) should leave the process: {returned_mb}"
+
+
+def _ledger_and_events(con):
+    """A send ledger (one send a day) and its events, with a quote in one id."""
+    con.execute(
+        """
+        create or replace table ledger as
+        select 's' || i::varchar || case when i = 3 then '''q' else '' end as send_id,
+               'i' || (i % 4)::varchar as item_id,
+               timestamp '2026-01-01' + to_days(i::integer) as sent_at
+        from range(10) r(i)
+        """
+    )
+    con.execute(
+        """
+        create or replace table events as
+        select send_id, 'open' as event_type, sent_at + interval 1 hour as occurred_at
+        from ledger, range(2)
+        union all select 'ghost', 'open', timestamp '2026-02-01'
+        """
+    )
+    return con.table("ledger"), con.table("events")
+
+
+def test_rows_since_in_and_matching_filter_relations_and_frames_alike():
+    from proactive_recs.warehouse.dbt_io import rows_in, rows_matching, rows_since
+
+    con = duckdb.connect()
+    ledger, events = _ledger_and_events(con)
+    since = pd.Timestamp("2026-01-07")
+    for sends, evts in [(ledger, events), (ledger.df(), events.df())]:
+        recent = rows_since(sends, "sent_at", since)
+        assert sorted(to_pandas(recent)["send_id"]) == ["s6", "s7", "s8", "s9"]
+        assert len(to_pandas(rows_since(sends, "sent_at", None))) == 10
+        # the events of those sends only: two each, not the ghost's
+        theirs = to_pandas(rows_matching(evts, recent, "send_id"))
+        assert sorted(theirs["send_id"]) == sorted(["s6", "s7", "s8", "s9"] * 2)
+        # ids with a quote, absent ids, no ids
+        picked = to_pandas(rows_in(sends, "send_id", ["s3'q", "s5", "nobody"]))
+        assert sorted(picked["send_id"]) == ["s3'q", "s5"]
+        assert len(to_pandas(rows_in(sends, "item_id", []))) == 0

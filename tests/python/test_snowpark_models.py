@@ -150,3 +150,32 @@ def test_to_pandas_projects_snowpark_frames_before_reading(session):
     got = to_pandas(frame, columns=["score", "user_id"])
     assert list(got.columns) == ["score", "user_id"]
     assert got.to_dict("list") == {"score": [0.5, 0.25], "user_id": ["u1", "u2"]}
+
+
+def test_rows_since_in_and_matching_filter_snowpark_frames_in_the_warehouse(session):
+    from proactive_recs.warehouse.dbt_io import rows_in, rows_matching, rows_since
+
+    day = pd.Timestamp("2026-01-01")
+    sends = session.create_dataframe(
+        pd.DataFrame(
+            {
+                "SEND_ID": [f"s{k}" for k in range(6)],
+                "SENT_AT": [day + pd.Timedelta(days=k) for k in range(6)],
+            }
+        )
+    )
+    events = session.create_dataframe(
+        pd.DataFrame({"SEND_ID": ["s1", "s4", "s4", "s5", "ghost"], "N": [1, 2, 3, 4, 5]})
+    )
+    recent = rows_since(sends, "sent_at", day + pd.Timedelta(days=4))
+    # collect(): local testing's to_pandas misaligns the columns of a filtered frame
+    assert sorted(row["SEND_ID"] for row in recent.collect()) == ["s4", "s5"]
+    theirs = rows_matching(events, recent, "send_id")
+    assert sorted(row["N"] for row in theirs.collect()) == [2, 3, 4]
+    assert sorted(
+        row["SEND_ID"] for row in rows_in(sends, "send_id", ["s0", "s2", "x"]).collect()
+    ) == [
+        "s0",
+        "s2",
+    ]
+    assert rows_in(sends, "send_id", []).collect() == []

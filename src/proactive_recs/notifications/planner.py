@@ -130,13 +130,37 @@ def _empty_audience() -> pd.DataFrame:
     )
 
 
+def history_start(campaigns: pd.DataFrame, rules: FrequencyRules | Mapping | None, run_date):
+    """The earliest ``sent_at`` that any rule of this run reads, or None when a rule reads the
+    whole send history; a caller may read the sends from then on (and only the events of
+    those sends) and :func:`plan_run` plans exactly the same run.
+
+    The rules count back from the run time or from a user's anchor, which is never earlier:
+    caps 7 days, spacing ``min_hours_between_sends``, item repeats
+    ``item_repeat_window_days``, adaptive cadence ``cadence_lookback_days``, and a
+    hidden-gem campaign its ``trigger_days`` (none: every send it has ever had). Sends
+    scheduled after the run time are always read. At a million users this leaves out most
+    of a long send history (and the events of those sends) before anything is read.
+    """
+    if not isinstance(rules, FrequencyRules):
+        rules = FrequencyRules.from_dict(rules)
+    days = [7.0, rules.item_repeat_window_days, rules.cadence_lookback_days]
+    days.append(rules.min_hours_between_sends / 24.0)
+    for campaign in validate_campaigns(campaigns):
+        if campaign.is_active and campaign.trigger == "hidden_gems":
+            if campaign.trigger_days is None:
+                return None
+            days.append(float(campaign.trigger_days))
+    return utc_instant(run_date) - pd.Timedelta(days=max(days))
+
+
 def plan_run(
     campaigns: pd.DataFrame,
     rules: FrequencyRules | Mapping | None,
     users: pd.DataFrame,
     targeting: pd.DataFrame | None,
     items: pd.DataFrame,
-    item_user_scores: pd.DataFrame,
+    item_user_scores: pd.DataFrame | Callable[[list[str]], pd.DataFrame],
     user_item_scores: pd.DataFrame,
     sends: pd.DataFrame | None,
     events: pd.DataFrame | None,
@@ -149,6 +173,8 @@ def plan_run(
     """Plan one run: who gets what, when, over all active campaigns at once.
 
     ``rules`` may be a :class:`FrequencyRules` or a dict of dbt vars (None = defaults).
+    ``item_user_scores`` may be a function of the run's trigger item ids returning their rows
+    (a warehouse then reads only those of the table's every-item top-K).
     ``interactions`` (optional) feed the hidden-gem fallback when the send history has no
     conversions (a frame, or a function returning it: then it is read only in that case);
     ``trigger_items`` (optional, campaign_id -> item ids) overrides
@@ -192,6 +218,10 @@ def plan_run(
         columns=["campaign_id", "item_id"],
         dtype=object,
     )
+    if callable(item_user_scores):
+        item_user_scores = item_user_scores(
+            sorted({i for ids in trigger_items.values() for i in ids})
+        )
     recent = recently_sent_items(history, run_time, rules)
     candidates, rejected = build_candidates(
         active,

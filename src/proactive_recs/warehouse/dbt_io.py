@@ -208,6 +208,51 @@ def for_session(table, session):
     return frame
 
 
+def rows_since(frame, column: str, since):
+    """The rows of ``frame`` with ``column >= since`` (a naive UTC instant; None = all rows),
+    filtered in the warehouse before anything is read: a DuckDB relation, a Snowpark
+    DataFrame or a pandas frame."""
+    if since is None:
+        return frame
+    since = pd.Timestamp(since)
+    if isinstance(frame, pd.DataFrame):
+        return frame[pd.to_datetime(frame[column]) >= since]
+    if hasattr(frame, "to_pandas"):  # Snowpark DataFrame
+        from snowflake.snowpark.functions import col, lit
+
+        return frame.filter(col(column) >= lit(since.to_pydatetime()))
+    return frame.filter(f"{column} >= TIMESTAMP '{since.isoformat(sep=' ')}'")
+
+
+def rows_in(frame, column: str, values):
+    """The rows of ``frame`` whose text ``column`` is one of ``values``, filtered in the
+    warehouse before anything is read (a DuckDB relation, a Snowpark DataFrame or pandas)."""
+    values = sorted({str(value) for value in values})
+    if isinstance(frame, pd.DataFrame):
+        return frame[frame[column].astype(str).isin(set(values))]
+    if hasattr(frame, "to_pandas"):  # Snowpark DataFrame
+        from snowflake.snowpark.functions import col, lit
+
+        return frame.filter(col(column).isin(values) if values else lit(False))
+    if not values:
+        return frame.filter("false")
+    listed = ", ".join("'" + value.replace("'", "''") + "'" for value in values)
+    return frame.filter(f"{column} in ({listed})")
+
+
+def rows_matching(frame, keys, column: str):
+    """The rows of ``frame`` whose ``column`` value occurs in ``keys``' ``column`` (a semi
+    join, run in the warehouse: both DuckDB relations or both Snowpark DataFrames; pandas
+    frames are filtered in memory)."""
+    if isinstance(frame, pd.DataFrame):
+        return frame[frame[column].isin(set(keys[column]))]
+    if hasattr(frame, "to_pandas"):  # Snowpark DataFrame
+        from snowflake.snowpark.functions import col
+
+        return frame.filter(col(column).isin(keys.select(column)))
+    return frame.join(keys.select(column), column, how="semi")
+
+
 def read_run_date(run_context) -> pd.Timestamp:
     """The run's instant (naive UTC) from the one-row ``int_run_context`` model.
 
