@@ -9,9 +9,15 @@ import sys
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from proactive_recs.warehouse.dbt_io import _ROUND_TRIPS, duckdb_to_pandas, to_pandas
+from proactive_recs.warehouse.dbt_io import (
+    _ROUND_TRIPS,
+    _list_rows,
+    duckdb_to_pandas,
+    to_pandas,
+)
 
 
 def _relation(con):
@@ -62,6 +68,8 @@ def test_every_column_type_the_models_read_comes_as_df_gives_it():
             (i * 1.25)::decimal(28, 6) as amount,
             (i * 0.5)::float as weight,
             case when i % 4 = 0 then null else [i * 1.0, 2.0]::double[] end as factors,
+            [i * 0.5, -1.0, 1e300]::double[] as profile,
+            case when i = 77 then [1.0] else [i * 0.5, 1.0] end::double[] as ragged,
             timestamp '2026-01-01' + to_seconds(i) as occurred_at,
             (timestamp '2026-01-01' + to_seconds(i))::timestamp_ns as occurred_at_ns,
             date '2026-01-01' + (i % 30)::integer as day,
@@ -76,6 +84,13 @@ def test_every_column_type_the_models_read_comes_as_df_gives_it():
     pd.testing.assert_frame_equal(got, expected)
     assert len({id(v) for v in got["text_id"].dropna().to_numpy()}) == 37
     assert got["text_id"].isna().sum() == 2000
+    # equal-length lists without nulls are read as rows of one block per chunk (compared
+    # above with .df()); lists of two lengths, a null list or a null value the plain way
+    assert _list_rows(pa.array([[0.5, 1.0], [2.0, 3.0]])) is not None
+    for other in ([[0.5, 1.0], [2.0]], [[0.5, 1.0], None], [[0.5, None], [1.0, 2.0]], [[1, 2]]):
+        assert _list_rows(pa.array(other)) is None
+    rows = _list_rows(pa.array([[0.5, 1.0], [2.0, 3.0]]).slice(1))
+    assert len(rows) == 1 and rows[0].tolist() == [2.0, 3.0] and rows[0].flags.writeable
 
     zoned = (
         "select 'a' || (i % 3)::varchar as k, timestamptz '2026-01-01 12:00:00+00' as at"
