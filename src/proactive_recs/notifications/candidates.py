@@ -172,23 +172,27 @@ def _scores(scores: pd.DataFrame) -> pd.DataFrame:
                 "score": pd.Series(dtype=float),
             }
         )
-    out = pd.DataFrame(
-        {
-            "user_id": _as_text(scores["user_id"]),
-            "item_id": _as_text(scores["item_id"]),
-            "rank": pd.to_numeric(scores["rank"], errors="coerce") if "rank" in scores else np.nan,
-            "score": pd.to_numeric(scores["score"], errors="coerce"),
-        }
-    )
+    user_ids = _as_text(scores["user_id"]).to_numpy(object)
+    item_ids = _as_text(scores["item_id"]).to_numpy(object)
+    score = pd.to_numeric(scores["score"], errors="coerce").to_numpy(float)
     # sorted by user, item, best score first (nulls last); sorting integer codes of the
     # sorted distinct ids gives the order of the text at a fraction of the cost
-    user_codes = pd.factorize(out["user_id"], sort=True)[0]
-    item_codes = pd.factorize(out["item_id"], sort=True)[0]
-    score = out["score"].to_numpy(float)
+    user_codes = pd.factorize(user_ids, sort=True)[0]
+    item_codes = pd.factorize(item_ids, sort=True)[0]
     order = np.lexsort((np.where(np.isnan(score), np.inf, -score), item_codes, user_codes))
     user_codes, item_codes = user_codes[order], item_codes[order]
     first = np.r_[True, (user_codes[1:] != user_codes[:-1]) | (item_codes[1:] != item_codes[:-1])]
-    return out.iloc[order[first]].reset_index(drop=True)
+    keep = order[first]
+    del user_codes, item_codes, order, first  # 20M rows at L: free before the copy below
+    rank = (
+        pd.to_numeric(scores["rank"], errors="coerce").to_numpy(float)[keep]
+        if "rank" in scores
+        else np.full(keep.size, np.nan)
+    )
+    # one copy of the kept rows, straight into the result (no intermediate frame)
+    return pd.DataFrame(
+        {"user_id": user_ids[keep], "item_id": item_ids[keep], "rank": rank, "score": score[keep]}
+    )
 
 
 def _as_text(ids: pd.Series) -> pd.Series:
@@ -239,7 +243,10 @@ def _with_user_context(
     # a row whose user is in neither table (row -1: the last entry) is unknown, boost 1
     codes, distinct = pd.factorize(frame["user_id"])
     rows = pd.Index(per_user["user_id"]).get_indexer(distinct)[codes]
-    out = frame.reset_index(drop=True)
+    # a new frame over the same columns (the score rows are not copied); the columns added
+    # below are its own
+    out = frame.copy(deep=False)
+    out.index = pd.RangeIndex(len(out))
     out["passes_filter"] = np.append(passes, True)[rows]
     out["boost"] = np.append(boost, 1.0)[rows]
     out["user_reason"] = np.append(reason, np.array(["unknown_user"], dtype=object))[rows]
