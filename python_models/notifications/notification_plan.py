@@ -9,6 +9,7 @@ written back.
 
 import json
 
+from proactive_recs.notifications.campaign import validate_campaigns
 from proactive_recs.notifications.planner import PLANNER_USER_COLUMNS, history_start, plan_run
 from proactive_recs.warehouse.dbt_io import (
     read_run_date,
@@ -34,6 +35,7 @@ def model(dbt, session):
     item_user_scores = dbt.ref("item_user_scores")
     run_date = read_run_date(dbt.ref("int_run_context"))
     campaigns = to_pandas(dbt.ref("stg_campaigns"))
+    campaign_ids = [campaign.campaign_id for campaign in validate_campaigns(campaigns)]
     rules = {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None}
     # The send ledger: confirmed sends plus earlier runs' planned sends not confirmed yet;
     # only as far back as a rule looks (and the events of those sends).
@@ -45,7 +47,8 @@ def model(dbt, session):
         campaigns=campaigns,
         rules=rules,
         users=to_pandas(dbt.ref("int_user_context"), columns=PLANNER_USER_COLUMNS),
-        targeting=to_pandas(dbt.ref("user_targeting")),
+        # the campaigns' rows (user_targeting also holds the target 'scores')
+        targeting=to_pandas(rows_in(dbt.ref("user_targeting"), "target", campaign_ids)),
         items=to_pandas(dbt.ref("int_item_context")),
         # only the rows of the run's trigger items (the table holds every item's top-K)
         item_user_scores=lambda item_ids: to_pandas(
