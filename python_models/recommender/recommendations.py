@@ -16,9 +16,11 @@ from proactive_recs.warehouse.dbt_io import (
     recommender_params,
     require_packages,
     return_freed_memory,
+    rows_in,
     to_pandas,
 )
 from proactive_recs.warehouse.recommender_io import (
+    SCORES_TARGET,
     item_frame_for_scoring,
     long_recommendation_table,
     read_interactions,
@@ -45,11 +47,14 @@ def model(dbt, session):
     stages, lookup = read_stages(stored, run_date, resolve_params(params))
     fitted = Recommender(params).fit(
         read_interactions(dbt.ref("int_interactions")),
+        # of the targeting tables only the rows for the scores (the others are campaigns')
         user_frame_for_scoring(
-            to_pandas(dbt.ref("int_user_context")), to_pandas(dbt.ref("user_targeting"))
+            to_pandas(dbt.ref("int_user_context"), columns=["user_id", "is_eligible"]),
+            to_pandas(rows_in(dbt.ref("user_targeting"), "target", [SCORES_TARGET])),
         ),
         item_frame_for_scoring(
-            to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
+            to_pandas(dbt.ref("int_item_context")),
+            to_pandas(rows_in(dbt.ref("item_targeting"), "target", [SCORES_TARGET])),
         ),
         as_of=run_date,
         stages=stages,
