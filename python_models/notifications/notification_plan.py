@@ -33,6 +33,7 @@ def model(dbt, session):
     # dbt finds refs in the model's own statements (not inside a lambda); a relation is lazy.
     interactions = dbt.ref("int_interactions")
     item_user_scores = dbt.ref("item_user_scores")
+    user_item_scores = dbt.ref("user_item_scores")
     run_date = read_run_date(dbt.ref("int_run_context"))
     campaigns = to_pandas(dbt.ref("stg_campaigns"))
     campaign_ids = [campaign.campaign_id for campaign in validate_campaigns(campaigns)]
@@ -54,8 +55,9 @@ def model(dbt, session):
         item_user_scores=lambda item_ids: to_pandas(
             rows_in(item_user_scores, "item_id", item_ids), columns=SCORE_COLUMNS
         ),
-        user_item_scores=to_pandas(dbt.ref("user_item_scores"), columns=SCORE_COLUMNS),
-        sends=to_pandas(sends),
+        # read inside the planner, which lets the raw rows go once it has normalised them
+        user_item_scores=lambda: to_pandas(user_item_scores, columns=SCORE_COLUMNS),
+        sends=lambda: to_pandas(sends),
         events=to_pandas(events),
         run_date=run_date,
         # Read only if the hidden-gem fallback needs them (no conversion in the send history).

@@ -1062,8 +1062,9 @@ def test_plan_run_respects_every_rule_whatever_the_input(world):
 @given(world=worlds(), data=st.data())
 def test_reading_the_history_from_history_start_plans_the_same_run(world, data):
     """notification_plan reads the send ledger from history_start on (and only the events
-    of those sends) and the scores of the trigger items only: the plan must be the one the
-    whole history and every score row give. Histories reach 90 days back, a hidden-gem
+    of those sends) and the scores of the trigger items only, the ledger and the user ->
+    item scores through functions: the plan must be the one the whole history and every
+    score row, given as frames, give. Histories reach 90 days back, a hidden-gem
     campaign (with or without trigger_days) looks back its own way, conversions decide which
     items are gems."""
     run = world["run_date"]
@@ -1119,6 +1120,10 @@ def test_reading_the_history_from_history_start_plans_the_same_run(world, data):
         return scores[scores["item_id"].isin(item_ids)]
 
     window["item_user_scores"] = trigger_rows
+    # the ledger and the user -> item scores as the model passes them: read on demand
+    window_sends, user_scores = window["sends"], world["user_item_scores"]
+    window["sends"] = lambda: window_sends
+    window["user_item_scores"] = lambda: user_scores
     windowed = plan_run(**window)
     pd.testing.assert_frame_equal(windowed.audience, whole.audience)
     pd.testing.assert_frame_equal(windowed.rejected_candidates, whole.rejected_candidates)

@@ -161,8 +161,21 @@ def _targeting(targeting: pd.DataFrame | None, campaign_id: str) -> pd.DataFrame
     return out.drop_duplicates("user_id")
 
 
-def _scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """Scores with string ids, float score, one row per (user, item) (the best one)."""
+def score_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """Scores with string ids, float score and rank, one row per (user, item) (the best
+    one), sorted by user and item; a frame this returned (or rows of it) is taken as it is."""
+    if (
+        scores is not None
+        and scores.attrs.get(_SCORE_ROWS)
+        and list(scores.columns)
+        == [
+            "user_id",
+            "item_id",
+            "rank",
+            "score",
+        ]
+    ):
+        return scores
     if scores is None or len(scores) == 0:
         return pd.DataFrame(
             {
@@ -190,9 +203,16 @@ def _scores(scores: pd.DataFrame) -> pd.DataFrame:
         else np.full(keep.size, np.nan)
     )
     # one copy of the kept rows, straight into the result (no intermediate frame)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {"user_id": user_ids[keep], "item_id": item_ids[keep], "rank": rank, "score": score[keep]}
     )
+    out.attrs[_SCORE_ROWS] = True
+    return out
+
+
+# Marks a frame score_rows returned: the planner normalises the user -> item scores once
+# and lets the raw rows go; the digest candidates then take them as they are.
+_SCORE_ROWS = "proactive_recs.score_rows"
 
 
 def _as_text(ids: pd.Series) -> pd.Series:
@@ -299,7 +319,7 @@ def item_push_candidates(
     if item_user_scores is None or len(item_user_scores) == 0:
         return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
     # Keep the trigger items' rows before normalising: the table holds every item's top-K.
-    scores = _scores(
+    scores = score_rows(
         item_user_scores[_as_text(item_user_scores["item_id"]).isin(set(map(str, trigger_items)))]
     )
     if scores.empty:
@@ -361,7 +381,7 @@ def digest_candidates(
     no_available_items (no scored item is available), item_repeat (all available ones were
     sent recently), below_min_relevance.
     """
-    scores = _scores(user_item_scores)
+    scores = score_rows(user_item_scores)
     if scores.empty:
         return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
     frame = _with_user_context(scores, campaign, users, targeting)

@@ -30,6 +30,7 @@ from proactive_recs.notifications.candidates import (
     empty_frame,
     mailbox_history,
     normalise_users,
+    score_rows,
 )
 from proactive_recs.notifications.frequency import (
     CHANNELS,
@@ -161,8 +162,8 @@ def plan_run(
     targeting: pd.DataFrame | None,
     items: pd.DataFrame,
     item_user_scores: pd.DataFrame | Callable[[list[str]], pd.DataFrame],
-    user_item_scores: pd.DataFrame,
-    sends: pd.DataFrame | None,
+    user_item_scores: pd.DataFrame | Callable[[], pd.DataFrame],
+    sends: pd.DataFrame | Callable[[], pd.DataFrame] | None,
     events: pd.DataFrame | None,
     run_date,
     *,
@@ -174,7 +175,10 @@ def plan_run(
 
     ``rules`` may be a :class:`FrequencyRules` or a dict of dbt vars (None = defaults).
     ``item_user_scores`` may be a function of the run's trigger item ids returning their rows
-    (a warehouse then reads only those of the table's every-item top-K).
+    (a warehouse then reads only those of the table's every-item top-K); ``user_item_scores``
+    and ``sends`` may be functions returning the frame: the raw rows are then let go as soon
+    as they are normalised (at a million users each is a GB that a caller's reference would
+    keep alive through the whole plan).
     ``interactions`` (optional) feed the hidden-gem fallback when the send history has no
     conversions (a frame, or a function returning it: then it is read only in that case);
     ``trigger_items`` (optional, campaign_id -> item ids) overrides
@@ -199,7 +203,10 @@ def plan_run(
     run_time = utc_instant(run_date)
     active = [c for c in validate_campaigns(campaigns) if c.is_active]
     users = normalise_users(users)
-    history = mailbox_history(normalize_sends(sends), users)
+    history = mailbox_history(normalize_sends(sends() if callable(sends) else sends), users)
+    del sends
+    if callable(user_item_scores):
+        user_item_scores = score_rows(user_item_scores())
     item_table = normalise_items(items)
     available_ids = set(available_items(item_table, run_time)["item_id"])
     if trigger_items is None:
