@@ -209,6 +209,35 @@ def test_the_preferred_time_is_the_profiles_best_allowed_hour_within_the_delay()
     assert preferred_send_time(anchor, earlier, paris, profile(17), rules) == anchor
 
 
+def test_preferred_times_in_blocks_of_users_are_each_users_own(monkeypatch):
+    """Users are scored a block at a time (memory at a million users): with blocks of 7,
+    anchors days apart, several zones and unusable profiles, every user gets the moment
+    computed for them alone."""
+    from proactive_recs.notifications import send_time
+    from proactive_recs.notifications.frequency import FrequencyRules, resolve_timezones
+
+    rng = np.random.default_rng(5)
+    n = 60
+    rules = FrequencyRules(quiet_hours_start=22, quiet_hours_end=7)
+    start = pd.Timestamp("2024-03-29 05:10")  # a spring-forward weekend in Europe
+    anchors = start + pd.to_timedelta(rng.integers(0, 4 * 24 * 60, n), unit="min")
+    latest = start + pd.Timedelta(days=3)
+    zones = list(
+        resolve_timezones(rng.choice(["Europe/Paris", "Asia/Tokyo", "America/New_York"], n))
+    )
+    profiles = [rng.dirichlet(np.ones(48)) for _ in range(n)]
+    profiles[3], profiles[11] = [np.nan] * 48, [0.5, 0.5]
+    monkeypatch.setattr(send_time, "_USERS_PER_BLOCK", 7)
+    got = send_time.preferred_send_times(anchors, latest, zones, profiles, rules)
+    alone = [
+        send_time.preferred_send_time(a, latest, z, p, rules)
+        for a, z, p in zip(anchors, zones, profiles, strict=True)
+    ]
+    assert list(pd.DatetimeIndex(got)) == alone
+    assert got[3] == anchors[3] and got[11] == anchors[11]
+    assert (pd.DatetimeIndex(got) != anchors).sum() > n / 2  # most users wait for their hour
+
+
 def test_the_evaluation_compares_served_with_the_population_and_uniform_hours():
     from proactive_recs.notifications.send_time import evaluate_send_time
 

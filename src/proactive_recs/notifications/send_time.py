@@ -348,29 +348,48 @@ def preferred_send_times(
     ``profile`` (48 shares) likes best, counting the ``window_hours`` around it: the anchor
     itself or a whole hour after it, never inside quiet hours (the anchor, already out of
     them, is the fallback); ties go to the earliest. A profile that is not 48 finite shares
-    keeps the anchor. Naive UTC in, datetime64[ns] out; all users at once (per zone, one
-    conversion of every candidate hour)."""
+    keeps the anchor. Naive UTC in, datetime64[ns] out; a block of users at a time (per
+    zone, one conversion of every candidate hour)."""
     anchors = pd.DatetimeIndex(anchors).as_unit("ns").to_numpy()
     out = anchors.copy()
     lengths = np.array([np.size(profile) for profile in profiles])
-    rows = np.flatnonzero(lengths == SLOTS)
-    shares = np.asarray([profiles[r] for r in rows], dtype=np.float64).reshape(rows.size, SLOTS)
-    finite = np.isfinite(shares).all(axis=1)
-    rows, shares = rows[finite], shares[finite]
-    if not rows.size:
-        return out
+    # A block of users at a time: each user's candidate moments, their local slots and
+    # scores are (users x hours) arrays, GBs at a million users all at once.
+    for block in np.array_split(
+        np.flatnonzero(lengths == SLOTS), max(1, -(-len(profiles) // _USERS_PER_BLOCK))
+    ):
+        shares = np.asarray([profiles[r] for r in block], dtype=np.float64).reshape(-1, SLOTS)
+        finite = np.isfinite(shares).all(axis=1)
+        if finite.any():
+            out[block[finite]] = _best_moments(
+                anchors[block[finite]],
+                shares[finite],
+                latest,
+                [zones[r] for r in block[finite]],
+                rules,
+                window_hours,
+            )
+    return out
+
+
+# Users per block of preferred_send_times (~25 MB per (users x hours) array at 2 days ahead).
+_USERS_PER_BLOCK = 65_536
+
+
+def _best_moments(first, shares, latest, zones, rules: FrequencyRules, window_hours: int):
+    """preferred_send_times for users who all have a usable profile (``shares``, 48 finite
+    per row) and anchors ``first``."""
     windowed = _windowed(shares, int(window_hours)) + _TIE_BREAK * shares
     hour = np.timedelta64(1, "h")
-    first = anchors[rows]
     steps = max(0, int((np.datetime64(latest, "ns") - first.min()) // hour) + 1)
     width = steps + 1
     # candidate j: the anchor (j = 0), then the whole hours after it
     floor = first.astype("datetime64[h]").astype("datetime64[ns]")
-    candidates = np.empty((rows.size, width), dtype="datetime64[ns]")
+    candidates = np.empty((first.size, width), dtype="datetime64[ns]")
     candidates[:, 0] = first
     candidates[:, 1:] = floor[:, None] + hour * np.arange(1, width)[None, :]
     score = np.full(candidates.shape, -np.inf)
-    codes, unique_zones = pd.factorize(pd.Series([zones[r] for r in rows], dtype=object))
+    codes, unique_zones = pd.factorize(pd.Series(zones, dtype=object))
     for code, zone in enumerate(unique_zones):
         group = np.flatnonzero(codes == code)
         local = (
@@ -387,8 +406,7 @@ def preferred_send_times(
     score[:, 1:][candidates[:, 1:] > np.datetime64(latest, "ns")] = -np.inf
     score[:, 0] = np.where(np.isfinite(score[:, 0]), score[:, 0], -1.0)  # the fallback
     best = np.round(score, 12).argmax(axis=1)  # the first best: the earliest on ties
-    out[rows] = candidates[np.arange(rows.size), best]
-    return out
+    return candidates[np.arange(first.size), best]
 
 
 def preferred_send_time(
