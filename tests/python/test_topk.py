@@ -614,6 +614,10 @@ def test_distinct_pairs_is_the_sorted_union_of_the_lists(n_owners, n_members, wi
     got = list(zip(owners.tolist(), members.tolist(), strict=True))
     assert got == sorted(expected)
     assert owners.dtype == members.dtype == np.int32  # half the memory of int64 pairs
+    # consuming the lists (so their memory can go) gives the same pairs and empties them
+    consumed = distinct_pairs(n_owners, list(owner_lists), member_lists, consume=True)
+    assert consumed[0].tolist() == owners.tolist() and consumed[1].tolist() == members.tolist()
+    assert member_lists == []
 
 
 @settings(max_examples=80, deadline=None)

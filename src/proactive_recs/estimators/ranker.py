@@ -389,7 +389,8 @@ def candidate_pairs(
     # the rank-one product, without scoring users x items: 10^11 pairs at 1M x 100k).
     if active_per_item:
         activity = np.log1p(uf["u_items"].to_numpy()) + np.log1p(uf["u_items_3h"].to_numpy())
-        active_users, _ = topk_shared_score(
+        # [0]: the lists only (scores kept in a name would stay alive until the return)
+        active_users = topk_shared_score(
             activity + 1.0,
             n_i,
             active_per_item,
@@ -397,14 +398,15 @@ def candidate_pairs(
             owner_mask=item_mask,
             member_mask=user_mask,
             member_boost=user_boost,
-        )
+        )[0]
         by_item.append(active_users)
+        del active_users  # by_item's is the last reference: distinct_pairs lets it go
     if popular_per_user:
         # Recent buyers first; all-time buyers break ties among this period's sellers.
         popularity = np.log1p(itf["i_users_h"].to_numpy()) + 1e-3 * np.log1p(
             itf["i_users"].to_numpy()
         )
-        popular_items, _ = topk_shared_score(
+        popular_items = topk_shared_score(
             popularity + 1.0,
             n_u,
             popular_per_user,
@@ -412,9 +414,10 @@ def candidate_pairs(
             owner_mask=user_mask,
             member_mask=item_mask,
             member_boost=item_boost,
-        )
+        )[0]
         by_user.append(popular_items)
-    return distinct_pairs(n_u, owner_lists=by_user, member_lists=by_item)
+        del popular_items
+    return distinct_pairs(n_u, owner_lists=by_user, member_lists=by_item, consume=True)
 
 
 # --------------------------------------------------------------------------- pairs

@@ -933,7 +933,9 @@ def _select_per_owner(starts, order, member, score, ids, vals, longest, tasks):
                 vals[o, r] = _key_score(buffer[0, r])
 
 
-def distinct_pairs(n_owners: int, owner_lists=(), member_lists=()) -> tuple[np.ndarray, np.ndarray]:
+def distinct_pairs(
+    n_owners: int, owner_lists=(), member_lists=(), *, consume: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (owner, member) pairs of several top-K lists, sorted by (owner, member).
 
     ``owner_lists`` are (n_owners, k) arrays (row = owner, entries = members); the arrays of
@@ -941,7 +943,10 @@ def distinct_pairs(n_owners: int, owner_lists=(), member_lists=()) -> tuple[np.n
     skipped. Candidate generation unites a few such lists with tens of millions of entries:
     the pairs are written once into per-owner segments and each segment is sorted and
     de-duplicated on its own, instead of concatenating all proposals and building a
-    sparse pattern from them (which held several copies at once).
+    sparse pattern from them (which held several copies at once). With ``consume`` (the two
+    arguments then Python lists), each list is removed from its argument once written, so
+    that the caller's last reference goes and its memory with it before the pairs are
+    compacted (the lists are ~1 GB at a million users).
     """
     counts = np.zeros(n_owners, dtype=np.int64)
     for lists in owner_lists:
@@ -965,6 +970,10 @@ def distinct_pairs(n_owners: int, owner_lists=(), member_lists=()) -> tuple[np.n
         _fill_per_row(np.asarray(lists), fill, members)
     for lists in member_lists:
         _fill_per_entry(np.asarray(lists), fill, members)
+    if consume:
+        lists = None
+        owner_lists.clear()
+        member_lists.clear()
     kept = _sort_unique_segments(starts, members)
     pairs = np.empty(int(kept.sum()), dtype=index_type)
     _compact_segments(starts, kept, members, pairs)
