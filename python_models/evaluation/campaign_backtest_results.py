@@ -24,9 +24,9 @@ from proactive_recs.warehouse.notifications_io import (
     weekly_scorer,
 )
 from proactive_recs.warehouse.recommender_io import (
-    item_frame_for_scoring,
     read_interactions,
-    user_frame_for_scoring,
+    read_scoring_items,
+    read_scoring_users,
 )
 
 
@@ -36,10 +36,8 @@ def model(dbt, session):
     require_packages(["numpy", "pandas", "scipy", "sklearn", "threadpoolctl", "numba", "implicit"])
     meta = dbt.config.get("meta") or {}
     users = to_pandas(dbt.ref("int_user_context"))
-    scoring_users = user_frame_for_scoring(users, to_pandas(dbt.ref("user_targeting")))
-    items = item_frame_for_scoring(
-        to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
-    )
+    scoring_users = read_scoring_users(users, dbt.ref("user_targeting"))
+    items = read_scoring_items(dbt.ref("int_item_context"), dbt.ref("item_targeting"))
     interactions = read_interactions(dbt.ref("int_interactions"))
     settings = json.loads(meta["backtest"])
     result = run_backtest_detailed(

@@ -16,16 +16,13 @@ from proactive_recs.warehouse.dbt_io import (
     recommender_params,
     require_packages,
     return_freed_memory,
-    rows_in,
-    to_pandas,
 )
 from proactive_recs.warehouse.recommender_io import (
-    SCORES_TARGET,
-    item_frame_for_scoring,
     long_recommendation_table,
     read_interactions,
+    read_scoring_items,
+    read_scoring_users,
     read_stages,
-    user_frame_for_scoring,
 )
 
 
@@ -47,15 +44,8 @@ def model(dbt, session):
     stages, lookup = read_stages(stored, run_date, resolve_params(params))
     fitted = Recommender(params).fit(
         read_interactions(dbt.ref("int_interactions")),
-        # of the targeting tables only the rows for the scores (the others are campaigns')
-        user_frame_for_scoring(
-            to_pandas(dbt.ref("int_user_context"), columns=["user_id", "is_eligible"]),
-            to_pandas(rows_in(dbt.ref("user_targeting"), "target", [SCORES_TARGET])),
-        ),
-        item_frame_for_scoring(
-            to_pandas(dbt.ref("int_item_context")),
-            to_pandas(rows_in(dbt.ref("item_targeting"), "target", [SCORES_TARGET])),
-        ),
+        read_scoring_users(dbt.ref("int_user_context"), dbt.ref("user_targeting")),
+        read_scoring_items(dbt.ref("int_item_context"), dbt.ref("item_targeting")),
         as_of=run_date,
         stages=stages,
     )

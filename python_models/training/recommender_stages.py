@@ -14,13 +14,12 @@ from proactive_recs.warehouse.dbt_io import (
     recommender_params,
     require_packages,
     return_freed_memory,
-    to_pandas,
 )
 from proactive_recs.warehouse.recommender_io import (
-    item_frame_for_scoring,
     read_interactions,
+    read_scoring_items,
+    read_scoring_users,
     stages_row,
-    user_frame_for_scoring,
 )
 
 
@@ -35,12 +34,8 @@ def model(dbt, session):
     meta = dbt.config.get("meta") or {}
     fitted = Recommender(recommender_params(meta)).fit(
         read_interactions(dbt.ref("int_interactions")),
-        user_frame_for_scoring(
-            to_pandas(dbt.ref("int_user_context")), to_pandas(dbt.ref("user_targeting"))
-        ),
-        item_frame_for_scoring(
-            to_pandas(dbt.ref("int_item_context")), to_pandas(dbt.ref("item_targeting"))
-        ),
+        read_scoring_users(dbt.ref("int_user_context"), dbt.ref("user_targeting")),
+        read_scoring_items(dbt.ref("int_item_context"), dbt.ref("item_targeting")),
         as_of=read_run_date(dbt.ref("int_run_context")),
     )
     return for_session(stages_row(fitted.trained_stages()), session)

@@ -56,6 +56,28 @@ def user_frame_for_scoring(user_context: pd.DataFrame, user_targeting: pd.DataFr
     return users
 
 
+def read_scoring_users(user_context, user_targeting) -> pd.DataFrame:
+    """:func:`user_frame_for_scoring` from the warehouse (relations or frames): only
+    user_id and is_eligible of int_user_context, only the scores' rows of user_targeting
+    (the others are the campaigns'), both cut in the warehouse before anything is read."""
+    from proactive_recs.warehouse.dbt_io import rows_in, to_pandas
+
+    return user_frame_for_scoring(
+        to_pandas(user_context, columns=["user_id", "is_eligible"]),
+        to_pandas(rows_in(user_targeting, "target", [SCORES_TARGET])),
+    )
+
+
+def read_scoring_items(item_context, item_targeting) -> pd.DataFrame:
+    """:func:`item_frame_for_scoring` from the warehouse: every column of int_item_context
+    (the day-0 model learns from the attributes), the scores' rows of item_targeting."""
+    from proactive_recs.warehouse.dbt_io import rows_in, to_pandas
+
+    return item_frame_for_scoring(
+        to_pandas(item_context), to_pandas(rows_in(item_targeting, "target", [SCORES_TARGET]))
+    )
+
+
 # int_item_context columns that describe the item's history, not the item: the scorer
 # computes its own history features, so they are not handed over. SQL's availability flag
 # and the instant it holds for (is_available, availability_as_of) are: the library reads the
