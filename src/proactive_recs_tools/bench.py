@@ -976,8 +976,10 @@ def run_pipeline(
         **os.environ,
         "DUCKDB_PATH": str(db),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        # DuckDB's buffer pool lives in the dbt process, next to the Python models' frames.
-        "DUCKDB_MEMORY_LIMIT": os.environ.get("DUCKDB_MEMORY_LIMIT", "4GB"),
+        # DuckDB's buffer pool lives in the dbt process, next to the Python models' frames,
+        # and keeps what the SQL models cached up to its limit: 2GB (4GB until session 27)
+        # took ~1 GB off the L daily peak (docs/benchmark.md, session 27).
+        "DUCKDB_MEMORY_LIMIT": os.environ.get("DUCKDB_MEMORY_LIMIT", "2GB"),
     }
     setup: dict[str, Any] = {}
     # cautious: only the tests of the models built (eager would also run the tests that
