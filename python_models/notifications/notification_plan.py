@@ -10,6 +10,7 @@ written back.
 import json
 
 from proactive_recs.notifications.campaign import validate_campaigns
+from proactive_recs.notifications.candidates import SCORE_COLUMNS  # the planner reads these
 from proactive_recs.notifications.planner import PLANNER_USER_COLUMNS, history_start, plan_run
 from proactive_recs.warehouse.dbt_io import (
     read_run_date,
@@ -21,9 +22,6 @@ from proactive_recs.warehouse.dbt_io import (
 )
 from proactive_recs.warehouse.notifications_io import plan_frame
 from proactive_recs.warehouse.recommender_io import read_interactions
-
-# What the planner reads of the score tables.
-SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]
 
 
 def model(dbt, session):

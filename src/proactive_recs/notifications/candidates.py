@@ -164,17 +164,7 @@ def _targeting(targeting: pd.DataFrame | None, campaign_id: str) -> pd.DataFrame
 def score_rows(scores: pd.DataFrame) -> pd.DataFrame:
     """Scores with string ids, float score and rank, one row per (user, item) (the best
     one), sorted by user and item; a frame this returned (or rows of it) is taken as it is."""
-    if (
-        scores is not None
-        and scores.attrs.get(_SCORE_ROWS)
-        and list(scores.columns)
-        == [
-            "user_id",
-            "item_id",
-            "rank",
-            "score",
-        ]
-    ):
+    if scores is not None and scores.attrs.get(_SCORE_ROWS) and list(scores) == SCORE_COLUMNS:
         return scores
     if scores is None or len(scores) == 0:
         return pd.DataFrame(
@@ -210,6 +200,7 @@ def score_rows(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]
 # Marks a frame score_rows returned: the planner normalises the user -> item scores once
 # and lets the raw rows go; the digest candidates then take them as they are.
 _SCORE_ROWS = "proactive_recs.score_rows"

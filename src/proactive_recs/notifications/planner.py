@@ -140,8 +140,8 @@ def history_start(campaigns: pd.DataFrame, rules: FrequencyRules | Mapping | Non
     caps 7 days, spacing ``min_hours_between_sends``, item repeats
     ``item_repeat_window_days``, adaptive cadence ``cadence_lookback_days``, and a
     hidden-gem campaign its ``trigger_days`` (none: every send it has ever had). Sends
-    scheduled after the run time are always read. At a million users this leaves out most
-    of a long send history (and the events of those sends) before anything is read.
+    scheduled after the run time are always read. Of a long send history this leaves out
+    most (and the events of those sends) before anything is read.
     """
     if not isinstance(rules, FrequencyRules):
         rules = FrequencyRules.from_dict(rules)
