@@ -944,7 +944,7 @@ def distinct_pairs(
     the pairs are written once into per-owner segments and each segment is sorted and
     de-duplicated on its own, instead of concatenating all proposals and building a
     sparse pattern from them (which held several copies at once). With ``consume`` (the two
-    arguments then Python lists), each list is removed from its argument once written, so
+    arguments then Python lists), both arguments are emptied once every list is written, so
     that the caller's last reference goes and its memory with it before the pairs are
     compacted (the lists are ~1 GB at a million users).
     """
