@@ -49,9 +49,11 @@ def model(dbt, session):
         # the campaigns' rows (user_targeting also holds the target 'scores')
         targeting=to_pandas(rows_in(dbt.ref("user_targeting"), "target", campaign_ids)),
         items=to_pandas(dbt.ref("int_item_context")),
-        # only the rows of the run's trigger items (the table holds every item's top-K)
+        # only the rows of the run's trigger items (the table holds every item's top-K);
+        # a semi join against them, as there may be too many for an in-list
         item_user_scores=lambda item_ids: to_pandas(
-            rows_in(item_user_scores, "item_id", item_ids), columns=SCORE_COLUMNS
+            rows_in(item_user_scores, "item_id", item_ids, session=session),
+            columns=SCORE_COLUMNS,
         ),
         # read inside the planner, which lets the raw rows go once it has normalised them
         user_item_scores=lambda: to_pandas(user_item_scores, columns=SCORE_COLUMNS),

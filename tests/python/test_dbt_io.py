@@ -348,3 +348,31 @@ def test_rows_since_in_and_matching_filter_relations_and_frames_alike():
         picked = to_pandas(rows_in(sends, "send_id", ["s3'q", "s5", "nobody"]))
         assert sorted(picked["send_id"]) == ["s3'q", "s5"]
         assert len(to_pandas(rows_in(sends, "item_id", []))) == 0
+
+
+def test_rows_in_with_the_session_semi_joins_as_many_values_as_the_run_has():
+    """With the model's session the values go in as a relation (semi join), not as an in
+    list in the statement: 100,000 ids, quotes among them, give what pandas keeps."""
+    from proactive_recs.warehouse.dbt_io import rows_in
+
+    con = duckdb.connect()
+    con.execute(
+        """
+        create table scores as
+        select 'i' || (i % 150000)::varchar || case when i % 7 = 0 then '''q' else '' end
+                   as item_id,
+               i as n
+        from range(300000) r(i)
+        """
+    )
+    scores = con.table("scores")
+    wanted = [f"i{k}" for k in range(0, 150000, 2)] + [f"i{k}'q" for k in range(0, 150000, 5)]
+    got = to_pandas(rows_in(scores, "item_id", wanted, session=con))
+    expected = rows_in(scores.df(), "item_id", wanted)
+    assert len(expected) > 50000 and expected["item_id"].str.contains("'").any()
+    assert sorted(got["n"]) == sorted(expected["n"])
+    # the same rows as the in-list form, and none for no values
+    assert sorted(to_pandas(rows_in(scores, "item_id", wanted[-500:]))["n"]) == sorted(
+        to_pandas(rows_in(scores, "item_id", wanted[-500:], session=con))["n"]
+    )
+    assert len(to_pandas(rows_in(scores, "item_id", [], session=con))) == 0

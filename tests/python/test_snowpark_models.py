@@ -179,3 +179,7 @@ def test_rows_since_in_and_matching_filter_snowpark_frames_in_the_warehouse(sess
         "s2",
     ]
     assert rows_in(sends, "send_id", []).collect() == []
+    # with the session the values are a frame of their own and the filter a semi join
+    with_session = rows_in(sends, "send_id", ["s0", "s2'q", "s5", "x"], session=session)
+    assert sorted(row["SEND_ID"] for row in with_session.collect()) == ["s0", "s5"]
+    assert rows_in(sends, "send_id", [], session=session).collect() == []

@@ -254,18 +254,32 @@ def rows_since(frame, column: str, since):
     return frame.filter(f"{column} >= TIMESTAMP '{since.isoformat(sep=' ')}'")
 
 
-def rows_in(frame, column: str, values):
+def rows_in(frame, column: str, values, session=None):
     """The rows of ``frame`` whose text ``column`` is one of ``values``, filtered in the
-    warehouse before anything is read (a DuckDB relation, a Snowpark DataFrame or pandas)."""
+    warehouse before anything is read (a DuckDB relation, a Snowpark DataFrame or pandas).
+
+    With the model's ``session`` (the DuckDB connection or the Snowpark session that made
+    ``frame``) the values become a one-column relation of that session and the filter a
+    semi join (:func:`rows_matching`): a run's trigger items can number hundreds of
+    thousands, too many for an ``in (...)`` list in the statement's text (Snowflake caps a
+    statement at 1 MB; Snowpark uploads a large frame to a temporary table instead).
+    Without it, the values are written into the statement: fine for a few campaign ids."""
     values = sorted({str(value) for value in values})
     if isinstance(frame, pd.DataFrame):
         return frame[frame[column].astype(str).isin(set(values))]
-    if hasattr(frame, "to_pandas"):  # Snowpark DataFrame
+    snowpark = hasattr(frame, "to_pandas")
+    if snowpark:
         from snowflake.snowpark.functions import col, lit
-
-        return frame.filter(col(column).isin(values) if values else lit(False))
     if not values:
-        return frame.filter("false")
+        return frame.filter(lit(False)) if snowpark else frame.filter("false")
+    if session is not None:
+        if snowpark:
+            keys = session.create_dataframe(pd.DataFrame({column.upper(): values}))
+        else:
+            keys = session.from_df(pd.DataFrame({column: pd.Series(values, dtype=object)}))
+        return rows_matching(frame, keys, column)
+    if snowpark:
+        return frame.filter(col(column).isin(values))
     listed = ", ".join("'" + value.replace("'", "''") + "'" for value in values)
     return frame.filter(f"{column} in ({listed})")
 
