@@ -261,8 +261,9 @@ def rows_in(frame, column: str, values, session=None):
     With the model's ``session`` (the DuckDB connection or the Snowpark session that made
     ``frame``) the values become a one-column relation of that session and the filter a
     semi join (:func:`rows_matching`): a run's trigger items can number hundreds of
-    thousands, too many for an ``in (...)`` list in the statement's text (Snowflake caps a
-    statement at 1 MB; Snowpark uploads a large frame to a temporary table instead).
+    thousands, too many for an ``in (...)`` list in the statement's text (Snowflake asks for
+    statements under 1 MB and cannot rerun longer ones; Snowpark uploads a large frame to a
+    temporary table instead).
     Without it, the values are written into the statement: fine for a few campaign ids."""
     values = sorted({str(value) for value in values})
     if isinstance(frame, pd.DataFrame):
