@@ -352,7 +352,7 @@ def test_rows_since_in_and_matching_filter_relations_and_frames_alike():
 
 def test_rows_in_with_the_session_semi_joins_as_many_values_as_the_run_has():
     """With the model's session the values go in as a relation (semi join), not as an in
-    list in the statement: 100,000 ids, quotes among them, give what pandas keeps."""
+    list in the statement: 105,000 ids, quotes among them, give what pandas keeps."""
     from proactive_recs.warehouse.dbt_io import rows_in
 
     con = duckdb.connect()

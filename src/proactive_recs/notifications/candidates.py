@@ -161,6 +161,9 @@ def _targeting(targeting: pd.DataFrame | None, campaign_id: str) -> pd.DataFrame
     return out.drop_duplicates("user_id")
 
 
+SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]  # what score_rows returns
+
+
 def score_rows(scores: pd.DataFrame) -> pd.DataFrame:
     """Scores with string ids, float score and rank, one row per (user, item) (the best
     one), sorted by user and item; a frame this returned (or rows of it) is taken as it is."""
@@ -200,7 +203,6 @@ def score_rows(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-SCORE_COLUMNS = ["user_id", "item_id", "rank", "score"]
 # Marks a frame score_rows returned: the planner normalises the user -> item scores once
 # and lets the raw rows go; the digest candidates then take them as they are.
 _SCORE_ROWS = "proactive_recs.score_rows"

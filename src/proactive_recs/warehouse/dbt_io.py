@@ -268,19 +268,20 @@ def rows_in(frame, column: str, values, session=None):
     values = sorted({str(value) for value in values})
     if isinstance(frame, pd.DataFrame):
         return frame[frame[column].astype(str).isin(set(values))]
-    snowpark = hasattr(frame, "to_pandas")
-    if snowpark:
-        from snowflake.snowpark.functions import col, lit
-    if not values:
-        return frame.filter(lit(False)) if snowpark else frame.filter("false")
-    if session is not None:
-        if snowpark:
-            keys = session.create_dataframe(pd.DataFrame({column.upper(): values}))
-        else:
-            keys = session.from_df(pd.DataFrame({column: pd.Series(values, dtype=object)}))
+    snowpark = hasattr(frame, "to_pandas")  # else a DuckDB relation
+    if session is not None and values:
+        keys = (
+            session.create_dataframe(pd.DataFrame({column.upper(): values}))
+            if snowpark
+            else session.from_df(pd.DataFrame({column: pd.Series(values, dtype=object)}))
+        )
         return rows_matching(frame, keys, column)
     if snowpark:
-        return frame.filter(col(column).isin(values))
+        from snowflake.snowpark.functions import col, lit
+
+        return frame.filter(col(column).isin(values) if values else lit(False))
+    if not values:
+        return frame.filter("false")
     listed = ", ".join("'" + value.replace("'", "''") + "'" for value in values)
     return frame.filter(f"{column} in ({listed})")
 
