@@ -43,10 +43,10 @@ def model(dbt, session):
     meta = dbt.config.get("meta") or {}
     cutoff = evaluation_cutoff(meta, read_run_date(dbt.ref("int_run_context")))
     horizon = horizon_days(meta)
-    interactions = read_interactions(dbt.ref("int_interactions"))
     items = to_pandas(dbt.ref("int_item_context"))
     result = evaluate(
-        interactions,
+        # no name holds the frame: evaluate lets go of what its fits do not read
+        read_interactions(dbt.ref("int_interactions")),
         users=None,  # quality is measured over every known user, eligible or not
         items=evaluation_items(items),
         cutoff=cutoff,
@@ -54,6 +54,7 @@ def model(dbt, session):
         params=recommender_params(meta),
         models=evaluated_models(meta),
     )
+    interactions = read_interactions(dbt.ref("int_interactions"))  # read again, after the fits
     # user_to_category, with the MF configuration the als model chose and the blend weight
     # the served model chose, both on the validation window before the cutoff
     category_metrics = evaluate_user_to_category(

@@ -215,9 +215,15 @@ def test_logistic_calibration_matches_the_validation_rate_and_keeps_the_order():
     assert len(np.unique(p_cal)) == len(np.unique(raw))
 
 
+def _as_fitted(booster, X):
+    """``X`` as ``booster`` was fitted: a frame for one fitted on a frame (here), an array for
+    one the ranker fitted (on float64 arrays, scikit-learn's own type for a frame)."""
+    return X if hasattr(booster, "feature_names_in_") else X.to_numpy(np.float64)
+
+
 def _first_trees_proba(booster, X, n_trees):
     """scikit-learn's own P(class 1) after the booster's first ``n_trees`` trees."""
-    for n, proba in enumerate(booster.staged_predict_proba(X), start=1):
+    for n, proba in enumerate(booster.staged_predict_proba(_as_fitted(booster, X)), start=1):
         if n == n_trees:
             return proba[:, 1]
     raise AssertionError(f"the booster has fewer than {n_trees} trees")
@@ -313,7 +319,9 @@ def test_the_validation_ranker_never_saw_window_1(calibration):
     fresh.fit(X[older], y[older], sample_weight=weight[older])
     replay = ranker.validation_ranker()
     assert replay.model_.n_iter_ == 40
-    np.testing.assert_array_equal(replay.model_.predict_proba(X), fresh.predict_proba(X))
+    np.testing.assert_array_equal(
+        replay.model_.predict_proba(_as_fitted(replay.model_, X)), fresh.predict_proba(X)
+    )
     assert replay.n_trees_ == ranker.n_trees_ and replay.tree_counts_ == ranker.tree_counts_
     if calibration == "logistic":  # the served booster is the one of windows >= 2
         assert replay is ranker and ranker.calibrator_ is not None
@@ -322,7 +330,9 @@ def test_the_validation_ranker_never_saw_window_1(calibration):
         return
     # the served booster saw every window; the replay is the probe, without maps
     assert replay is not ranker and replay.calibrators_ == {} and replay.calibrator_ is None
-    assert not np.array_equal(ranker.model_.predict_proba(X), fresh.predict_proba(X))
+    assert not np.array_equal(
+        ranker.model_.predict_proba(_as_fitted(ranker.model_, X)), fresh.predict_proba(X)
+    )
     np.testing.assert_array_equal(
         replay.predict_proba(X)[:, 1], _first_trees_proba(fresh, X, ranker.n_trees_)
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from proactive_recs.data.interactions import normalise_interactions
 from proactive_recs.evaluation import protocol as evaluation
 from proactive_recs.evaluation.protocol import evaluate
 from proactive_recs.recommender import two_stage
@@ -127,6 +130,35 @@ def test_served_sees_only_training_rows_and_the_cutoff(monkeypatch):
     assert calls["max_time"] < CUTOFF and calls["as_of"] == CUTOFF
     # list lengths are raised to what the metrics need
     assert calls["params"]["k_items"] == 20 and calls["params"]["k_users"] == 100
+
+
+def test_the_fits_run_with_the_training_rows_alone(monkeypatch):
+    # At 20M interactions every frame is a GB and the fits are the evaluation's peak: while
+    # they run, neither the frame the caller handed over (keeping no name on it, as the dbt
+    # model does) nor the split's whole frame may still be alive.
+    handed_over, seen_by_fit = [], {}
+    real_fit = two_stage.Recommender.fit
+
+    def spy(self, interactions, users=None, items=None, as_of=None):
+        gc.collect()
+        seen_by_fit["handed_over_alive"] = handed_over[0]() is not None
+        seen_by_fit["rows"] = len(interactions)
+        return real_fit(self, interactions, users, items, as_of)
+
+    def hand_over():
+        frame = normalise_interactions(SPLIT)  # normalised already: evaluate keeps it as it is
+        handed_over.append(weakref.ref(frame))
+        return frame
+
+    monkeypatch.setattr(two_stage.Recommender, "fit", spy)
+    out = evaluate(
+        hand_over(), cutoff=CUTOFF, horizon_days=10, models=("served",), params={"k_items": 5}
+    )
+    assert seen_by_fit == {
+        "handed_over_alive": False,
+        "rows": int((SPLIT["occurred_at"] < CUTOFF).sum()),
+    }
+    assert not out.metrics.empty
 
 
 def test_ranked_lists_never_contain_seen_pairs_or_unknown_ids():

@@ -149,7 +149,14 @@ def test_normalising_a_normalised_frame_returns_it_without_a_copy():
     assert normalise_interactions(once) is once
     # every row before the date: the same frame; some after: a filtered copy
     assert interactions_before(once, "2026-02-01") is once
-    assert len(interactions_before(once, "2026-01-02")) == 1
+    earlier = interactions_before(once, "2026-01-02")
+    assert len(earlier) == 1
+    # ... numbered like a normalised frame, so a fit on the earlier rows (a replay, a
+    # backtest week) takes them as they are instead of copying and re-typing them again
+    assert normalise_interactions(earlier) is earlier
+    assert once.index.tolist() == [0, 1]  # the caller's frame keeps its numbering
+    later = once.iloc[::-1]  # a frame numbered otherwise is filtered by position all the same
+    assert interactions_before(later, "2026-01-02")["user_id"].tolist() == ["1"]
     # integer ids are not normalised yet
     assert normalise_interactions(once.assign(user_id=[1, 2])) is not once
 

@@ -160,13 +160,18 @@ def interactions_before(interactions: pd.DataFrame, as_of) -> pd.DataFrame:
     """Rows that happened strictly before ``as_of`` (all rows when ``as_of`` is None).
 
     When every row qualifies the frame itself comes back, not a copy (a GB at 20M rows);
-    callers treat the result as read-only."""
+    callers treat the result as read-only. Otherwise the kept rows are numbered 0..n-1,
+    as :func:`normalise_interactions` numbers them: a normalised frame's earlier rows are
+    then normalised too, and a fit on them (stage selection's replay, the evaluation's
+    and each backtest week's fit) does not copy and re-type them again."""
     if as_of is None or interactions.empty:
         return interactions
     before = (interactions["occurred_at"] < pd.Timestamp(as_of)).to_numpy()
     if before.all():
         return interactions
-    return interactions[before]
+    rows = interactions[before]  # a new frame: numbering it leaves the caller's alone
+    rows.index = pd.RangeIndex(len(rows))
+    return rows
 
 
 def event_strength(

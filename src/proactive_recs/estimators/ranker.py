@@ -920,9 +920,18 @@ class PropensityRanker:
         # Columns without a single value (no prices, no categories in this shop) carry no
         # information and trip the booster's binning: leave them out.
         used = [c for c in X.columns if X[c].notna().any()]
-        X = X[used]
+        # float32 features are compared as float32 by the compiled walk (_features_array)
+        walk_dtype = np.float32 if all(X[c].dtype == np.float32 for c in used) else np.float64
+
+        def rows_of(rows, dtype=np.float64):
+            # The boosters are fitted on float64 arrays, which is what scikit-learn turns a
+            # frame into anyway (the same values); built a column at a time, without a frame
+            # copy of the used columns and one of the rows on the way (at the 1.5M-row cap
+            # each is ~200 MB more at the peak of every fit).
+            return _rows_array(X, used, rows, dtype)
+
         weight = np.where(y, 1.0, float(self.negative_weight))
-        self.feature_names_in_ = list(X.columns)
+        self.feature_names_in_ = used
         self.calibrator_, self.calibrators_, self.calibration_check_ = None, {}, {}
         self.tree_selection_check_ = {}
         self.flat_trees_ = None  # the booster flattened for scoring, made at the first use
@@ -933,7 +942,7 @@ class PropensityRanker:
         def fit_on(rows, n_trees=None):
             booster = self._booster(self.n_trees_ if n_trees is None else n_trees)
             with batched_weighted_binning(booster.max_bins):  # same bins, one sort a feature
-                return booster.fit(X[rows], y[rows], sample_weight=weight[rows])
+                return booster.fit(rows_of(rows), y[rows], sample_weight=weight[rows])
 
         def usable(rows):
             return bool(y[rows].any() and (~y[rows]).any())
@@ -943,22 +952,24 @@ class PropensityRanker:
         without, probe = None, None
         if self.tree_selection and usable(last) and usable(older):
             probe = fit_on(older)
-            without = self._choose_tree_count(probe, X[last], y[last], weight[last])
+            without = self._choose_tree_count(
+                probe, rows_of(last, walk_dtype), y[last], weight[last]
+            )
             self.validation_model_ = probe
         use_map = self.calibration == "logistic"
         if self.calibration == "auto":
             oldest = window >= 3
             if usable(last) and usable(window == 2) and usable(oldest):
                 if without is None:
-                    without = fit_on(older).predict_proba(X[last])[:, 1]
+                    without = fit_on(older).predict_proba(rows_of(last))[:, 1]
                 previous = fit_on(oldest)
                 platt = _platt(
-                    _log_odds(previous.predict_proba(X[window == 2])[:, 1]),
+                    _log_odds(previous.predict_proba(rows_of(window == 2))[:, 1]),
                     y[window == 2],
                     weight[window == 2],
                 )
                 if platt is not None:
-                    raw = _log_odds(previous.predict_proba(X[last])[:, 1])
+                    raw = _log_odds(previous.predict_proba(rows_of(last))[:, 1])
                     with_map = platt.predict_proba(raw[:, None])[:, 1]
                     self.calibration_check_ = {
                         "log_loss_without_map": _log_loss(without, y[last], weight[last]),
@@ -978,7 +989,7 @@ class PropensityRanker:
             same = probe is not None and probe.max_iter == served_trees
             self.model_ = probe if same else fit_on(older, served_trees)
             # one map per count, each on the log-odds of that many first trees
-            at_counts = self._booster_proba_at(_features_array(X[last]), self.tree_counts_)
+            at_counts = self._booster_proba_at(rows_of(last, walk_dtype), self.tree_counts_)
             for column, count in enumerate(self.tree_counts_):
                 platt = _platt(_log_odds(at_counts[:, column]), y[last], weight[last])
                 if platt is not None:
@@ -1027,8 +1038,9 @@ class PropensityRanker:
         if self.flat_trees_ is not False:
             return predict_positive_proba(self.flat_trees_, X, list(counts))
         out = np.empty((X.shape[0], len(counts)), dtype=np.float64)
-        frame = pd.DataFrame(X, columns=self.feature_names_in_)
-        for n_trees, proba in enumerate(self.model_.staged_predict_proba(frame), start=1):
+        if hasattr(self.model_, "feature_names_in_"):  # a booster stored fitted on a frame
+            X = pd.DataFrame(X, columns=self.feature_names_in_)
+        for n_trees, proba in enumerate(self.model_.staged_predict_proba(X), start=1):
             for column, count in enumerate(counts):
                 if count == n_trees:
                     out[:, column] = proba[:, 1]
@@ -1037,15 +1049,16 @@ class PropensityRanker:
     def _choose_tree_count(self, probe, X_last, y_last, weight_last) -> np.ndarray:
         """Set ``n_trees_`` to the count of ``probe``'s first trees (a booster of
         ``max_iter`` trees fitted on windows >= 2) with the lowest weighted log-loss on
-        window 1; return the probabilities of window 1 at that count. A booster without
-        subsampling grows the same first trees whatever its ``max_iter``, so these are the
-        probabilities of a booster of ``n_trees_`` trees fitted on the same rows."""
+        window 1 (``X_last``: its rows, an array as _features_array makes it); return the
+        probabilities of window 1 at that count. A booster without subsampling grows the
+        same first trees whatever its ``max_iter``, so these are the probabilities of a
+        booster of ``n_trees_`` trees fitted on the same rows."""
         best_loss, at_best, loss = np.inf, None, np.inf
         trees = flatten(probe)
         if trees is None:
             staged = (proba[:, 1] for proba in probe.staged_predict_proba(X_last))
         else:  # the compiled walk, same numbers (tree_inference.py)
-            staged = staged_positive_proba(trees, _features_array(X_last))
+            staged = staged_positive_proba(trees, X_last)
         for n_trees, proba in enumerate(staged, start=1):
             loss = _log_loss(proba, y_last, weight_last)
             if loss < best_loss:  # strictly: fewer trees on a tie
@@ -1105,6 +1118,16 @@ class PropensityRanker:
                     :, 1
                 ]
         return proba
+
+
+def _rows_array(X: pd.DataFrame, columns: list[str], rows: np.ndarray, dtype) -> np.ndarray:
+    """``X.loc[rows, columns]`` (``rows`` a boolean mask) as one C-ordered ``dtype`` array,
+    filled a column at a time: only the result and one column's rows are made."""
+    index = np.flatnonzero(rows)
+    out = np.empty((index.size, len(columns)), dtype=dtype)
+    for j, column in enumerate(columns):
+        out[:, j] = X[column].to_numpy()[index]
+    return out
 
 
 def _features_array(X: pd.DataFrame) -> np.ndarray:

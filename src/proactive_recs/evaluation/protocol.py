@@ -200,8 +200,12 @@ def evaluate(
     ``als`` uses their MF part and tuning grid)."""
     cutoff = pd.Timestamp(cutoff)
     end = cutoff + pd.Timedelta(days=horizon_days)
-    frame = normalise_interactions(interactions)
-    frame = frame[frame["occurred_at"] < end]
+    # Only the rows the fits read stay alive while they run: at 20M interactions each
+    # frame is a GB, and the fits are the peak. The caller's frame goes as soon as nothing
+    # else names it (the dbt model passes it without keeping a name on it); the whole
+    # split frame goes once the truth is read from it.
+    frame = interactions_before(normalise_interactions(interactions), end)
+    del interactions
     train = interactions_before(frame, cutoff)
     p = two_stage.resolve_params(params)
     # Without an items frame there is nothing to build a day-0 audience from: no segment.
@@ -214,11 +218,13 @@ def evaluate(
     cold_test = cold_frame[cold_frame["occurred_at"] >= cutoff]
     cold_before = cold_frame[cold_frame["occurred_at"] < cutoff]
     del cold_frame
-    frame = frame[~is_cold]
-    train = interactions_before(frame, cutoff)
+    if is_cold.any():
+        frame = frame[~is_cold]
+        train = interactions_before(frame, cutoff)
     base = build_interaction_matrix(train, cutoff, half_life_days=p["half_life_days"])
     truth_ui = new_pairs_matrix(frame, base, cutoff, end)
     truth_iu = sp.csr_matrix(truth_ui.T)
+    del frame, is_cold  # every model below reads the training rows only
     n_i = base.n_items
     rows, param_rows, curves = [], [], []
     if truth_ui.nnz == 0:

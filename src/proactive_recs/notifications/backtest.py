@@ -58,7 +58,7 @@ import pandas as pd
 
 from proactive_recs.contract import CHANNELS
 from proactive_recs.data.instants import utc_instant
-from proactive_recs.data.interactions import normalise_interactions
+from proactive_recs.data.interactions import interactions_before, normalise_interactions
 from proactive_recs.notifications.campaign import validate_campaigns
 from proactive_recs.notifications.candidates import normalise_users
 from proactive_recs.notifications.frequency import FrequencyRules
@@ -328,7 +328,7 @@ def run_backtest_detailed(
     eligible_ids = set(eligible["user_id"])  # on some channel
     for week in range(int(weeks)):
         t = start + pd.Timedelta(days=7 * week)
-        past = interactions[interactions["occurred_at"] < t]
+        past = interactions_before(interactions, t)  # normalised: the week's fit keeps it as is
         triggers = {
             c.campaign_id: select_trigger_items(c, items, history, events, t, interactions=past)
             for c in pushes
