@@ -666,3 +666,16 @@ def test_score_does_not_depend_on_the_row_order_of_any_input(shop):
             check_exact=True,
             obj=name,
         )
+
+
+def test_a_nullable_feature_column_fits_like_a_float_one_with_nan():
+    """The ranker builds its boosters' float64 arrays itself: a pandas nullable column's
+    missing values must reach them as NaN, as scikit-learn reads such a frame."""
+    X, y, window = _overfittable()
+    with_gaps = X.assign(x1=X["x1"].where(X.index % 5 != 0))
+    nullable = with_gaps.assign(x1=with_gaps["x1"].astype("Float64"))
+    assert nullable["x1"].isna().sum() == len(X) // 5
+    params = dict(max_iter=20, negative_weight=3.0, random_state=0)
+    expected = PropensityRanker(**params).fit(with_gaps, y, window=window)
+    got = PropensityRanker(**params).fit(nullable, y, window=window)
+    np.testing.assert_array_equal(got.predict_proba(with_gaps), expected.predict_proba(with_gaps))

@@ -1126,7 +1126,11 @@ def _rows_array(X: pd.DataFrame, columns: list[str], rows: np.ndarray, dtype) ->
     index = np.flatnonzero(rows)
     out = np.empty((index.size, len(columns)), dtype=dtype)
     for j, column in enumerate(columns):
-        out[:, j] = X[column].to_numpy()[index]
+        values = X[column]
+        if isinstance(values.dtype, np.dtype):
+            out[:, j] = values.to_numpy()[index]
+        else:  # a nullable extension type: its missing values are NaN, as scikit-learn reads them
+            out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)[index]
     return out
 
 
