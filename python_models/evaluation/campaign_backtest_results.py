@@ -38,10 +38,10 @@ def model(dbt, session):
     users = to_pandas(dbt.ref("int_user_context"))
     scoring_users = read_scoring_users(users, dbt.ref("user_targeting"))
     items = read_scoring_items(dbt.ref("int_item_context"), dbt.ref("item_targeting"))
-    interactions = read_interactions(dbt.ref("int_interactions"))
     settings = json.loads(meta["backtest"])
     result = run_backtest_detailed(
-        interactions,
+        # no name holds the frame: the backtest keeps one copy, sorted by time
+        read_interactions(dbt.ref("int_interactions")),
         users[PLANNER_USER_COLUMNS],
         items,
         backtest_campaigns(to_pandas(dbt.ref("stg_campaigns")), settings["campaigns"]),

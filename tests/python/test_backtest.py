@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -390,19 +391,24 @@ def test_each_week_is_scored_on_its_past_rows_normalised_as_they_are():
     """A week's scorer gets the rows before the week already normalised, so the recommender's
     fit takes them as they are (at L a normalising copy of 20M rows was a GB and ~35 s a
     week)."""
-    weeks = []
+    weeks, weights = [], []
 
     def recording(past, t, item_ids):
-        weeks.append(
-            (t, normalise_interactions(past) is past, bool((past["occurred_at"] < t).all()))
-        )
+        weeks.append((t, normalise_interactions(past) is past, len(past)))
+        weights.append(past["event_weight"].to_numpy())
         return score_fn(past, t, item_ids)
 
-    interactions = _interactions()
+    interactions = _interactions().sample(frac=1.0, random_state=3)  # rows in no time order
+    times = normalise_interactions(interactions)["occurred_at"]
     run_backtest(interactions, USERS, ITEMS, CAMPAIGNS, RULES[0], recording, START, weeks=2)
-    assert weeks == [(START, True, True), (START + 7 * DAY, True, True)]
-    before_second = (normalise_interactions(interactions)["occurred_at"] < START + 7 * DAY).sum()
-    assert before_second < len(interactions)  # the second week's past is a true subset
+    second = START + 7 * DAY
+    assert weeks == [
+        (START, True, int((times < START).sum())),
+        (second, True, int((times < second).sum())),
+    ]
+    assert weeks[0][2] < weeks[1][2] < len(interactions)  # true subsets, growing
+    # both weeks' rows are slices of one time-ordered frame, not copies of their own
+    assert np.shares_memory(weights[0], weights[1])
 
 
 def test_the_weekly_scorer_chooses_stages_in_the_first_week_and_applies_the_choice_after():
