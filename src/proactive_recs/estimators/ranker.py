@@ -920,8 +920,7 @@ class PropensityRanker:
         # Columns without a single value (no prices, no categories in this shop) carry no
         # information and trip the booster's binning: leave them out.
         used = [c for c in X.columns if X[c].notna().any()]
-        # float32 features are compared as float32 by the compiled walk (_features_array)
-        walk_dtype = np.float32 if all(X[c].dtype == np.float32 for c in used) else np.float64
+        walk_dtype = _walk_dtype(X[c].dtype for c in used)  # what the compiled walk reads
 
         def rows_of(rows, dtype=np.float64):
             # The boosters are fitted on float64 arrays, which is what scikit-learn turns a
@@ -1134,12 +1133,16 @@ def _rows_array(X: pd.DataFrame, columns: list[str], rows: np.ndarray, dtype) ->
     return out
 
 
+def _walk_dtype(dtypes) -> type:
+    """The float type that holds columns of ``dtypes`` without changing a value: float32 when
+    every one is float32, else float64 (what scikit-learn would compare against its
+    thresholds)."""
+    return np.float32 if all(dtype == np.float32 for dtype in dtypes) else np.float64
+
+
 def _features_array(X: pd.DataFrame) -> np.ndarray:
-    """The frame as one float array without changing a value: float32 when every column is
-    float32, else float64 (what scikit-learn would compare against its thresholds)."""
-    if all(dtype == np.float32 for dtype in X.dtypes):
-        return X.to_numpy(dtype=np.float32)
-    return X.to_numpy(dtype=np.float64)
+    """The frame as one float array without changing a value (:func:`_walk_dtype`)."""
+    return X.to_numpy(dtype=_walk_dtype(X.dtypes))
 
 
 def explain_pairs(
