@@ -679,3 +679,36 @@ def test_a_nullable_feature_column_fits_like_a_float_one_with_nan():
     expected = PropensityRanker(**params).fit(with_gaps, y, window=window)
     got = PropensityRanker(**params).fit(nullable, y, window=window)
     np.testing.assert_array_equal(got.predict_proba(with_gaps), expected.predict_proba(with_gaps))
+
+
+def test_pairs_are_labelled_and_sampled_a_chunk_at_a_time_as_at_once(shop, monkeypatch):
+    """A window's candidate pairs are labelled and their negatives drawn in chunks (at 1M
+    users a window holds ~200M pairs); the labels are those of the truth matrix read pair by
+    pair, the draws those of one call on the same stream, so the frame does not change."""
+    import proactive_recs.estimators.ranker as ranker
+
+    rng = np.random.default_rng(5)
+    truth = sp.random(50, 40, density=0.1, format="csr", random_state=7)
+    u, i = rng.integers(0, 50, 1000), rng.integers(0, 40, 1000)
+    monkeypatch.setattr(ranker, "PAIR_CHUNK", 37)
+    dense = truth.toarray()
+    y = ranker._pair_labels(truth, u, i)
+    assert np.array_equal(y, np.array([dense[a, b] > 0 for a, b in zip(u, i, strict=True)]))
+    kept = ranker._kept_rows(y, 0.3, np.random.default_rng(11))
+    assert np.array_equal(kept, y | (np.random.default_rng(11).random(1000) < 0.3))
+
+    interactions, _, items, _ = shop
+    common = dict(
+        horizon_days=FAST["horizon_days"],
+        windows=2,
+        mf_params={"factors": 8, "iterations": 8, "random_state": 0},
+        candidate_params=dict(per_user=30, per_item=40, active_per_item=20, popular_per_user=10),
+        items=items,
+        random_state=0,
+    )
+    chunked = training_frame(interactions, RUN_DATE, **common)
+    monkeypatch.setattr(ranker, "PAIR_CHUNK", 1 << 40)  # one chunk
+    whole = training_frame(interactions, RUN_DATE, **common)
+    pd.testing.assert_frame_equal(chunked.X, whole.X)
+    assert np.array_equal(chunked.y, whole.y) and np.array_equal(chunked.window, whole.window)
+    assert chunked.y.sum() > 0 and len(chunked.y) > 2 * 37

@@ -161,6 +161,42 @@ def test_normalising_a_normalised_frame_returns_it_without_a_copy():
     assert normalise_interactions(once.assign(user_id=[1, 2])) is not once
 
 
+def test_the_earlier_rows_of_a_frame_in_time_order_are_a_slice_of_it():
+    """The backtest sorts the interactions by time once; every fit's earlier rows (training
+    windows, the replay one horizon back) are then its first rows, sharing their data."""
+    rng = np.random.default_rng(3)
+    times = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 60, 500), unit="D")
+    frame = normalise_interactions(
+        pd.DataFrame(
+            {
+                "user_id": rng.integers(0, 40, 500).astype(str),
+                "item_id": rng.integers(0, 30, 500).astype(str),
+                "occurred_at": times,
+                "event_type": "purchase",
+                "event_weight": 1.0,
+                "quantity": 1.0,
+            }
+        )
+    )
+    ordered = frame.sort_values("occurred_at", kind="stable", ignore_index=True)
+    for as_of in ("2026-01-01", "2026-01-20", "2026-02-10", "2026-03-02"):
+        cut = pd.Timestamp(as_of)
+        expected = frame[frame["occurred_at"] < cut]
+        # shuffled: a filtered copy, in the frame's order
+        pd.testing.assert_frame_equal(
+            interactions_before(frame, cut), expected.reset_index(drop=True)
+        )
+        in_order = interactions_before(ordered, cut)
+        pd.testing.assert_frame_equal(
+            in_order, ordered[ordered["occurred_at"] < cut].reset_index(drop=True)
+        )
+        if 0 < len(in_order) < len(ordered):
+            assert normalise_interactions(in_order) is in_order
+            for column in ("user_id", "occurred_at", "event_weight"):
+                assert np.shares_memory(in_order[column].to_numpy(), ordered[column].to_numpy())
+    assert ordered.index.equals(pd.RangeIndex(500))  # the caller's frame is left as it was
+
+
 @pytest.mark.dbt
 def test_int_interactions_is_read_once_without_a_normalising_copy(demo_con, monkeypatch):
     """The dbt table comes in the library's own column order and types, so normalising the

@@ -125,6 +125,30 @@ def test_the_fit_one_horizon_back_is_assembled_from_what_the_fit_trained(fitted)
     assert fitted.trained_stages().ranker.validation_model_ is None
 
 
+def test_with_one_training_window_the_fit_back_reuses_the_last_window_snapshot(monkeypatch):
+    """With one training window (the backtest's weekly fits) no ranker was trained without the
+    last window, so the selection fits one horizon back; the last window's snapshot is that
+    fit's own and is not built again. Its figures are those of the fit made wholly anew."""
+    import proactive_recs.recommender.two_stage as two_stage
+
+    built = []
+    real = two_stage.build_snapshot
+    monkeypatch.setattr(
+        two_stage, "build_snapshot", lambda *a, **k: built.append(k) or real(*a, **k)
+    )
+    one = Recommender({**FAST, "training_windows": 1}).fit(synthetic_interactions(), as_of=RUN_DATE)
+    assert one.selection_.replay.endswith("on the last training window's snapshot")
+    assert len(built) == 1  # the fit's own snapshot only
+    anew = one._select_stages(one.mf_params_, None, None)  # nothing to reuse
+    assert anew.replay.startswith("fitted again as of ") and len(built) == 2
+    assert not anew.replay.endswith("snapshot")
+    for direction in ("user_to_item", "item_to_user"):
+        reused = getattr(one.selection_, direction)
+        again = getattr(anew, direction)
+        assert reused.validation == again.validation and reused.validation["two_stage"] > 0
+        assert (reused.source, reused.n_trees) == (again.source, again.n_trees)
+
+
 def test_a_direction_served_by_mf_serves_mf_lists_as_probabilities(fitted):
     plain = Recommender({**FAST, "second_stage": False}).fit(
         synthetic_interactions(), as_of=RUN_DATE

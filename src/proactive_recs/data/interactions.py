@@ -159,18 +159,25 @@ def _already_normalised(frame: pd.DataFrame, cols: list[str]) -> bool:
 def interactions_before(interactions: pd.DataFrame, as_of) -> pd.DataFrame:
     """Rows that happened strictly before ``as_of`` (all rows when ``as_of`` is None).
 
-    When every row qualifies the frame itself comes back, not a copy (a GB at 20M rows);
-    callers treat the result as read-only. Otherwise the kept rows are numbered 0..n-1,
-    as :func:`normalise_interactions` numbers them: a normalised frame's earlier rows are
+    When every row qualifies the frame itself comes back, not a copy (a GB at 20M rows),
+    and when the kept rows are the frame's first ones (a frame in time order), a slice that
+    shares their data; callers treat the result as read-only. The kept rows are numbered
+    0..n-1, as :func:`normalise_interactions` numbers them: a normalised frame's earlier rows are
     then normalised too, and a fit on them (stage selection's replay, the evaluation's
     and each backtest week's fit) does not copy and re-type them again."""
     if as_of is None or interactions.empty:
         return interactions
     before = (interactions["occurred_at"] < pd.Timestamp(as_of)).to_numpy()
-    if before.all():
+    n_before = int(np.count_nonzero(before))
+    if n_before == len(before):
         return interactions
-    rows = interactions[before]  # a new frame: numbering it leaves the caller's alone
-    rows.index = pd.RangeIndex(len(rows))
+    if before[:n_before].all():
+        # The frame is in time order here (the backtest sorts it once): the earlier rows
+        # are its first rows, a slice that shares their data instead of a copy of them.
+        rows = interactions.iloc[:n_before]
+    else:
+        rows = interactions[before]
+    rows.index = pd.RangeIndex(n_before)  # a new frame: numbering it leaves the caller's alone
     return rows
 
 

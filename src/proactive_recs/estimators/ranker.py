@@ -709,11 +709,11 @@ def training_frame(
         end = as_of + pd.Timedelta(days=horizon_days)
         u, i = candidate_pairs(snap, exclude=snap.data.seen, **candidate_params)
         truth = new_pairs_matrix(interactions, snap.data, as_of, end)
-        y = np.asarray(truth[u, i]).ravel() > 0
+        y = _pair_labels(truth, u, i)
         if y.any():
             if rate is None:
                 rate = capped_negative_rate(negative_rate, y, windows, max_rows)
-            keep = y | (_sampling_rng(random_state, w, "warm").random(y.size) < rate)
+            keep = _kept_rows(y, rate, _sampling_rng(random_state, w, "warm"))
             frames.append(pair_features(snap, u[keep], i[keep]))
             labels.append(y[keep])
             window_of.append(np.full(int(keep.sum()), w))
@@ -779,6 +779,31 @@ def capped_negative_rate(
         return float(negative_rate)
     budget = max(int(max_rows) / max(int(windows), 1) - positives, positives)
     return float(min(negative_rate, budget / negatives))
+
+
+# Pairs labelled and sampled per chunk: a window at 1M users holds ~200M candidate pairs,
+# and scipy's fancy indexing (float values and index copies) or one uniform draw per pair
+# made at once took GBs on top of the window's snapshot.
+PAIR_CHUNK = 1 << 22
+
+
+def _pair_labels(truth: sp.csr_matrix, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """``truth[u, i] > 0`` for each pair, a chunk of pairs at a time."""
+    y = np.empty(len(u), dtype=bool)
+    for start in range(0, len(u), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        y[part] = np.asarray(truth[u[part], i[part]]).ravel() > 0
+    return y
+
+
+def _kept_rows(y: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Every positive and each negative with probability ``rate``: ``y | (rng.random(n) <
+    rate)``, drawn a chunk at a time from the same stream (so the same draws)."""
+    keep = y.copy()
+    for start in range(0, len(y), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        keep[part] |= rng.random(keep[part].size) < rate
+    return keep
 
 
 def _sampling_rng(random_state, window: int, kind: str) -> np.random.Generator:

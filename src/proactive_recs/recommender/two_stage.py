@@ -468,6 +468,13 @@ class Recommender(BaseEstimator):
         is a second fit one horizon back), under the same conditions as ``stages``; the
         campaign backtest's later weeks take the first week's (weekly_scorer).
         """
+        return self._fit(interactions, users, items, as_of, stages=stages, choices=choices)
+
+    def _fit(
+        self, interactions, users, items, as_of, *, stages=None, choices=None, snapshot=None
+    ) -> Recommender:
+        """:meth:`fit`; ``snapshot``: the snapshot as of ``as_of`` when the caller already
+        built it (stage selection's fit one horizon back), used instead of building it again."""
         settings = resolve_params(self.params)
         frame = normalise_interactions(interactions)
         if as_of is None:
@@ -515,7 +522,7 @@ class Recommender(BaseEstimator):
             self.stage_ = "popularity"
             return self
         with _model_threads(settings):
-            self._fit_models(users, items)
+            self._fit_models(users, items, snapshot)
         return self
 
     def recommend(self) -> ScoreResult:
@@ -609,22 +616,23 @@ class Recommender(BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def _fit_models(self, users, items) -> None:
-        """Tune MF, build the as-of snapshot, train the second stage and the day-0 ranker,
-        and choose per direction what serves (selection.py)."""
+    def _fit_models(self, users, items, snapshot=None) -> None:
+        """Tune MF, build the as-of snapshot (unless given), train the second stage and the
+        day-0 ranker, and choose per direction what serves (selection.py)."""
         settings, reused = self.params_, self.reused_stages_
         mf_params = dict(reused.mf_params) if reused else self._tuned_mf_params()
         # stored stages carry the thread count of the weekly run; this run's own applies
         mf_params["num_threads"] = settings["num_threads"]
         used = {**settings, **mf_params}
-        snapshot = build_snapshot(
-            self.interactions_,
-            self.as_of_,
-            horizon_days=float(settings["horizon_days"]),
-            mf_params=mf_params,
-            half_life_days=settings["half_life_days"],
-            items=self.universe_.items,
-        )
+        if snapshot is None or snapshot.as_of != self.as_of_:
+            snapshot = build_snapshot(
+                self.interactions_,
+                self.as_of_,
+                horizon_days=float(settings["horizon_days"]),
+                mf_params=mf_params,
+                half_life_days=settings["half_life_days"],
+                items=self.universe_.items,
+            )
         candidates = dict(
             per_user=settings["candidates_per_user"],
             per_item=settings["candidates_per_item"],
@@ -713,24 +721,33 @@ class Recommender(BaseEstimator):
             "k_items": max(int(settings["k_items"]), metrics.OBJECTIVE_K_ITEMS),
             "k_users": max(int(settings["k_users"]), metrics.OBJECTIVE_K_USERS),
         }
-        past = None
+        past, at_split = None, None
         if replay_from is not None:
             snapshot, ranker, candidates = replay_from
+            if snapshot is not None and snapshot.as_of == window.split:
+                at_split = snapshot
             validation = ranker.validation_ranker()
-            if snapshot is not None and snapshot.as_of == window.split and validation is not None:
-                past = self._replay(snapshot, validation, candidates, users, items, past_params)
+            if at_split is not None and validation is not None:
+                past = self._replay(at_split, validation, candidates, users, items, past_params)
                 replay = (
                     f"as of {window.split:%Y-%m-%d %H:%M}: the last training window's snapshot"
                     " and the ranker trained without that window"
                 )
         if past is None:
-            past = Recommender(past_params).fit(
+            # No ranker trained without the last window (one training window, as in the
+            # backtest's weekly fits): a fit there trains one. The last window's snapshot is
+            # that fit's own (the same rows, as-of and MF settings), so it is not built a
+            # second time: at 1M users that was minutes and a GB on top of this fit's state.
+            past = Recommender(past_params)._fit(
                 interactions_before(self.interactions_, window.split),
                 users,
                 items,
-                as_of=window.split,
+                window.split,
+                snapshot=at_split,
             )
-            replay = f"fitted again as of {window.split:%Y-%m-%d %H:%M}"
+            replay = f"fitted again as of {window.split:%Y-%m-%d %H:%M}" + (
+                ", on the last training window's snapshot" if at_split is not None else ""
+            )
         if past.ranker_ is None:
             reason = f"second stage: the fit as of {window.split} trained none to compare"
             return StageSelection(
