@@ -29,6 +29,10 @@ FAST = {
     "min_positives": 20,
     "k_items": 5,
     "k_users": 10,
+    # scikit-learn's default step and half the package's trees: these tests are about
+    # behaviour, and the booster's fit is most of their time
+    "ranker_max_iter": 100,
+    "ranker_learning_rate": 0.1,
 }
 
 
