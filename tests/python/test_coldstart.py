@@ -439,15 +439,7 @@ def test_each_window_and_kind_of_example_samples_its_own_negatives(shop):
     other window's and kind's examples as they were (one shared random stream reshuffled
     all negatives whenever one setting changed)."""
     interactions, _, items, _ = shop
-    common = dict(
-        horizon_days=FAST["horizon_days"],
-        mf_params={"factors": 8, "iterations": 8, "random_state": 0},
-        candidate_params=dict(per_user=30, per_item=40, active_per_item=20, popular_per_user=10),
-        items=items,
-        negative_rate=0.1,
-        cold_items=True,
-        random_state=0,
-    )
+    common = _small_training(items, negative_rate=0.1, cold_items=True)
 
     def frame(**changed):
         return training_frame(interactions, RUN_DATE, **{**common, **changed})
@@ -476,15 +468,7 @@ def test_a_row_cap_keeps_every_positive_and_a_reweighted_subset_of_the_negatives
     all positives, draws a subset of the uncapped negatives, and the reweighted base rate
     stays that of the uncapped frame (the booster's probabilities stay calibrated)."""
     interactions, _, items, _ = shop
-    common = dict(
-        horizon_days=FAST["horizon_days"],
-        windows=3,
-        mf_params={"factors": 8, "iterations": 8, "random_state": 0},
-        candidate_params=dict(per_user=30, per_item=40, active_per_item=20, popular_per_user=10),
-        items=items,
-        negative_rate=0.5,
-        random_state=0,
-    )
+    common = _small_training(items, windows=3, negative_rate=0.5)
     full = training_frame(interactions, RUN_DATE, **common)
     assert full.negative_rate == 0.5
     cap = len(full.y) // 3
@@ -698,17 +682,22 @@ def test_pairs_are_labelled_and_sampled_a_chunk_at_a_time_as_at_once(shop, monke
     assert np.array_equal(kept, y | (np.random.default_rng(11).random(1000) < 0.3))
 
     interactions, _, items, _ = shop
-    common = dict(
-        horizon_days=FAST["horizon_days"],
-        windows=2,
-        mf_params={"factors": 8, "iterations": 8, "random_state": 0},
-        candidate_params=dict(per_user=30, per_item=40, active_per_item=20, popular_per_user=10),
-        items=items,
-        random_state=0,
-    )
+    common = _small_training(items, windows=2)
     chunked = training_frame(interactions, RUN_DATE, **common)
     monkeypatch.setattr(ranker, "PAIR_CHUNK", 1 << 40)  # one chunk
     whole = training_frame(interactions, RUN_DATE, **common)
     pd.testing.assert_frame_equal(chunked.X, whole.X)
     assert np.array_equal(chunked.y, whole.y) and np.array_equal(chunked.window, whole.window)
     assert chunked.y.sum() > 0 and len(chunked.y) > 2 * 37
+
+
+def _small_training(items, **changed) -> dict:
+    """training_frame's arguments for the small shop of these tests (``changed`` on top)."""
+    return dict(
+        horizon_days=FAST["horizon_days"],
+        mf_params={"factors": 8, "iterations": 8, "random_state": 0},
+        candidate_params=dict(per_user=30, per_item=40, active_per_item=20, popular_per_user=10),
+        items=items,
+        random_state=0,
+        **changed,
+    )
