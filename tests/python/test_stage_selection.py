@@ -149,6 +149,32 @@ def test_with_one_training_window_the_fit_back_reuses_the_last_window_snapshot(m
         assert (reused.source, reused.n_trees) == (again.source, again.n_trees)
 
 
+def test_the_fit_builds_its_own_snapshot_after_stage_selection(monkeypatch):
+    """The as-of snapshot is built once the rankers and stage selection are done, so it is
+    never alive beside their snapshots (the weekly backtest's peak at 1M users)."""
+    import proactive_recs.recommender.two_stage as two_stage
+
+    events = []
+    real_build, real_select = two_stage.build_snapshot, Recommender._select_stages
+    monkeypatch.setattr(
+        two_stage,
+        "build_snapshot",
+        lambda *a, **k: events.append(("snapshot", a[1])) or real_build(*a, **k),
+    )
+    monkeypatch.setattr(
+        Recommender,
+        "_select_stages",
+        lambda self, *a, **k: events.append(("selection", None)) or real_select(self, *a, **k),
+    )
+    fitted = Recommender({**FAST, "training_windows": 1}).fit(
+        synthetic_interactions(), as_of=RUN_DATE
+    )
+    # the fit back inside the selection takes the last window's snapshot (no build); the
+    # outer fit's own comes after it, as of the run date
+    assert events == [("selection", None), ("snapshot", fitted.as_of_)]
+    assert fitted.snapshot_.as_of == fitted.as_of_
+
+
 def test_a_direction_served_by_mf_serves_mf_lists_as_probabilities(fitted):
     plain = Recommender({**FAST, "second_stage": False}).fit(
         synthetic_interactions(), as_of=RUN_DATE

@@ -624,15 +624,6 @@ class Recommender(BaseEstimator):
         # stored stages carry the thread count of the weekly run; this run's own applies
         mf_params["num_threads"] = settings["num_threads"]
         used = {**settings, **mf_params}
-        if snapshot is None or snapshot.as_of != self.as_of_:
-            snapshot = build_snapshot(
-                self.interactions_,
-                self.as_of_,
-                horizon_days=float(settings["horizon_days"]),
-                mf_params=mf_params,
-                half_life_days=settings["half_life_days"],
-                items=self.universe_.items,
-            )
         candidates = dict(
             per_user=settings["candidates_per_user"],
             per_item=settings["candidates_per_item"],
@@ -665,6 +656,19 @@ class Recommender(BaseEstimator):
         self.category_choice_ = self._category_choice(mf_params)
         used.update(self.category_choice_.as_params())
         used["stages"] = self.stages_used_
+        # The as-of snapshot is built last: the rankers' windows and stage selection's fit
+        # one horizon back each hold snapshots of their own, and at 1M users the weekly
+        # backtest's peak was all of them at once with this one (docs/benchmark.md,
+        # session 31). Every fit has its own seeded MF, so the order changes no value.
+        if snapshot is None or snapshot.as_of != self.as_of_:
+            snapshot = build_snapshot(
+                self.interactions_,
+                self.as_of_,
+                horizon_days=float(settings["horizon_days"]),
+                mf_params=mf_params,
+                half_life_days=settings["half_life_days"],
+                items=self.universe_.items,
+            )
         self.mf_params_ = mf_params
         self.params_used_ = used
         self.snapshot_ = snapshot
