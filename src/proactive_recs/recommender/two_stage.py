@@ -617,8 +617,8 @@ class Recommender(BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def _fit_models(self, users, items, snapshot=None) -> None:
-        """Tune MF, build the as-of snapshot (unless given), train the second stage and the
-        day-0 ranker, and choose per direction what serves (selection.py)."""
+        """Tune MF, train the second stage and the day-0 ranker, choose per direction what
+        serves (selection.py), then build the as-of snapshot (unless given)."""
         settings, reused = self.params_, self.reused_stages_
         mf_params = dict(reused.mf_params) if reused else self._tuned_mf_params()
         # stored stages carry the thread count of the weekly run; this run's own applies
