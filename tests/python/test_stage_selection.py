@@ -128,30 +128,9 @@ def test_the_fit_one_horizon_back_is_assembled_from_what_the_fit_trained(fitted)
 def test_with_one_training_window_the_fit_back_reuses_the_last_window_snapshot(monkeypatch):
     """With one training window (the backtest's weekly fits) no ranker was trained without the
     last window, so the selection fits one horizon back; the last window's snapshot is that
-    fit's own and is not built again. Its figures are those of the fit made wholly anew."""
-    import proactive_recs.recommender.two_stage as two_stage
-
-    built = []
-    real = two_stage.build_snapshot
-    monkeypatch.setattr(
-        two_stage, "build_snapshot", lambda *a, **k: built.append(k) or real(*a, **k)
-    )
-    one = Recommender({**FAST, "training_windows": 1}).fit(synthetic_interactions(), as_of=RUN_DATE)
-    assert one.selection_.replay.endswith("on the last training window's snapshot")
-    assert len(built) == 1  # the fit's own snapshot only
-    anew = one._select_stages(one.mf_params_, None, None)  # nothing to reuse
-    assert anew.replay.startswith("fitted again as of ") and len(built) == 2
-    assert not anew.replay.endswith("snapshot")
-    for direction in ("user_to_item", "item_to_user"):
-        reused = getattr(one.selection_, direction)
-        again = getattr(anew, direction)
-        assert reused.validation == again.validation and reused.validation["two_stage"] > 0
-        assert (reused.source, reused.n_trees) == (again.source, again.n_trees)
-
-
-def test_the_fit_builds_its_own_snapshot_after_stage_selection(monkeypatch):
-    """The as-of snapshot is built once the rankers and stage selection are done, so it is
-    never alive beside their snapshots (the weekly backtest's peak at 1M users)."""
+    fit's own and is not built again. Its figures are those of the fit made wholly anew. The
+    outer fit builds its own snapshot after the selection, so it is never alive beside the
+    selection's (the weekly backtest's peak at 1M users)."""
     import proactive_recs.recommender.two_stage as two_stage
 
     events = []
@@ -166,13 +145,20 @@ def test_the_fit_builds_its_own_snapshot_after_stage_selection(monkeypatch):
         "_select_stages",
         lambda self, *a, **k: events.append(("selection", None)) or real_select(self, *a, **k),
     )
-    fitted = Recommender({**FAST, "training_windows": 1}).fit(
-        synthetic_interactions(), as_of=RUN_DATE
-    )
-    # the fit back inside the selection takes the last window's snapshot (no build); the
-    # outer fit's own comes after it, as of the run date
-    assert events == [("selection", None), ("snapshot", fitted.as_of_)]
-    assert fitted.snapshot_.as_of == fitted.as_of_
+    one = Recommender({**FAST, "training_windows": 1}).fit(synthetic_interactions(), as_of=RUN_DATE)
+    assert one.selection_.replay.endswith("on the last training window's snapshot")
+    # the fit's own snapshot only, as of the run date, built once the selection is done
+    assert events == [("selection", None), ("snapshot", one.as_of_)]
+    assert one.snapshot_.as_of == one.as_of_
+    anew = one._select_stages(one.mf_params_, None, None)  # nothing to reuse
+    built = [event for event in events if event[0] == "snapshot"]
+    assert anew.replay.startswith("fitted again as of ") and len(built) == 2
+    assert not anew.replay.endswith("snapshot")
+    for direction in ("user_to_item", "item_to_user"):
+        reused = getattr(one.selection_, direction)
+        again = getattr(anew, direction)
+        assert reused.validation == again.validation and reused.validation["two_stage"] > 0
+        assert (reused.source, reused.n_trees) == (again.source, again.n_trees)
 
 
 def test_a_direction_served_by_mf_serves_mf_lists_as_probabilities(fitted):
