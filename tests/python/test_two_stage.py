@@ -193,7 +193,9 @@ def test_scoring_a_block_of_users_at_a_time_serves_what_one_block_serves(data, m
     lists merged across blocks (what keeps L's scoring within memory): blocks of a few
     dozen pairs serve exactly the frames one block over every pair serves, with boosted
     users and items (the cut reads boosted scores), and so does the replay's scoring at
-    several tree counts."""
+    several tree counts. Keeping the user -> item lists of some users only (what stage
+    selection reads) gives those users' rows of the full lists and the same item -> user
+    lists."""
     from proactive_recs.recommender import two_stage as two_stage_module
 
     interactions, users, items = data
@@ -214,6 +216,16 @@ def test_scoring_a_block_of_users_at_a_time_serves_what_one_block_serves(data, m
     for count in counts:
         for got, expected in zip(blocks_at[count], whole_at[count], strict=True):
             np.testing.assert_array_equal(got, expected)
+    keep = np.random.default_rng(0).random(model.snapshot_.data.n_users) < 0.4
+    keep[0] = keep[-1] = True  # the first and last users, at the edges of the blocks
+    kept_at = model._ranker_lists_at(counts, keep_users=keep)
+    for count in counts:
+        ui_lists, ui_scores, iu_lists, iu_scores = kept_at[count]
+        assert ui_lists.shape[0] == keep.sum() and (ui_lists[:, 0] >= 0).any()
+        np.testing.assert_array_equal(ui_lists, whole_at[count][0][keep])
+        np.testing.assert_array_equal(ui_scores, whole_at[count][1][keep])
+        np.testing.assert_array_equal(iu_lists, whole_at[count][2])
+        np.testing.assert_array_equal(iu_scores, whole_at[count][3])
 
 
 def test_the_recommender_fits_once_and_serves_what_score_serves(data, two_stage):
