@@ -1047,8 +1047,10 @@ class Recommender(BaseEstimator):
         candidates were drawn over all of them. ``keep_users`` (a mask over the snapshot's
         users): the user -> item lists are kept for those users only, one row each in the
         snapshot's order (the item -> user lists still rank every user). Stage selection
-        reads only its validation users' rows, and at 1M users the full lists at seven tree
-        counts were 1.7 GB at the L backtest's peak."""
+        reads only its validation users' rows: at 1M users the full lists are ~240 MB per
+        tree count, up to seven counts, of which the users the window does not query are
+        dropped (12 % of them on the benchmark's L data, most of them in a shop where few
+        users buy in a month; docs/benchmark.md, session 32)."""
         counts = sorted(set(counts or [self.ranker_.n_trees_]))
         snapshot = self.snapshot_
         data = snapshot.data
