@@ -770,8 +770,9 @@ class Recommender(BaseEstimator):
         # user -> item lists only for the users the window queries
         counts = past.ranker_.tree_counts_ if settings["ranker_trees_per_direction"] else None
         queried = data.user_ids.isin(base.user_ids[window.users_q])
+        queried_ids = data.user_ids[queried]
         two_stage_at = {
-            count: window.per_query(*over_window(ui, iu, data.user_ids[queried]))
+            count: window.per_query(*over_window(ui, iu, queried_ids))
             for count, (ui, _, iu, _) in past._ranker_lists_at(counts, keep_users=queried).items()
         }
         mf_ui, _, mf_iu, _ = past._mf_lists()
