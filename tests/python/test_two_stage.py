@@ -193,9 +193,9 @@ def test_scoring_a_block_of_users_at_a_time_serves_what_one_block_serves(data, m
     lists merged across blocks (what keeps L's scoring within memory): blocks of a few
     dozen pairs serve exactly the frames one block over every pair serves, with boosted
     users and items (the cut reads boosted scores), and so does the replay's scoring at
-    several tree counts. Keeping the user -> item lists of some users only (what stage
-    selection reads) gives those users' rows of the full lists and the same item -> user
-    lists."""
+    several tree counts. Handing the user -> item lists of some users over block by block
+    (what stage selection scores) gives those users' rows of the full lists, each once, and
+    the same item -> user lists."""
     from proactive_recs.recommender import two_stage as two_stage_module
 
     interactions, users, items = data
@@ -218,12 +218,25 @@ def test_scoring_a_block_of_users_at_a_time_serves_what_one_block_serves(data, m
             np.testing.assert_array_equal(got, expected)
     keep = np.random.default_rng(0).random(model.snapshot_.data.n_users) < 0.4
     keep[0] = keep[-1] = True  # the first and last users, at the edges of the blocks
-    kept_at = model._ranker_lists_at(counts, keep_users=keep)
+    handed = {count: [] for count in counts}
+    kept_at = model._ranker_lists_at(
+        counts,
+        user_lists_to=lambda count, users, lists: handed[count].append((users, lists.copy())),
+        keep_users=keep,
+    )
     for count in counts:
         ui_lists, ui_scores, iu_lists, iu_scores = kept_at[count]
-        assert ui_lists.shape[0] == keep.sum() and (ui_lists[:, 0] >= 0).any()
-        np.testing.assert_array_equal(ui_lists, whole_at[count][0][keep])
-        np.testing.assert_array_equal(ui_scores, whole_at[count][1][keep])
+        assert ui_lists is None and ui_scores is None  # handed over, not kept
+        assert len(handed[count]) > 1  # one call per block
+        users = np.concatenate([users for users, _ in handed[count]])
+        lists = np.concatenate([lists for _, lists in handed[count]])
+        # kept users only, each once, in order, with its row of the full lists; a kept
+        # user not handed over has no candidate pair (an empty list)
+        assert np.all(np.diff(users) > 0) and keep[users].all()
+        assert (lists[:, 0] >= 0).sum() > 30
+        np.testing.assert_array_equal(lists, whole_at[count][0][users])
+        not_handed = np.setdiff1d(np.flatnonzero(keep), users)
+        assert (whole_at[count][0][not_handed] == -1).all()
         np.testing.assert_array_equal(iu_lists, whole_at[count][2])
         np.testing.assert_array_equal(iu_scores, whole_at[count][3])
 

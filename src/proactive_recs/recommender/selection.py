@@ -52,6 +52,7 @@ __all__ = [
     "DirectionChoice",
     "best_tree_count",
     "StageSelection",
+    "UserQueryScores",
     "fit_probability_map",
     "list_hits",
     "listed_pairs",
@@ -140,6 +141,44 @@ def remap_lists(
     member_map = to_member_ids.get_indexer(member_ids)
     out[present] = np.where(picked >= 0, member_map[np.maximum(picked, 0)], -1)
     return out
+
+
+class UserQueryScores:
+    """The user -> item objective per validation query, from lists handed over a block of
+    users at a time (``Recommender._ranker_lists_at``'s ``user_lists_to``), at each tree
+    count: the lists themselves are never all held (at 1M users, 1.3 GB for seven counts).
+
+    ``user_ids`` / ``item_ids``: the index of the lists (the replayed fit's snapshot);
+    ``queried``: the mask of its users that are queries of ``window`` (whose lists to
+    hand over); :meth:`at`: ndcg per user query in the window's order, what
+    ``window.per_query`` gives for the whole lists (a query whose list never came, a user
+    the fit does not know or one without a candidate, scores as an empty list)."""
+
+    def __init__(self, window, user_ids: pd.Index, item_ids: pd.Index):
+        self.window = window
+        base = window.base
+        n_queries = int(window.users_q.sum())
+        query_of_base = np.full(len(base.user_ids), -1, dtype=np.int64)
+        query_of_base[window.users_q] = np.arange(n_queries)
+        rows = base.user_ids.get_indexer(user_ids)
+        self.query_of_user = np.where(rows >= 0, query_of_base[np.maximum(rows, 0)], -1)
+        self.queried = self.query_of_user >= 0
+        self.item_in_base = base.item_ids.get_indexer(item_ids)
+        self._empty = window.user_query_ndcg(
+            np.full((n_queries, 1), -1, dtype=np.int64), np.arange(n_queries)
+        )
+        self._at: dict = {}
+
+    def add(self, count, users: np.ndarray, lists: np.ndarray) -> None:
+        """Score the lists of ``users`` (snapshot indices, queries only) at ``count``."""
+        per_query = self._at.setdefault(count, self._empty.copy())
+        queries = self.query_of_user[users]
+        over_base = np.where(lists >= 0, self.item_in_base[np.maximum(lists, 0)], -1)
+        per_query[queries] = self.window.user_query_ndcg(over_base, queries)
+
+    def at(self, count) -> np.ndarray:
+        """ndcg per user query of the lists at ``count``."""
+        return self._at.get(count, self._empty)
 
 
 def listed_pairs(lists: np.ndarray, by_user: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -80,23 +80,37 @@ class ValidationWindow:
             )[("recall", k_users)]
         return out
 
-    def per_query(self, user_items: np.ndarray, item_users: np.ndarray) -> dict:
+    def per_query(self, user_items: np.ndarray | None, item_users: np.ndarray) -> dict:
         """The two objectives per query (the values :meth:`objective` averages):
-        {'user_to_item': ndcg per user query, 'item_to_user': recall per item query}."""
-        k_items, k_users = metrics.OBJECTIVE_K_ITEMS, metrics.OBJECTIVE_K_USERS
-        truth_ui, truth_iu = self.truth[self.users_q], self.truth_t[self.items_q]
+        {'user_to_item': ndcg per user query, 'item_to_user': recall per item query};
+        ``user_items`` None: the item -> user side only."""
+        k_users = metrics.OBJECTIVE_K_USERS
+        truth_iu = self.truth_t[self.items_q]
+        out = {}
+        if user_items is not None:
+            out["user_to_item"] = self.user_query_ndcg(
+                user_items[self.users_q], np.arange(int(self.users_q.sum()))
+            )
         return {
-            "user_to_item": metrics.ndcg_per_query(
-                metrics.hits_matrix(user_items[self.users_q], truth_ui),
-                np.diff(truth_ui.indptr),
-                k_items,
-            ),
+            **out,
             "item_to_user": metrics.recall_per_query(
                 metrics.hits_matrix(item_users[self.items_q], truth_iu),
                 np.diff(truth_iu.indptr),
                 k_users,
             ),
         }
+
+    def user_query_ndcg(self, user_items: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """ndcg@OBJECTIVE_K_ITEMS of the user queries numbered ``queries`` (positions among
+        the window's user queries, in ``users_q``'s order), ``user_items`` holding their
+        lists (one row each, items over ``base``'s index): stage selection scores a block
+        of users' lists as it is cut, instead of keeping every list."""
+        truth = self.truth[np.flatnonzero(self.users_q)[queries]]
+        return metrics.ndcg_per_query(
+            metrics.hits_matrix(user_items, truth),
+            np.diff(truth.indptr),
+            metrics.OBJECTIVE_K_ITEMS,
+        )
 
 
 def validation_window(

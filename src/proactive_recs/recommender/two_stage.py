@@ -98,6 +98,7 @@ from proactive_recs.recommender.selection import (
     MARGIN_IN_STANDARD_ERRORS,
     DirectionChoice,
     StageSelection,
+    UserQueryScores,
     best_tree_count,
     fit_probability_map,
     list_hits,
@@ -760,21 +761,30 @@ class Recommender(BaseEstimator):
         data = past.snapshot_.data
         base = window.base
 
-        def over_window(ui, iu, ui_user_ids=data.user_ids):
+        def over_window(ui, iu):
             return (
-                remap_lists(ui, ui_user_ids, data.item_ids, base.user_ids, base.item_ids),
+                remap_lists(ui, data.user_ids, data.item_ids, base.user_ids, base.item_ids),
                 remap_lists(iu, data.item_ids, data.user_ids, base.item_ids, base.user_ids),
             )
 
         # the second stage at every tree count its ranker offers, then plain MF; the
-        # user -> item lists only for the users the window queries
+        # user -> item lists scored a block of the window's users at a time, not kept
         counts = past.ranker_.tree_counts_ if settings["ranker_trees_per_direction"] else None
-        queried = data.user_ids.isin(base.user_ids[window.users_q])
-        queried_ids = data.user_ids[queried]
+        user_ndcg = UserQueryScores(window, data.user_ids, data.item_ids)
+        lists_at = past._ranker_lists_at(
+            counts, user_lists_to=user_ndcg.add, keep_users=user_ndcg.queried
+        )
         two_stage_at = {
-            count: window.per_query(*over_window(ui, iu, queried_ids))
-            for count, (ui, _, iu, _) in past._ranker_lists_at(counts, keep_users=queried).items()
+            count: {
+                "user_to_item": user_ndcg.at(count),
+                "item_to_user": window.per_query(
+                    None,
+                    remap_lists(iu, data.item_ids, data.user_ids, base.item_ids, base.user_ids),
+                )["item_to_user"],
+            }
+            for count, (_, _, iu, _) in lists_at.items()
         }
+        del lists_at
         mf_ui, _, mf_iu, _ = past._mf_lists()
         mf_per_query = window.per_query(*over_window(mf_ui, mf_iu))
         U, V = past.snapshot_.mf.user_factors_, past.snapshot_.mf.item_factors_
@@ -1035,7 +1045,9 @@ class Recommender(BaseEstimator):
             return default
         return int(n_trees)
 
-    def _ranker_lists_at(self, counts=None, keep_items=None, keep_users=None) -> dict:
+    def _ranker_lists_at(
+        self, counts=None, keep_items=None, user_lists_to=None, keep_users=None
+    ) -> dict:
         """{tree count: the second stage's four lists at that count} for ``counts`` (None:
         the ranker's default count alone): the candidate pairs scored once per count,
         boosted, top-K both ways.
@@ -1045,58 +1057,56 @@ class Recommender(BaseEstimator):
         merged into the running ones, so only one block's probabilities and top-K scratch
         exist at once (at L every pair's at once took 12 GB). ``keep_items`` (a mask over
         the snapshot's items): only the pairs of those items are scored, after the
-        candidates were drawn over all of them. ``keep_users`` (a mask over the snapshot's
-        users): the user -> item lists are kept for those users only, one row each in the
-        snapshot's order (the item -> user lists still rank every user). Stage selection
-        reads only its validation users' rows: at 1M users the full lists are ~240 MB per
-        tree count, up to seven counts, of which the users the window does not query are
-        dropped (12 % of them on the benchmark's L data, most of them in a shop where few
-        users buy in a month; docs/benchmark.md, session 32)."""
+        candidates were drawn over all of them.
+
+        ``user_lists_to`` (a callable ``(count, users, lists)``): each block's user -> item
+        lists are handed to it as they are cut (``users``: the snapshot indices of the
+        block's users in ``keep_users``, a mask, default every user; ``lists``: their rows,
+        the same as in the full lists; each user at most once, and a user without candidate
+        pairs, whose list is empty, maybe not at all) and not kept: the user -> item entries
+        of the result are then None. Stage selection scores its validation users' lists
+        this way: at 1M users their full lists at seven tree counts are 1.3 GB."""
         counts = sorted(set(counts or [self.ranker_.n_trees_]))
         snapshot = self.snapshot_
         data = snapshot.data
         _, _, user_boost, item_boost, _ = self.masks_
         u, i = self._candidates(keep_items)
         k_items, k_users = self.params_["k_items"], self.params_["k_users"]
-        if keep_users is None:
-            user_row = np.arange(data.n_users)
-        else:
-            keep_users = np.asarray(keep_users, dtype=bool)
-            user_row = np.cumsum(keep_users) - 1
-            user_row[~keep_users] = -1
-        n_rows = int(user_row.max(initial=-1)) + 1
-        every_user = keep_users is None
+        keep_users = (
+            np.ones(data.n_users, dtype=bool)
+            if keep_users is None
+            else np.asarray(keep_users, dtype=bool)
+        )
         lists = {}
         for count in counts:
-            lists[count] = (*empty_topk(n_rows, k_items), *empty_topk(data.n_items, k_users))
+            kept = (None, None) if user_lists_to else empty_topk(data.n_users, k_items)
+            lists[count] = (*kept, *empty_topk(data.n_items, k_users))
         for start, stop in owner_blocks(u, _PAIRS_PER_BLOCK):
             block_u, block_i = u[start:stop], i[start:stop]
             prob = _predict_pairs(self.ranker_, snapshot, block_u, block_i, counts)
             boost = user_boost[block_u] * item_boost[block_i]
             boosted = not (boost == 1).all()
             first, last = int(block_u[0]), int(block_u[-1])
-            rows = user_row[first : last + 1]
-            listed = rows >= 0
+            listed = keep_users[first : last + 1]
+            pairs = listed[block_u - first] if user_lists_to else None
             for row, count in zip(prob, counts, strict=True):
                 scores = apply_boost(row, boost) if boosted else row
                 ui_lists, ui_scores, iu_lists, iu_scores = lists[count]
-                if every_user:
+                if not user_lists_to:
                     ui_lists[first : last + 1], ui_scores[first : last + 1] = topk_pairs(
                         block_u - first, block_i, scores, last - first + 1, k_items
                     )
                 elif listed.any():
                     # each kept user's list from its own pairs alone: the same list as
-                    # when every user is kept
-                    pairs = listed[block_u - first]
-                    block_lists, block_scores = topk_pairs(
+                    # when every user's is cut
+                    block_lists, _ = topk_pairs(
                         block_u[pairs] - first,
                         block_i[pairs],
                         scores[pairs],
                         last - first + 1,
                         k_items,
                     )
-                    ui_lists[rows[listed]] = block_lists[listed]
-                    ui_scores[rows[listed]] = block_scores[listed]
+                    user_lists_to(count, first + np.flatnonzero(listed), block_lists[listed])
                 merge_topk(
                     iu_lists,
                     iu_scores,
