@@ -218,6 +218,8 @@ def test_scoring_a_block_of_users_at_a_time_serves_what_one_block_serves(data, m
             np.testing.assert_array_equal(got, expected)
     keep = np.random.default_rng(0).random(model.snapshot_.data.n_users) < 0.4
     keep[0] = keep[-1] = True  # the first and last users, at the edges of the blocks
+    with pytest.raises(ValueError, match="keep_users"):  # no one to hand the lists to
+        model._ranker_lists_at(counts, keep_users=keep)
     handed = {count: [] for count in counts}
     kept_at = model._ranker_lists_at(
         counts,
