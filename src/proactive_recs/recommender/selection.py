@@ -137,10 +137,14 @@ def remap_lists(
     out = np.full((len(to_owner_ids), lists.shape[1]), -1, dtype=np.int64)
     rows = owner_ids.get_indexer(to_owner_ids)
     present = rows >= 0
-    picked = lists[rows[present]]
-    member_map = to_member_ids.get_indexer(member_ids)
-    out[present] = np.where(picked >= 0, member_map[np.maximum(picked, 0)], -1)
+    out[present] = _members_over(lists[rows[present]], to_member_ids.get_indexer(member_ids))
     return out
+
+
+def _members_over(lists: np.ndarray, member_map: np.ndarray) -> np.ndarray:
+    """``lists``' members through ``member_map`` (old index -> new, -1 = absent); empty
+    slots stay -1."""
+    return np.where(lists >= 0, member_map[np.maximum(lists, 0)], -1)
 
 
 class UserQueryScores:
@@ -173,8 +177,9 @@ class UserQueryScores:
         """Score the lists of ``users`` (snapshot indices, queries only) at ``count``."""
         per_query = self._at.setdefault(count, self._empty.copy())
         queries = self.query_of_user[users]
-        over_base = np.where(lists >= 0, self.item_in_base[np.maximum(lists, 0)], -1)
-        per_query[queries] = self.window.user_query_ndcg(over_base, queries)
+        per_query[queries] = self.window.user_query_ndcg(
+            _members_over(lists, self.item_in_base), queries
+        )
 
     def at(self, count) -> np.ndarray:
         """ndcg per user query of the lists at ``count``."""
