@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from proactive_recs.notifications.campaign import Campaign, validate_campaigns
@@ -311,15 +311,29 @@ def test_interactions_given_as_a_function_are_read_only_for_the_fallback_and_onc
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(
-        st.tuples(st.integers(0, 4), st.integers(0, 7), st.one_of(st.none(), st.floats(0.0, 1.0))),
+        st.tuples(
+            st.integers(0, 4),
+            st.integers(0, 11),
+            st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.0]), st.floats(0.0, 1.0)),
+            st.one_of(st.none(), st.integers(1, 3)),
+        ),
         min_size=1,
         max_size=50,
     ),
-    recent=st.sets(st.tuples(st.integers(0, 5), st.integers(0, 8)), max_size=15),
-    unavailable=st.sets(st.integers(0, 7), max_size=4),
+    recent=st.sets(st.tuples(st.integers(0, 5), st.integers(0, 12)), max_size=15),
+    unavailable=st.sets(st.integers(0, 11), max_size=4),
     eligible=st.lists(st.booleans(), min_size=4, max_size=4),
     size=st.integers(1, 3),
     min_relevance=st.sampled_from([0.0, 0.3, 0.6]),
+)
+# ties on score and rank, broken by the item id as text (i10 < i2 < i3); null ranks last
+@example(
+    rows=[(0, 2, 0.5, 1), (0, 10, 0.5, 1), (0, 3, 0.5, None), (0, 4, 0.5, 1), (1, 5, 0.5, None)],
+    recent=set(),
+    unavailable=set(),
+    eligible=[True] * 4,
+    size=2,
+    min_relevance=0.0,
 )
 def test_digest_candidates_match_a_row_by_row_reference(
     rows, recent, unavailable, eligible, size, min_relevance
@@ -327,14 +341,17 @@ def test_digest_candidates_match_a_row_by_row_reference(
     """Each scored user's digest (or its one rejection), worked out row by row in plain
     Python: the best score of each (user, item), the items available, not sent recently and
     relevant, best first (score, rank, item id), the score from the first ``size`` of them.
-    User u4 is in no users table; users u0-u3 are suppressed where ``eligible`` says so."""
+    User u4 is in no users table; users u0-u3 are suppressed where ``eligible`` says so.
+    Scores and the scorer's ranks tie often (few distinct values, ranks may be null), and
+    item ids sort differently as text than as numbers (i10 < i2), so the item-id tie-break
+    is exercised."""
     campaign = Campaign("d", "digest", "email", items_per_digest=size, min_relevance=min_relevance)
     scores = pd.DataFrame(
         {
-            "user_id": [f"u{u}" for u, _, _ in rows],
-            "item_id": [f"i{i}" for _, i, _ in rows],
-            "rank": np.arange(1.0, len(rows) + 1),
-            "score": [np.nan if s is None else s for _, _, s in rows],
+            "user_id": [f"u{u}" for u, _, _, _ in rows],
+            "item_id": [f"i{i}" for _, i, _, _ in rows],
+            "rank": [np.nan if r is None else float(r) for _, _, _, r in rows],
+            "score": [np.nan if s is None else s for _, _, s, _ in rows],
         }
     )
     users = pd.DataFrame(
@@ -344,21 +361,22 @@ def test_digest_candidates_match_a_row_by_row_reference(
         {"user_id": [f"u{u}" for u, _ in recent], "item_id": [f"i{i}" for _, i in recent]},
         dtype=object,
     )
-    available = {f"i{i}" for i in range(8)} - {f"i{i}" for i in unavailable}
+    available = {f"i{i}" for i in range(12)} - {f"i{i}" for i in unavailable}
     kept, rejected = digest_candidates(campaign, scores, available, users, None, recent_pairs)
 
     best: dict = {}  # (user, item) -> (score or None, rank): the best score, first on ties
-    for rank, (u, i, s) in enumerate(rows, start=1):
+    for u, i, s, rank in rows:
         old = best.get((u, i))
         if old is None or (s is not None and (old[0] is None or s > old[0])):
             best[(u, i)] = (s, rank)
     want_pools, want_scores, want_reasons = {}, {}, {}
-    for u in sorted({u for u, _, _ in rows}):
+    for u in sorted({u for u, _, _, _ in rows}):
         mine = [(i, s, r) for (uu, i), (s, r) in best.items() if uu == u]
         fresh = [(i, s, r) for i, s, r in mine if i not in unavailable and (u, i) not in recent]
         pool = sorted(
             [(i, s, r) for i, s, r in fresh if s is not None and s >= min_relevance],
-            key=lambda x: (-x[1], x[2], f"i{x[0]}"),
+            # nulls last: a null rank after every rank
+            key=lambda x: (-x[1], x[2] is None, x[2] or 0, f"i{x[0]}"),
         )
         user = f"u{u}"
         if u == 4:

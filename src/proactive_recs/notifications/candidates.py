@@ -387,11 +387,12 @@ def digest_candidates(
     boost = frame["boost"].to_numpy(float)
     with np.errstate(invalid="ignore"):
         qualifies = fresh & ((score * boost) >= campaign.min_relevance)  # NaN fails
-    # by user, then best first: score (descending), the scorer's rank, item id; nulls last
-    user_codes, user_ids = pd.factorize(frame["user_id"], sort=True)
+    # by user, then best first: score (descending), the scorer's rank, item id; nulls last.
+    # score_rows' rows are sorted by user, then item: the users' codes are their runs, and
+    # a stable sort on (user, score, rank) leaves ties in item order.
+    user_codes, user_ids = _runs(frame["user_id"].to_numpy(object))
     order = np.lexsort(
         (
-            pd.factorize(frame["item_id"], sort=True)[0],
             np.where(np.isnan(rank), np.inf, rank),
             np.where(np.isnan(score), np.inf, -score),
             user_codes,
@@ -455,6 +456,15 @@ def digest_candidates(
     dropped = per_user[per_user["reason"].notna()].assign(item_id=None)
     rejected = _rejected(dropped, campaign, dropped["reason"])
     return candidates.reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct values of sorted ``values``: what ``pd.factorize(values,
+    sort=True)`` gives, from where the value changes (no hashing of every row)."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.intp), values[:0]
+    starts = np.r_[True, values[1:] != values[:-1]]
+    return np.cumsum(starts) - 1, values[starts]
 
 
 def _pairs_in(frame: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
