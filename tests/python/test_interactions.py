@@ -14,6 +14,7 @@ from proactive_recs.data.interactions import (
     interactions_before,
     new_pairs_matrix,
     normalise_interactions,
+    text_ids,
 )
 
 AS_OF = pd.Timestamp("2024-03-11")
@@ -159,6 +160,14 @@ def test_normalising_a_normalised_frame_returns_it_without_a_copy():
     assert interactions_before(later, "2026-01-02")["user_id"].tolist() == ["1"]
     # integer ids are not normalised yet
     assert normalise_interactions(once.assign(user_id=[1, 2])) is not once
+
+
+def test_text_ids_are_the_series_itself_when_already_text():
+    text = pd.Series(["u1", "u2", None], dtype=object)
+    kept = text.iloc[:2]
+    assert text_ids(kept) is kept  # no new array of every cell
+    assert text_ids(pd.Series([7, 10])).tolist() == ["7", "10"]
+    assert text_ids(pd.Series(["a", 3], dtype=object)).tolist() == ["a", "3"]
 
 
 def test_the_earlier_rows_of_a_frame_in_time_order_are_a_slice_of_it():

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from proactive_recs.data.interactions import text_ids
 from proactive_recs.notifications.campaign import Campaign
 from proactive_recs.notifications.frequency import (
     CHANNELS,
@@ -178,8 +179,8 @@ def score_rows(scores: pd.DataFrame) -> pd.DataFrame:
                 "score": pd.Series(dtype=float),
             }
         )
-    user_ids = _as_text(scores["user_id"]).to_numpy(object)
-    item_ids = _as_text(scores["item_id"]).to_numpy(object)
+    user_ids = text_ids(scores["user_id"]).to_numpy(object)
+    item_ids = text_ids(scores["item_id"]).to_numpy(object)
     score = pd.to_numeric(scores["score"], errors="coerce").to_numpy(float)
     # sorted by user, item, best score first (nulls last); sorting integer codes of the
     # sorted distinct ids gives the order of the text at a fraction of the cost
@@ -206,14 +207,6 @@ def score_rows(scores: pd.DataFrame) -> pd.DataFrame:
 # Marks a frame score_rows returned: the planner normalises the user -> item scores once
 # and lets the raw rows go; the digest candidates then take them as they are.
 _SCORE_ROWS = "proactive_recs.score_rows"
-
-
-def _as_text(ids: pd.Series) -> pd.Series:
-    """``ids`` as text; as they are when they already are (``astype(str)`` makes a new
-    array of 20M cells at L even then)."""
-    if pd.api.types.infer_dtype(ids, skipna=False) == "string":
-        return ids
-    return ids.astype(str)
 
 
 def _with_user_context(
@@ -313,7 +306,7 @@ def item_push_candidates(
         return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)
     # Keep the trigger items' rows before normalising: the table holds every item's top-K.
     scores = score_rows(
-        item_user_scores[_as_text(item_user_scores["item_id"]).isin(set(map(str, trigger_items)))]
+        item_user_scores[text_ids(item_user_scores["item_id"]).isin(set(map(str, trigger_items)))]
     )
     if scores.empty:
         return empty_frame(CANDIDATE_COLUMNS), empty_frame(REJECTED_COLUMNS)

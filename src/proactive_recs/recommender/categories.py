@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from proactive_recs.data.interactions import build_interaction_matrix, interactions_before
+from proactive_recs.data.interactions import (
+    build_interaction_matrix,
+    interactions_before,
+    normalise_interactions,
+    text_ids,
+)
 from proactive_recs.estimators.mf import ImplicitMF
 from proactive_recs.estimators.threads import single_threaded_blas
 from proactive_recs.evaluation import metrics
@@ -63,9 +68,10 @@ def category_shares(history: pd.DataFrame, user_ids, categories, items) -> np.nd
     """(users x categories) share of each user's past interactions (rows of ``history``)
     with items of each category; a row sums to 1, or to 0 without such an interaction."""
     category_of = items.set_index(items["item_id"].astype(str))["category"].dropna()
-    item_category = category_of.reindex(history["item_id"].astype(str)).to_numpy()
+    # text ids as they are: astype(str) copied both id columns of a 20M-row history at L
+    item_category = category_of.reindex(text_ids(history["item_id"])).to_numpy()
     known = pd.notna(item_category)
-    rows = pd.Index(user_ids).get_indexer(history["user_id"].astype(str)[known])
+    rows = pd.Index(user_ids).get_indexer(text_ids(history["user_id"])[known])
     cols = pd.Index(categories).get_indexer(item_category[known])
     ok = (rows >= 0) & (cols >= 0)
     counts = np.zeros((len(user_ids), len(categories)))
@@ -187,9 +193,10 @@ def _window(interactions, items, start, end, mf_params, random_state) -> _Window
     """The split at ``start`` scored on [start, end), or None when nothing can be scored
     (no category, no history or no category interaction in the window)."""
     category_of = items.set_index(items["item_id"].astype(str))["category"].dropna()
-    frame = interactions.assign(
-        user_id=interactions["user_id"].astype(str), item_id=interactions["item_id"].astype(str)
-    )
+    # The recommender's interactions are normalised already: then the frame itself, not a
+    # copy with re-typed ids (at L, 20M rows: about a GB on top of the fit's own state,
+    # which made this choice the peak of the backtest's first week; docs/benchmark.md).
+    frame = normalise_interactions(interactions)
     train = interactions_before(frame, start)
     test = frame[(frame["occurred_at"] >= start) & (frame["occurred_at"] < end)]
     if len(category_of) == 0 or len(train) == 0 or len(test) == 0:
