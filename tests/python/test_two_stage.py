@@ -332,6 +332,29 @@ def test_stored_bytes_from_another_version_or_no_recommender_stop_clearly():
         Recommender.from_bytes(old)
 
 
+def test_freed_memory_goes_back_between_training_phases_only(data, monkeypatch):
+    """A fit that trains hands freed memory back after the rankers, after stage selection
+    and after the category choice (at 1M users each phase frees GBs that glibc otherwise
+    keeps: the L backtest's first week peaked 1-2 GB higher); a daily fit on stored stages
+    trains nothing and pays for no collection."""
+    from proactive_recs.recommender import two_stage as two_stage_module
+
+    interactions, users, items = data
+    calls = []
+    monkeypatch.setattr(two_stage_module, "return_freed_memory", lambda: calls.append(1) or True)
+    week_earlier = RUN_DATE - pd.Timedelta(days=7)
+    weekly = Recommender(FAST).fit(interactions, users, items, as_of=week_earlier)
+    assert weekly.ranker_ is not None
+    # after the rankers, stage selection and the category choice; stage selection replays
+    # the fit's own rankers one horizon back, which trains nothing more
+    assert "ranker trained without that window" in weekly.selection_.replay
+    assert len(calls) == 3
+    calls.clear()
+    stored = TrainedStages.from_bytes(weekly.trained_stages().to_bytes())
+    Recommender(FAST).fit(interactions, users, items, as_of=RUN_DATE, stages=stored)
+    assert calls == []
+
+
 def test_a_later_fit_reuses_stored_stages_and_refits_only_mf(data, two_stage):
     """The weekly fit's stages (tuned MF settings, rankers) serve a daily fit a week later:
     no training happens, MF is refitted on the later interactions, and stages trained with

@@ -90,6 +90,7 @@ from proactive_recs.estimators.topk import (
     topk_pairs,
 )
 from proactive_recs.evaluation import metrics
+from proactive_recs.memory import return_freed_memory
 from proactive_recs.recommender import stages as stages_io
 from proactive_recs.recommender import tuning
 from proactive_recs.recommender.categories import CategoryChoice, choose_category_blend
@@ -633,11 +634,16 @@ class Recommender(BaseEstimator):
             block_size=settings["block_size"],
         )
         ranker = cold_ranker = last_snapshot = None
+        # Phases that train (the rankers' windows, stage selection's fit one horizon back,
+        # the category choice) each free GBs at 1M users; handing them back to the system
+        # before the next phase keeps its fresh pages from stacking on top (memory.py).
+        trains_here = bool(settings["second_stage"]) and reused is None
         if settings["second_stage"] and reused is not None:
             ranker, cold_ranker = reused.ranker, reused.cold_ranker
             used.update(reused.decisions)
         elif settings["second_stage"]:
             ranker, cold_ranker, last_snapshot = self._fit_rankers(mf_params, candidates, used)
+            return_freed_memory()
         selection, given = StageSelection(), self.given_choices_
         if settings["second_stage"] and reused is not None:
             selection = getattr(reused, "selection", None) or selection
@@ -652,10 +658,14 @@ class Recommender(BaseEstimator):
         if ranker is not None and reused is None:
             ranker.drop_validation_model()
         del last_snapshot
+        if trains_here:
+            return_freed_memory()
         self.selection_ = selection
         used.update(selection.as_params())
         self.category_choice_ = self._category_choice(mf_params)
         used.update(self.category_choice_.as_params())
+        if trains_here:
+            return_freed_memory()
         used["stages"] = self.stages_used_
         # The as-of snapshot is built last: the rankers' windows and stage selection's fit
         # one horizon back each hold snapshots of their own, and at 1M users the weekly

@@ -6,8 +6,6 @@ DataFrames (upper-case column names). The library works on pandas, so models con
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import math
 import re
@@ -20,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.types as pa_types
 
 from proactive_recs.data.instants import utc_instant
+from proactive_recs.memory import return_freed_memory  # noqa: F401 (each model calls it first)
 
 
 def to_pandas(frame, columns=None) -> pd.DataFrame:
@@ -195,20 +194,6 @@ def _shared_values(values: np.ndarray, pool: dict) -> np.ndarray:
     except TypeError:  # unhashable cells (lists, structs): leave them as they are
         return values
     return _with_null_slot(list(uniques), pool)[codes]
-
-
-def return_freed_memory() -> bool:
-    """Give the memory that earlier Python models freed back to the system; each model
-    calls it first. dbt-duckdb runs the Python models inside the dbt process, one after the
-    other, and glibc keeps what they freed in its heaps: at size M each model left 150-350 MB
-    that only ``malloc_trim`` returned, and at L the process sat at 5-6 GB between models.
-    Off glibc (macOS, Windows) nothing happens. True when memory was returned."""
-    gc.collect()
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # no glibc (e.g. musl), or a sandbox that forbids it
-        return False
-    return bool(trim(0))
 
 
 def is_snowpark(session) -> bool:
