@@ -4,8 +4,9 @@ glibc keeps what Python and numpy free in its heaps: blocks still in use leave h
 are never at a heap's top, so the process's resident memory does not fall when a phase's
 arrays go. The next phase then takes fresh pages for its own arrays on top of the holes. At
 the benchmark's size L that made the weekly fit's category choice, run right after stage
-selection, the first backtest week's peak (10.2 GB, of which the trim below returns 1-2.5 GB
-at the phase boundaries: docs/benchmark.md, session 35). dbt-duckdb runs the Python models
+selection, the first backtest week's peak: 10.2 GB, 7.9 GB with the trim below after the
+rankers and after stage selection, each trim returning 0.7-1.1 GB (docs/benchmark.md,
+session 35). dbt-duckdb runs the Python models
 inside the dbt process, one model after the other, so each model calls this first as well:
 at size M each model left 150-350 MB that only the trim returned, and at L the process sat at
 5-6 GB between models.
