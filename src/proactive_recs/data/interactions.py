@@ -124,9 +124,12 @@ def normalise_interactions(interactions: pd.DataFrame | None) -> pd.DataFrame:
 def text_ids(ids: pd.Series) -> pd.Series:
     """``ids`` as text; the series itself when it already is (``astype(str)`` makes a new
     array of every cell even then: 20M cells at the benchmark's size L)."""
-    if pd.api.types.infer_dtype(ids, skipna=False) == "string":
-        return ids
-    return ids.astype(str)
+    return ids if _is_text(ids) else ids.astype(str)
+
+
+def _is_text(ids: pd.Series) -> bool:
+    """Every cell a str (no null, no number): ids as the library keeps them."""
+    return pd.api.types.infer_dtype(ids, skipna=False) == "string"
 
 
 def _already_normalised(frame: pd.DataFrame, cols: list[str]) -> bool:
@@ -155,9 +158,8 @@ def _already_normalised(frame: pd.DataFrame, cols: list[str]) -> bool:
         return False
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
         return False
-    for col in ("user_id", "item_id"):
-        if pd.api.types.infer_dtype(frame[col], skipna=False) != "string":
-            return False
+    if not (_is_text(frame["user_id"]) and _is_text(frame["item_id"])):
+        return False
     return bool(
         frame["occurred_at"].notna().all()
         and (frame["quantity"] > 0).all()
