@@ -504,3 +504,21 @@ def test_the_replays_ranker_samples_negatives_at_the_served_rankers_rate():
     assert rates[0] < 0.1  # the cap binds (negative_rate 0.1 would keep more)
     assert rates[0] == rates[1]
     assert fits[1]["training_rows"] <= 500 + 5 < fits[0]["training_rows"]
+
+
+def test_each_weeks_freed_memory_goes_back_before_the_next_weeks_fit(monkeypatch):
+    """The trim runs once per week, after the week's frames are gone and before the next
+    week's scorer fits: what each call sees is the scorer calls made so far."""
+    from proactive_recs.notifications import backtest as backtest_module
+
+    scored, trims = [], []
+
+    def recording(past, t, item_ids):
+        scored.append(t)
+        return score_fn(past, t, item_ids)
+
+    monkeypatch.setattr(
+        backtest_module, "return_freed_memory", lambda: trims.append(len(scored)) or True
+    )
+    run_backtest(_interactions(), USERS, ITEMS, CAMPAIGNS, RULES[0], recording, START, weeks=2)
+    assert trims == [1, 2]

@@ -59,6 +59,7 @@ import pandas as pd
 from proactive_recs.contract import CHANNELS
 from proactive_recs.data.instants import utc_instant
 from proactive_recs.data.interactions import normalise_interactions
+from proactive_recs.memory import return_freed_memory
 from proactive_recs.notifications.campaign import validate_campaigns
 from proactive_recs.notifications.candidates import normalise_users
 from proactive_recs.notifications.frequency import FrequencyRules
@@ -393,8 +394,10 @@ def run_backtest_detailed(
             elif policy == "heavy_users_capped":
                 capped = _with_replayed_sends(*capped, rows)
         # This week's frames go before the next week re-trains: at 1M users they hold
-        # gigabytes that the next scoring run would otherwise sit on top of.
+        # gigabytes that the next scoring run would otherwise sit on top of. glibc keeps
+        # what they held in its heaps (memory.py): the trim hands it back before the fit.
         del past, item_user_scores, user_item_scores, plan, capped_plan, policies, rows
+        return_freed_memory()
 
     sends = (
         pd.concat(weekly_sends, ignore_index=True)
