@@ -266,12 +266,14 @@ def test_digest_items_are_read_from_the_json_array_on_duckdb_and_parse_on_snowfl
 
     digests = pd.DataFrame(
         {
-            "send_key": ["d1", "d2", "p1"],
+            "send_key": ["d1", "d2", "d3", "p1"],
             "digest_items_json": [
                 json.dumps(
                     [{"item_id": "i7", "rank": 1, "title": "A"}, {"item_id": "i2", "rank": 2}]
                 ),
-                json.dumps([{"item_id": "i9", "rank": 1}]),
+                # an id that looks like a number stays the text it is
+                json.dumps([{"price": 3.5, "rank": 1, "item_id": "00123"}]),
+                "[]",  # a digest left with no item: no row
                 None,  # an item push: no digest items
             ],
         }
@@ -282,7 +284,7 @@ def test_digest_items_are_read_from_the_json_array_on_duckdb_and_parse_on_snowfl
             f"select * from ({_digest_macro('default__digest_item_rows', 'audience')}) "
             "order by send_key, item_rank"
         ).fetchall()
-    assert rows == [("d1", "i7", 1), ("d1", "i2", 2), ("d2", "i9", 1)]
+    assert rows == [("d1", "i7", 1), ("d1", "i2", 2), ("d2", "00123", 1)]
     snowflake = _digest_macro("snowflake__digest_item_rows", "analytics.recs.notification_audience")
     sqlfluff.parse(snowflake, dialect="snowflake")  # raises on a parse error
     assert "lateral flatten(input => parse_json(digests.digest_items_json))" in snowflake

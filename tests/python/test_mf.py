@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.mf import ImplicitMF, MFWarmStart, warm_start_item_factors
 
 
 def _two_groups(seed=0, n_users=60, n_items=40):
@@ -76,3 +76,56 @@ def test_predict_before_fit_raises():
 def test_set_params_rejects_unknown_keys():
     with pytest.raises(ValueError):
         ImplicitMF().set_params(colour="red")
+
+
+def _relative_distance(model: ImplicitMF, reference: ImplicitMF) -> float:
+    scores = model.user_factors_ @ model.item_factors_.T
+    target = reference.user_factors_ @ reference.item_factors_.T
+    return float(np.linalg.norm(scores - target) / np.linalg.norm(target))
+
+
+def test_a_warm_start_from_a_fits_item_factors_lands_where_that_fit_did():
+    """One sweep from a converged fit's item factors (rounded to float16, as stages store
+    them) scores within a few % of it; one sweep from random factors is far off."""
+    X = _two_groups()
+    full = ImplicitMF(factors=8, iterations=15, regularization=0.1, random_state=0).fit(X)
+    stored = full.item_factors_.astype(np.float16)
+    warm = ImplicitMF(factors=8, iterations=1, regularization=0.1, random_state=1)
+    warm.fit(X, item_factors_init=stored)
+    cold = ImplicitMF(factors=8, iterations=1, regularization=0.1, random_state=1).fit(X)
+    assert _relative_distance(warm, full) < 0.05
+    assert _relative_distance(cold, full) > 0.3
+    # the given factors are copied, not written to
+    np.testing.assert_array_equal(stored, full.item_factors_.astype(np.float16))
+    again = ImplicitMF(factors=8, iterations=1, regularization=0.1, random_state=1)
+    again.fit(X, item_factors_init=stored)
+    np.testing.assert_array_equal(again.user_factors_, warm.user_factors_)
+
+
+def test_a_warm_start_of_the_wrong_shape_is_refused_naming_both_shapes():
+    X = _two_groups()
+    with pytest.raises(ValueError, match=r"40 items x 8 factors, got \(40, 4\)"):
+        ImplicitMF(factors=8, iterations=1).fit(X, item_factors_init=np.zeros((40, 4)))
+
+
+def test_warm_start_item_factors_keep_known_items_and_seed_new_ones():
+    warm = MFWarmStart(
+        item_ids=np.array(["b", "a", "gone"], dtype=object),
+        item_factors=np.array([[1, 2], [3, 4], [5, 6]], dtype=np.float16),
+        iterations=2,
+    )
+    start, known = warm_start_item_factors(["a", "new", "b"], warm, random_state=7)
+    assert known == 2 and start.dtype == np.float32 and start.shape == (3, 2)
+    np.testing.assert_array_equal(start[[0, 2]], [[3, 4], [1, 2]])
+    assert ((start[1] >= 0) & (start[1] < 0.01)).all()  # implicit's own starting range
+    again, _ = warm_start_item_factors(["a", "new", "b"], warm, random_state=7)
+    np.testing.assert_array_equal(again, start)
+
+
+def test_stages_keep_item_factors_as_float16_up_to_the_size_cap(monkeypatch):
+    from proactive_recs.recommender import stages
+
+    ids, factors = stages.warm_start_payload(["a", "b"], np.ones((2, 4), dtype=np.float32))
+    assert list(ids) == ["a", "b"] and factors.dtype == np.float16 and factors.shape == (2, 4)
+    monkeypatch.setattr(stages, "MAX_WARM_START_BYTES", 2 * 4 * 2 - 1)  # one byte short
+    assert stages.warm_start_payload(["a", "b"], np.ones((2, 4))) == (None, None)

@@ -394,6 +394,59 @@ def test_a_later_fit_reuses_stored_stages_and_refits_only_mf(data, two_stage):
     assert "after the run" in backfill.stages_used_
 
 
+def test_a_fit_on_stored_stages_starts_mf_from_their_item_factors(data, two_stage):
+    """The weekly stages keep the as-of MF's item factors (float16); a daily fit on them runs
+    mf_warm_start_iterations sweeps from there (new items from small random vectors) and
+    says so, serves what a fit from random factors serves on most pairs, and is
+    reproducible; with 0 sweeps, or stages without factors, MF starts from random factors
+    and runs its full iterations."""
+    interactions, users, items = data
+    week_earlier = RUN_DATE - pd.Timedelta(days=7)
+    weekly = Recommender(FAST).fit(interactions, users, items, as_of=week_earlier)
+    stored = TrainedStages.from_bytes(weekly.trained_stages().to_bytes())
+    assert stored.mf_item_factors.dtype == np.float16
+    assert list(stored.mf_item_ids) == list(weekly.snapshot_.data.item_ids)
+    np.testing.assert_allclose(
+        stored.mf_item_factors, weekly.snapshot_.mf.item_factors_, rtol=1e-3, atol=1e-4
+    )
+
+    def fit(params, stages):
+        fitted = Recommender({**FAST, **params}).fit(
+            interactions, users, items, as_of=RUN_DATE, stages=stages
+        )
+        return fitted, fitted.recommend()
+
+    warm, warm_lists = fit({"mf_warm_start_iterations": 2}, stored)
+    assert warm.snapshot_.mf.iterations == 2
+    assert warm.params_used_["mf_warm_start"].startswith("2 sweeps from the item factors")
+    cold, cold_lists = fit({"mf_warm_start_iterations": 0}, stored)
+    assert cold.snapshot_.mf.iterations == FAST["iterations"]
+    assert cold.params_used_["mf_warm_start"] == "off: mf_warm_start_iterations is 0"
+    # the same stages reused either way, and on most pairs the same lists
+    assert "reused" in warm.stages_used_ and "reused" in cold.stages_used_
+    pairs = {
+        name: set(zip(lists.user_item_scores["user_id"], lists.user_item_scores["item_id"]))
+        for name, lists in (("warm", warm_lists), ("cold", cold_lists))
+    }
+    # closer to it than a fit from another seed (which also trains its own stages) is
+    _, seeded = fit({"random_state": 1}, None)
+    other = set(zip(seeded.user_item_scores["user_id"], seeded.user_item_scores["item_id"]))
+    shared = len(pairs["warm"] & pairs["cold"]) / len(pairs["cold"])  # 0.72 when written
+    assert shared >= 0.6 and shared > len(other & pairs["cold"]) / len(pairs["cold"])  # 0.37
+    _, again = fit({"mf_warm_start_iterations": 2}, stored)
+    pd.testing.assert_frame_equal(again.user_item_scores, warm_lists.user_item_scores)
+    pd.testing.assert_frame_equal(again.item_user_scores, warm_lists.item_user_scores)
+
+    no_factors = TrainedStages.from_bytes(weekly.trained_stages().to_bytes())
+    no_factors.mf_item_ids = no_factors.mf_item_factors = None  # e.g. over the size cap
+    plain, _ = fit({}, no_factors)
+    assert plain.snapshot_.mf.iterations == FAST["iterations"]
+    assert plain.params_used_["mf_warm_start"].startswith("off: the stored stages hold no")
+    # a fit that trains its own stages has none to start from
+    trained = Recommender(FAST).fit(interactions, users, items, as_of=RUN_DATE)
+    assert trained.params_used_["mf_warm_start"] == "off: no stored stages"
+
+
 def _boosted_first(frame, owner, member, boosted, exclude_owners):
     """Per owner list: the boosted member is first, or (MF scores) its raw score is
     negative, so its boosted score s / b sits just below 0: only positive scores may be

@@ -14,13 +14,15 @@ multi-threaded BLAS underneath it oversubscribes the cores and is much slower.
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from proactive_recs.estimators.threads import single_threaded_blas
 
-__all__ = ["ImplicitMF"]
+__all__ = ["ImplicitMF", "MFWarmStart", "warm_start_item_factors"]
 
 
 def _seed_for_implicit(random_state):
@@ -102,13 +104,25 @@ class ImplicitMF:
             setattr(self, key, value)
         return self
 
-    def fit(self, X, y=None) -> ImplicitMF:
-        """Factorise the users x items confidence matrix ``X`` (any scipy sparse / dense)."""
+    def fit(self, X, y=None, *, item_factors_init=None) -> ImplicitMF:
+        """Factorise the users x items confidence matrix ``X`` (any scipy sparse / dense).
+
+        ``item_factors_init`` (optional, n_items x ``factors``): start from these item
+        factors instead of random ones (a warm start, e.g. from a week-old fit's: see
+        :func:`warm_start_item_factors`). The first sweep solves every user against them, so
+        a few ``iterations`` land about where a full fit from random factors does."""
         from implicit.cpu.als import AlternatingLeastSquares
 
         X = sp.csr_matrix(X, dtype=np.float32)
         if X.ndim != 2:
             raise ValueError("X must be 2-D (users x items)")
+        if item_factors_init is not None:
+            item_factors_init = np.array(item_factors_init, dtype=np.float32, order="C")
+            if item_factors_init.shape != (X.shape[1], int(self.factors)):
+                raise ValueError(
+                    f"item_factors_init must be {X.shape[1]} items x {int(self.factors)} "
+                    f"factors, got {item_factors_init.shape}"
+                )
         with single_threaded_blas():  # see proactive_recs.estimators.threads
             engine = AlternatingLeastSquares(
                 factors=int(self.factors),
@@ -120,6 +134,8 @@ class ImplicitMF:
                 random_state=_seed_for_implicit(self.random_state),
                 dtype=np.float32,
             )
+            # implicit starts from factors already set (the users stay its seeded draw)
+            engine.item_factors = item_factors_init
             engine.fit(X, show_progress=False)
         self.user_factors_ = np.ascontiguousarray(engine.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(engine.item_factors, dtype=np.float32)
@@ -174,3 +190,33 @@ class ImplicitMF:
     def _check_fitted(self) -> None:
         if not hasattr(self, "user_factors_"):
             raise RuntimeError("ImplicitMF is not fitted yet: call fit(X) first")
+
+
+@dataclass(frozen=True)
+class MFWarmStart:
+    """Item factors of an earlier fit to start MF from: ``item_factors[k]`` is the vector of
+    ``item_ids[k]`` (any float dtype: float16 is enough for a starting point), and
+    ``iterations`` the ALS sweeps to run from them."""
+
+    item_ids: np.ndarray
+    item_factors: np.ndarray
+    iterations: int
+
+
+def warm_start_item_factors(
+    item_ids, warm: MFWarmStart, random_state=None
+) -> tuple[np.ndarray, int]:
+    """Starting item factors for the items ``item_ids`` (float32, one row each): the stored
+    vector of an item ``warm`` knows, and for an item new since then a small random one like
+    implicit's own start (uniform in [0, 0.01), seeded by ``random_state``); and how many
+    items were known."""
+    ids = pd.Index(np.asarray(item_ids, dtype=object))
+    position = pd.Index(np.asarray(warm.item_ids, dtype=object)).get_indexer(ids)
+    known = position >= 0
+    factors = np.asarray(warm.item_factors).shape[1]
+    out = np.random.default_rng(_seed_for_implicit(random_state)).random(
+        (len(ids), factors), dtype=np.float32
+    )
+    out *= np.float32(0.01)
+    out[known] = np.asarray(warm.item_factors)[position[known]].astype(np.float32)
+    return out, int(known.sum())

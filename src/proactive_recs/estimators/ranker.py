@@ -43,7 +43,7 @@ from proactive_recs.data.interactions import (
     interactions_before,
     new_pairs_matrix,
 )
-from proactive_recs.estimators.mf import ImplicitMF
+from proactive_recs.estimators.mf import ImplicitMF, MFWarmStart, warm_start_item_factors
 from proactive_recs.estimators.topk import (
     _best_sorted,
     _jit,
@@ -294,13 +294,25 @@ def build_snapshot(
     half_life_days: float | None = None,
     items: pd.DataFrame | None = None,
     similarity_neighbours: int = 200,
+    mf_warm_start: MFWarmStart | None = None,
 ) -> Snapshot:
     """State as of ``as_of``: users/items with at least one interaction before it, MF
-    fitted on their confidence matrix, features and co-purchase similarity."""
+    fitted on their confidence matrix, features and co-purchase similarity.
+
+    With ``mf_warm_start`` MF starts from those item factors (items new since then from
+    small random ones) and runs its ``iterations`` sweeps instead of ``mf_params``'."""
     as_of = pd.Timestamp(as_of)
     rows = interactions_before(interactions, as_of)
     data = build_interaction_matrix(rows, as_of, half_life_days=half_life_days)
-    mf = ImplicitMF(**mf_params).fit(data.matrix)
+    if mf_warm_start is None:
+        mf = ImplicitMF(**mf_params).fit(data.matrix)
+    else:
+        start, _ = warm_start_item_factors(
+            data.item_ids, mf_warm_start, mf_params.get("random_state")
+        )
+        mf = ImplicitMF(**{**mf_params, "iterations": mf_warm_start.iterations}).fit(
+            data.matrix, item_factors_init=start
+        )
     uf, itf = _activity_features(rows, data, as_of, horizon_days, items)
     recent = build_interaction_matrix(
         rows,

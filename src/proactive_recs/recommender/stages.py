@@ -3,9 +3,11 @@
 Tuning MF and training the second stage on past windows cost most of a fit and change
 little from one day to the next; the MF factors and the candidates change with every new
 interaction. So the weekly run stores the trained stages (:class:`TrainedStages`: the tuned
-MF hyper-parameters, the propensity ranker, the day-0 ranker and what calibration decided),
-and each daily run refits MF on today's interactions with those hyper-parameters and scores
-with the stored rankers (``Recommender(...).fit(..., stages=stored)``).
+MF hyper-parameters, the propensity ranker, the day-0 ranker, what calibration decided and
+the MF item factors), and each daily run refits MF on today's interactions with those
+hyper-parameters, starting from the stored item factors (a few sweeps instead of a fit from
+random factors: :func:`warm_start`), and scores with the stored rankers
+(``Recommender(...).fit(..., stages=stored)``).
 
 Stored stages are used only when they were trained with the same settings (those that
 shape training; list lengths and thread counts may differ) and as of an instant no later
@@ -24,11 +26,13 @@ import json
 import pickle
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from proactive_recs import __version__
 
 __all__ = [
+    "MAX_WARM_START_BYTES",
     "SERVING_ONLY_SETTINGS",
     "TrainedStages",
     "dump",
@@ -36,15 +40,30 @@ __all__ = [
     "settings_key",
     "training_settings",
     "usable_stages",
+    "warm_start",
+    "warm_start_payload",
 ]
 
-FORMAT = 2  # the layout of dump(); raise it when the header or the pickled classes change
+FORMAT = 3  # the layout of dump(); raise it when the header or the pickled classes change
 
 # Settings that change what is served but not what is trained: stages trained under other
 # values of these are still the same stages.
 SERVING_ONLY_SETTINGS = frozenset(
-    {"k_items", "k_users", "num_threads", "block_size", "prelaunch_days", "allow_repeats"}
+    {
+        "k_items",
+        "k_users",
+        "num_threads",
+        "block_size",
+        "prelaunch_days",
+        "allow_repeats",
+        "mf_warm_start_iterations",
+    }
 )
+
+# The stored item factors (float16) at most: the stages are one base64 text cell, and
+# Snowflake's VARCHAR holds 16 MB. 8 MiB is 65k items at 64 factors; a bigger catalogue
+# stores none and its daily runs fit MF from random factors (model_parameters says so).
+MAX_WARM_START_BYTES = 8 * 1024 * 1024
 
 
 def dump(obj) -> bytes:
@@ -97,6 +116,9 @@ class TrainedStages:
     selection : what serves each direction (selection.StageSelection), or None
     category_choice : how user -> category scores weigh MF against history
         (categories.CategoryChoice), or None
+    mf_item_ids, mf_item_factors : the as-of MF's item factors (float16, row k for
+        mf_item_ids[k]), a daily fit's starting point; None when over
+        :data:`MAX_WARM_START_BYTES`
     """
 
     as_of: pd.Timestamp
@@ -108,6 +130,8 @@ class TrainedStages:
     # None in stages stored before stage selection existed: they serve the second stage.
     selection: object | None = None
     category_choice: object | None = None
+    mf_item_ids: np.ndarray | None = None
+    mf_item_factors: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -137,3 +161,40 @@ def usable_stages(
         )
         return None, f"stored stages were trained with other settings: {', '.join(changed)}"
     return stages, f"stages trained as of {stages.as_of:%Y-%m-%d %H:%M} reused"
+
+
+def warm_start_payload(item_ids, item_factors) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What :class:`TrainedStages` keeps of a fit's MF item factors: the ids (object array)
+    and the factors as float16 (a starting point needs no more precision), or (None, None)
+    when they would pass :data:`MAX_WARM_START_BYTES`."""
+    factors = np.asarray(item_factors)
+    if factors.size * 2 > MAX_WARM_START_BYTES:
+        return None, None
+    return np.asarray(item_ids, dtype=object), factors.astype(np.float16)
+
+
+def warm_start(stages: TrainedStages | None, mf_params: dict, iterations: int) -> tuple:
+    """How a fit reusing ``stages`` starts MF, and why: (MFWarmStart | None, note). None
+    (a fit from random factors, ``mf_params``' iterations) without stages, with
+    ``iterations`` 0, or when the stages hold no item factors of the right width."""
+    from proactive_recs.estimators.mf import MFWarmStart
+
+    if stages is None:
+        return None, "off: no stored stages"
+    if int(iterations) == 0:
+        return None, "off: mf_warm_start_iterations is 0"
+    factors = getattr(stages, "mf_item_factors", None)
+    if factors is None:
+        return None, (
+            f"off: the stored stages hold no item factors (over {MAX_WARM_START_BYTES} bytes)"
+        )
+    if factors.shape[1] != int(mf_params["factors"]):
+        return None, (
+            f"off: the stored item factors have {factors.shape[1]} factors, MF fits "
+            f"{int(mf_params['factors'])}"
+        )
+    warm = MFWarmStart(stages.mf_item_ids, factors, int(iterations))
+    return warm, (
+        f"{int(iterations)} sweeps from the item factors of the stages as of "
+        f"{stages.as_of:%Y-%m-%d %H:%M} ({len(stages.mf_item_ids)} items)"
+    )

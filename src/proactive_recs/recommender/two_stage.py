@@ -605,7 +605,19 @@ class Recommender(BaseEstimator):
             decisions=decisions,
             selection=getattr(self, "selection_", None),
             category_choice=getattr(self, "category_choice_", None),
+            **self._warm_start_payload(),
         )
+
+    def _warm_start_payload(self) -> dict:
+        """The as-of MF's item factors for :class:`TrainedStages` (stages.warm_start_payload),
+        when this fit has an MF."""
+        snapshot = getattr(self, "snapshot_", None)
+        if snapshot is None or getattr(snapshot, "mf", None) is None:
+            return {}
+        ids, factors = stages_io.warm_start_payload(
+            snapshot.data.item_ids, snapshot.mf.item_factors_
+        )
+        return {"mf_item_ids": ids, "mf_item_factors": factors}
 
     def save(self, path) -> None:
         """Write :meth:`to_bytes` to a file."""
@@ -671,6 +683,10 @@ class Recommender(BaseEstimator):
         # one horizon back each hold snapshots of their own, and at 1M users the weekly
         # backtest's peak was all of them at once with this one (docs/benchmark.md,
         # session 31). Every fit has its own seeded MF, so the order changes no value.
+        # A fit on stored stages starts MF from their item factors (stages.warm_start).
+        warm, used["mf_warm_start"] = stages_io.warm_start(
+            reused, mf_params, settings["mf_warm_start_iterations"]
+        )
         if snapshot is None or snapshot.as_of != self.as_of_:
             snapshot = build_snapshot(
                 self.interactions_,
@@ -679,7 +695,10 @@ class Recommender(BaseEstimator):
                 mf_params=mf_params,
                 half_life_days=settings["half_life_days"],
                 items=self.universe_.items,
+                mf_warm_start=warm,
             )
+        elif warm is not None:
+            used["mf_warm_start"] = "off: the snapshot was given, its MF already fitted"
         self.mf_params_ = mf_params
         self.params_used_ = used
         self.snapshot_ = snapshot
