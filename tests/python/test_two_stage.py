@@ -424,13 +424,15 @@ def test_a_fit_on_stored_stages_starts_mf_from_their_item_factors(data, two_stag
     assert cold.params_used_["mf_warm_start"] == "off: mf_warm_start_iterations is 0"
     # the same stages reused either way, and on most pairs the same lists
     assert "reused" in warm.stages_used_ and "reused" in cold.stages_used_
-    pairs = {
-        name: set(zip(lists.user_item_scores["user_id"], lists.user_item_scores["item_id"]))
-        for name, lists in (("warm", warm_lists), ("cold", cold_lists))
-    }
+
+    def pairs_of(lists) -> set:
+        frame = lists.user_item_scores
+        return set(zip(frame["user_id"], frame["item_id"], strict=True))
+
+    pairs = {"warm": pairs_of(warm_lists), "cold": pairs_of(cold_lists)}
     # closer to it than a fit from another seed (which also trains its own stages) is
     _, seeded = fit({"random_state": 1}, None)
-    other = set(zip(seeded.user_item_scores["user_id"], seeded.user_item_scores["item_id"]))
+    other = pairs_of(seeded)
     shared = len(pairs["warm"] & pairs["cold"]) / len(pairs["cold"])  # 0.72 when written
     assert shared >= 0.6 and shared > len(other & pairs["cold"]) / len(pairs["cold"])  # 0.37
     _, again = fit({"mf_warm_start_iterations": 2}, stored)

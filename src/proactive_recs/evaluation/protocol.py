@@ -307,7 +307,12 @@ def _week_old_stages_rows(train, users, items, cutoff, served_params, base, trut
     name = "served_stages_week_old"
     rows = _score_lists(name, "user_to_item", ui, truth_ui, base.n_items)
     rows += _score_lists(name, "item_to_user", iu, truth_iu, base.n_items)
-    return rows, {"stage": reused.stage_, "stages": reused.stages_used_, "stages_as_of": week_old}
+    return rows, {
+        "stage": reused.stage_,
+        "stages": reused.stages_used_,
+        "stages_as_of": week_old,
+        "mf_warm_start": reused.params_used_["mf_warm_start"],
+    }
 
 
 def _als_rows(train, cutoff, horizon_days, p, base, truth, tuned=None) -> tuple[list, dict]:
