@@ -2,10 +2,11 @@
 
 The daily fit reuses the weekly fit's trained stages (recommender_stages: tuned MF settings and
 rankers, when trained with the same settings and not after the run date) and refits only MF
-on today's interactions, starting from the weekly fit's item factors; without usable stages it tunes and trains everything itself, and
-model_parameters / run_diagnostics say so. One fit feeds several outputs, and a dbt Python
-model returns one table, so rows carry a record_type: 'user_item' / 'item_user' (top-K
-scores), 'user_factor' / 'item_factor' (MF factors as a list) and 'parameter' (what was used).
+on today's interactions, starting from the weekly fit's item factors; without usable stages
+it tunes and trains everything itself, and model_parameters / run_diagnostics say so. One fit
+feeds several outputs, and a dbt Python model returns one table, so rows carry a record_type:
+'user_item' / 'item_user' (top-K scores), 'user_factor' / 'item_factor' (MF factors as a list)
+and 'parameter' (what was used).
 Thin SQL models split it into the public tables.
 Logic: proactive_recs.recommender.two_stage.Recommender.
 """

@@ -4,8 +4,9 @@ Tuning MF and training the rankers on past windows is most of a fit's cost and c
 in a week. This model fits the recommender as of the run date with everything, and stores
 what a later fit can reuse (proactive_recs.recommender.stages.TrainedStages) as base64 text;
 the daily `recommendations` model reads the latest row fitted as of its run date or before
-and refits only MF (from the stored item factors). Incremental: earlier weeks' rows stay (a backfill finds the stages of its
-own past); a weekly re-run at the same instant replaces its row.
+and refits only MF (from the stored item factors). Incremental: earlier weeks' rows stay (a
+backfill finds the stages of its own past); a weekly re-run at the same instant replaces its
+row.
 """
 
 from proactive_recs.warehouse.dbt_io import (

@@ -60,8 +60,9 @@ SERVING_ONLY_SETTINGS = frozenset(
     }
 )
 
-# The stored item factors (float16) at most: the stages are one base64 text cell, and
-# Snowflake's VARCHAR holds 16 MB. 8 MiB is 65k items at 64 factors; a bigger catalogue
+# The stored item factors (float16) at most: the stages are one base64 text cell (4/3 of
+# the bytes), and a Snowflake VARCHAR column holds 16 MB unless declared longer. 8 MiB is
+# 65k items at 64 factors (the L benchmark's 100k items at 64 do not fit): a bigger catalogue
 # stores none and its daily runs fit MF from random factors (model_parameters says so).
 MAX_WARM_START_BYTES = 8 * 1024 * 1024
 
