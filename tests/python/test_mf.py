@@ -129,3 +129,28 @@ def test_stages_keep_item_factors_as_float16_up_to_the_size_cap(monkeypatch):
     assert list(ids) == ["a", "b"] and factors.dtype == np.float16 and factors.shape == (2, 4)
     monkeypatch.setattr(stages, "MAX_WARM_START_BYTES", 2 * 4 * 2 - 1)  # one byte short
     assert stages.warm_start_payload(["a", "b"], np.ones((2, 4))) == (None, None)
+
+
+def test_a_warm_start_says_why_it_is_off():
+    """stages.warm_start: MF starts from the stored item factors only when there are some, of
+    the width MF fits, and sweeps are asked for; otherwise the reason goes to model_parameters."""
+    import pandas as pd
+
+    from proactive_recs.recommender.stages import TrainedStages, warm_start
+
+    stages = TrainedStages(
+        as_of=pd.Timestamp("2024-07-01"),
+        settings={},
+        mf_params={},
+        mf_item_ids=np.array(["a", "b"], dtype=object),
+        mf_item_factors=np.zeros((2, 4), dtype=np.float16),
+    )
+    warm, why = warm_start(stages, {"factors": 4}, 3)
+    assert warm.iterations == 3 and list(warm.item_ids) == ["a", "b"]
+    assert why == "3 sweeps from the item factors of the stages as of 2024-07-01 00:00 (2 items)"
+    assert warm_start(stages, {"factors": 8}, 3) == (
+        None,
+        "off: the stored item factors have 4 factors, MF fits 8",
+    )
+    assert warm_start(stages, {"factors": 4}, 0)[1] == "off: mf_warm_start_iterations is 0"
+    assert warm_start(None, {"factors": 4}, 3)[1] == "off: no stored stages"

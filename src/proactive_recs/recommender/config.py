@@ -46,7 +46,7 @@ class RecommenderConfig:
     # A daily fit on stored stages starts MF from the weekly fit's item factors and runs this
     # many sweeps instead of `iterations` from random factors (0 = from random factors). At M
     # 3 sweeps took 0.6 s against 2.9 s; the MF lists' recall@50 on the next 30 days was
-    # 0.2264-0.2286 at 1-3 sweeps against 0.2292 for a full fit (0.2301 with another seed),
+    # 0.2258-0.2286 at 1-3 sweeps against 0.2292 for a full fit (0.2301 with another seed),
     # and they shared 90-94 % of each user's top 50 with it, where two full fits with other
     # seeds share 83 % (docs/benchmark.md, "Session 37").
     mf_warm_start_iterations: int = 3

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from proactive_recs import __version__
+from proactive_recs.estimators.mf import MFWarmStart
 
 __all__ = [
     "MAX_WARM_START_BYTES",
@@ -178,8 +179,6 @@ def warm_start(stages: TrainedStages | None, mf_params: dict, iterations: int) -
     """How a fit reusing ``stages`` starts MF, and why: (MFWarmStart | None, note). None
     (a fit from random factors, ``mf_params``' iterations) without stages, with
     ``iterations`` 0, or when the stages hold no item factors of the right width."""
-    from proactive_recs.estimators.mf import MFWarmStart
-
     if stages is None:
         return None, "off: no stored stages"
     if int(iterations) == 0:
