@@ -85,18 +85,23 @@ def _relative_distance(model: ImplicitMF, reference: ImplicitMF) -> float:
 
 
 def test_a_warm_start_from_a_fits_item_factors_lands_where_that_fit_did():
-    """One sweep from a converged fit's item factors (rounded to float16, as stages store
-    them) scores within a few % of it; one sweep from random factors is far off."""
+    """One sweep from a converged fit's item factors (as int8 codes times a scale per item,
+    as stages store them) scores within a few % of it; one sweep from random factors is far
+    off."""
+    from proactive_recs.recommender.stages import warm_start_payload
+
     X = _two_groups()
     full = ImplicitMF(factors=8, iterations=15, regularization=0.1, random_state=0).fit(X)
-    stored = full.item_factors_.astype(np.float16)
+    payload = warm_start_payload(range(40), full.item_factors_)
+    stored = payload["mf_item_factors"] * payload["mf_item_scale"][:, None]
+    kept = stored.copy()
     warm = ImplicitMF(factors=8, iterations=1, regularization=0.1, random_state=1)
     warm.fit(X, item_factors_init=stored)
     cold = ImplicitMF(factors=8, iterations=1, regularization=0.1, random_state=1).fit(X)
     assert _relative_distance(warm, full) < 0.05
     assert _relative_distance(cold, full) > 0.3
     # the given factors are copied, not written to
-    np.testing.assert_array_equal(stored, full.item_factors_.astype(np.float16))
+    np.testing.assert_array_equal(stored, kept)
     again = ImplicitMF(factors=8, iterations=1, regularization=0.1, random_state=1)
     again.fit(X, item_factors_init=stored)
     np.testing.assert_array_equal(again.user_factors_, warm.user_factors_)
@@ -122,13 +127,19 @@ def test_warm_start_item_factors_keep_known_items_and_seed_new_ones():
     np.testing.assert_array_equal(again, start)
 
 
-def test_stages_keep_item_factors_as_float16_up_to_the_size_cap(monkeypatch):
+def test_stages_keep_item_factors_as_int8_codes_and_a_scale_up_to_the_size_cap(monkeypatch):
     from proactive_recs.recommender import stages
 
-    ids, factors = stages.warm_start_payload(["a", "b"], np.ones((2, 4), dtype=np.float32))
-    assert list(ids) == ["a", "b"] and factors.dtype == np.float16 and factors.shape == (2, 4)
-    monkeypatch.setattr(stages, "MAX_WARM_START_BYTES", 2 * 4 * 2 - 1)  # one byte short
-    assert stages.warm_start_payload(["a", "b"], np.ones((2, 4))) == (None, None)
+    factors = np.array([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0], [2.0, 1.0, -0.01]], np.float32)
+    payload = stages.warm_start_payload(["a", "b", "c"], factors)
+    assert list(payload["mf_item_ids"]) == ["a", "b", "c"]
+    codes, scale = payload["mf_item_factors"], payload["mf_item_scale"]
+    assert codes.dtype == np.int8 and scale.dtype == np.float32
+    np.testing.assert_array_equal(np.abs(codes).max(axis=1), [127, 0, 127])
+    # each value within half a step of its item's scale (a zero vector stays zero)
+    assert (np.abs(codes * scale[:, None] - factors) <= scale[:, None] / 2 + 1e-7).all()
+    monkeypatch.setattr(stages, "MAX_WARM_START_BYTES", 3 * 3 + 3 * 4 - 1)  # one byte short
+    assert stages.warm_start_payload(["a", "b", "c"], factors) == {}
 
 
 def test_a_warm_start_says_why_it_is_off():
@@ -143,10 +154,12 @@ def test_a_warm_start_says_why_it_is_off():
         settings={},
         mf_params={},
         mf_item_ids=np.array(["a", "b"], dtype=object),
-        mf_item_factors=np.zeros((2, 4), dtype=np.float16),
+        mf_item_factors=np.array([[1, 0, 0, -127], [0, 2, 0, 0]], dtype=np.int8),
+        mf_item_scale=np.array([0.5, 0.25], dtype=np.float32),
     )
     warm, why = warm_start(stages, {"factors": 4}, 3)
     assert warm.iterations == 3 and list(warm.item_ids) == ["a", "b"]
+    np.testing.assert_array_equal(warm.item_factors, [[0.5, 0, 0, -63.5], [0, 0.5, 0, 0]])
     assert why == "3 sweeps from the item factors of the stages as of 2024-07-01 00:00 (2 items)"
     assert warm_start(stages, {"factors": 8}, 3) == (
         None,

@@ -395,20 +395,20 @@ def test_a_later_fit_reuses_stored_stages_and_refits_only_mf(data, two_stage):
 
 
 def test_a_fit_on_stored_stages_starts_mf_from_their_item_factors(data, two_stage):
-    """The weekly stages keep the as-of MF's item factors (float16); a daily fit on them runs
-    mf_warm_start_iterations sweeps from there (new items from small random vectors) and
-    says so, serves what a fit from random factors serves on most pairs, and is
-    reproducible; with 0 sweeps, or stages without factors, MF starts from random factors
-    and runs its full iterations."""
+    """The weekly stages keep the as-of MF's item factors (int8 and a scale per item); a daily
+    fit on them runs mf_warm_start_iterations sweeps from there (new items from small random
+    vectors) and says so, serves what a fit from random factors serves on most pairs, and
+    is reproducible; with 0 sweeps, or stages without factors, MF starts from random
+    factors and runs its full iterations."""
     interactions, users, items = data
     week_earlier = RUN_DATE - pd.Timedelta(days=7)
     weekly = Recommender(FAST).fit(interactions, users, items, as_of=week_earlier)
     stored = TrainedStages.from_bytes(weekly.trained_stages().to_bytes())
-    assert stored.mf_item_factors.dtype == np.float16
+    assert stored.mf_item_factors.dtype == np.int8
     assert list(stored.mf_item_ids) == list(weekly.snapshot_.data.item_ids)
-    np.testing.assert_allclose(
-        stored.mf_item_factors, weekly.snapshot_.mf.item_factors_, rtol=1e-3, atol=1e-4
-    )
+    step = stored.mf_item_scale[:, None]
+    restored = stored.mf_item_factors * step
+    assert (np.abs(restored - weekly.snapshot_.mf.item_factors_) <= step / 2 + 1e-7).all()
 
     def fit(params, stages):
         fitted = Recommender({**FAST, **params}).fit(
@@ -441,6 +441,7 @@ def test_a_fit_on_stored_stages_starts_mf_from_their_item_factors(data, two_stag
 
     no_factors = TrainedStages.from_bytes(weekly.trained_stages().to_bytes())
     no_factors.mf_item_ids = no_factors.mf_item_factors = None  # e.g. over the size cap
+    no_factors.mf_item_scale = None
     plain, _ = fit({}, no_factors)
     assert plain.snapshot_.mf.iterations == FAST["iterations"]
     assert plain.params_used_["mf_warm_start"].startswith("off: the stored stages hold no")

@@ -195,7 +195,7 @@ class ImplicitMF:
 @dataclass(frozen=True)
 class MFWarmStart:
     """Item factors of an earlier fit to start MF from: ``item_factors[k]`` is the vector of
-    ``item_ids[k]`` (any float dtype: float16 is enough for a starting point), and
+    ``item_ids[k]`` (any precision: a starting point needs little), and
     ``iterations`` the ALS sweeps to run from them."""
 
     item_ids: np.ndarray

@@ -61,10 +61,11 @@ SERVING_ONLY_SETTINGS = frozenset(
     }
 )
 
-# The stored item factors (float16) at most: the stages are one base64 text cell (4/3 of
-# the bytes), and a Snowflake VARCHAR column holds 16 MB unless declared longer. 8 MiB is
-# 65k items at 64 factors (the L benchmark's 100k items at 64 do not fit): a bigger catalogue
-# stores none and its daily runs fit MF from random factors (model_parameters says so).
+# The stored item factors (int8 codes and a float32 scale per item) at most: the stages are
+# one base64 text cell (4/3 of the bytes), and a Snowflake VARCHAR column holds 16 MB unless
+# declared longer. 8 MiB is 123k items at 64 factors (the L benchmark's 100k: 6.8 MB); a
+# bigger catalogue stores none and its daily runs fit MF from random factors
+# (model_parameters says so).
 MAX_WARM_START_BYTES = 8 * 1024 * 1024
 
 
@@ -118,9 +119,9 @@ class TrainedStages:
     selection : what serves each direction (selection.StageSelection), or None
     category_choice : how user -> category scores weigh MF against history
         (categories.CategoryChoice), or None
-    mf_item_ids, mf_item_factors : the as-of MF's item factors (float16, row k for
-        mf_item_ids[k]), a daily fit's starting point; None when over
-        :data:`MAX_WARM_START_BYTES`
+    mf_item_ids, mf_item_factors, mf_item_scale : the as-of MF's item factors, a daily
+        fit's starting point: item mf_item_ids[k]'s vector is mf_item_factors[k] (int8) x
+        mf_item_scale[k]; None when over :data:`MAX_WARM_START_BYTES`
     """
 
     as_of: pd.Timestamp
@@ -134,6 +135,7 @@ class TrainedStages:
     category_choice: object | None = None
     mf_item_ids: np.ndarray | None = None
     mf_item_factors: np.ndarray | None = None
+    mf_item_scale: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -165,14 +167,22 @@ def usable_stages(
     return stages, f"stages trained as of {stages.as_of:%Y-%m-%d %H:%M} reused"
 
 
-def warm_start_payload(item_ids, item_factors) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """What :class:`TrainedStages` keeps of a fit's MF item factors: the ids (object array)
-    and the factors as float16 (a starting point needs no more precision), or (None, None)
-    when they would pass :data:`MAX_WARM_START_BYTES`."""
-    factors = np.asarray(item_factors)
-    if factors.size * 2 > MAX_WARM_START_BYTES:
-        return None, None
-    return np.asarray(item_ids, dtype=object), factors.astype(np.float16)
+def warm_start_payload(item_ids, item_factors) -> dict:
+    """What :class:`TrainedStages` keeps of a fit's MF item factors (its ``mf_item_*``
+    fields): the ids, and each item's vector as int8 codes times one float32 scale (its
+    largest absolute value / 127). A starting point needs no more: at M warm starts from
+    these and from float16 factors scored the same (docs/recommender.md §3). Nothing when
+    they would pass :data:`MAX_WARM_START_BYTES`."""
+    factors = np.asarray(item_factors, dtype=np.float32)
+    if factors.size + 4 * len(factors) > MAX_WARM_START_BYTES:
+        return {}
+    scale = np.abs(factors).max(axis=1, initial=0.0) / np.float32(127)
+    codes = np.rint(factors / np.where(scale > 0, scale, 1)[:, None]).astype(np.int8)
+    return {
+        "mf_item_ids": np.asarray(item_ids, dtype=object),
+        "mf_item_factors": codes,
+        "mf_item_scale": scale.astype(np.float32),
+    }
 
 
 def warm_start(stages: TrainedStages | None, mf_params: dict, iterations: int) -> tuple:
@@ -193,7 +203,8 @@ def warm_start(stages: TrainedStages | None, mf_params: dict, iterations: int) -
             f"off: the stored item factors have {factors.shape[1]} factors, MF fits "
             f"{int(mf_params['factors'])}"
         )
-    warm = MFWarmStart(stages.mf_item_ids, factors, int(iterations))
+    vectors = factors.astype(np.float32) * stages.mf_item_scale[:, None]
+    warm = MFWarmStart(stages.mf_item_ids, vectors, int(iterations))
     return warm, (
         f"{int(iterations)} sweeps from the item factors of the stages as of "
         f"{stages.as_of:%Y-%m-%d %H:%M} ({len(stages.mf_item_ids)} items)"

@@ -614,10 +614,7 @@ class Recommender(BaseEstimator):
         snapshot = getattr(self, "snapshot_", None)
         if snapshot is None or getattr(snapshot, "mf", None) is None:
             return {}
-        ids, factors = stages_io.warm_start_payload(
-            snapshot.data.item_ids, snapshot.mf.item_factors_
-        )
-        return {"mf_item_ids": ids, "mf_item_factors": factors}
+        return stages_io.warm_start_payload(snapshot.data.item_ids, snapshot.mf.item_factors_)
 
     def save(self, path) -> None:
         """Write :meth:`to_bytes` to a file."""
