@@ -58,7 +58,6 @@ def test_a_daily_run_reuses_the_weekly_stages_and_starts_mf_from_their_item_fact
         assert parameters["mf_warm_start"] == "off: mf_warm_start_iterations is 0"
         for table in before:
             cold, warm = _pairs(_scores(con, table)), _pairs(before[table])
-            print(table, len(cold & warm) / len(cold))
             assert len(cold & warm) >= 0.8 * len(cold), table
 
 

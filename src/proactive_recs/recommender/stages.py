@@ -193,7 +193,7 @@ def warm_start(stages: TrainedStages | None, mf_params: dict, iterations: int) -
         return None, "off: no stored stages"
     if int(iterations) == 0:
         return None, "off: mf_warm_start_iterations is 0"
-    factors = getattr(stages, "mf_item_factors", None)
+    factors = stages.mf_item_factors
     if factors is None:
         return None, (
             f"off: the stored stages hold no item factors (over {MAX_WARM_START_BYTES} bytes)"
