@@ -135,6 +135,28 @@ def test_trees_too_big_for_tables_are_walked_row_by_row_with_the_same_numbers():
     assert np.array_equal(got[:, 0], staged[2]) and np.array_equal(got[:, 1], staged[11])
 
 
+def test_trees_of_the_most_splits_use_every_bit_of_the_code():
+    """A tree of MAX_TABLE_SPLITS splits still gets a table, and its last split is the
+    code's top bit (the kernel keeps codes in 16 bits): scikit-learn's numbers, missing
+    values on both sides of the splits included."""
+    X, y = _data(20_000, 12, np.float32)
+    model = HistGradientBoostingClassifier(
+        max_iter=10,
+        max_leaf_nodes=MAX_TABLE_SPLITS + 1,
+        min_samples_leaf=5,
+        early_stopping=False,
+        random_state=0,
+    ).fit(X, y)
+    trees = flatten(model)
+    splits = np.diff(trees.tables.split_start)
+    assert splits.max() == MAX_TABLE_SPLITS
+    # splits that send missing values left and splits that send them right
+    assert trees.tables.missing_left.any() and not trees.tables.missing_left.all()
+    fresh, _ = _data(20_000, 13, np.float32)
+    expected = model.predict_proba(fresh)[:, 1]
+    assert np.array_equal(predict_positive_proba(trees, fresh), expected)
+
+
 def test_float32_values_beside_a_threshold_go_where_scikit_learn_sends_them():
     """The tables compare float32 features with each threshold rounded down to float32;
     scikit-learn compares them as float64. Values on and just beside every split's
