@@ -17,6 +17,7 @@ from test_two_stage import RUN_DATE, synthetic_interactions
 from proactive_recs.estimators.ranker import (
     PAIR_COLUMNS,
     PropensityRanker,
+    _pair_ages,
     build_snapshot,
     candidate_pairs,
     history_affinity,
@@ -119,6 +120,25 @@ def test_history_affinity_equals_the_product_including_empty_histories():
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     assert (got[:3] == 0).all()
     assert history_affinity(left, similarity, np.zeros(0, np.int64), np.zeros(0)).size == 0
+
+
+def test_pair_ages_are_each_pairs_last_and_first_event_by_brute_force():
+    """The users' and items' activity features count pairs by the age of their last and
+    first event: each distinct (user, item) once, in code order, with the min and max age."""
+    rng = np.random.default_rng(5)
+    u = rng.integers(0, 30, 2000)
+    i = rng.integers(0, 40, 2000)
+    age = np.round(rng.random(2000) * 90, 1)  # ties between events of a pair
+    expected = {}
+    for a, b, x in zip(u, i, age, strict=True):
+        low, high = expected.get((a, b), (np.inf, -np.inf))
+        expected[(a, b)] = (min(low, x), max(high, x))
+    users, items, last, first = _pair_ages(u, i, age, 40)
+    assert list(zip(users, items, strict=True)) == sorted(expected)
+    assert [(x, y) for x, y in zip(last, first, strict=True)] == [
+        expected[k] for k in sorted(expected)
+    ]
+    assert all(part.size == 0 for part in _pair_ages(u[:0], i[:0], age[:0], 40))
 
 
 def test_the_ranker_gives_the_same_probabilities_from_the_array_and_the_frame(

@@ -118,10 +118,20 @@ def _ages_days(occurred: pd.Series, as_of: pd.Timestamp) -> np.ndarray:
 def _pair_ages(u: np.ndarray, i: np.ndarray, age: np.ndarray, n_items: int):
     """Per distinct (user, item) pair: user, item, age of the last and the first event."""
     code = u.astype(np.int64) * n_items + i
-    frame = pd.DataFrame({"code": code, "age": age})
-    agg = frame.groupby("code", sort=True)["age"].agg(["min", "max"])
-    codes = agg.index.to_numpy()
-    return codes // n_items, codes % n_items, agg["min"].to_numpy(), agg["max"].to_numpy()
+    if not code.size:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0), np.zeros(0)
+    # a sort and two reductions over the runs of equal codes: a third of pandas' groupby
+    order = np.argsort(code, kind="stable")
+    code, age = code[order], np.asarray(age, dtype=np.float64)[order]
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+    codes = code[starts]
+    return (
+        codes // n_items,
+        codes % n_items,
+        np.minimum.reduceat(age, starts),
+        np.maximum.reduceat(age, starts),
+    )
 
 
 def _count(index: np.ndarray, size: int, mask: np.ndarray | None = None) -> np.ndarray:
