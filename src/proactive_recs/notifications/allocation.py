@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -121,29 +122,46 @@ def allocate_greedy(candidates: pd.DataFrame) -> Allocation:
     (cap_reached, campaign_cap_reached, duplicate_item, audience_full), or ``no_value``.
     """
     _check(candidates)
-    n = len(candidates)
     ev = _values(candidates)
-    groups = [
-        (reason, codes.tolist(), capacity.tolist())
-        for reason, codes, capacity in _groups(candidates)
-    ]
-    selected = np.zeros(n, dtype=bool)
-    reason = np.full(n, None, dtype=object)
-    for i in allocation_order(candidates).tolist():
-        if ev[i] <= 0:
-            reason[i] = "no_value"
-            continue
-        blocked = next(
-            (name for name, codes, room in groups if codes[i] >= 0 and room[codes[i]] < 1), None
-        )
-        if blocked is not None:
-            reason[i] = blocked
-            continue
-        for _, codes, room in groups:
-            if codes[i] >= 0:
-                room[codes[i]] -= 1
-        selected[i] = True
+    groups = _groups(candidates)
+    codes = np.stack([codes for _, codes, _ in groups]) if groups else np.zeros((0, len(ev)))
+    sizes = [capacity.size for _, _, capacity in groups]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    room = np.concatenate([capacity for _, _, capacity in groups]).astype(np.float64)
+    outcome = _greedy_outcomes(
+        allocation_order(candidates).astype(np.int64), ev, codes.astype(np.int64), offsets, room
+    )
+    selected = outcome < 0
+    names = np.array([name for name, _, _ in groups] + ["no_value"], dtype=object)
+    reason = np.full(len(ev), None, dtype=object)
+    reason[~selected] = names[outcome[~selected]]
     return Allocation(selected, reason, float(ev[selected].sum()))
+
+
+@numba.njit(cache=True, nogil=True)
+def _greedy_outcomes(order, ev, codes, offsets, room):
+    # The greedy pass, compiled: a Python loop over the M benchmark's 534k candidates took
+    # 0.6 s of the plan. codes[f, row] is the row's group in family f (-1: none), whose
+    # room is room[offsets[f] + group]. Per row: -1 kept, f the first full family, the
+    # number of families when the row has no value.
+    n_families = codes.shape[0]
+    outcome = np.full(ev.size, -1, dtype=np.int64)
+    for row in order:
+        if ev[row] <= 0:
+            outcome[row] = n_families
+            continue
+        for f in range(n_families):
+            group = codes[f, row]
+            if group >= 0 and room[offsets[f] + group] < 1:
+                outcome[row] = f
+                break
+        if outcome[row] >= 0:
+            continue
+        for f in range(n_families):
+            group = codes[f, row]
+            if group >= 0:
+                room[offsets[f] + group] -= 1
+    return outcome
 
 
 def allocate_exact(candidates: pd.DataFrame) -> Allocation:
