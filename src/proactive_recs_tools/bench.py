@@ -790,6 +790,18 @@ def _tree_rss_mb(pid: int) -> float:
     return total
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of the whole machine since boot, from /proc/stat; None
+    where there is none (not Linux)."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 def _watch_child(
     command: list[str],
     log: Path,
@@ -802,9 +814,13 @@ def _watch_child(
     it goes over ``limit_mb``, if the machine's MemAvailable falls under
     ``MIN_FREE_MB`` (other processes need memory too) or if it runs longer than
     ``timeout_s``. Returns exit code, wall seconds, peak RSS (the larger of wait4's and
-    the sampled process tree's) and the samples as (epoch seconds, MB of the tree)."""
+    the sampled process tree's), the samples as (epoch seconds, MB of the tree) and
+    ``cpu``: (epoch seconds, cores the whole machine kept busy since the sample before),
+    which says where a run is serial (a node at 1.0 of 2 cores leaves one idle)."""
     start_wall, start = time.time(), time.perf_counter()
     samples: list[tuple[float, float]] = []
+    cpu: list[tuple[float, float]] = []
+    cores, last_ticks = os.cpu_count() or 1, _cpu_ticks()
     killed = timed_out = False
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
@@ -816,6 +832,11 @@ def _watch_child(
                 break
             rss = _tree_rss_mb(proc.pid)
             samples.append((time.time(), rss))
+            ticks = _cpu_ticks()
+            if ticks and last_ticks and ticks[1] > last_ticks[1]:
+                busy = (ticks[0] - last_ticks[0]) / (ticks[1] - last_ticks[1])
+                cpu.append((samples[-1][0], round(cores * busy, 2)))
+            last_ticks = ticks
             over = (limit_mb is not None and rss > limit_mb) or (
                 mem_available_bytes() < MIN_FREE_MB * MB
             )
@@ -834,6 +855,7 @@ def _watch_child(
         "killed_over_limit": killed,
         "killed_timeout": timed_out,
         "samples": samples,
+        "cpu": cpu,
     }
 
 
@@ -848,20 +870,29 @@ def _epoch(text: str | None) -> float | None:
     return moment.timestamp()
 
 
-def _node_summary(results: list[dict], samples: list[tuple[float, float]]) -> dict[str, Any]:
-    """Per-node seconds (dbt's run_results.json) and the largest RSS of the dbt process
-    sampled while the node executed (with 2 threads, nodes can overlap)."""
+def _node_summary(
+    results: list[dict],
+    samples: list[tuple[float, float]],
+    cpu: list[tuple[float, float]] | None = None,
+) -> dict[str, Any]:
+    """Per-node seconds (dbt's run_results.json), the largest RSS of the dbt process
+    sampled while the node executed (with 2 threads, nodes can overlap) and, given ``cpu``
+    (:func:`_watch_child`'s), ``cores_busy``: the machine's mean busy cores over the
+    samples taken while it executed (nodes running beside it included; None for a node
+    shorter than the sampling interval)."""
     statuses: dict[str, int] = {}
     by_type: dict[str, float] = {}
     nodes = []
     times = np.array([t for t, _ in samples]) if samples else np.empty(0)
     mbs = np.array([m for _, m in samples]) if samples else np.empty(0)
+    cpu_times = np.array([t for t, _ in cpu]) if cpu else np.empty(0)
+    cpu_cores = np.array([c for _, c in cpu]) if cpu else np.empty(0)
     for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
         kind = r["unique_id"].split(".")[0]
         seconds = float(r.get("execution_time") or 0.0)
         by_type[kind] = by_type.get(kind, 0.0) + seconds
-        peak = None
+        peak = cores_busy = None
         for timing in r.get("timing") or []:
             if timing.get("name") != "execute":
                 continue
@@ -870,14 +901,20 @@ def _node_summary(results: list[dict], samples: list[tuple[float, float]]) -> di
                 inside = (times >= a - 0.5) & (times <= b + 0.5)
                 if inside.any():
                     peak = round(float(mbs[inside].max()), 1)
-        nodes.append(
-            {
-                "node": r["unique_id"],
-                "seconds": round(seconds, 2),
-                "status": r["status"],
-                "peak_rss_mb": peak,
-            }
-        )
+            if a is not None and b is not None and cpu_times.size:
+                # a sample covers the interval before it: those ending inside the node
+                inside = (cpu_times > a) & (cpu_times <= b)
+                if inside.any():
+                    cores_busy = round(float(cpu_cores[inside].mean()), 2)
+        node = {
+            "node": r["unique_id"],
+            "seconds": round(seconds, 2),
+            "status": r["status"],
+            "peak_rss_mb": peak,
+        }
+        if cpu is not None:
+            node["cores_busy"] = cores_busy
+        nodes.append(node)
     nodes.sort(key=lambda n: n["seconds"], reverse=True)
     return {
         "pipeline_status_counts": statuses,
@@ -1030,11 +1067,15 @@ def run_pipeline(
             [round(t - run_["started"], 1), round(mb)]
             for t, mb in run_["samples"][:: max(1, len(run_["samples"]) // 60)]
         ],
+        # the machine's mean busy cores over the build (of os.cpu_count())
+        "pipeline_cores_busy": (
+            round(float(np.mean([c for _, c in run_["cpu"]])), 2) if run_["cpu"] else None
+        ),
     }
     results_path = work / "target" / "run_results.json"
     if results_path.exists():
         results = json.loads(results_path.read_text())["results"]
-        out.update(_node_summary(results, run_["samples"]))
+        out.update(_node_summary(results, run_["samples"], run_["cpu"]))
     else:  # killed: no run_results.json; what the log says was done and still running
         out.update(_log_progress((work / "dbt_build.log").read_text(errors="replace")))
     if run_["exit_code"] != 0:
@@ -1406,7 +1447,7 @@ def _finish_pipeline(
         result["ratio_vs_floor_runs"] = [round(wall / f, 2) for f in result["floor_runs_s"]]
     result["dbt_peak_rss_mb"] = result.get("pipeline_peak_rss_mb")
     result["slowest_nodes"] = [
-        {key: node[key] for key in ("node", "seconds", "peak_rss_mb")}
+        {key: node[key] for key in ("node", "seconds", "peak_rss_mb", "cores_busy") if key in node}
         for node in result.get("pipeline_slowest_nodes", [])[:5]
     ]
     result["machine"] = machine_info()
@@ -1536,7 +1577,12 @@ def format_pipeline_table(r: dict[str, Any]) -> str:
         f"{r['generator_peak_rss_mb']:>9,.0f} MB",
         f"  load into DuckDB         {r['pipeline_load_s']:>10.1f} s",
         f"  dbt build ({r['pipeline_threads']} thread(s))   {r['pipeline_s']:>10.1f} s  "
-        f"{r['pipeline_peak_rss_mb']:>9,.0f} MB peak RSS, exit {r['pipeline_exit_code']}",
+        f"{r['pipeline_peak_rss_mb']:>9,.0f} MB peak RSS, exit {r['pipeline_exit_code']}"
+        + (
+            f", {r['pipeline_cores_busy']:.2f} cores busy on average"
+            if r.get("pipeline_cores_busy") is not None
+            else ""
+        ),
     ]
     if r.get("pipeline_selector", "all") != "all":
         lines.insert(3, f"  selector: {r['pipeline_selector']}")
@@ -1566,12 +1612,16 @@ def format_pipeline_table(r: dict[str, Any]) -> str:
             f"{', '.join(r.get('pipeline_running_when_stopped') or []) or '-'}"
         )
     if r.get("pipeline_slowest_nodes"):
-        lines += ["", "  slowest nodes                                   seconds   peak RSS MB"]
+        lines += [
+            "",
+            "  slowest nodes                                   seconds   peak RSS MB  cores busy",
+        ]
         for row in r["pipeline_slowest_nodes"]:
             node = row["node"].split(".")[-1]
             lines.append(
                 f"  {node:<44} {row['seconds']:>10.1f}   "
-                f"{_fmt(row.get('peak_rss_mb'), 0):>11}  {row['status']}"
+                f"{_fmt(row.get('peak_rss_mb'), 0):>11}  {_fmt(row.get('cores_busy'), 2):>10}"
+                f"  {row['status']}"
             )
     return "\n".join(lines)
 
@@ -1718,15 +1768,17 @@ def format_markdown(r: dict[str, Any]) -> str:
         lines += [
             "",
             "Slowest dbt nodes (seconds from run_results.json; peak RSS of the dbt process "
-            "sampled while the node ran, other nodes may overlap with 2 threads):",
+            "and the machine's mean busy cores, both sampled while the node ran; other nodes "
+            "may overlap with 2 threads):",
             "",
-            "| node | seconds | peak RSS MB | status |",
-            "| --- | ---: | ---: | --- |",
+            "| node | seconds | peak RSS MB | cores busy | status |",
+            "| --- | ---: | ---: | ---: | --- |",
         ]
         for row in r["pipeline_slowest_nodes"]:
             lines.append(
                 f"| `{row['node']}` | {row['seconds']:.1f} | "
-                f"{_fmt(row.get('peak_rss_mb'), 0)} | {row['status']} |"
+                f"{_fmt(row.get('peak_rss_mb'), 0)} | {_fmt(row.get('cores_busy'), 2)} | "
+                f"{row['status']} |"
             )
     lines += [
         "",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import sys
 
+import numpy as np
 import pytest
 
 from proactive_recs_tools import bench
@@ -161,7 +164,15 @@ def test_the_weekly_selector_runs_after_a_daily_build_and_reads_against_the_floo
     ]
     assert result["peak_rss_mb"] >= result["dbt_peak_rss_mb"] > 0
     slowest = result["slowest_nodes"]
-    assert 0 < len(slowest) <= 5 and {"node", "seconds", "peak_rss_mb"} <= set(slowest[0])
+    assert 0 < len(slowest) <= 5
+    assert {"node", "seconds", "peak_rss_mb", "cores_busy"} <= set(slowest[0])
+    # the machine's busy cores, sampled over the build and while each node ran
+    cores = os.cpu_count()
+    assert 0 < result["pipeline_cores_busy"] <= cores
+    assert all(
+        row["cores_busy"] is None or 0 <= row["cores_busy"] <= cores
+        for row in result["pipeline_slowest_nodes"]
+    )
     # only weekly nodes were timed: the evaluation and the backtest, none of the daily ones
     names = {row["node"].split(".")[-1] for row in result["pipeline_slowest_nodes"]}
     assert {"evaluation_results", "campaign_backtest_results"} & names
@@ -224,3 +235,39 @@ def test_the_pipeline_benchmark_measures_the_package_defaults_not_the_demos_extr
     assert bench._dbt_vars(None)["proactive_recs_evaluate_week_old_stages"] is False
     asked = bench._dbt_vars({"proactive_recs_evaluate_week_old_stages": True})
     assert asked["proactive_recs_evaluate_week_old_stages"] is True
+
+
+def test_busy_cores_are_sampled_while_a_child_runs_and_averaged_per_node(tmp_path):
+    """_watch_child samples the machine's busy cores beside the memory; a child that keeps
+    one core busy shows at least most of one. Per node, the mean is over the samples taken
+    while it executed (each sample covers the interval before it)."""
+    burn = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass\n"
+    run = bench._watch_child(
+        [sys.executable, "-c", burn], tmp_path / "burn.log", None, interval=0.1
+    )
+    assert run["exit_code"] == 0 and len(run["cpu"]) >= 5
+    busy = [cores for _, cores in run["cpu"][2:-2]]  # away from the start and the end
+    assert 0.5 <= np.mean(busy) <= os.cpu_count()
+    # per node: samples at 10.5, 11.0 and 11.5 fall in a node executing from 10.2 to 11.5
+    results = [
+        {
+            "unique_id": "model.p.slow",
+            "status": "success",
+            "execution_time": 1.3,
+            "timing": [
+                {
+                    "name": "execute",
+                    "started_at": "1970-01-01T00:00:10.200000Z",
+                    "completed_at": "1970-01-01T00:00:11.500000Z",
+                }
+            ],
+        },
+        {"unique_id": "model.p.fast", "status": "success", "execution_time": 0.0, "timing": []},
+    ]
+    cpu = [(10.0, 2.0), (10.5, 1.0), (11.0, 1.5), (11.5, 0.5), (12.0, 2.0)]
+    summary = bench._node_summary(results, [(10.5, 100.0), (11.0, 300.0)], cpu)
+    slow, fast = summary["pipeline_slowest_nodes"]
+    assert slow["cores_busy"] == 1.0 and slow["peak_rss_mb"] == 300.0
+    assert fast["cores_busy"] is None
+    # without cpu samples, no such field (what scratch scripts pass)
+    assert "cores_busy" not in bench._node_summary(results, [])["pipeline_slowest_nodes"][0]
