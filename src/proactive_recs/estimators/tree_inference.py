@@ -204,7 +204,8 @@ def _table_scores(
         for r in range(rows):
             total[r] = totals[lo + r]
         # 16 bits hold a tree's code (MAX_TABLE_SPLITS): twice the lanes of int32 per
-        # vector instruction, which made the walk 1.7x faster on the M benchmark's pairs
+        # vector instruction; with the missing side decided per split (below), 1.7x on the
+        # M benchmark's pairs (bench/results/tree_walk.md)
         code = np.empty(block, dtype=np.uint16)
         t = first
         for s in range(stops.size):

@@ -124,7 +124,7 @@ def allocate_greedy(candidates: pd.DataFrame) -> Allocation:
     _check(candidates)
     ev = _values(candidates)
     groups = _groups(candidates)
-    codes = np.stack([codes for _, codes, _ in groups]) if groups else np.zeros((0, len(ev)))
+    codes = np.stack([codes for _, codes, _ in groups])  # one row per family
     sizes = [capacity.size for _, _, capacity in groups]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     room = np.concatenate([capacity for _, _, capacity in groups]).astype(np.float64)
@@ -140,10 +140,10 @@ def allocate_greedy(candidates: pd.DataFrame) -> Allocation:
 
 @numba.njit(cache=True, nogil=True)
 def _greedy_outcomes(order, ev, codes, offsets, room):
-    # The greedy pass, compiled: a Python loop over the M benchmark's 534k candidates took
-    # 0.6 s of the plan. codes[f, row] is the row's group in family f (-1: none), whose
-    # room is room[offsets[f] + group]. Per row: -1 kept, f the first full family, the
-    # number of families when the row has no value.
+    # The greedy pass, compiled: as a Python loop, allocate_greedy took 0.77 s on the M
+    # benchmark's 289k candidates, 0.32 s with this. codes[f, row] is the row's group in
+    # family f (-1: none), whose room is room[offsets[f] + group]. Per row: -1 kept, f the
+    # first full family, the number of families when the row has no value.
     n_families = codes.shape[0]
     outcome = np.full(ev.size, -1, dtype=np.int64)
     for row in order:
