@@ -92,7 +92,7 @@ def test_a_warm_start_from_a_fits_item_factors_lands_where_that_fit_did():
 
     X = _two_groups()
     full = ImplicitMF(factors=8, iterations=15, regularization=0.1, random_state=0).fit(X)
-    payload = warm_start_payload(range(40), full.item_factors_)
+    payload = warm_start_payload(range(X.shape[1]), full.item_factors_)
     stored = payload["mf_item_factors"] * payload["mf_item_scale"][:, None]
     kept = stored.copy()
     warm = ImplicitMF(factors=8, iterations=1, regularization=0.1, random_state=1)
