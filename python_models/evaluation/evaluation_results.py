@@ -69,7 +69,7 @@ def model(dbt, session):
     rules = FrequencyRules.from_dict(
         {k: v for k, v in json.loads(meta["frequency_rules"]).items() if v is not None}
     )
-    send_time_metrics = evaluate_send_time(
+    send_time_metrics, send_time_choice = evaluate_send_time(
         interactions[["user_id", "occurred_at"]],
         to_pandas(dbt.ref("int_user_context"), columns=["user_id", "timezone"]),
         cutoff=cutoff,
@@ -81,5 +81,10 @@ def model(dbt, session):
         cutoff=cutoff,
         horizon_days=horizon,
         extra_metrics=pd.concat([category_metrics, send_time_metrics], ignore_index=True),
+        # the send-time model's window and prior strength, chosen on the validation window
+        extra_params=pd.DataFrame(
+            [("served", name, value) for name, value in send_time_choice.items()],
+            columns=["model", "parameter", "value"],
+        ),
     )
     return for_session(table, session)

@@ -64,7 +64,8 @@ def model(dbt, session):
         interactions=lambda: read_interactions(interactions),
         # each user's hour profile, for the rule send_time
         send_times=to_pandas(
-            dbt.ref("user_send_times"), columns=["user_id", "send_time_basis", "hour_profile"]
+            dbt.ref("user_send_times"),
+            columns=["user_id", "send_time_basis", "hour_profile", "window_hours"],
         ),
     )
     return plan_frame(plan, run_date=run_date)

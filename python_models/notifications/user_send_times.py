@@ -33,6 +33,8 @@ def model(dbt, session):
         model_params={"default_timezone": rules.default_timezone},
     )
     frame = fitted.send_times().frame()
+    # the settings chosen on the last horizon before the run; the planner reads the window
     frame["prior_strength"] = float(fitted.prior_strength)
+    frame["window_hours"] = int(fitted.window_hours)
     frame["events_without_zone"] = int(fitted.events_without_zone_)
     return frame

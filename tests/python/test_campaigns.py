@@ -585,6 +585,45 @@ def test_plan_run_hand_example():
     assert not audience["is_holdout"].any() and audience["send_key"].is_unique
 
 
+def test_the_first_send_waits_for_the_best_hour_by_the_window_the_fit_chose():
+    """user_send_times.window_hours says how a profile is read: a slot is worth the mass
+    within that many hours of it. u1 (Europe/Berlin) acts mostly at 9:00, and also through
+    13:00-19:00: within ±1 h the best hour is 9:00 (0.402 against 0.255 at 14:00); within
+    ±3 h it is 12:00 (9:00-15:00 hold 0.658, 13:00-19:00 0.595)."""
+    day = np.full(24, 0.001)
+    day[9] = 0.4
+    day[13:20] = 0.085
+    profile = list(np.r_[day, day] / np.r_[day, day].sum())
+
+    def first_send(window):
+        send_times = pd.DataFrame(
+            {
+                "user_id": ["u1"],
+                "send_time_basis": ["personal"],
+                "hour_profile": [profile],
+                "window_hours": [window],
+            }
+        )
+        audience = plan_run(
+            rules=FrequencyRules(holdout_share=0.0), send_times=send_times, **_world()
+        ).audience
+        first = audience[audience["user_id"] == "u1"].sort_values("rank").iloc[0]
+        return _local(first["scheduled_send_at"], ZoneInfo("Europe/Berlin")).hour
+
+    assert first_send(1) == 9
+    assert first_send(3) == 12
+    two = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "send_time_basis": ["personal"] * 2,
+            "hour_profile": [profile] * 2,
+            "window_hours": [1, 3],
+        }
+    )
+    with pytest.raises(ValueError, match="user_send_times.window_hours"):
+        plan_run(rules=FrequencyRules(holdout_share=0.0), send_times=two, **_world())
+
+
 def test_plan_run_campaign_cap_counts_history_and_the_slot_goes_to_the_next_user():
     world = _world()
     world["sends"] = pd.concat(

@@ -1,16 +1,24 @@
 """When to send: local slots, the smoothed profiles, the capture metric and the prior strength
-chosen on the validation window, checked by hand and on worlds with known habits."""
+and window chosen on the validation window, checked by hand and on worlds with known habits."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proactive_recs.notifications.send_time import (
     HOURS,
+    POPULATION,
+    PRIOR_STRENGTHS,
+    WINDOW_HOURS,
     SendTimeModel,
     capture_share,
+    choose_send_time,
     fit_send_times,
     local_slots,
 )
@@ -119,24 +127,43 @@ def _habit_world(personal: bool, n_users=120, days=120, seed=0):
 
 
 @pytest.mark.parametrize("personal", [True, False])
-def test_the_prior_strength_is_chosen_on_the_window_before_the_run(personal):
+def test_the_settings_are_chosen_on_the_window_before_the_run(personal):
     events, end = _habit_world(personal)
     as_of = end - pd.Timedelta(days=30)
-    fitted, scores = fit_send_times(events, None, as_of=as_of, horizon_days=30)
-    strength = fitted.prior_strength
-    assert scores[strength] == max(scores.values())
+    fitted, selection = fit_send_times(events, None, as_of=as_of, horizon_days=30)
+    # every window with every strength and the prior alone was scored
+    assert len(selection) == len(WINDOW_HOURS) * (len(PRIOR_STRENGTHS) + 1)
+    assert selection["chosen"].sum() == 1
+    chosen = selection[selection["chosen"]].iloc[0]
+    assert (fitted.prior_strength, fitted.window_hours) == (
+        chosen["prior_strength"],
+        chosen["window_hours"],
+    )
     if personal:
-        # own habits: a prior as strong as the population's loses; among the strengths that
-        # tie at the top, the strongest (the simpler model) is kept
-        assert strength < 100.0 and scores[strength] > scores[100.0]
-        assert strength == max(s for s, v in scores.items() if v == scores[strength])
+        # own habits: a personal profile is served, and it captured more than the population's
+        # hour at every tolerance on the window before the run
+        assert np.isfinite(fitted.prior_strength) and chosen["may_serve"]
+        alone = selection[
+            np.isinf(selection["prior_strength"])
+            & (selection["window_hours"] == chosen["window_hours"])
+        ].iloc[0]
+        assert chosen["capture_1"] > alone["capture_1"] + 0.5
+        assert chosen["capture_3"] > alone["capture_3"]
     else:
-        assert strength >= 10.0  # own counts are noise: lean on the population
+        # own counts are noise around the population's habit: the served model is the
+        # population's hour, or a profile that lost to it nowhere on that window
+        assert np.isinf(fitted.prior_strength) or fitted.prior_strength >= 10.0
     later_dropped = events[events["occurred_at"] < as_of]
-    again, again_scores = fit_send_times(later_dropped, None, as_of=as_of, horizon_days=30)
-    assert (again.prior_strength, again_scores) == (strength, scores)
+    again, again_selection = fit_send_times(later_dropped, None, as_of=as_of, horizon_days=30)
+    assert (again.prior_strength, again.window_hours) == (
+        fitted.prior_strength,
+        fitted.window_hours,
+    )
+    pd.testing.assert_frame_equal(again_selection, selection)
     # the final model, counted from the slots read once, is a plain fit on the same events
-    model = SendTimeModel(prior_strength=strength).fit(later_dropped)
+    model = SendTimeModel(
+        prior_strength=fitted.prior_strength, window_hours=fitted.window_hours
+    ).fit(later_dropped)
     np.testing.assert_array_equal(fitted.counts_, model.counts_)
     # the personal slots beat the population's hour on the next 30 days where habits are own
     times = model.send_times()
@@ -153,6 +180,56 @@ def test_the_prior_strength_is_chosen_on_the_window_before_the_run(personal):
         assert personal_share > population_share + 0.5
     else:
         assert personal_share >= population_share - 0.02
+
+
+def _choice_by_rule(figures: pd.DataFrame) -> tuple[int, float]:
+    """choose_send_time's rule written out row by row: a personal pair may be served when it
+    captures at least as much as its window's prior alone at every tolerance; the best mean
+    capture among those that may, ties to the stronger prior, then the narrower window."""
+    best = None
+    for row in figures.itertuples(index=False):
+        alone = figures[
+            (figures["window_hours"] == row.window_hours) & np.isinf(figures["prior_strength"])
+        ].iloc[0]
+        allowed = math.isinf(row.prior_strength) or (
+            row.capture_1 >= alone["capture_1"] and row.capture_3 >= alone["capture_3"]
+        )
+        if not allowed:
+            continue
+        key = ((row.capture_1 + row.capture_3) / 2, row.prior_strength, -row.window_hours)
+        if best is None or key > best[0]:
+            best = (key, (row.window_hours, row.prior_strength))
+    return best[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 8), st.integers(0, 8)),
+        min_size=len(WINDOW_HOURS) * (len(PRIOR_STRENGTHS) + 1),
+        max_size=len(WINDOW_HOURS) * (len(PRIOR_STRENGTHS) + 1),
+    )
+)
+def test_the_choice_follows_the_rule_written_out(captures):
+    # few distinct values (eighths), so that ties between candidates are common
+    pairs = [(w, s) for w in WINDOW_HOURS for s in (*PRIOR_STRENGTHS, POPULATION)]
+    figures = pd.DataFrame(
+        [(w, s, a / 8, b / 8) for (w, s), (a, b) in zip(pairs, captures, strict=True)],
+        columns=["window_hours", "prior_strength", "capture_1", "capture_3"],
+    )
+    chosen = choose_send_time(figures)
+    assert chosen["chosen"].sum() == 1
+    row = chosen[chosen["chosen"]].iloc[0]
+    assert (row["window_hours"], row["prior_strength"]) == _choice_by_rule(figures)
+
+
+def test_the_prior_alone_gives_everybody_the_population_profile():
+    events = pd.concat([_events("a", [9] * 12), _events("b", [21] * 3)], ignore_index=True)
+    alone = SendTimeModel(prior_strength=POPULATION).fit(events).send_times()
+    np.testing.assert_allclose(alone.profiles[0], alone.profiles[1])
+    assert set(alone.basis) == {"population"}  # nobody's own counts moved their profile
+    strong = SendTimeModel(prior_strength=1e9).fit(events).send_times()
+    np.testing.assert_allclose(alone.profiles, strong.profiles, atol=1e-7)
 
 
 def test_bad_settings_stop_naming_them():
@@ -243,7 +320,7 @@ def test_the_evaluation_compares_served_with_the_population_and_uniform_hours():
 
     events, end = _habit_world(personal=True)
     cutoff = end - pd.Timedelta(days=30)
-    table = evaluate_send_time(events, None, cutoff=cutoff, horizon_days=30)
+    table, choice = evaluate_send_time(events, None, cutoff=cutoff, horizon_days=30)
     values = table.set_index(["model", "k"])["value"]
     assert set(table["direction"]) == {"send_time"} and set(table["metric"]) == {"capture"}
     assert values[("uniform", 1)] == pytest.approx(3 / 24)
@@ -253,7 +330,7 @@ def test_the_evaluation_compares_served_with_the_population_and_uniform_hours():
     fitted, _ = fit_send_times(
         events[events["occurred_at"] < cutoff], None, as_of=cutoff, horizon_days=30
     )
-    times = SendTimeModel(prior_strength=fitted.prior_strength)
+    times = SendTimeModel(prior_strength=fitted.prior_strength, window_hours=fitted.window_hours)
     chosen = times.fit(events[events["occurred_at"] < cutoff]).send_times()
     test = events[events["occurred_at"] >= cutoff]
     by_hand = capture_share(
@@ -264,7 +341,11 @@ def test_the_evaluation_compares_served_with_the_population_and_uniform_hours():
         tolerance_hours=1,
     )
     assert values[("served", 1)] == pytest.approx(by_hand)
-    assert evaluate_send_time(events.iloc[:0], None, cutoff=cutoff, horizon_days=30).empty
+    # the choice is recorded with its validation figures
+    assert choice["send_time_window_hours"] == str(fitted.window_hours)
+    assert choice["send_time_prior_strength"] == f"{fitted.prior_strength:g}"
+    assert "personal hours" in choice["send_time_reason"]
+    assert evaluate_send_time(events.iloc[:0], None, cutoff=cutoff, horizon_days=30)[0].empty
 
 
 # ---------------------------------------------------------------- generated habits
@@ -299,7 +380,7 @@ def test_planted_habits_are_found_and_beat_the_population_hour():
 
     for planted in (True, False):
         events, users, end = _generated(planted)
-        table = evaluate_send_time(
+        table, _ = evaluate_send_time(
             events, users, cutoff=end - pd.Timedelta(days=30), horizon_days=30
         )
         values = table.set_index(["model", "k"])["value"]

@@ -45,7 +45,7 @@ from proactive_recs.notifications.frequency import (
     schedule_sends_all,
     send_anchors,
 )
-from proactive_recs.notifications.send_time import preferred_send_times
+from proactive_recs.notifications.send_time import SendTimeModel, preferred_send_times
 from proactive_recs.notifications.triggers import (
     available_items,
     normalise_items,
@@ -183,9 +183,10 @@ def plan_run(
     conversions (a frame, or a function returning it: then it is read only in that case);
     ``trigger_items`` (optional, campaign_id -> item ids) overrides
     :func:`select_trigger_items`, e.g. to hold them fixed across backtest policies.
-    ``send_times`` (optional; user_id, send_time_basis, hour_profile as the model
-    user_send_times holds them, notifications/send_time.py): with the rule ``send_time``
-    'personal', each user's first send waits for the hour their profile likes best within
+    ``send_times`` (optional; user_id, send_time_basis, hour_profile and window_hours as the
+    model user_send_times holds them, notifications/send_time.py): with the rule ``send_time``
+    'personal', each user's first send waits for the hour their profile likes best (the
+    profile's mass within the fit's ``window_hours`` of it) within
     ``send_time_max_delay_hours``; without it, or with 'off', sends go at the earliest allowed
     moment. ``send_time_basis`` in the audience says which.
 
@@ -358,16 +359,28 @@ def _sort_rejected(rejected: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)[REJECTED_COLUMNS]
 
 
-def _send_profiles(send_times: pd.DataFrame | None, rules: FrequencyRules) -> dict:
-    """user_id -> (basis, profile) for personal send times; empty when they are off."""
+def _send_profiles(send_times: pd.DataFrame | None, rules: FrequencyRules) -> tuple[dict, int]:
+    """user_id -> (basis, profile) for personal send times (empty when they are off), and
+    the window the profiles are read with: the one their fit chose (``window_hours``; the
+    model's default for a table without the column)."""
+    window = SendTimeModel().window_hours
     if send_times is None or rules.send_time == "off" or send_times.empty:
-        return {}
+        return {}, window
     frame = send_times.assign(user_id=send_times["user_id"].astype(str))
+    if "window_hours" in frame:
+        windows = sorted({int(w) for w in frame["window_hours"].dropna()})
+        if len(windows) > 1:
+            raise ValueError(
+                f"user_send_times.window_hours holds several windows {windows}: one fit "
+                "chooses one for every user"
+            )
+        window = windows[0] if windows else window
     # a warehouse array may arrive as JSON text (Snowflake's ARRAY through Snowpark)
     profiles = [json.loads(p) if isinstance(p, str) else p for p in frame["hour_profile"]]
-    return dict(
+    by_user = dict(
         zip(frame["user_id"], zip(frame["send_time_basis"], profiles, strict=True), strict=True)
     )
+    return by_user, window
 
 
 def _finish_audience(
@@ -404,7 +417,7 @@ def _finish_audience(
     firsts = pd.DatetimeIndex(anchors.reindex(block_users)).as_unit("ns").to_numpy().copy()
     block_basis = np.full(len(block_users), "off", dtype=object)
     # the first send of each user with a profile waits for their best allowed hour
-    profiles = _send_profiles(send_times, rules)
+    profiles, window_hours = _send_profiles(send_times, rules)
     with_profile = np.flatnonzero(block_users.isin(list(profiles)))
     if with_profile.size:
         firsts[with_profile] = preferred_send_times(
@@ -413,6 +426,7 @@ def _finish_audience(
             list(zones[with_profile]),
             [profiles[user][1] for user in block_users[with_profile]],
             rules,
+            window_hours,
         )
         block_basis[with_profile] = [profiles[user][0] for user in block_users[with_profile]]
     basis = np.repeat(block_basis, block_sizes)

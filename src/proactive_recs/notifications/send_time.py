@@ -14,14 +14,18 @@ per kind of day is the best window; its mass is the confidence. ``basis`` says w
 it: 'personal' (at least ``min_events`` events of the user's own), 'segment' or
 'population'.
 
-``prior_strength`` is chosen on the validation window before the run (never later data):
-:func:`fit_send_times` fits on the events before it and keeps the strength whose chosen
-slots capture most of the window's events within ±1 hour, then fits on every event before
-the run.
+``prior_strength`` and ``window_hours`` are chosen on the validation window before the run
+(never later data): :func:`fit_send_times` fits each pair on the events before it and scores
+the chosen slots by the share of the window's events they capture within ±1 and ±3 hours (the
+figures model_evaluation reports). ``prior_strength = inf`` is the prior alone: everybody at
+the population's (or segment's) hour, the simpler model. A personal candidate is served only
+if it captures at least as much as that one at every tolerance; among those that may be
+served, the best mean capture wins. Then it fits on every event before the run.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,11 +41,16 @@ from proactive_recs.notifications.frequency import (
 )
 
 __all__ = [
+    "CAPTURE_TOLERANCES",
+    "POPULATION",
     "PRIOR_STRENGTHS",
     "SLOTS",
+    "WINDOW_HOURS",
     "SendTimeModel",
     "capture_share",
+    "choose_send_time",
     "evaluate_send_time",
+    "send_time_choice",
     "fit_send_times",
     "local_slots",
     "preferred_send_time",
@@ -51,6 +60,12 @@ __all__ = [
 HOURS = 24
 SLOTS = 2 * HOURS  # weekday hours, then weekend hours
 PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
+# The prior strength of "the prior alone": no user's own counts move their profile.
+POPULATION = math.inf
+# Candidate windows: a slot is worth the profile's mass within this many hours of it.
+WINDOW_HOURS = (1, 3)
+# What a send time is judged on, here and in model_evaluation: captured within ±k hours.
+CAPTURE_TOLERANCES = (1, 3)
 _TIE_BREAK = 1e-6
 
 
@@ -185,6 +200,14 @@ class SendTimeModel:
         self.events_without_zone_ = without_zone
         return self._fit_counts(_slot_counts(rows, slots, len(users)), users)
 
+    def _smoothed(self, counts: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """Posterior mean of counts (rows) under ``prior_strength`` pseudo-events spread like
+        ``prior``; with an infinite strength, the prior itself."""
+        if math.isinf(self.prior_strength):
+            return np.broadcast_to(prior, counts.shape).copy()
+        total = counts.sum(axis=-1, keepdims=True)
+        return (counts + self.prior_strength * prior) / (total + self.prior_strength)
+
     def _fit_counts(self, counts: np.ndarray, users: pd.DataFrame) -> SendTimeModel:
         """Fit from the users' slot counts (rows in the order of ``users``, a frame of
         :func:`_users_frame`): what :meth:`fit` does after counting."""
@@ -198,9 +221,7 @@ class SendTimeModel:
         if users["segment"].notna().any():
             for segment in pd.unique(self.segment_of_[pd.notna(self.segment_of_)]):
                 members = counts[self.segment_of_ == segment].sum(axis=0)
-                self.segments_[segment] = (members + self.prior_strength * self.population_) / (
-                    members.sum() + self.prior_strength
-                )
+                self.segments_[segment] = self._smoothed(members, self.population_)
         return self
 
     def send_times(self) -> SendTimes:
@@ -214,10 +235,9 @@ class SendTimeModel:
             members = self.segment_of_ == segment
             priors[members] = profile
             basis[members] = "segment"
-        basis[n >= self.min_events] = "personal"
-        profiles = (self.counts_ + self.prior_strength * priors) / (
-            n[:, None] + self.prior_strength
-        )
+        if not math.isinf(self.prior_strength):  # the prior alone is nobody's own
+            basis[n >= self.min_events] = "personal"
+        profiles = self._smoothed(self.counts_, priors)
         windowed = _windowed(profiles, int(self.window_hours))
         # within each kind of day: the best window; among equal windows (a habit at 9:00
         # fills those of 8, 9 and 10) the slot with the most mass of its own, then the earlier
@@ -294,46 +314,97 @@ def fit_send_times(
     horizon_days: float,
     model_params: dict | None = None,
     strengths=PRIOR_STRENGTHS,
-) -> tuple[SendTimeModel, dict]:
-    """A :class:`SendTimeModel` fitted on the events before ``as_of`` with the prior strength
-    whose slots, fitted on the events before the last horizon before ``as_of``, capture most
-    of that horizon's events within ±1 hour (ties: the stronger prior, the population's hour
-    being the simpler model), and the figure per strength. Nothing to compare on: the
-    default strength and an empty dict. Every event's user and local slot are read once."""
+    windows=WINDOW_HOURS,
+) -> tuple[SendTimeModel, pd.DataFrame]:
+    """A :class:`SendTimeModel` fitted on the events before ``as_of``, with the prior strength
+    and window chosen on the last horizon before ``as_of`` (module docstring), and the
+    validation figures of every candidate (:func:`choose_send_time`). Nothing to compare on:
+    the given or default settings and an empty frame. Every event's user and local slot are
+    read once."""
     as_of = pd.Timestamp(as_of)
     start = as_of - pd.Timedelta(days=float(horizon_days))
     when = pd.to_datetime(utc_naive(events["occurred_at"]))
     params = dict(model_params or {})
-    strength = float(params.pop("prior_strength", SendTimeModel().prior_strength))
+    defaults = SendTimeModel()
+    strength = float(params.pop("prior_strength", defaults.prior_strength))
+    window = int(params.pop("window_hours", defaults.window_hours))
     frame = _users_frame(events, users)
-    default_zone = params.get("default_timezone", SendTimeModel().default_timezone)
+    default_zone = params.get("default_timezone", defaults.default_timezone)
     rows = _event_rows(frame, events)
     slots, defaulted = _local_slots(
         events["occurred_at"], frame["timezone"].to_numpy(object)[rows], default_zone
     )
     is_before = (when < start).to_numpy()
     in_window = ((when >= start) & (when < as_of)).to_numpy()
-    scores = {}
+    figures = []
     if is_before.any() and in_window.any():
-        # the counts before the window do not depend on the strength: each strength only
-        # smooths them and is scored on the window
+        # the counts before the window do not depend on the settings: each pair only smooths
+        # and windows them, and is scored on the window
         counts = _slot_counts(rows[is_before], slots[is_before], len(frame))
-        for candidate in strengths:
-            model = SendTimeModel(prior_strength=candidate, **params)._fit_counts(counts, frame)
-            times = model.send_times()
-            scores[float(candidate)] = _captured(
-                slots[in_window],
-                rows[in_window],
-                times.weekday_hour.astype(float),
-                times.weekend_hour.astype(float),
-                tolerance_hours=1,
-            )
-        strength = max(scores, key=lambda s: (scores[s], list(scores).index(s)))
+        for candidate_window in windows:
+            for candidate in (*strengths, POPULATION):
+                model = SendTimeModel(
+                    prior_strength=candidate, window_hours=candidate_window, **params
+                )._fit_counts(counts, frame)
+                times = model.send_times()
+                captured = [
+                    _captured(
+                        slots[in_window],
+                        rows[in_window],
+                        times.weekday_hour.astype(float),
+                        times.weekend_hour.astype(float),
+                        tolerance_hours=tolerance,
+                    )
+                    for tolerance in CAPTURE_TOLERANCES
+                ]
+                figures.append((int(candidate_window), float(candidate), *captured))
+    selection = choose_send_time(
+        pd.DataFrame(
+            figures,
+            columns=[
+                "window_hours",
+                "prior_strength",
+                *(f"capture_{tolerance}" for tolerance in CAPTURE_TOLERANCES),
+            ],
+        )
+    )
+    if len(selection):
+        chosen = selection[selection["chosen"]].iloc[0]
+        strength, window = float(chosen["prior_strength"]), int(chosen["window_hours"])
     known = (when < as_of).to_numpy()
-    model = SendTimeModel(prior_strength=strength, **params)
+    model = SendTimeModel(prior_strength=strength, window_hours=window, **params)
     model.events_without_zone_ = int(defaulted[known].sum())
     model._fit_counts(_slot_counts(rows[known], slots[known], len(frame)), frame)
-    return model, scores
+    return model, selection
+
+
+def choose_send_time(figures: pd.DataFrame) -> pd.DataFrame:
+    """Which (window_hours, prior_strength) to serve, from their validation figures (columns
+    ``capture_<k>`` per tolerance of :data:`CAPTURE_TOLERANCES`; one row per pair, with the
+    prior alone, :data:`POPULATION`, among them for each window).
+
+    A personal pair *may be served* when it captures at least as much as the prior alone of
+    its window at every tolerance: the population's hour is the baseline model_evaluation
+    puts beside it, and a personal hour that loses to it at any tolerance is not worth its
+    complexity. The prior alone may always be served. Among the pairs that may be served,
+    the best mean capture is chosen; ties go to the simpler model (the stronger prior, then
+    the narrower window). Adds ``mean_capture``, ``may_serve`` and ``chosen``."""
+    out = figures.copy()
+    captures = [f"capture_{tolerance}" for tolerance in CAPTURE_TOLERANCES]
+    out["mean_capture"] = out[captures].mean(axis=1)
+    alone = out[np.isinf(out["prior_strength"])].set_index("window_hours")[captures]
+    baseline = alone.reindex(out["window_hours"]).to_numpy()
+    at_least_alone = (out[captures].to_numpy() >= baseline).all(axis=1)
+    out["may_serve"] = np.isinf(out["prior_strength"]) | at_least_alone
+    out["chosen"] = False
+    if len(out):
+        ranked = out[out["may_serve"]].sort_values(
+            ["mean_capture", "prior_strength", "window_hours"],
+            ascending=[False, False, True],
+            kind="mergesort",
+        )
+        out.loc[ranked.index[0], "chosen"] = True
+    return out
 
 
 def preferred_send_times(
@@ -423,7 +494,36 @@ def preferred_send_time(
     )
 
 
-CAPTURE_TOLERANCES = (1, 3)
+def send_time_choice(selection: pd.DataFrame) -> dict[str, str]:
+    """The decision of :func:`choose_send_time` as parameters (name -> text) for
+    model_evaluation_parameters: the chosen window and strength, and why, with the
+    validation figures of the choice and of its window's population hour."""
+    if selection is None or not len(selection):
+        return {"send_time_reason": "no events before and in the validation window: defaults"}
+    chosen = selection[selection["chosen"]].iloc[0]
+    alone = selection[
+        np.isinf(selection["prior_strength"])
+        & (selection["window_hours"] == chosen["window_hours"])
+    ].iloc[0]
+
+    def figures(row):
+        return " / ".join(f"{row[f'capture_{t}']:.4f}" for t in CAPTURE_TOLERANCES)
+
+    tolerances = " / ".join(f"±{t} h" for t in CAPTURE_TOLERANCES)
+    population = bool(np.isinf(chosen["prior_strength"]))
+    what = (
+        "the population's hour (no personal profile captured as much at every tolerance)"
+        if population
+        else f"personal hours at prior strength {chosen['prior_strength']:g}"
+    )
+    return {
+        "send_time_window_hours": str(int(chosen["window_hours"])),
+        "send_time_prior_strength": f"{chosen['prior_strength']:g}",
+        "send_time_reason": (
+            f"{what}, window ±{int(chosen['window_hours'])} h: validation capture at "
+            f"{tolerances} {figures(chosen)}, the population's hour {figures(alone)}"
+        ),
+    }
 
 
 def evaluate_send_time(
@@ -433,12 +533,14 @@ def evaluate_send_time(
     cutoff,
     horizon_days: float,
     default_timezone: str = "UTC",
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """Direction ``send_time`` of docs/evaluation.md: on the test window [cutoff, cutoff +
     horizon), the mean per user of the share of their events within ±1 h and ±3 h of the
-    chosen hour, for 'served' (personal slots, prior strength chosen on the validation window
-    before the cutoff), 'population' (everybody's best hour) and 'uniform' (an hour drawn at
-    random: (2 t + 1) / 24 in expectation). Rows as model_evaluation holds them."""
+    chosen hour, for 'served' (window and prior strength chosen on the validation window
+    before the cutoff, :func:`fit_send_times`), 'population' (everybody's best hour, by the
+    same window) and 'uniform' (an hour drawn at random: (2 t + 1) / 24 in expectation).
+    Rows as model_evaluation holds them, and the served model's choice
+    (:func:`send_time_choice`)."""
     cutoff = pd.Timestamp(cutoff)
     end = cutoff + pd.Timedelta(days=float(horizon_days))
     when = pd.to_datetime(utc_naive(events["occurred_at"]))
@@ -446,8 +548,8 @@ def evaluate_send_time(
     test = events[((when >= cutoff) & (when < end)).to_numpy()]
     columns = ["model", "direction", "segment", "metric", "k", "value"]
     if train.empty or test.empty:
-        return pd.DataFrame(columns=columns)
-    model, _ = fit_send_times(
+        return pd.DataFrame(columns=columns), {}
+    model, selection = fit_send_times(
         train,
         users,
         as_of=cutoff,
@@ -475,4 +577,4 @@ def evaluate_send_time(
             )
             rows.append((name, "send_time", "all", "capture", tolerance, value))
         rows.append(("uniform", "send_time", "all", "capture", tolerance, (2 * tolerance + 1) / 24))
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=columns), send_time_choice(selection)

@@ -213,11 +213,15 @@ def mf_params_used(params: pd.DataFrame, model: str) -> dict:
     return {name: kind(float(rows[name])) for name, kind in MF_PARAMETERS.items() if name in rows}
 
 
-def long_evaluation_table(result, cutoff, horizon_days, extra_metrics=None) -> pa.Table:
+def long_evaluation_table(
+    result, cutoff, horizon_days, extra_metrics=None, extra_params=None
+) -> pa.Table:
     """Metrics ('metric'), hyper-parameters used ('parameter') and calibration curves
-    ('calibration') of one evaluation, with its cutoff and horizon on every row."""
+    ('calibration') of one evaluation, with its cutoff and horizon on every row;
+    ``extra_params`` (model, parameter, value) are choices made outside ``evaluate``."""
     metrics = pd.concat([result.metrics, extra_metrics], ignore_index=True)
-    params = result.params.rename(columns={"value": "parameter_value"})
+    params = pd.concat([result.params, extra_params], ignore_index=True)
+    params = params.rename(columns={"value": "parameter_value"})
     params["parameter_value"] = params["parameter_value"].astype("string")
     curves = result.calibration if result.calibration is not None else pd.DataFrame()
     parts = [("metric", metrics), ("parameter", params), ("calibration", curves)]
