@@ -549,6 +549,11 @@ def evaluate_send_time(
     columns = ["model", "direction", "segment", "metric", "k", "value"]
     if train.empty or test.empty:
         return pd.DataFrame(columns=columns), {}
+    if users is None:
+        # every user of the split is known, as every user of int_user_context is to
+        # user_send_times: one first seen in the test window gets the prior's hour, as in
+        # production, not no hour at all
+        users = pd.DataFrame({"user_id": pd.unique(events["user_id"].astype(str))})
     model, selection = fit_send_times(
         train,
         users,
