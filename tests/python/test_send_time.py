@@ -231,6 +231,11 @@ def test_the_prior_alone_gives_everybody_the_population_profile():
     assert set(alone.basis) == {"population"}  # nobody's own counts moved their profile
     strong = SendTimeModel(prior_strength=1e9).fit(events).send_times()
     np.testing.assert_allclose(alone.profiles, strong.profiles, atol=1e-7)
+    # with segments too: a segment's prior is the population's, so the basis says population
+    users = pd.DataFrame({"user_id": ["a", "b"], "segment": ["s1", "s2"]})
+    segmented = SendTimeModel(prior_strength=POPULATION).fit(events, users).send_times()
+    np.testing.assert_allclose(segmented.profiles, alone.profiles)
+    assert set(segmented.basis) == {"population"}
 
 
 def test_bad_settings_stop_naming_them():

@@ -18,9 +18,10 @@ it: 'personal' (at least ``min_events`` events of the user's own), 'segment' or
 (never later data): :func:`fit_send_times` fits each pair on the events before it and scores
 the chosen slots by the share of the window's events they capture within ±1 and ±3 hours (the
 figures model_evaluation reports). ``prior_strength = inf`` is the prior alone: everybody at
-the population's (or segment's) hour, the simpler model. A personal candidate is served only
-if it captures at least as much as that one at every tolerance; among those that may be
-served, the best mean capture wins. Then it fits on every event before the run.
+the population's hour (segments too: their prior is the population's), the simpler model. A
+personal candidate is served only if it captures at least as much as that one at every
+tolerance; among those that may be served, the best mean capture wins. Then it fits on every
+event before the run.
 """
 
 from __future__ import annotations
@@ -50,11 +51,11 @@ __all__ = [
     "capture_share",
     "choose_send_time",
     "evaluate_send_time",
-    "send_time_choice",
     "fit_send_times",
     "local_slots",
     "preferred_send_time",
     "preferred_send_times",
+    "send_time_choice",
 ]
 
 HOURS = 24
@@ -235,7 +236,9 @@ class SendTimeModel:
             members = self.segment_of_ == segment
             priors[members] = profile
             basis[members] = "segment"
-        if not math.isinf(self.prior_strength):  # the prior alone is nobody's own
+        if math.isinf(self.prior_strength):  # the prior alone: everybody's is the population's
+            basis[:] = "population"
+        else:
             basis[n >= self.min_events] = "personal"
         profiles = self._smoothed(self.counts_, priors)
         windowed = _windowed(profiles, int(self.window_hours))
