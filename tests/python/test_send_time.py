@@ -224,6 +224,40 @@ def test_the_choice_follows_the_rule_written_out(captures):
     assert (row["window_hours"], row["prior_strength"]) == _choice_by_rule(figures)
 
 
+@pytest.mark.parametrize("strength", [1.0, 10.0, 100.0, POPULATION])
+@pytest.mark.parametrize("window", [0, 1, 3])
+def test_hours_match_the_window_of_each_profile_summed_slot_by_slot(strength, window):
+    """SendTimeModel._hours scores an hour from the counts' window and the prior's (one row
+    per distinct prior) instead of windowing every user's smoothed profile; the hours must
+    be those of the profile itself, windowed slot by slot here (circular within each kind
+    of day), with a user's own mass breaking ties."""
+    rng = np.random.default_rng(7)
+    users = pd.DataFrame(
+        {"user_id": [f"u{n:02d}" for n in range(60)], "segment": ["a", "b", None] * 20}
+    )
+    rows = []
+    for user in users["user_id"]:
+        for _ in range(int(rng.integers(0, 12))):
+            rows.append(
+                (
+                    user,
+                    pd.Timestamp("2024-03-04")
+                    + pd.Timedelta(hours=float(rng.integers(0, 24 * 14))),
+                )
+            )
+    events = pd.DataFrame(rows, columns=["user_id", "occurred_at"])
+    model = SendTimeModel(prior_strength=strength, window_hours=window).fit(events, users)
+    times = model.send_times()
+    for r, profile in enumerate(times.profiles):
+        for half, got in ((0, times.weekday_hour[r]), (1, times.weekend_hour[r])):
+            day = profile[half * HOURS : (half + 1) * HOURS]
+            worth = [
+                sum(day[(h + d) % HOURS] for d in range(-window, window + 1)) + 1e-6 * day[h]
+                for h in range(HOURS)
+            ]
+            assert got == int(np.argmax(worth))
+
+
 def test_the_prior_alone_gives_everybody_the_population_profile():
     events = pd.concat([_events("a", [9] * 12), _events("b", [21] * 3)], ignore_index=True)
     alone = SendTimeModel(prior_strength=POPULATION).fit(events).send_times()

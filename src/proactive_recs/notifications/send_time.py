@@ -138,6 +138,12 @@ def _windowed(profiles: np.ndarray, window_hours: int) -> np.ndarray:
     return out
 
 
+def _hour_scores(rows: np.ndarray, window_hours: int) -> np.ndarray:
+    """What an hour is worth to a row of counts or shares: its window's mass plus a tie-break
+    by its own mass (the hour a habit sits on beats its neighbours with equal windows)."""
+    return _windowed(rows, window_hours) + _TIE_BREAK * rows
+
+
 @dataclass(frozen=True)
 class SendTimes:
     """Per user: slot per kind of day, its confidence, the basis and the whole profile."""
@@ -201,12 +207,14 @@ class SendTimeModel:
         self.events_without_zone_ = without_zone
         return self._fit_counts(_slot_counts(rows, slots, len(users)), users)
 
-    def _smoothed(self, counts: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    def _smoothed(self, counts: np.ndarray, prior: np.ndarray, total=None) -> np.ndarray:
         """Posterior mean of counts (rows) under ``prior_strength`` pseudo-events spread like
-        ``prior``; with an infinite strength, the prior itself."""
+        ``prior``; with an infinite strength, the prior itself. ``total``: the rows' numbers
+        of events (default: their sums, which windowed counts are not)."""
         if math.isinf(self.prior_strength):
             return np.broadcast_to(prior, counts.shape).copy()
-        total = counts.sum(axis=-1, keepdims=True)
+        if total is None:
+            total = counts.sum(axis=-1, keepdims=True)
         return (counts + self.prior_strength * prior) / (total + self.prior_strength)
 
     def _fit_counts(self, counts: np.ndarray, users: pd.DataFrame) -> SendTimeModel:
@@ -229,33 +237,55 @@ class SendTimeModel:
         """Each fitted user's slots, confidence, basis and profile."""
         if not hasattr(self, "counts_"):
             raise RuntimeError("SendTimeModel.send_times() before fit()")
+        weekday, weekend = self._hours(int(self.window_hours))
+        prior_rows, index, basis = self._priors()
+        profiles = self._smoothed(self.counts_, prior_rows[index])
+        windowed = _windowed(profiles, int(self.window_hours))
+        weekday_mass = profiles[:, :HOURS].sum(axis=1)
+        confidence = windowed[np.arange(len(weekday)), weekday] / np.maximum(weekday_mass, 1e-12)
+        return SendTimes(self.user_ids_, weekday, weekend, confidence, basis, profiles)
+
+    def _priors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The distinct priors (the population's profile, then each segment's), each user's
+        row among them, and each user's basis."""
         n = self.counts_.sum(axis=1)
-        priors = np.tile(self.population_, (len(self.user_ids_), 1))
+        rows = [self.population_]
+        index = np.zeros(len(self.user_ids_), dtype=np.int64)
         basis = np.full(len(self.user_ids_), "population", dtype=object)
-        for segment, profile in self.segments_.items():
+        for row, (segment, profile) in enumerate(self.segments_.items(), start=1):
             members = self.segment_of_ == segment
-            priors[members] = profile
+            rows.append(profile)
+            index[members] = row
             basis[members] = "segment"
         if math.isinf(self.prior_strength):  # the prior alone: everybody's is the population's
             basis[:] = "population"
         else:
             basis[n >= self.min_events] = "personal"
-        profiles = self._smoothed(self.counts_, priors)
-        windowed = _windowed(profiles, int(self.window_hours))
-        # within each kind of day: the best window; among equal windows (a habit at 9:00
-        # fills those of 8, 9 and 10) the slot with the most mass of its own, then the earlier
-        best = windowed + _TIE_BREAK * profiles
-        weekday = best[:, :HOURS].argmax(axis=1)
-        weekend = best[:, HOURS:].argmax(axis=1)
-        weekday_mass = profiles[:, :HOURS].sum(axis=1)
-        confidence = windowed[np.arange(len(weekday)), weekday] / np.maximum(weekday_mass, 1e-12)
-        return SendTimes(self.user_ids_, weekday, weekend, confidence, basis, profiles)
+        return np.vstack(rows), index, basis
+
+    def _hours(self, window_hours: int, scored_counts=None):
+        """Each user's weekday and weekend hour under ``window_hours``: the hour whose window
+        holds the most of the profile; among equal windows (a habit at 9:00 fills those of 8,
+        9 and 10) the hour with the most mass of its own, then the earlier. A window is a sum
+        of slots, so a profile's window is the smoothed window of its counts and of its prior,
+        and the row's scale 1 / (events + strength) does not change its best hour: the score
+        is the counts' part (:func:`_hour_scores` of ``counts_``, computed once for every
+        strength when given as ``scored_counts``) plus the strength times the prior's (one
+        row per distinct prior, not per user)."""
+        prior_rows, index, _ = self._priors()
+        prior_scores = _hour_scores(prior_rows, window_hours)
+        if math.isinf(self.prior_strength):
+            best = prior_scores[index]
+        else:
+            if scored_counts is None:
+                scored_counts = _hour_scores(self.counts_, window_hours)
+            best = scored_counts + self.prior_strength * prior_scores[index]
+        return best[:, :HOURS].argmax(axis=1), best[:, HOURS:].argmax(axis=1)
 
     def population_hours(self) -> tuple[int, int]:
         """The population's best (weekday, weekend) hours: the baseline a per-user choice
         must beat."""
-        population = self.population_[None, :]
-        best = (_windowed(population, int(self.window_hours)) + _TIE_BREAK * population)[0]
+        best = _hour_scores(self.population_[None, :], int(self.window_hours))[0]
         return int(best[:HOURS].argmax()), int(best[HOURS:].argmax())
 
 
@@ -344,18 +374,21 @@ def fit_send_times(
         # the counts before the window do not depend on the settings: each pair only smooths
         # and windows them, and is scored on the window
         counts = _slot_counts(rows[is_before], slots[is_before], len(frame))
-        for candidate_window in windows:
-            for candidate in (*strengths, POPULATION):
-                model = SendTimeModel(
-                    prior_strength=candidate, window_hours=candidate_window, **params
-                )._fit_counts(counts, frame)
-                times = model.send_times()
+        window_slots, window_rows = slots[in_window], rows[in_window]
+        # the counts' part of the hour scores serves every strength (SendTimeModel._hours)
+        scored_counts = {int(w): _hour_scores(counts, int(w)) for w in windows}
+        for candidate in (*strengths, POPULATION):
+            model = SendTimeModel(prior_strength=candidate, **params)._fit_counts(counts, frame)
+            for candidate_window in windows:
+                weekday, weekend = model._hours(
+                    int(candidate_window), scored_counts[int(candidate_window)]
+                )
                 captured = [
                     _captured(
-                        slots[in_window],
-                        rows[in_window],
-                        times.weekday_hour.astype(float),
-                        times.weekend_hour.astype(float),
+                        window_slots,
+                        window_rows,
+                        weekday.astype(float),
+                        weekend.astype(float),
                         tolerance_hours=tolerance,
                     )
                     for tolerance in CAPTURE_TOLERANCES
@@ -370,6 +403,8 @@ def fit_send_times(
                 *(f"capture_{tolerance}" for tolerance in CAPTURE_TOLERANCES),
             ],
         )
+        .sort_values(["window_hours", "prior_strength"], kind="mergesort")
+        .reset_index(drop=True)
     )
     if len(selection):
         chosen = selection[selection["chosen"]].iloc[0]
