@@ -207,14 +207,12 @@ class SendTimeModel:
         self.events_without_zone_ = without_zone
         return self._fit_counts(_slot_counts(rows, slots, len(users)), users)
 
-    def _smoothed(self, counts: np.ndarray, prior: np.ndarray, total=None) -> np.ndarray:
+    def _smoothed(self, counts: np.ndarray, prior: np.ndarray) -> np.ndarray:
         """Posterior mean of counts (rows) under ``prior_strength`` pseudo-events spread like
-        ``prior``; with an infinite strength, the prior itself. ``total``: the rows' numbers
-        of events (default: their sums, which windowed counts are not)."""
+        ``prior``; with an infinite strength, the prior itself."""
         if math.isinf(self.prior_strength):
             return np.broadcast_to(prior, counts.shape).copy()
-        if total is None:
-            total = counts.sum(axis=-1, keepdims=True)
+        total = counts.sum(axis=-1, keepdims=True)
         return (counts + self.prior_strength * prior) / (total + self.prior_strength)
 
     def _fit_counts(self, counts: np.ndarray, users: pd.DataFrame) -> SendTimeModel:
