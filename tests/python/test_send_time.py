@@ -272,6 +272,25 @@ def test_the_prior_alone_gives_everybody_the_population_profile():
     assert set(segmented.basis) == {"population"}
 
 
+def test_nothing_to_compare_on_keeps_the_defaults_and_says_so():
+    """No event before the validation window (a new shop, or empty sources): the default
+    settings, an empty selection, and a reason instead of figures; never an error."""
+    from proactive_recs.notifications.send_time import send_time_choice
+
+    events = _events("a", [9, 10])
+    as_of = events["occurred_at"].max() + pd.Timedelta(hours=1)
+    fitted, selection = fit_send_times(events, None, as_of=as_of, horizon_days=30)
+    defaults = SendTimeModel()
+    assert (fitted.prior_strength, fitted.window_hours) == (
+        defaults.prior_strength,
+        defaults.window_hours,
+    )
+    assert selection.empty and {"may_serve", "chosen"} <= set(selection.columns)
+    assert "defaults" in send_time_choice(selection)["send_time_reason"]
+    none, empty_selection = fit_send_times(events.iloc[:0], None, as_of=as_of, horizon_days=30)
+    assert empty_selection.empty and none.send_times().frame().empty
+
+
 def test_bad_settings_stop_naming_them():
     events = _events("a", [9])
     with pytest.raises(ValueError, match="prior_strength"):

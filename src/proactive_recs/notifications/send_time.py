@@ -425,8 +425,10 @@ def choose_send_time(figures: pd.DataFrame) -> pd.DataFrame:
     complexity. The prior alone may always be served. Among the pairs that may be served,
     the best mean capture is chosen; ties go to the simpler model (the stronger prior, then
     the narrower window). Adds ``mean_capture``, ``may_serve`` and ``chosen``."""
-    out = figures.copy()
     captures = [f"capture_{tolerance}" for tolerance in CAPTURE_TOLERANCES]
+    # typed even when empty (nothing to compare on: no events before or in the window)
+    out = figures.astype({"window_hours": np.int64, "prior_strength": float})
+    out = out.astype(dict.fromkeys(captures, float))
     out["mean_capture"] = out[captures].mean(axis=1)
     alone = out[np.isinf(out["prior_strength"])].set_index("window_hours")[captures]
     baseline = alone.reindex(out["window_hours"]).to_numpy()
