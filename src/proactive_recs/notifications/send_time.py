@@ -236,30 +236,29 @@ class SendTimeModel:
         if not hasattr(self, "counts_"):
             raise RuntimeError("SendTimeModel.send_times() before fit()")
         weekday, weekend = self._hours(int(self.window_hours))
-        prior_rows, index, basis = self._priors()
+        prior_rows, index = self._priors()
+        # whose counts moved the profile: nobody's with the prior alone (segments' priors are
+        # then the population's too)
+        basis = np.where(index > 0, "segment", "population").astype(object)
+        if math.isinf(self.prior_strength):
+            basis[:] = "population"
+        else:
+            basis[self.counts_.sum(axis=1) >= self.min_events] = "personal"
         profiles = self._smoothed(self.counts_, prior_rows[index])
         windowed = _windowed(profiles, int(self.window_hours))
         weekday_mass = profiles[:, :HOURS].sum(axis=1)
         confidence = windowed[np.arange(len(weekday)), weekday] / np.maximum(weekday_mass, 1e-12)
         return SendTimes(self.user_ids_, weekday, weekend, confidence, basis, profiles)
 
-    def _priors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The distinct priors (the population's profile, then each segment's), each user's
-        row among them, and each user's basis."""
-        n = self.counts_.sum(axis=1)
+    def _priors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct priors (the population's profile, then each segment's) and each
+        user's row among them (0: the population's)."""
         rows = [self.population_]
         index = np.zeros(len(self.user_ids_), dtype=np.int64)
-        basis = np.full(len(self.user_ids_), "population", dtype=object)
         for row, (segment, profile) in enumerate(self.segments_.items(), start=1):
-            members = self.segment_of_ == segment
             rows.append(profile)
-            index[members] = row
-            basis[members] = "segment"
-        if math.isinf(self.prior_strength):  # the prior alone: everybody's is the population's
-            basis[:] = "population"
-        else:
-            basis[n >= self.min_events] = "personal"
-        return np.vstack(rows), index, basis
+            index[self.segment_of_ == segment] = row
+        return np.vstack(rows), index
 
     def _hours(self, window_hours: int, scored_counts=None):
         """Each user's weekday and weekend hour under ``window_hours``: the hour whose window
@@ -270,7 +269,7 @@ class SendTimeModel:
         is the counts' part (:func:`_hour_scores` of ``counts_``, computed once for every
         strength when given as ``scored_counts``) plus the strength times the prior's (one
         row per distinct prior, not per user)."""
-        prior_rows, index, _ = self._priors()
+        prior_rows, index = self._priors()
         prior_scores = _hour_scores(prior_rows, window_hours)
         if math.isinf(self.prior_strength):
             best = prior_scores[index]
@@ -424,7 +423,8 @@ def choose_send_time(figures: pd.DataFrame) -> pd.DataFrame:
     puts beside it, and a personal hour that loses to it at any tolerance is not worth its
     complexity. The prior alone may always be served. Among the pairs that may be served,
     the best mean capture is chosen; ties go to the simpler model (the stronger prior, then
-    the narrower window). Adds ``mean_capture``, ``may_serve`` and ``chosen``."""
+    the narrower window). Adds ``alone_capture_<k>`` (the prior alone of the row's window),
+    ``mean_capture``, ``may_serve`` and ``chosen``."""
     captures = [f"capture_{tolerance}" for tolerance in CAPTURE_TOLERANCES]
     # typed even when empty (nothing to compare on: no events before or in the window)
     out = figures.astype({"window_hours": np.int64, "prior_strength": float})
@@ -432,6 +432,8 @@ def choose_send_time(figures: pd.DataFrame) -> pd.DataFrame:
     out["mean_capture"] = out[captures].mean(axis=1)
     alone = out[np.isinf(out["prior_strength"])].set_index("window_hours")[captures]
     baseline = alone.reindex(out["window_hours"]).to_numpy()
+    for column, tolerance in enumerate(CAPTURE_TOLERANCES):
+        out[f"alone_capture_{tolerance}"] = baseline[:, column]
     at_least_alone = (out[captures].to_numpy() >= baseline).all(axis=1)
     out["may_serve"] = np.isinf(out["prior_strength"]) | at_least_alone
     out["chosen"] = False
@@ -539,13 +541,9 @@ def send_time_choice(selection: pd.DataFrame) -> dict[str, str]:
     if selection is None or not len(selection):
         return {"send_time_reason": "no events before and in the validation window: defaults"}
     chosen = selection[selection["chosen"]].iloc[0]
-    alone = selection[
-        np.isinf(selection["prior_strength"])
-        & (selection["window_hours"] == chosen["window_hours"])
-    ].iloc[0]
 
-    def figures(row):
-        return " / ".join(f"{row[f'capture_{t}']:.4f}" for t in CAPTURE_TOLERANCES)
+    def figures(prefix):
+        return " / ".join(f"{chosen[f'{prefix}capture_{t}']:.4f}" for t in CAPTURE_TOLERANCES)
 
     tolerances = " / ".join(f"±{t} h" for t in CAPTURE_TOLERANCES)
     population = bool(np.isinf(chosen["prior_strength"]))
@@ -559,7 +557,7 @@ def send_time_choice(selection: pd.DataFrame) -> dict[str, str]:
         "send_time_prior_strength": f"{chosen['prior_strength']:g}",
         "send_time_reason": (
             f"{what}, window ±{int(chosen['window_hours'])} h: validation capture at "
-            f"{tolerances} {figures(chosen)}, the population's hour {figures(alone)}"
+            f"{tolerances} {figures('')}, the population's hour {figures('alone_')}"
         ),
     }
 
